@@ -1,0 +1,47 @@
+"""Quality flags attached to results. A flag changes how a number may be read; it never hides it.
+
+Severity: ``info`` (worth knowing), ``warning`` (check the images), ``invalid`` (the number
+must not be used as a score: e.g. Agatston on a contrast scan, or an artery not assessed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Severity = Literal["info", "warning", "invalid"]
+
+# Known codes (stable strings: they go into CSVs and JSON). Modules may add more.
+CONTRAST_SUSPECTED = "contrast_suspected"
+NOT_ASSESSABLE = "not_assessable"
+FEW_SLICES = "few_slices"
+HEART_EMPTY = "heart_mask_empty"
+HEART_TOO_SMALL = "heart_mask_too_small"
+HEART_TOO_LARGE = "heart_mask_too_large"
+HEART_AT_EDGE = "heart_touches_scan_edge"
+FALLBACK_HEART_LOCATOR = "fallback_heart_locator"
+DEMO_MODEL = "demo_model_not_for_clinical_use"
+STENT_SUSPECTED = "stent_suspected"
+VALVE_CALCIUM_SUSPECTED = "valve_calcium_suspected"
+HIGH_NOISE = "high_noise"
+
+
+@dataclass(frozen=True)
+class Flag:
+    code: str
+    message: str
+    severity: Severity = "warning"
+    artery: str | None = None  # None: the whole study
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Flag:
+        return cls(d["code"], d["message"], d.get("severity", "warning"), d.get("artery"))
+
+
+def worst(flags: list[Flag]) -> Severity | None:
+    """The most severe level among ``flags`` (None when there are none)."""
+    order = {"info": 0, "warning": 1, "invalid": 2}
+    return max((f.severity for f in flags), key=order.__getitem__, default=None)

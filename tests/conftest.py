@@ -1,0 +1,30 @@
+"""Shared fixtures: small phantoms generated once per test session (per xdist worker)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Tests never touch the user's real model folders or send telemetry.
+os.environ.setdefault("TOTALSEG_HOME_DIR", "/nonexistent-cacpipe-test-totalseg")
+os.environ.setdefault("nnUNet_n_proc_DA", "0")
+
+
+@pytest.fixture(scope="session")
+def small_phantom():
+    """The default small phantom (256x256x100 at 1.56 x 1.56 x 2 mm), generated in memory."""
+    from cacpipe.phantom import PhantomConfig, generate
+
+    return generate(PhantomConfig.preset("small"))
+
+
+@pytest.fixture(scope="session")
+def small_phantom_dir(tmp_path_factory):
+    """The small phantom written to disk with its DICOM study (axial + localizer)."""
+    from cacpipe.phantom import PhantomConfig
+    from cacpipe.phantom.writer import write_phantom
+
+    out = tmp_path_factory.mktemp("phantom_small")
+    write_phantom(PhantomConfig.preset("small"), out)
+    return out
