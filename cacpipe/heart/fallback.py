@@ -1,0 +1,184 @@
+"""A heart locator that needs no model weights (classical, from the HU structure of a chest CT).
+
+Used when TotalSegmentator's weights are not installed (or on request). It is coarse: its job
+is a crop box that safely contains the heart and the coronary ostia, not a precise heart mask.
+
+Steps, on a copy block-averaged to about 3 mm (speed and noise):
+1. body = largest connected region above -500 HU, holes filled slice by slice;
+2. lungs = air (< -400 HU) inside the body;
+3. trachea and carina: per axial slice, a small, very dark (< -900 HU mean) air region near the
+   body's left-right middle, separate from the lungs; followed from the top of the scan down,
+   the last slice of that run is the carina; the heart lies below it;
+4. mediastinum = per slice, the convex hull of the lungs minus the lungs, in slices that have
+   lung on both sides;
+5. heart = soft tissue / blood (-30..500 HU) in the mediastinum below the carina, opened to cut
+   thin links (vessels, pleura), largest 3D component, grown back inside the candidate region,
+   holes filled.
+The mask goes back to the CT grid by nearest neighbour. Nothing here uses phantom coordinates.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from ..volume import Volume
+from .resample import grid_of, resample_to_grid
+
+log = logging.getLogger(__name__)
+
+WORK_SPACING_MM = 3.0
+BODY_HU = -500.0
+LUNG_HU = -400.0
+AIRWAY_HU = -900.0
+HEART_HU = (-30.0, 500.0)
+TRACHEA_AREA_MM2 = (40.0, 1200.0)
+OPENING_MM = 6.0
+
+
+@dataclass
+class FallbackResult:
+    mask: Volume  # uint8 on the CT grid
+    carina_z_mm: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+
+def _shrink(ct: Volume) -> tuple[Volume, bool]:
+    """Block-average to ~3 mm; return the work volume and whether z was flipped to run inferior->superior."""
+    factors = [max(1, int(round(WORK_SPACING_MM / s))) for s in ct.spacing_zyx[::-1]]  # x, y, z
+    img = sitk.Cast(ct.to_sitk(), sitk.sitkFloat32)
+    small = Volume.from_sitk(sitk.BinShrink(img, factors) if max(factors) > 1 else img)
+    # z of the index axis in patient space: flip so that index increases towards the head.
+    flip = np.asarray(ct.direction).reshape(3, 3)[2, 2] < 0
+    return small, flip
+
+
+def _ball(radius_vox: np.ndarray) -> np.ndarray:
+    r = np.maximum(np.asarray(radius_vox), 0)
+    rz, ry, rx = (int(np.ceil(v)) for v in r)
+    z, y, x = np.ogrid[-rz:rz + 1, -ry:ry + 1, -rx:rx + 1]
+    den = np.maximum(r, 1e-6) ** 2
+    return (z * z / den[0] + y * y / den[1] + x * x / den[2]) <= 1.0
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return lab == int(np.argmax(sizes))
+
+
+def _fill_slices(mask: np.ndarray) -> np.ndarray:
+    out = np.empty_like(mask)
+    for k in range(mask.shape[0]):
+        out[k] = ndi.binary_fill_holes(mask[k])
+    return out
+
+
+def locate_heart(ct: Volume) -> FallbackResult:
+    """Estimate the heart on ``ct`` from HU structure alone (see module docstring)."""
+    from skimage.morphology import convex_hull_image  # scikit-image ships with nnU-Net
+
+    small, flip = _shrink(ct)
+    a = np.asarray(small.array, dtype=np.float32)
+    if flip:
+        a = a[::-1]
+    sp = np.asarray(small.spacing_zyx)
+    px_area = float(sp[1] * sp[2])
+    warnings: list[str] = []
+    info: dict = {"work_spacing_zyx": [float(s) for s in sp]}
+
+    body = _largest(a > BODY_HU)
+    body = _fill_slices(body)
+    # Erode in-plane first: rim voxels averaged with outside air are not lung.
+    inner = ndi.binary_erosion(body, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool), iterations=2)
+    air_in_body = inner & (a < LUNG_HU)
+    lab, n = ndi.label(air_in_body)
+    sizes = np.bincount(lab.ravel()) * float(np.prod(sp)) / 1000.0  # mL
+    lungs = np.zeros_like(body)
+    for i in range(1, n + 1):
+        if sizes[i] >= 50.0:
+            lungs |= lab == i
+    info["lung_volume_ml"] = float(lungs.sum() * np.prod(sp) / 1000.0)
+    if info["lung_volume_ml"] < 200.0:
+        warnings.append(f"fallback heart locator: little or no lung found ({info['lung_volume_ml']:.0f} mL); "
+                        f"is this a chest CT?")
+
+    # Trachea / carina, per slice, from the top down.
+    nz = a.shape[0]
+    trachea = np.zeros(nz, dtype=bool)
+    for k in range(nz):
+        if not body[k].any():
+            continue
+        xs = np.nonzero(body[k].any(axis=0))[0]
+        mid, width = (xs[0] + xs[-1]) / 2.0, xs[-1] - xs[0] + 1
+        lab2, n2 = ndi.label(air_in_body[k])
+        for i in range(1, n2 + 1):
+            comp = lab2 == i
+            area = comp.sum() * px_area
+            if not TRACHEA_AREA_MM2[0] <= area <= TRACHEA_AREA_MM2[1]:
+                continue
+            cx = np.nonzero(comp)[1].mean()
+            # Its darkest tenth is air (partial-volume edges blur the mean).
+            if abs(cx - mid) <= 0.15 * width and np.percentile(a[k][comp], 10) < AIRWAY_HU:
+                trachea[k] = True
+                break
+    carina_k = None
+    if trachea.any():
+        k = int(np.nonzero(trachea)[0].max())
+        top_k = k
+        while k - 1 >= 0 and (trachea[k - 1] or (k - 2 >= 0 and trachea[k - 2])):
+            k -= 1
+        # A run of at least ~2 cm counts as the trachea; its lower end is the carina.
+        if (top_k - k + 1) * sp[0] >= 20.0:
+            carina_k = k
+    if carina_k is None:
+        warnings.append("fallback heart locator: no trachea/carina found; searching the whole scan height")
+        z_limit = nz
+    else:
+        z_limit = carina_k + 1
+
+    # Mediastinum: convex hull of the lungs minus the lungs, where both lungs are present.
+    cand = np.zeros_like(body)
+    soft = (a >= HEART_HU[0]) & (a <= HEART_HU[1]) & body
+    lungs_grown = ndi.binary_dilation(lungs, iterations=1)
+    for k in range(min(z_limit, nz)):
+        lk = lungs[k]
+        if lk.sum() * px_area < 500.0:
+            continue
+        xs = np.nonzero(body[k].any(axis=0))[0]
+        mid = (xs[0] + xs[-1]) / 2.0
+        cols = np.nonzero(lk.any(axis=0))[0]
+        if not ((cols < mid).any() and (cols > mid).any()):
+            continue
+        hull = convex_hull_image(lk)
+        cand[k] = hull & ~lungs_grown[k] & soft[k]
+    r = np.maximum(OPENING_MM / sp, 1.0)
+    opened = ndi.binary_opening(cand, structure=_ball(r))
+    heart = _largest(opened)
+    if heart.any():
+        # Grow back what the opening shaved off, but only inside the candidate region.
+        heart = ndi.binary_dilation(heart, structure=_ball(r), iterations=1) & cand
+        heart = _largest(heart)
+        heart = _fill_slices(ndi.binary_closing(heart, structure=_ball(r)))
+    else:
+        warnings.append("fallback heart locator: no heart-like soft tissue between the lungs")
+    info["heart_volume_ml"] = float(heart.sum() * np.prod(sp) / 1000.0)
+    if flip:
+        heart = heart[::-1]
+        carina_k = None if carina_k is None else nz - 1 - carina_k
+    small_mask = small.with_array(heart.astype(np.uint8))
+    mask = resample_to_grid(small_mask, grid_of(ct), is_label=True, default=0)
+    mask = ct.with_array(np.asarray(mask.array, dtype=np.uint8))
+    carina_mm = None
+    if carina_k is not None:
+        carina_mm = float(small.index_to_physical(np.array([[carina_k, 0, 0]]))[0, 2])
+    info["carina_z_mm"] = carina_mm
+    return FallbackResult(mask=mask, carina_z_mm=carina_mm, warnings=warnings, info=info)
