@@ -161,13 +161,19 @@ def locate_heart(ct: Volume) -> FallbackResult:
         hull = convex_hull_image(lk)
         cand[k] = hull & ~lungs_grown[k] & soft[k]
     r = np.maximum(OPENING_MM / sp, 1.0)
-    opened = ndi.binary_opening(cand, structure=_ball(r))
-    heart = _largest(opened)
+    # Pad by edge replication so that morphology does not erode a heart cut by the scan range
+    # (it must still touch the scan edge, for the QC flag).
+    pw = [(int(np.ceil(v)) + 1,) * 2 for v in r]
+    cand_p = np.pad(cand, pw, mode="edge")
+    heart = _largest(ndi.binary_opening(cand_p, structure=_ball(r)))
     if heart.any():
         # Grow back what the opening shaved off, but only inside the candidate region.
-        heart = ndi.binary_dilation(heart, structure=_ball(r), iterations=1) & cand
+        heart = ndi.binary_dilation(heart, structure=_ball(r), iterations=1) & cand_p
         heart = _largest(heart)
-        heart = _fill_slices(ndi.binary_closing(heart, structure=_ball(r)))
+        heart = ndi.binary_closing(heart, structure=_ball(r))
+    heart = heart[tuple(slice(a, a + n) for (a, _), n in zip(pw, cand.shape))]
+    if heart.any():
+        heart = _fill_slices(heart)
     else:
         warnings.append("fallback heart locator: no heart-like soft tissue between the lungs")
     info["heart_volume_ml"] = float(heart.sum() * np.prod(sp) / 1000.0)

@@ -38,7 +38,10 @@ class Stage1Config:
     min_slices: fewer slices than this raise the ``few_slices`` flag (the paper excluded < 100).
     totalseg_home: TotalSegmentator home (weights under ``<home>/nnunet/results``); None: as
         TotalSegmentator resolves it ($TOTALSEG_WEIGHTS_PATH, $TOTALSEG_HOME_DIR, ~/.totalsegmentator).
-    fallback_margin_mm: extra margin (mm, all axes) around the fallback's heart box, which is coarse.
+    margin_mm: extra margin (mm, all axes) added to the heart box before the voxel padding: coronary
+        arteries run in the fat on the heart's surface (the PDA below its inferior wall), which a
+        heart mask excludes and the paper's z padding of 0 would cut. 0 reproduces the paper.
+    fallback_margin_mm: margin used instead when the coarse fallback locator found the heart.
     """
 
     method: str = "auto"
@@ -48,6 +51,7 @@ class Stage1Config:
     padding_voxels: tuple[int, int, int] = (0, 10, 10)
     min_slices: int = 100
     totalseg_home: Path | None = None
+    margin_mm: float = 5.0
     fallback_margin_mm: float = 10.0
 
     def validate(self) -> None:
@@ -59,15 +63,15 @@ class Stage1Config:
             raise ConfigError(f"target spacing must be three positive mm values (z, y, x), got {self.target_spacing_zyx}")
         if len(self.padding_voxels) != 3 or any(int(p) < 0 for p in self.padding_voxels):
             raise ConfigError(f"padding must be three voxel counts >= 0 (z, y, x), got {self.padding_voxels}")
-        if self.fallback_margin_mm < 0:
-            raise ConfigError(f"fallback margin must be >= 0 mm, got {self.fallback_margin_mm}")
+        if self.margin_mm < 0 or self.fallback_margin_mm < 0:
+            raise ConfigError(f"margins must be >= 0 mm, got {self.margin_mm} and {self.fallback_margin_mm}")
 
     def to_json(self) -> dict:
         return {"method": self.method, "fast": self.fast, "device": self.device,
                 "target_spacing_zyx": [float(s) for s in self.target_spacing_zyx],
                 "padding_voxels_zyx": [int(p) for p in self.padding_voxels], "min_slices": self.min_slices,
                 "totalseg_home": None if self.totalseg_home is None else str(self.totalseg_home),
-                "fallback_margin_mm": self.fallback_margin_mm}
+                "margin_mm": self.margin_mm, "fallback_margin_mm": self.fallback_margin_mm}
 
 
 @dataclass
@@ -144,7 +148,7 @@ def heart_crop(ct: Volume, cfg: Stage1Config | None = None) -> Stage1Result:
     if cf:
         flags.append(cf)
 
-    margin = cfg.fallback_margin_mm if method == "fallback" else 0.0
+    margin = cfg.fallback_margin_mm if method == "fallback" else cfg.margin_mm
     record = make_record(ct, mask, cfg.target_spacing_zyx, cfg.padding_voxels, extra_margin_mm=margin, method=method)
     record.extra = {"flags": [fl.code for fl in flags], "margin_mm": margin, **info, "settings": cfg.to_json()}
     cropped = apply_crop(ct, record, is_label=False)

@@ -1,0 +1,84 @@
+"""``cacpipe heart``: stage 1 on one CT (heart mask, cropped CT, crop record) or weight status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command("heart")
+@click.argument("ct", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("out", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--method", type=click.Choice(["auto", "totalsegmentator", "fallback"]), default="auto",
+              show_default=True,
+              help="auto: TotalSegmentator when its weights are installed, else the weights-free fallback "
+                   "locator (flagged). totalsegmentator: fail if weights are missing. fallback: classical locator.")
+@click.option("--fast", is_flag=True, help="TotalSegmentator fast mode (3 mm model, Dataset297) instead of 1.5 mm "
+                                           "(Dataset293).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Device for TotalSegmentator (auto: CUDA if available).")
+@click.option("--spacing", nargs=3, type=float, default=None, metavar="Z Y X",
+              help="Target spacing of the cropped CT in mm, (z, y, x). Default 0.8 0.73 0.73 (the paper's).")
+@click.option("--padding", nargs=3, type=int, default=None, metavar="Z Y X",
+              help="Crop padding in target-grid voxels, (z, y, x). Default 0 10 10 (the paper's (10,10,0) in x,y,z).")
+@click.option("--min-slices", type=int, default=100, show_default=True,
+              help="Fewer slices raise the few_slices flag.")
+@click.option("--totalseg-home", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="TotalSegmentator home (weights in HOME/nnunet/results). Default: $TOTALSEG_WEIGHTS_PATH, "
+                   "$TOTALSEG_HOME_DIR or ~/.totalsegmentator, as TotalSegmentator resolves it.")
+@click.option("--status", is_flag=True, help="Only show whether TotalSegmentator's heart weights are installed "
+                                              "(and how to install them offline); CT and OUT are not needed.")
+def command(ct: Path | None, out: Path | None, method: str, fast: bool, device: str,
+            spacing: tuple[float, float, float] | None, padding: tuple[int, int, int] | None, min_slices: int,
+            totalseg_home: Path | None, status: bool) -> None:
+    """Stage 1: find the heart in CT (NIfTI or any SimpleITK image) and crop it.
+
+    OUT gets heart_mask.nii.gz (on the CT's grid), ct_cropped.nii.gz (resampled to the target
+    spacing and cropped to the heart box), crop.json (the crop record that maps labels back to
+    the CT's grid) and stage1.json (method, flags, warnings, heart volume, blood pool HU).
+    TotalSegmentator never downloads anything and sends no usage statistics.
+    """
+    from ..errors import ConfigError
+    from ..heart import Stage1Config, heart_crop, totalseg_status
+
+    if status:
+        for f in (False, True):
+            st = totalseg_status(totalseg_home, f)
+            mode = "fast" if f else "normal"
+            click.echo(f"TotalSegmentator ({mode} mode): {'installed' if st['installed'] else 'NOT installed'}"
+                       f"  [weights: {st['weights_dir']}]")
+            for did, m in st["models"].items():
+                click.echo(f"  Dataset{did}: {'ok' if m['installed'] else 'missing'}  {m['path']}")
+        st = totalseg_status(totalseg_home, fast)
+        if not st["installed"]:
+            click.echo(st["instructions"])
+        return
+    if ct is None or out is None:
+        raise ConfigError("give CT and OUT (e.g. `cacpipe heart ct.nii.gz out/`), or --status")
+
+    from ..units import PAPER_SPACING_ZYX
+    from ..volume import Volume
+
+    cfg = Stage1Config(method=method, fast=fast, device=device,
+                       target_spacing_zyx=tuple(spacing) if spacing else PAPER_SPACING_ZYX,
+                       padding_voxels=tuple(padding) if padding else (0, 10, 10), min_slices=min_slices,
+                       totalseg_home=totalseg_home)
+    vol = Volume.read(ct)
+    res = heart_crop(vol, cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    res.heart_mask.write(out / "heart_mask.nii.gz")
+    res.cropped_ct.write(out / "ct_cropped.nii.gz")
+    res.record.save(out / "crop.json")
+    summary = {"schema": "cacpipe.stage1/1", "input": str(ct), "method": res.method,
+               "flags": [f.to_dict() for f in res.flags], "warnings": res.warnings, "info": res.info,
+               "cropped_shape_zyx": list(res.record.cropped_shape_zyx), "settings": cfg.to_json(),
+               "outputs": {"heart_mask": "heart_mask.nii.gz", "cropped_ct": "ct_cropped.nii.gz",
+                           "crop_record": "crop.json"}}
+    (out / "stage1.json").write_text(json.dumps(summary, indent=2))
+    click.echo(f"heart ({res.method}): {res.info.get('heart_volume_ml', 0):.0f} mL; cropped CT "
+               f"{'x'.join(map(str, res.record.cropped_shape_zyx))} at "
+               f"{'x'.join(f'{s:g}' for s in res.record.target_spacing_zyx)} mm -> {out}")
+    for f in res.flags:
+        click.echo(f"  [{f.severity}] {f.code}: {f.message}")
