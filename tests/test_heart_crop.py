@@ -56,7 +56,7 @@ def test_padding_and_box_follow_the_mask(small_phantom):
     assert np.subtract(rec0.bbox_lo_zyx, rec.bbox_lo_zyx).tolist() == [1, 3, 5]
     assert np.subtract(rec.bbox_hi_zyx, rec0.bbox_hi_zyx).tolist() == [1, 3, 5]
     # Same spacing: cropping is plain slicing.
-    sl = tuple(slice(a, b) for a, b in zip(rec.bbox_lo_zyx, rec.bbox_hi_zyx))
+    sl = tuple(slice(a, b) for a, b in zip(rec.bbox_lo_zyx, rec.bbox_hi_zyx, strict=True))
     np.testing.assert_array_equal(apply_crop(small_phantom.labels, rec, True).array, small_phantom.labels.array[sl])
     # An empty mask keeps the whole (resampled) scan.
     empty = ct.with_array(np.zeros(ct.shape, np.uint8))

@@ -55,14 +55,14 @@ class CropRecord:
         self.bbox_hi_zyx = tuple(int(v) for v in self.bbox_hi_zyx)  # type: ignore[assignment]
         self.padding_voxels_zyx = tuple(int(v) for v in self.padding_voxels_zyx)  # type: ignore[assignment]
         if any(lo < 0 or hi > n or hi <= lo for lo, hi, n in
-               zip(self.bbox_lo_zyx, self.bbox_hi_zyx, self.resampled_shape_zyx)):
+               zip(self.bbox_lo_zyx, self.bbox_hi_zyx, self.resampled_shape_zyx, strict=True)):
             raise GeometryError(f"crop box {self.bbox_lo_zyx}..{self.bbox_hi_zyx} is empty or outside the "
                                 f"resampled grid {self.resampled_shape_zyx}")
 
     # --- derived geometry -------------------------------------------------------------
     @property
     def cropped_shape_zyx(self) -> tuple[int, int, int]:
-        return tuple(h - lo for lo, h in zip(self.bbox_lo_zyx, self.bbox_hi_zyx))  # type: ignore[return-value]
+        return tuple(h - lo for lo, h in zip(self.bbox_lo_zyx, self.bbox_hi_zyx, strict=True))  # type: ignore[return-value]
 
     @property
     def cropped_origin_xyz(self) -> tuple[float, float, float]:

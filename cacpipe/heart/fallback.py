@@ -171,7 +171,7 @@ def locate_heart(ct: Volume) -> FallbackResult:
         heart = ndi.binary_dilation(heart, structure=_ball(r), iterations=1) & cand_p
         heart = _largest(heart)
         heart = ndi.binary_closing(heart, structure=_ball(r))
-    heart = heart[tuple(slice(a, a + n) for (a, _), n in zip(pw, cand.shape))]
+    heart = heart[tuple(slice(a, a + n) for (a, _), n in zip(pw, cand.shape, strict=True))]
     if heart.any():
         heart = _fill_slices(heart)
     else:

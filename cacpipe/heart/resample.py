@@ -22,7 +22,7 @@ Grid = tuple[tuple[int, int, int], tuple[float, float, float], tuple[float, floa
 def resampled_shape(shape_zyx: Sequence[int], spacing_zyx: Sequence[float],
                     target_zyx: Sequence[float]) -> tuple[int, int, int]:
     """Shape of the grid with spacing ``target_zyx`` covering the same extent."""
-    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape_zyx, spacing_zyx, target_zyx))  # type: ignore[return-value]
+    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape_zyx, spacing_zyx, target_zyx, strict=True))  # type: ignore[return-value]
 
 
 def grid_of(vol: Volume) -> Grid:
