@@ -1,5 +1,7 @@
 """Weights-free heart locator, stage 1 glue and QC flags on phantoms with known anatomy."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -120,3 +122,29 @@ def test_config_is_validated(small_phantom):
                 {"padding_voxels": (-1, 0, 0)}):
         with pytest.raises(ConfigError):
             heart_crop(small_phantom.ct, Stage1Config(**bad))
+
+
+def test_cli_heart_writes_mask_crop_and_record(small_phantom, tmp_path):
+    from click.testing import CliRunner
+
+    from cacpipe.cli import cli
+    from cacpipe.heart import CropRecord
+
+    ct_path = small_phantom.ct.write(tmp_path / "ct.nii.gz")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["heart", str(ct_path), str(out), "--method", "fallback", "--padding", "2", "10", "10"])
+    assert r.exit_code == 0, r.output
+    assert "fallback_heart_locator" in r.output
+    rec = CropRecord.load(out / "crop.json")
+    assert rec.padding_voxels_zyx == (2, 10, 10)
+    cropped = Volume.read(out / "ct_cropped.nii.gz")
+    assert cropped.shape == rec.cropped_shape_zyx
+    np.testing.assert_allclose(cropped.origin_xyz, rec.cropped_origin_xyz, atol=1e-3)
+    assert Volume.read(out / "heart_mask.nii.gz").same_grid(small_phantom.ct)
+    summary = json.loads((out / "stage1.json").read_text())
+    assert summary["method"] == "fallback" and summary["flags"][0]["code"] == F.FALLBACK_HEART_LOCATOR
+    r = CliRunner().invoke(cli, ["heart", "--status", "--totalseg-home", str(tmp_path / "ts")])
+    assert r.exit_code == 0 and "NOT installed" in r.output and "totalseg_import_weights" in r.output
+    r = CliRunner().invoke(cli, ["heart", str(ct_path), str(out), "--method", "totalsegmentator",
+                                 "--totalseg-home", str(tmp_path / "ts")])
+    assert r.exit_code != 0 and "Dataset298" in r.output

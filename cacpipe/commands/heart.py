@@ -23,6 +23,9 @@ import click
               help="Target spacing of the cropped CT in mm, (z, y, x). Default 0.8 0.73 0.73 (the paper's).")
 @click.option("--padding", nargs=3, type=int, default=None, metavar="Z Y X",
               help="Crop padding in target-grid voxels, (z, y, x). Default 0 10 10 (the paper's (10,10,0) in x,y,z).")
+@click.option("--margin", "margin_mm", type=float, default=5.0, show_default=True,
+              help="Extra margin (mm) around the heart box before the padding, for coronaries on the heart's "
+                   "surface (0 reproduces the paper's crop). The fallback locator uses 10 mm.")
 @click.option("--min-slices", type=int, default=100, show_default=True,
               help="Fewer slices raise the few_slices flag.")
 @click.option("--totalseg-home", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -31,7 +34,8 @@ import click
 @click.option("--status", is_flag=True, help="Only show whether TotalSegmentator's heart weights are installed "
                                               "(and how to install them offline); CT and OUT are not needed.")
 def command(ct: Path | None, out: Path | None, method: str, fast: bool, device: str,
-            spacing: tuple[float, float, float] | None, padding: tuple[int, int, int] | None, min_slices: int,
+            spacing: tuple[float, float, float] | None, padding: tuple[int, int, int] | None, margin_mm: float,
+            min_slices: int,
             totalseg_home: Path | None, status: bool) -> None:
     """Stage 1: find the heart in CT (NIfTI or any SimpleITK image) and crop it.
 
@@ -63,7 +67,8 @@ def command(ct: Path | None, out: Path | None, method: str, fast: bool, device: 
 
     cfg = Stage1Config(method=method, fast=fast, device=device,
                        target_spacing_zyx=tuple(spacing) if spacing else PAPER_SPACING_ZYX,
-                       padding_voxels=tuple(padding) if padding else (0, 10, 10), min_slices=min_slices,
+                       padding_voxels=tuple(padding) if padding else (0, 10, 10), margin_mm=margin_mm,
+                       min_slices=min_slices,
                        totalseg_home=totalseg_home)
     vol = Volume.read(ct)
     res = heart_crop(vol, cfg)

@@ -219,7 +219,10 @@ def segment_heart(ct: Volume, fast: bool = False, device: str = "auto", home: Pa
     st = require_weights(home, fast)
     weights_dir = Path(st["weights_dir"])
     ts_home = Path(st["home"])
-    disable_usage_stats(ts_home)
+    try:
+        disable_usage_stats(ts_home)
+    except OSError as exc:  # read-only home: the sender is still disabled for the call below
+        log.warning("cannot write TotalSegmentator's config.json in %s (%s)", ts_home, exc)
 
     from .. import torchvision_fix
 
