@@ -154,7 +154,7 @@ class SeverityModel:
         return [c / m.coef for c in m.cutpoints]
 
 
-def severity_table(df) -> "pd.DataFrame":  # noqa: F821 (pandas imported lazily)
+def severity_table(df) -> pd.DataFrame:  # noqa: F821 (pandas imported lazily)
     """Normalise a grades CSV (long or wide) to columns artery, grade, volume_ml."""
     import pandas as pd
 
