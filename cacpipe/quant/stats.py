@@ -116,8 +116,9 @@ def cohen_kappa(table: np.ndarray, weights: str | None = None) -> dict[str, floa
     term = (p * (w - (wr[:, None] + wc[None, :]) * (1 - kappa)) ** 2).sum()
     var = (term - (kappa - pe * (1 - kappa)) ** 2) / (n * (1 - pe) ** 2)
     se = float(np.sqrt(max(var, 0.0)))
-    return {"kappa": float(kappa), "kappa_se": se, "kappa_ci_low": float(kappa - Z95 * se),
-            "kappa_ci_high": float(kappa + Z95 * se), "n": int(n), "po": po, "pe": pe}
+    # Normal interval, clipped to kappa's range [-1, 1].
+    return {"kappa": float(kappa), "kappa_se": se, "kappa_ci_low": float(max(-1.0, kappa - Z95 * se)),
+            "kappa_ci_high": float(min(1.0, kappa + Z95 * se)), "n": int(n), "po": po, "pe": pe}
 
 
 def free_marginal_kappa(ratings: np.ndarray, k: int) -> dict[str, float | None]:
@@ -138,5 +139,5 @@ def free_marginal_kappa(ratings: np.ndarray, k: int) -> dict[str, float | None]:
     pe = 1.0 / k
     kappa = (po - pe) / (1 - pe)
     se = float(np.sqrt(po * (1 - po) / n_items) / (1 - pe))
-    return {"kappa": kappa, "kappa_ci_low": kappa - Z95 * se, "kappa_ci_high": kappa + Z95 * se,
+    return {"kappa": kappa, "kappa_ci_low": max(-1.0, kappa - Z95 * se), "kappa_ci_high": min(1.0, kappa + Z95 * se),
             "n": int(n_items), "po": po, "raters": int(m), "categories": int(k)}
