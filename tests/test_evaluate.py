@@ -210,3 +210,22 @@ def test_severity_fit_cli(tmp_path):
     pd.DataFrame({"artery": ["LAD"], "grade": ["mild"]}).to_csv(tmp_path / "nov.csv", index=False)
     r4 = CliRunner().invoke(cli, ["severity", "fit", str(tmp_path / "nov.csv"), "-o", str(tmp_path / "x.json")])
     assert r4.exit_code != 0 and "volume" in r4.output
+
+
+def test_cohort_rows_from_results_feed_evaluate(small_phantom, tmp_path):
+    from cacpipe.quant import finalise, quantify
+    from cacpipe.quant.evaluate import evaluate, read_csv
+    from cacpipe.quant.table import cohort_row
+
+    base = quantify(small_phantom.ct, small_phantom.labels)
+    part = quantify(small_phantom.ct, small_phantom.labels, assessed={"LCX": False})
+    rows = [cohort_row(finalise({"status": "done", "study": {"patient_id": f"P{i}", "study_uid": f"1.{i}"}, **r}, []))
+            for i, r in enumerate([base, part])]
+    pd.DataFrame(rows).to_csv(tmp_path / "pred.csv", index=False)
+    pd.DataFrame({"study_uid": ["1.0", "1.1"], "RCA_present": [1, 0], "LAD_present": [1, 1],
+                  "LCX_present": [1, 1]}).to_csv(tmp_path / "ref.csv", index=False)
+    res = evaluate(read_csv(tmp_path / "pred.csv", "pred"), read_csv(tmp_path / "ref.csv", "ref"))
+    rows = {x["artery"]: x for x in res["presence"]}
+    assert (rows["RCA"]["tp"], rows["RCA"]["fp"]) == (1, 1)
+    assert rows["LCX"]["n"] == 1 and rows["LCX"]["not_assessed"] == 1
+    assert rows["any"]["tp"] == 2  # the partial study is positive already (RCA, LAD calcium)

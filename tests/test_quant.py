@@ -196,6 +196,8 @@ def test_flags_on_phantoms():
     assert codes == [F.VALVE_CALCIUM_SUSPECTED]
     noisy = generate(PhantomConfig.preset("small", noise_hu=50, aortic_valve_calcium=False))
     assert [f.code for f in quality_flags(noisy.ct, noisy.labels, heart=noisy.heart)] == [F.HIGH_NOISE]
+    contrast = generate(PhantomConfig.preset("small", contrast=True))
+    assert quality_flags(contrast.ct, contrast.labels, heart=contrast.heart) == []  # bright root: no valve claim
 
 
 def test_stent_flag_marks_agatston_invalid(small_phantom):
@@ -305,3 +307,26 @@ def test_ordinal_fit_matches_independent_mle():
     assert r["coef"] == pytest.approx(ref.x[0], rel=1e-3)
     assert r["cutpoints"] == pytest.approx(list(ref.x[1:]), rel=1e-3)
     assert r["wald"] == pytest.approx((r["coef"] / r["se"]) ** 2)
+
+
+def test_label_map_checks_and_mask_dict(small_phantom):
+    ct, lab = small_phantom.ct, small_phantom.labels
+    as_float = quantify(ct, lab.with_array(lab.array.astype(np.float32)))
+    assert as_float["total"]["agatston"] == quantify(ct, lab)["total"]["agatston"]
+    with pytest.raises(InputDataError, match="0-6"):
+        quantify(ct, lab.with_array(lab.array.astype(np.int16) * 3))
+    with pytest.raises(InputDataError, match="non-integer"):
+        quantify(ct, lab.with_array(lab.array.astype(np.float32) * 0.5))
+    masks = {a: lab.array == CALCIUM_ID[a] for a in ARTERIES}
+    assert agatston_scores(ct.array, masks, ct.spacing_zyx) == agatston_scores(ct.array, lab.array, ct.spacing_zyx)
+
+
+def test_cohort_row_keeps_nulls(small_phantom):
+    from cacpipe.quant.table import COHORT_COLUMNS, cohort_row
+
+    res = finalise({"status": "done", "study": {"patient_id": "P1", "study_uid": "1.2"},
+                    **quantify(small_phantom.ct, small_phantom.labels, assessed={"LCX": False})}, [])
+    row = cohort_row(res)
+    assert list(row) == list(COHORT_COLUMNS)
+    assert row["LCX_agatston"] is None and row["RCA_agatston"] > 0 and row["category"] is None
+    assert row["flags"] == F.NOT_ASSESSABLE

@@ -10,9 +10,10 @@ from .flags import finalise, quality_flags
 from .ordinal import GRADES
 from .quantify import quantify, total_of
 from .severity import SeverityModel
+from .table import COHORT_COLUMNS, cohort_row
 
 __all__ = [
-    "CATEGORIES", "GRADES", "CalciumStats", "SeverityModel", "agatston_scores", "cac_drs",
-    "calcium_stats", "calcium_stats_by_artery", "category", "finalise", "quality_flags", "quantify",
+    "CATEGORIES", "COHORT_COLUMNS", "GRADES", "CalciumStats", "SeverityModel", "agatston_scores", "cac_drs",
+    "calcium_stats", "calcium_stats_by_artery", "category", "cohort_row", "finalise", "quality_flags", "quantify",
     "total_of",
 ]

@@ -119,21 +119,28 @@ def calcium_stats(hu: np.ndarray, mask: np.ndarray, spacing_zyx: Sequence[float]
 
 
 def _as_label_array(labels: np.ndarray) -> np.ndarray:
+    """The six-class map as an integer array, checked to hold only ids 0-6 (a few cheap passes)."""
     lab = np.asarray(labels)
-    if lab.dtype.kind == "f":
-        if not np.all(np.isin(np.unique(lab[lab != 0]), np.arange(1, 256))):
-            raise InputDataError("label map holds non-integer values; expected the six-class ids 0-6")
-        lab = lab.astype(np.uint8)
-    elif lab.dtype.kind not in "iub":
+    if lab.dtype == bool:
+        return lab.view(np.uint8)
+    if lab.dtype.kind not in "iuf":
         raise InputDataError(f"label map has dtype {lab.dtype}; expected integer class ids 0-6")
+    if lab.size:
+        lo, hi = lab.min(), lab.max()
+        if lo < 0 or hi > 6:
+            raise InputDataError(f"label map holds values {lo}..{hi}; expected the six-class ids 0-6 "
+                                 "(cacpipe.labels) - is this a probability map or another label scheme?")
+    if lab.dtype.kind == "f":
+        as_int = lab.astype(np.uint8)
+        if not np.array_equal(as_int, lab):
+            raise InputDataError("label map holds non-integer values; expected the six-class ids 0-6")
+        lab = as_int
     return lab
 
 
 def label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, ...] | None]:
     """Bounding box (tuple of slices) of each class id 1-6 in one pass; None when absent."""
     lab = _as_label_array(labels)
-    if lab.dtype == bool:
-        lab = lab.view(np.uint8)
     objs = ndimage.find_objects(lab, max_label=6)
     return {i + 1: objs[i] for i in range(6)}
 

@@ -248,8 +248,10 @@ def finalise(result: Mapping, flags: Iterable[Flag | dict]) -> dict:
     res["arteries"] = arteries
     res["total"] = total
     res["flags"] = [f.to_dict() for f in merged]
-    if not total["assessed_arteries"]:
+    if res.get("status") == "failed":
+        pass  # a failed run stays failed; its flags say why
+    elif not total["assessed_arteries"]:
         res["status"] = "not_assessable"
-    elif res.get("status") != "failed":
+    else:
         res["status"] = "done"
     return res
