@@ -330,3 +330,20 @@ def test_cohort_row_keeps_nulls(small_phantom):
     assert list(row) == list(COHORT_COLUMNS)
     assert row["LCX_agatston"] is None and row["RCA_agatston"] > 0 and row["category"] is None
     assert row["flags"] == F.NOT_ASSESSABLE
+
+
+def test_severity_table_wide_form_and_errors():
+    import pandas as pd
+
+    from cacpipe.quant.severity import severity_table
+
+    wide = pd.DataFrame({"RCA_grade": ["mild", "2", ""], "RCA_calcium_volume_mm3": ["50", "150", "3"],
+                         "LAD_grade": ["none", "severe", "mild"], "LAD_calcium_volume_ml": [0, 0.5, 0.01]})
+    t = severity_table(wide)
+    assert t.to_dict("list") == {"artery": ["RCA", "RCA", "LAD", "LAD", "LAD"],
+                                 "grade": ["mild", "moderate", "none", "severe", "mild"],
+                                 "volume_ml": [0.05, 0.15, 0.0, 0.5, 0.01]}
+    with pytest.raises(InputDataError, match="unknown severity grade"):
+        severity_table(pd.DataFrame({"RCA_grade": ["bad"], "RCA_calcium_volume_mm3": [1]}))
+    with pytest.raises(InputDataError, match="long form"):
+        severity_table(pd.DataFrame({"x": [1]}))
