@@ -1,0 +1,257 @@
+"""Quality flags detectable from the image + segmentation, and the meaning changes flags imply.
+
+:func:`quality_flags` looks for
+- a suspected **stent**: a tubular (elongated) component of metal-like density (default >= 1500 HU,
+  >= 5 mm long) in or next to an artery -> that artery's Agatston counts metal (``invalid``);
+- suspected **aortic valve calcium**: calcium-dense blobs near the aortic root (located between the
+  RCA and left-main ostia) outside the coronary labels -> ``warning`` (check it was not scored);
+- **high noise**: robust SD (1.4826 x MAD) of HU in the heart interior (or a ball at the centre of
+  the coronary tree when no heart mask is given) above 35 HU -> ``warning``; above 70 HU the
+  study is ``not_assessable`` (noise at the 130 HU threshold makes and hides lesions).
+Motion is not detected here.
+
+:func:`finalise` applies what flags mean to a result dict: contrast suspected -> Agatston marked
+not valid (numbers kept, category/CAC-DRS withheld); stent -> that artery's Agatston not valid;
+not assessable (study or artery) -> null numbers and status ``not_assessable`` when no artery
+is left. Numbers are never hidden silently: each change comes with its flag.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+from scipy import ndimage
+
+from .. import flags as F
+from ..flags import Flag
+from ..labels import ARTERIES, ARTERY_ID, CALCIUM_ID
+from ..volume import Volume
+from .agatston import _as_label_array, label_boxes
+from .quantify import not_assessed_artery, total_of
+
+STENT_HU = 1500.0
+STENT_MIN_LENGTH_MM = 5.0
+NOISE_WARN_HU = 35.0
+NOISE_NOT_ASSESSABLE_HU = 70.0
+VALVE_MIN_VOLUME_MM3 = 3.0
+VALVE_SEARCH_RADIUS_MM = 25.0
+
+
+def _pad_box(box: tuple[slice, ...], pad: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(max(0, s.start - p), min(n, s.stop + p)) for s, p, n in zip(box, pad, shape, strict=True))
+
+
+def _union_box(boxes: Iterable[tuple[slice, ...] | None]) -> tuple[slice, ...] | None:
+    bs = [b for b in boxes if b is not None]
+    if not bs:
+        return None
+    return tuple(slice(min(b[i].start for b in bs), max(b[i].stop for b in bs)) for i in range(3))
+
+
+def _ball_structure(radius_mm: float, spacing_zyx) -> np.ndarray:
+    r = [max(1, int(round(radius_mm / s))) for s in spacing_zyx]
+    zz, yy, xx = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
+    sz, sy, sx = spacing_zyx
+    return (zz * sz) ** 2 + (yy * sy) ** 2 + (xx * sx) ** 2 <= radius_mm**2 + 1e-9
+
+
+def _length_mm(idx: np.ndarray, spacing_zyx) -> float:
+    """Extent (mm) of a voxel set along its principal axis."""
+    pts = idx.astype(float) * np.asarray(spacing_zyx, dtype=float)
+    if len(pts) < 2:
+        return float(max(spacing_zyx))
+    pts = pts - pts.mean(axis=0)
+    _, _, vt = np.linalg.svd(pts, full_matrices=False)
+    proj = pts @ vt[0]
+    return float(proj.max() - proj.min()) + float(min(spacing_zyx))
+
+
+def stent_flags(ct: Volume, lab: np.ndarray, boxes, stent_hu: float = STENT_HU,
+                min_length_mm: float = STENT_MIN_LENGTH_MM) -> list[Flag]:
+    """One ``stent_suspected`` flag per artery holding an elongated metal-density component."""
+    out: list[Flag] = []
+    sp = ct.spacing_zyx
+    pad = tuple(int(np.ceil(3.0 / s)) + 1 for s in sp)
+    for a in ARTERIES:
+        box = _union_box([boxes[ARTERY_ID[a]], boxes[CALCIUM_ID[a]]])
+        if box is None:
+            continue
+        box = _pad_box(box, pad, lab.shape)
+        hu = ct.array[box]
+        metal = hu >= stent_hu
+        if not metal.any():
+            continue
+        near = ndimage.binary_dilation(np.isin(lab[box], (ARTERY_ID[a], CALCIUM_ID[a])),
+                                       structure=_ball_structure(2.0, sp))
+        comp, n = ndimage.label(metal & near, structure=np.ones((3, 3, 3), bool))
+        best = 0.0
+        for i, sl in enumerate(ndimage.find_objects(comp), start=1):
+            idx = np.argwhere(comp[sl] == i)
+            best = max(best, _length_mm(idx, sp))
+        if best >= min_length_mm:
+            out.append(Flag(F.STENT_SUSPECTED,
+                            f"{a}: a {best:.0f} mm long tubular structure of metal density (>= {stent_hu:.0f} HU) "
+                            "lies in the artery; a stent is likely and its metal would be scored as calcium",
+                            "invalid", a))
+    return out
+
+
+def _ostium(lab: np.ndarray, ids: tuple[int, ...], box, spacing_zyx) -> np.ndarray | None:
+    """Mean voxel index of the most superior 2 mm of an artery (its ostium end, approximately)."""
+    if box is None:
+        return None
+    sub = np.isin(lab[box], ids)
+    zs = np.flatnonzero(sub.any(axis=(1, 2)))
+    if zs.size == 0:
+        return None
+    # Axis 0 runs inferior -> superior (units.py), so the ostium end is the highest slices.
+    top = zs[-1]
+    keep = max(1, int(round(2.0 / spacing_zyx[0])))
+    sel = np.argwhere(sub[max(zs[0], top - keep + 1): top + 1])
+    sel[:, 0] += max(zs[0], top - keep + 1)
+    return sel.mean(axis=0) + np.array([s.start for s in box])
+
+
+def valve_flags(ct: Volume, lab: np.ndarray, boxes, radius_mm: float = VALVE_SEARCH_RADIUS_MM,
+                min_volume_mm3: float = VALVE_MIN_VOLUME_MM3) -> list[Flag]:
+    """``valve_calcium_suspected`` when calcium-dense blobs sit near the aortic root, outside arteries."""
+    sp = np.asarray(ct.spacing_zyx, dtype=float)
+    o_r = _ostium(lab, (ARTERY_ID["RCA"], CALCIUM_ID["RCA"]),
+                  _union_box([boxes[ARTERY_ID["RCA"]], boxes[CALCIUM_ID["RCA"]]]), sp)
+    o_l = _ostium(lab, (ARTERY_ID["LAD"], CALCIUM_ID["LAD"]),
+                  _union_box([boxes[ARTERY_ID["LAD"]], boxes[CALCIUM_ID["LAD"]]]), sp)
+    if o_r is None or o_l is None:
+        return []
+    # The aortic valve lies between the two ostia and somewhat below them.
+    centre = (o_r + o_l) / 2.0 - np.array([8.0 / sp[0], 0.0, 0.0])
+    half = np.ceil(radius_mm / sp).astype(int)
+    lo = np.maximum(0, np.floor(centre).astype(int) - half)
+    hi = np.minimum(lab.shape, np.ceil(centre).astype(int) + half + 1)
+    if np.any(hi - lo < 3):
+        return []
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    zz, yy, xx = np.ogrid[box[0], box[1], box[2]]
+    ball = ((zz - centre[0]) * sp[0]) ** 2 + ((yy - centre[1]) * sp[1]) ** 2 + ((xx - centre[2]) * sp[2]) ** 2 \
+        <= radius_mm**2
+    hu = ndimage.median_filter(ct.array[box], size=3)  # removes noise specks, keeps mm-sized calcium
+    dense = (hu >= 130) & ball
+    if dense.sum() > 0.2 * ball.sum():
+        return []  # a bright blood pool (contrast) fills the root: nothing to say about valves
+    coronary = ndimage.binary_dilation(lab[box] > 0, structure=_ball_structure(3.0, tuple(sp)))
+    comp, n = ndimage.label(dense & ~coronary, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return []
+    vox = float(np.prod(sp))
+    vols = np.bincount(comp.ravel(), minlength=n + 1)[1:] * vox
+    hits = vols[(vols >= min_volume_mm3) & (vols <= 1500.0)]
+    if hits.size == 0:
+        return []
+    return [Flag(F.VALVE_CALCIUM_SUSPECTED,
+                 f"{hits.size} calcified structure(s), {hits.sum():.0f} mm3 in all, near the aortic root outside "
+                 "the coronary arteries (aortic valve/root calcium?): check it was not scored as coronary calcium",
+                 "warning")]
+
+
+def noise_sd(ct: Volume, lab: np.ndarray, boxes, heart: Volume | None = None) -> float | None:
+    """Robust HU noise SD (1.4826 x MAD) in the heart interior, else near the coronary tree's centre."""
+    sp = ct.spacing_zyx
+    if heart is not None and np.any(heart.array):
+        hbox = ndimage.find_objects((heart.array > 0).view(np.uint8) if heart.array.dtype == bool
+                                    else (heart.array > 0).astype(np.uint8), max_label=1)[0]
+        inner = ndimage.binary_erosion(heart.array[hbox] > 0, structure=_ball_structure(5.0, sp))
+        vals = ct.array[hbox][inner]
+    else:
+        box = _union_box([boxes[i] for i in range(1, 7)])
+        if box is None:
+            return None
+        centre = np.array([(s.start + s.stop - 1) / 2.0 for s in box])
+        half = np.ceil(15.0 / np.asarray(sp)).astype(int)
+        lo = np.maximum(0, np.round(centre).astype(int) - half)
+        hi = np.minimum(lab.shape, np.round(centre).astype(int) + half + 1)
+        sub = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        vals = ct.array[sub][lab[sub] == 0]
+    vals = vals[(vals > -300) & (vals < 300)]  # soft tissue / blood only; drop lung, bone, calcium
+    if vals.size < 100:
+        return None
+    med = np.median(vals)
+    return float(1.4826 * np.median(np.abs(vals - med)))
+
+
+def quality_flags(ct: Volume, labels: Volume, heart: Volume | None = None, *,
+                  stent_hu: float = STENT_HU, noise_warn_hu: float = NOISE_WARN_HU,
+                  noise_not_assessable_hu: float | None = NOISE_NOT_ASSESSABLE_HU,
+                  valve: bool = True) -> list[Flag]:
+    """Flags detectable from the CT and the six-class map (same grid): stents, valve calcium, noise."""
+    lab = _as_label_array(labels.array)
+    boxes = label_boxes(lab)
+    out = stent_flags(ct, lab, boxes, stent_hu=stent_hu)
+    if valve:
+        out += valve_flags(ct, lab, boxes)
+    sd = noise_sd(ct, lab, boxes, heart)
+    if sd is not None:
+        if noise_not_assessable_hu is not None and sd > noise_not_assessable_hu:
+            out.append(Flag(F.NOT_ASSESSABLE, f"image noise SD {sd:.0f} HU exceeds {noise_not_assessable_hu:.0f} HU: "
+                            "the 130 HU calcium threshold is not reliable on this scan", "invalid"))
+        elif sd > noise_warn_hu:
+            out.append(Flag(F.HIGH_NOISE, f"image noise SD {sd:.0f} HU (> {noise_warn_hu:.0f} HU): noise can create "
+                            "or hide small lesions; review the calcium overlays", "warning"))
+    return out
+
+
+# --- meaning changes -------------------------------------------------------------------------
+def _as_flag(f) -> Flag:
+    return f if isinstance(f, Flag) else Flag.from_dict(f)
+
+
+def finalise(result: Mapping, flags: Iterable[Flag | dict]) -> dict:
+    """Apply what ``flags`` (plus those already in ``result["flags"]``) mean to a result dict.
+
+    Returns a new dict with merged ``flags``, per-artery and total ``agatston_valid``, nulls for
+    arteries not assessed, recomputed totals and ``status``.
+    """
+    res = copy.deepcopy(dict(result))
+    merged: list[Flag] = []
+    for f in [*map(_as_flag, res.get("flags") or []), *map(_as_flag, flags)]:
+        if f not in merged:
+            merged.append(f)
+    arteries: dict = res.get("arteries") or {}
+    for a in ARTERIES:
+        arteries.setdefault(a, not_assessed_artery())
+
+    study_na = [f for f in merged if f.code == F.NOT_ASSESSABLE and f.artery is None and f.severity == "invalid"]
+    for a in ARTERIES:
+        artery_na = any(f.code == F.NOT_ASSESSABLE and f.artery == a for f in merged)
+        if study_na or artery_na:
+            arteries[a] = not_assessed_artery()
+        if not arteries[a].get("assessed") and not artery_na:
+            why = "the whole study is not assessable" if study_na else "the artery was not found by the segmentation"
+            merged.append(Flag(F.NOT_ASSESSABLE, f"{a} not assessed ({why}): its numbers are null, not 0",
+                               "invalid", a))
+
+    contrast = [f for f in merged if f.code == F.CONTRAST_SUSPECTED]
+    stents = {f.artery for f in merged if f.code == F.STENT_SUSPECTED and f.artery}
+    for a in ARTERIES:
+        art = arteries[a]
+        art["agatston_valid"] = bool(art.get("assessed")) and not contrast and a not in stents
+    total = total_of(arteries)
+    total["agatston_valid"] = bool(total["complete"]) and not contrast and not stents
+    if not total["agatston_valid"]:
+        total["category"] = None
+        total["cac_drs"] = None
+    reasons = (["contrast suspected: Agatston is defined on non-contrast CT only"] if contrast else []) + \
+        [f"stent suspected in {a}" for a in sorted(stents)] + \
+        ([] if total["complete"] else ["not every artery was assessed: totals are lower bounds"])
+    total["agatston_note"] = "; ".join(reasons) or None
+
+    res["arteries"] = arteries
+    res["total"] = total
+    res["flags"] = [f.to_dict() for f in merged]
+    if res.get("status") == "failed":
+        pass  # a failed run stays failed; its flags say why
+    elif not total["assessed_arteries"]:
+        res["status"] = "not_assessable"
+    else:
+        res["status"] = "done"
+    return res
