@@ -147,8 +147,10 @@ def _is_section(s: str) -> bool:
 
 
 def _int(tok: str, what: str, path: str, line: int) -> int:
+    if len(tok) > 12 and tok.lstrip("+-").isdigit() and tok.isascii():
+        raise ConFormatError(f"{what} {tok[:20]}... exceeds the limit of 12 digits", path, line)
     try:
-        if len(tok) > 12:
+        if len(tok) > 12 or "_" in tok:
             raise ValueError
         return int(tok)
     except ValueError:
@@ -157,7 +159,7 @@ def _int(tok: str, what: str, path: str, line: int) -> int:
 
 def _float(tok: str, what: str, path: str, line: int) -> float:
     try:
-        if len(tok) > 40:
+        if len(tok) > 40 or "_" in tok:
             raise ValueError
         v = float(tok)
     except ValueError:
