@@ -90,7 +90,8 @@ def read_image(path: str | Path) -> Volume:
     ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p)) or []
     if len(ids) != 1:
         what = "no DICOM series" if not ids else f"{len(ids)} DICOM series"
-        raise InputDataError(f"{p}: {what} found; put exactly one axial CT series in each case folder")
+        raise InputDataError(f"{p}: {what} found; put exactly one axial CT series (its files directly in "
+                             "this folder, no subfolders) in each case folder")
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(p), ids[0])
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)

@@ -264,6 +264,21 @@ def test_build_dataset_with_crop_passes_nnunet_checks(annotated, tmp_path):
         build_dataset(root, tmp_path / "raw", 777, "cactest")
 
 
+def test_dicom_series_folder_as_ct_uses_the_sorted_stack(small_phantom_dir, tmp_path):
+    """A DICOM folder reads as the position-sorted stack: .con slice 0 = the NIfTI's first slice."""
+    from label_tools.annotations import read_image
+
+    truth = json.loads((small_phantom_dir / "truth.json").read_text())
+    series = small_phantom_dir / truth["dicom"]["series"]["axial"]["dir"]
+    lab = Volume.read(small_phantom_dir / "labels.nii.gz")
+    export_con(lab, tmp_path / "d.con")
+    out, rep = convert_case(tmp_path / "d.con", series)
+    assert out.same_grid(lab, tol=1e-3) and np.array_equal(out.array, lab.array)
+    assert rep["slice_order_check"]["fraction_ge_130"] == 1.0
+    with pytest.raises(InputDataError, match="no DICOM series"):
+        read_image(series.parent)
+
+
 def test_cases_csv_is_validated(tmp_path):
     from label_tools.annotations import read_cases
 
