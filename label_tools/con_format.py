@@ -311,9 +311,21 @@ def iter_con_lines(con: ConFile) -> Iterator[str]:
             yield f"{_fmt(float(x))} {_fmt(float(y))}"
 
 
+def _check_writable(con: ConFile, path: Path) -> None:
+    for k, v in con.header.items():
+        text = f"{k}={v}"
+        if "=" in k or not k.strip() or k.strip().startswith("[") or any(ch in text for ch in "\r\n"):
+            raise ConFormatError(f"header {k!r}={v!r} cannot be written as one key=value line", str(path))
+        try:
+            text.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ConFormatError(f"header {k!r}={v!r} has characters outside latin-1", str(path)) from None
+
+
 def write_con(con: ConFile, path: str | Path, newline: str = "\r\n") -> Path:
     """Write ``con`` as a latin-1 text file (CRLF line ends by default, as Windows MASS writes)."""
     path = Path(path)
+    _check_writable(con, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="latin-1", newline="") as fh:
         for line in iter_con_lines(con):

@@ -183,3 +183,25 @@ def test_parser_raises_only_its_own_error_on_con_like_text(tokens):
         con_to_masks(con, (3, 8, 8), load_mapping())
     except ConFormatError:
         pass
+
+
+def test_writer_refuses_headers_it_cannot_write(tmp_path):
+    for hdr in ({"a=b": "1"}, {"Name": "two\nlines"}, {"Name": "\u6f22\u5b57"}, {"[XYCONTOUR]": "1"}):
+        with pytest.raises(ConFormatError):
+            write_con(ConFile(header=hdr), tmp_path / "h.con")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 999), st.integers(0, 3), st.integers(0, 50),
+                          st.lists(st.tuples(st.integers(-5000, 5_000_000), st.integers(-5000, 5_000_000)),
+                                   min_size=1, max_size=20)),
+                min_size=1, max_size=8))
+def test_write_read_round_trip_property(tmp_path_factory, blocks):
+    con = ConFile(header={"Image_resolution": "512x512"})
+    for s, f, t, pts in blocks:
+        con.contours.append(Contour(s, f, t, np.asarray(pts, dtype=float) / 1e4))  # 4 decimals, as written
+    p = write_con(con, tmp_path_factory.mktemp("rt") / "r.con")
+    back = parse_con(p)
+    assert [(c.slice, c.frame, c.type) for c in back.contours] == [(s, f, t) for s, f, t, _ in blocks]
+    for a, b in zip(con.contours, back.contours, strict=True):
+        np.testing.assert_array_equal(a.points, b.points)
