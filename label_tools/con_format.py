@@ -33,7 +33,8 @@ MAX_LINE_CHARS = 4096
 MAX_POINTS_PER_CONTOUR = 100_000
 MAX_TOTAL_POINTS = 5_000_000
 MAX_TRAILING_LINES = 2
-"""Non-blank lines tolerated after a block's N points (some writers add two); more = count mismatch."""
+"""Non-blank lines tolerated after a block's N points (some writers add two); more 'x y' lines
+after them are a point-count mismatch; other text there (e.g. key=value) is skipped."""
 MAX_ABS_COORD = 1e7
 
 
@@ -144,6 +145,17 @@ class _Lines:
 def _is_section(s: str) -> bool:
     s = s.strip()
     return len(s) >= 2 and s[0] == "[" and s[-1] == "]"
+
+
+def _looks_like_point(s: str) -> bool:
+    toks = s.split()
+    if len(toks) != 2 or any(len(t) > 40 for t in toks):
+        return False
+    try:
+        float(toks[0]), float(toks[1])
+    except ValueError:
+        return False
+    return True
 
 
 def _int(tok: str, what: str, path: str, line: int) -> int:
@@ -271,12 +283,12 @@ def _parse(lines: _Lines, path: str, require_contours: bool) -> ConFile:
             continue
         if section == "_after_block":
             trailing += 1
-            if trailing > MAX_TRAILING_LINES:
+            if trailing > MAX_TRAILING_LINES and _looks_like_point(st):
                 n = len(con.contours[-1].points)
                 raise ConFormatError(
                     f"point count mismatch: the block ending at line {block_end_line} declared {n} points "
-                    f"but more lines follow ({st[:40]!r}); more than {MAX_TRAILING_LINES} trailing lines",
-                    path, ln)
+                    f"but more point lines follow ({st[:40]!r}; up to {MAX_TRAILING_LINES} trailing lines "
+                    "are tolerated)", path, ln)
             continue
         if section is None and "=" in st:
             key, _, value = st.partition("=")

@@ -30,6 +30,7 @@ def test_reads_header_blocks_and_skips_other_sections():
         "0\r\n0\r\n"  # two trailing lines, as some writers add
         "[POINT]\r\n1 2 3\r\nwhatever=1\r\n[DISTANCE LABELS]\r\n2\r\nfoo bar\r\n"
         "[XYCONTOUR]\r2 0 3\r1\r1e0 2.\r"  # lone CR line ends, 3-field block header, exponent
+        "0\r0\rFooter=1\rtext after a block is skipped\r"
     )
     con = parse_con(text.encode("latin-1"), name="case.con")
     assert con.header["Image_resolution"] == "16x12" and con.header["Patient_name"] == "M\u00fcller"
