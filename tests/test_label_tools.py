@@ -219,6 +219,8 @@ def test_batch_conversion_records_failures_and_goes_on(annotated, tmp_path):
 
 
 def test_build_dataset_with_crop_passes_nnunet_checks(annotated, tmp_path):
+    from nnunetv2.experiment_planning.verify_dataset_integrity import check_cases, verify_labels
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
@@ -245,7 +247,11 @@ def test_build_dataset_with_crop_passes_nnunet_checks(annotated, tmp_path):
     files = get_filenames_of_train_images_and_targets(str(ds), dj)
     assert sorted(files) == [f"case{i:02d}" for i in range(7)]
     lm = LabelManager(dj["labels"], regions_class_order=dj["regions_class_order"])
-    assert lm.has_regions and lm.num_segmentation_heads == 6
+    assert lm.has_regions and lm.num_segmentation_heads == 6 and lm.all_labels == list(range(7))
+    rw = determine_reader_writer_from_dataset_json(dj, files["case00"]["images"][0])
+    for case in ("case00", "case06"):  # nnU-Net's own per-case checks (labels, geometry)
+        assert verify_labels(files[case]["label"], rw, lm.all_labels)
+        assert check_cases(files[case]["images"], files[case]["label"], 1, rw)
     img = Volume.read(ds / "imagesTr" / "case00_0000.nii.gz")
     seg = Volume.read(ds / "labelsTr" / "case00.nii.gz")
     assert img.same_grid(seg) and img.shape == tuple(s.stop - s.start for s in calls[0])
