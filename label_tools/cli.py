@@ -75,7 +75,7 @@ def calcium_options(f):
     return wrapper
 
 
-@cli.command("default-mapping")
+@cli.command("default-mapping", short_help="Print the default contour-type mapping JSON.")
 def default_mapping() -> None:
     """Print the default contour-type mapping (JSON) to edit: `cacpipe-labels default-mapping > m.json`."""
     from .mapping import default_mapping_text
@@ -83,7 +83,7 @@ def default_mapping() -> None:
     click.echo(default_mapping_text(), nl=False)
 
 
-@cli.command("inspect")
+@cli.command("inspect", short_help="Summarise a .con file (header, types, slices).")
 @click.argument("con", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--mapping", "mapping_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Mapping JSON to show the class of each type (default: built-in).")
@@ -105,7 +105,7 @@ def inspect(con: Path, mapping_path: Path | None) -> None:
         click.echo(f"  skipped sections: {c.skipped_sections}")
 
 
-@cli.command("convert")
+@cli.command("convert", short_help=".con + CT -> six-class labels (one case or a batch).")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--ct", type=click.Path(exists=True, path_type=Path), default=None,
@@ -142,7 +142,7 @@ def convert(source: Path, out: Path, ct: Path | None, mapping, grid, rules) -> N
                f"{comp}; report {rp}")
 
 
-@cli.command("export-con")
+@cli.command("export-con", short_help="Six-class label map -> .con for MASS.")
 @click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--header", "headers", multiple=True, metavar="KEY=VALUE",
@@ -173,7 +173,7 @@ def export_con_cmd(labels: Path, out: Path, headers: tuple[str, ...], artery_exc
                                                        if st["hole_pixels_filled"] else ""))
 
 
-@cli.command("build-dataset")
+@cli.command("build-dataset", short_help="ANNOTATIONS -> nnU-Net v2 raw dataset + splits.")
 @click.argument("annotations", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("raw_root", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--dataset-id", type=int, default=501, show_default=True, help="nnU-Net dataset number.")
