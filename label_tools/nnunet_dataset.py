@@ -1,15 +1,17 @@
 """Write an nnU-Net v2 raw dataset (imagesTr/labelsTr, dataset.json, splits_final.json).
 
+``build_dataset`` turns an ANNOTATIONS folder (cases.csv, images/, contours/) into one.
+
 dataset.json comes from the label scheme (cacpipe.labels), never written by hand.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from cacpipe.errors import GeometryError, InputDataError
+from cacpipe.errors import ConfigError, GeometryError, InputDataError
 from cacpipe.labels import nnunet_dataset_json
 from cacpipe.volume import Volume
 
@@ -52,3 +54,85 @@ def patient_folds(case_ids: Sequence[str], patient_of: Mapping[str, str], n_fold
         train = sorted(c for c in case_ids if fold_of[patient_of[c]] != k)
         splits.append({"train": train, "val": val})
     return splits
+
+
+# --- building a dataset from ANNOTATIONS ---------------------------------------------------
+
+CropFn = Callable[[Volume, Volume], tuple[Volume, Volume]]
+"""(ct, labels) -> (cropped ct, cropped labels), both on the same grid."""
+
+
+def write_splits(ds_dir: str | Path, splits: list[dict]) -> Path:
+    """``splits_final.json`` (nnU-Net reads it from nnUNet_preprocessed/DatasetXXX_name/)."""
+    p = Path(ds_dir) / "splits_final.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(splits, indent=2))
+    return p
+
+
+def stage1_heart_crop() -> CropFn:
+    """The Stage 1 heart crop (``cacpipe.heart``) as a CropFn, same crop as at inference.
+
+    ``cacpipe.heart`` is built separately; without it this raises a ConfigError saying so.
+    """
+    try:
+        from cacpipe.heart import Stage1Config, apply_crop, heart_crop  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise ConfigError("--heart-crop needs the stage-1 heart module cacpipe.heart, which this "
+                          f"installation lacks ({exc}); build without --heart-crop") from exc
+
+    def crop(ct: Volume, labels: Volume) -> tuple[Volume, Volume]:
+        res = heart_crop(ct, Stage1Config())
+        return res.cropped_ct, apply_crop(labels, res.record, is_label=True)
+
+    return crop
+
+
+def build_dataset(ann_dir: str | Path, raw_root: str | Path, dataset_id: int, name: str = "cacpipe_coronary",
+                  mapping=None, options=None, crop: CropFn | None = None, n_folds: int = 5,
+                  preprocessed_root: str | Path | None = None, overwrite: bool = False) -> dict:
+    """ANNOTATIONS (cases.csv, images/, contours/) -> nnU-Net v2 raw dataset.
+
+    Writes ``<raw_root>/DatasetXXX_name/{imagesTr,labelsTr,dataset.json,splits_final.json}`` and
+    ``build_report.{csv,json}``; the split is also written to
+    ``<preprocessed_root>/DatasetXXX_name/splits_final.json`` when given. Cases that fail are
+    recorded and left out; labelled voxels a crop removes are counted per case.
+    """
+    from .annotations import read_cases, read_image
+    from .convert import case_row, convert_case, write_reports
+
+    ds = dataset_dir(raw_root, dataset_id, name)
+    if ds.exists() and any(ds.iterdir()):
+        if not overwrite:
+            raise InputDataError(f"{ds} exists and is not empty; choose another dataset id or overwrite it")
+        for sub in ("imagesTr", "labelsTr"):
+            for f in (ds / sub).glob("*.nii.gz"):
+                f.unlink()
+    cases = read_cases(ann_dir)
+    rows, details, ok = [], {}, []
+    for case in cases:
+        try:
+            ct = read_image(case.image)
+            labels, rep = convert_case(case.contour, ct, mapping, options)
+            if crop is not None:
+                before = int((labels.array > 0).sum())
+                ct, labels = crop(ct, labels)
+                rep["crop"] = {"shape_zyx": list(ct.shape), "labelled_voxels_lost": before - int((labels.array > 0).sum())}
+            write_case(ds, case.case, ct, labels)
+            rows.append(case_row(case, rep, None))
+            details[case.case] = rep
+            ok.append(case.case)
+        except Exception as exc:  # noqa: BLE001 - record and go on
+            rows.append(case_row(case, None, exc))
+    write_reports(rows, details, ds / "build_report")
+    if not ok:
+        raise InputDataError(f"no case of {ann_dir} could be converted; see {ds / 'build_report.csv'}")
+    write_dataset_json(ds, len(ok), name)
+    patient_of = {c.case: c.patient_id for c in cases}
+    splits = patient_folds(ok, patient_of, n_folds)
+    paths = [str(write_splits(ds, splits))]
+    if preprocessed_root is not None:
+        paths.append(str(write_splits(dataset_dir(preprocessed_root, dataset_id, name), splits)))
+    return {"dataset_dir": str(ds), "cases": len(cases), "written": len(ok), "failed": len(cases) - len(ok),
+            "splits": paths, "report": str(ds / "build_report.csv")}
+
