@@ -14,6 +14,7 @@ import hashlib
 import io
 import logging
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -166,7 +167,9 @@ def _looks_like_dicom(head: bytes) -> bool:
 
 
 def _read_header(fp, force: bool):
-    return pydicom.dcmread(fp, stop_before_pixels=True, force=force)
+    with warnings.catch_warnings():  # garbage makes pydicom warn per element; we report the file once
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(fp, stop_before_pixels=True, force=force)
 
 
 def _parse(data_or_path, head: bytes, path: str, source: str, fingerprint: str, out: Discovery) -> None:
@@ -185,7 +188,8 @@ def _parse(data_or_path, head: bytes, path: str, source: str, fingerprint: str, 
         out.dicomdirs.append(source)
         return
     if not _str(ds, "SeriesInstanceUID") or not _str(ds, "StudyInstanceUID"):
-        out.problems.append(Problem(source, "DICOM file without Study/Series Instance UID (cannot be grouped)"))
+        out.problems.append(Problem(source, "corrupt or incomplete DICOM file: no Study/Series Instance UID "
+                                           "(cannot be grouped)"))
         return
     out.headers.append(header_from_dataset(ds, path, source, fingerprint))
 
