@@ -26,7 +26,7 @@ import numpy as np
 import pydicom
 
 from ..errors import InputDataError
-from ..flags import Flag
+from ..flags import CONTRAST_SUSPECTED, Flag
 from ..volume import Volume
 from .series import Series, StudyInfo
 
@@ -142,6 +142,10 @@ def load_series(series: Series, options: AssemblyOptions | None = None) -> Volum
     if duplicates:
         flags.append(Flag(DUPLICATE_SLICES, f"{duplicates} duplicate slice(s) at the same position with identical "
                                             f"pixels were dropped", "info"))
+    agent = str(datasets[0][0].get("ContrastBolusAgent", "") or "").strip()
+    if agent:
+        flags.append(Flag(CONTRAST_SUSPECTED, f"contrast agent tag set ({agent}): Agatston is not valid on "
+                                              f"contrast-enhanced CT", "invalid"))
     if len(slices) < 2:
         raise InputDataError(f"series {series.series_uid} has fewer than 2 distinct slice positions")
 
