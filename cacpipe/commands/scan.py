@@ -13,6 +13,22 @@ def print_summary(summary) -> None:
         click.echo(line, err=line.startswith("FAILED"))
 
 
+def load_analyse(ref: str):
+    """Import ``module:function`` (the function must be importable by worker processes too)."""
+    import importlib
+
+    from ..errors import ConfigError
+
+    module, _, name = ref.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"--analyse {ref}: cannot import it ({exc}); give MODULE:FUNCTION") from exc
+    if not callable(fn):
+        raise ConfigError(f"--analyse {ref} is not a function")
+    return fn
+
+
 @click.command("scan")
 @click.argument("export", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -35,12 +51,16 @@ def print_summary(summary) -> None:
               help="Also score series with a contrast agent tag (results are flagged; Agatston is not valid).")
 @click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="JSON file of analysis settings passed to the pipeline.")
+@click.option("--analyse", "analyse_ref", metavar="MODULE:FUNCTION", default=None,
+              help="Advanced: run this function instead of the cacpipe pipeline; it is called as "
+                   "f(volume, study_info, out_dir, settings) and returns the result dict (docs/scan.md).")
 @click.option("--force", is_flag=True, help="Redo every study, even those already done with the same inputs.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
 @click.pass_context
 def command(ctx: click.Context, export: Path, out: Path, jobs: int, scheduler: str | None, min_slices: int,
             min_spacing: float, max_spacing: float, max_missing_slices: int, preferred_kernel: str,
-            allow_contrast: bool, settings_file: Path | None, force: bool, no_progress: bool) -> None:
+            allow_contrast: bool, settings_file: Path | None, analyse_ref: str | None, force: bool,
+            no_progress: bool) -> None:
     """Find every CT study in EXPORT (folders, DICOMDIR, zip files), pick one series per study
     and score it; write per-study results, manifest.json and cohort.csv to OUT.
 
@@ -60,7 +80,7 @@ def command(ctx: click.Context, export: Path, out: Path, jobs: int, scheduler: s
             raise ConfigError(f"settings file {settings_file} is not valid JSON: {exc}") from exc
     rules = SelectionRules(min_slices=min_slices, min_spacing_mm=min_spacing, max_spacing_mm=max_spacing,
                            allow_contrast=allow_contrast, preferred_kernel=preferred_kernel)
-    summary = run_scan(export, out, jobs=jobs, scheduler=scheduler, settings=settings, progress=not no_progress,
+    summary = run_scan(export, out, analyse=load_analyse(analyse_ref) if analyse_ref else None, jobs=jobs, scheduler=scheduler, settings=settings, progress=not no_progress,
                        rules=rules, assembly=AssemblyOptions(max_missing_slices=max_missing_slices), force=force)
     print_summary(summary)
     ctx.exit(summary.exit_code)

@@ -24,18 +24,19 @@ DEMO_PATIENTS: tuple[tuple[PatientInfo, dict, dict], ...] = (
 ZIPPED = "DEMO003"  # this patient's study is exported as a zip file
 
 
-def write_demo_export(export: str | Path, preset: str = "small") -> list[dict]:
+def write_demo_export(export: str | Path, preset: str = "small", **overrides) -> list[dict]:
     """Write the demo export; returns write_study's description of each study.
 
     DEMO001: calcium in three arteries, plus a localizer and a contrast series (skipped);
     DEMO002: no coronary calcium (CAC = 0); DEMO003: two dense plaques, noisier, with a thin
     lung-kernel series (not preferred), exported as ``DEMO003.zip``. A README.txt is ignored.
+    ``overrides`` change every patient's PhantomConfig (e.g. a smaller grid for tests).
     """
     export = Path(export)
     export.mkdir(parents=True, exist_ok=True)
     studies = []
-    for patient, overrides, options in DEMO_PATIENTS:
-        cfg = PhantomConfig.preset(preset, **overrides)
+    for patient, overrides_for_patient, options in DEMO_PATIENTS:
+        cfg = PhantomConfig.preset(preset, **{**overrides_for_patient, **overrides})
         if patient.patient_id == ZIPPED:
             staging = export / f".{ZIPPED}-staging"
             info = write_study(cfg, staging, patient, **options)
