@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -405,6 +406,12 @@ def run_scan(
     settings = dict(settings or {})
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    if jobs > 1 or scheduler:
+        try:
+            pickle.dumps(analyse)
+        except Exception as exc:
+            raise ConfigError(f"the analyse function {analyse_name(analyse)} cannot be sent to worker processes "
+                              f"({exc}); define it at module level") from exc
     out.mkdir(parents=True, exist_ok=True)
     summary = ScanSummary(out=out)
     with _Lock(out):

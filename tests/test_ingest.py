@@ -225,3 +225,26 @@ def test_dicomdir_with_missing_referenced_file(tiny, tmp_path):
     d = discover(tmp_path / "media", tmp_path / "work")
     assert len(d.headers) == 23 and len(d.dicomdirs) == 1
     assert any("DICOMDIR references 1 file(s) missing" in p.reason for p in d.problems)
+
+
+def test_preamble_less_files_and_repeated_instances(tiny, tmp_path):
+    """Old exports: raw datasets without the 128-byte preamble; the same instance exported twice."""
+    ph, info = tiny
+    raw = tmp_path / "export" / "raw"
+    raw.mkdir(parents=True)
+    files = sorted(Path(info["series"]["axial"]["dir"]).iterdir())
+    for i, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        ds.preamble = None
+        del ds.file_meta
+        pydicom.dcmwrite(raw / f"{i:04d}", ds, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    (tmp_path / "export" / "copy").mkdir()
+    (tmp_path / "export" / "copy" / "again.dcm").write_bytes(files[2].read_bytes())
+    assert (raw / "0000").read_bytes()[128:132] != b"DICM"
+    d = discover(tmp_path / "export", tmp_path / "work")
+    assert len(d.headers) == 25 and not d.problems
+    series = group_studies(d.headers)[0][0].series[0]
+    assert series.n_files == 24 and series.duplicates_dropped == 1
+    vol = load_series(series)
+    assert np.array_equal(vol.array, ph.ct.array) and vol.same_grid(ph.ct)
+    assert [f["code"] for f in vol.meta["ingest_flags"]] == ["duplicate_instances"]

@@ -57,7 +57,7 @@ class AssemblyOptions:
 
 def _read(path: str, source: str) -> pydicom.Dataset:
     try:
-        return pydicom.dcmread(path)
+        return pydicom.dcmread(path, force=True)  # force: preamble-less files found by discovery
     except Exception as exc:  # any read failure of one file makes the series unusable
         raise InputDataError(f"cannot read {source}: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}") from exc
 
@@ -66,7 +66,12 @@ def _pixels(ds: pydicom.Dataset, source: str) -> np.ndarray:
     rows, cols = int(ds.Rows), int(ds.Columns)
     if "PixelData" not in ds:
         raise InputDataError(f"no pixel data in {source}")
-    if not ds.file_meta.TransferSyntaxUID.is_compressed:
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts is None:  # raw dataset without file meta: pydicom needs to be told how it is encoded
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ts = (pydicom.uid.ImplicitVRLittleEndian if ds.is_implicit_VR
+                                               else pydicom.uid.ExplicitVRLittleEndian)
+    if not ts.is_compressed:
         expected = rows * cols * int(ds.BitsAllocated) // 8 * int(ds.get("NumberOfFrames", 1) or 1)
         got = len(ds.PixelData)
         if got < expected:
@@ -139,6 +144,9 @@ def load_series(series: Series, options: AssemblyOptions | None = None) -> Volum
                 f"two different images at the same slice position {dist[i]:.2f} mm ({slices[-1][3]} and {source}): "
                 f"the series mixes acquisitions; export them as separate series")
         slices.append((float(dist[i]), ipps[i], hu, source))
+    if series.duplicates_dropped:
+        flags.append(Flag("duplicate_instances", f"{series.duplicates_dropped} file(s) were copies of an instance "
+                                                 f"already found (same SOP Instance UID) and were read once", "info"))
     if duplicates:
         flags.append(Flag(DUPLICATE_SLICES, f"{duplicates} duplicate slice(s) at the same position with identical "
                                             f"pixels were dropped", "info"))
