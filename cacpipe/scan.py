@@ -420,7 +420,8 @@ def run_scan(
         (out / ".tmp").mkdir(exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix="extract-", dir=out / ".tmp"))
         try:
-            tasks = _plan(export, out, manifest, analyse, settings, rules, assembly, force, workdir, summary)
+            tasks = _plan(export, out, manifest, analyse, settings, rules, assembly, force, workdir, summary,
+                          progress)
             _save(out, manifest)
             _execute(tasks, jobs, scheduler, progress, manifest, out, summary)
         finally:
@@ -431,9 +432,10 @@ def run_scan(
     return summary
 
 
-def _plan(export, out, manifest, analyse, settings, rules, assembly, force, workdir, summary) -> list[StudyTask]:
+def _plan(export, out, manifest, analyse, settings, rules, assembly, force, workdir, summary,
+          progress) -> list[StudyTask]:
     """Discover, group, select; record skipped and up-to-date studies; return the studies to run."""
-    disc = discover(export, workdir)
+    disc = discover(export, workdir, progress=progress)
     studies, group_problems = group_studies(disc.headers)
     problems = disc.problems + group_problems
     manifest.update(export=str(export.resolve()), cacpipe_version=__version__, scanned=_now(),

@@ -191,6 +191,8 @@ def threshold_analyse(volume, info, out_dir, settings):
     if os.environ.get("CACPIPE_TEST_CALLS"):
         with open(os.environ["CACPIPE_TEST_CALLS"], "a") as f:
             f.write(info.patient_id + "\n")
+    if info.patient_id == os.environ.get("CACPIPE_TEST_CRASH"):
+        os._exit(3)  # a worker process dying (as when the OOM killer strikes)
     if info.patient_id == os.environ.get("CACPIPE_TEST_FAIL"):
         raise RuntimeError("synthetic analysis failure\nsecond line")
     hu = np.asarray(volume.array, dtype=np.float32)

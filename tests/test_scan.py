@@ -191,3 +191,17 @@ def test_dask_cluster_same_as_local(faulty, reference, tmp_path):
                      scheduler=cluster.scheduler_address, progress=False)
     assert (s.done, s.failed, s.skipped, s.exit_code) == (4, 2, 2, 1)
     _same_outputs(tmp_path / "out", reference[0])
+
+
+def test_dead_worker_fails_only_its_study(faulty, tmp_path, monkeypatch):
+    monkeypatch.setenv("CACPIPE_TEST_CRASH", "P02ZIP")  # spawned workers inherit the environment
+    s = run_scan(faulty.root, tmp_path / "out", analyse=threshold_analyse, rules=RULES, jobs=2, progress=False)
+    entries = _by_patient(tmp_path / "out")
+    assert entries["P02ZIP"]["status"] == "failed" and "worker process died" in entries["P02ZIP"]["reason"]
+    assert {p for p, e in entries.items() if e["status"] == "done"} == DONE - {"P02ZIP"}
+    assert s.failed == 3
+
+
+def test_unpicklable_analyse_refused_for_workers(faulty, tmp_path):
+    with pytest.raises(ConfigError, match="module level"):
+        run_scan(faulty.root, tmp_path / "out", analyse=lambda *a: {}, rules=RULES, jobs=2, progress=False)

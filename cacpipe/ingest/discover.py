@@ -292,11 +292,12 @@ def _check_dicomdir(path: Path, out: Discovery) -> None:
         out.problems.append(Problem(str(path), f"DICOMDIR references {missing} file(s) missing from the export"))
 
 
-def discover(root: str | Path, workdir: str | Path) -> Discovery:
+def discover(root: str | Path, workdir: str | Path, progress: bool = False) -> Discovery:
     """Walk ``root`` (a folder, a zip file or one DICOM file) and read every DICOM header.
 
     ``workdir`` receives copies of DICOM members of zip files (the caller deletes it).
-    Symbolic links to folders are not followed (they can form loops).
+    Symbolic links to folders are not followed (they can form loops). ``progress`` shows a
+    tqdm bar over the files.
     """
     root = Path(root)
     workdir = Path(workdir)
@@ -312,7 +313,10 @@ def discover(root: str | Path, workdir: str | Path) -> Discovery:
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             dirnames.sort()
             paths.extend(Path(dirpath) / f for f in sorted(filenames))
-    for path in paths:
+    from tqdm import tqdm
+
+    for path in tqdm(paths, desc="reading headers", unit="file", disable=not progress or len(paths) < 2,
+                     dynamic_ncols=True, leave=False):
         _discover_file(path, workdir, out)
     return out
 
