@@ -205,7 +205,10 @@ def test_zip_members_never_leave_the_workdir(tiny, tmp_path):
         zf.write(inner, "nested/inner.zip")
     work = tmp_path / "work"
     d = discover(tmp_path / "export", work)
-    assert len(d.headers) == len(files) and all(Path(h.path).parent.parent == work for h in d.headers)
+    assert len(d.headers) == len(files) and {h.path for h in d.headers} == {str(z)}  # read in place
+    assert not work.exists() or {p.name[:7] for p in work.iterdir()} == {"nested-"}  # nothing but the inner zip
+    vol = load_series(group_studies(d.headers)[0][0].series[0])
+    assert np.array_equal(vol.array, tiny[0].ct.array)
     assert {p.reason.split(" (")[0] for p in d.problems} == {"zip-slip member name rejected"}
     assert any("nested/inner.zip!../../inner-evil.dcm" in p.source for p in d.problems)
     assert d.ignored == [f"{z}!notes.txt"]
@@ -248,3 +251,18 @@ def test_preamble_less_files_and_repeated_instances(tiny, tmp_path):
     vol = load_series(series)
     assert np.array_equal(vol.array, ph.ct.array) and vol.same_grid(ph.ct)
     assert [f["code"] for f in vol.meta["ingest_flags"]] == ["duplicate_instances"]
+
+
+def test_study_info_reads_source_datasets_from_zip(tiny, tmp_path):
+    from cacpipe.ingest import StudyInfo
+
+    _, info = tiny
+    files = sorted(Path(info["series"]["axial"]["dir"]).iterdir())
+    with zipfile.ZipFile(tmp_path / "s.zip", "w") as zf:
+        for f in files:
+            zf.write(f, f"x/{f.name}")
+    series = group_studies(discover(tmp_path / "s.zip", tmp_path / "w").headers)[0][0].series[0]
+    si = StudyInfo.from_series(series)
+    dss = si.read_datasets()
+    assert len(dss) == 24 and {d.SOPInstanceUID for d in dss} == {h.sop_instance_uid for h in series.files}
+    assert si.files[0].startswith(f"{tmp_path / 's.zip'}!x/") and "files" not in si.to_dict()

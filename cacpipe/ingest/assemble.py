@@ -19,6 +19,8 @@ Unusable series raise ``InputDataError`` with a one-line reason naming the file 
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections import Counter
 from dataclasses import asdict, dataclass
 
@@ -28,6 +30,7 @@ import pydicom
 from ..errors import InputDataError
 from ..flags import CONTRAST_SUSPECTED, Flag
 from ..volume import Volume
+from .discover import FileHeader
 from .series import Series, StudyInfo
 
 DUPLICATE_SLICES = "duplicate_slices"
@@ -55,11 +58,18 @@ class AssemblyOptions:
         return cls(**{k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__})
 
 
-def _read(path: str, source: str) -> pydicom.Dataset:
+def _read(header: FileHeader, zips: dict[str, zipfile.ZipFile]) -> pydicom.Dataset:
+    """Full read of one file, or of one zip member (zip files are opened once per series)."""
     try:
-        return pydicom.dcmread(path, force=True)  # force: preamble-less files found by discovery
+        if header.zip_member:
+            zf = zips.get(header.path)
+            if zf is None:
+                zf = zips[header.path] = zipfile.ZipFile(header.path)
+            return pydicom.dcmread(io.BytesIO(zf.read(header.zip_member)), force=True)
+        return pydicom.dcmread(header.path, force=True)  # force: preamble-less files found by discovery
     except Exception as exc:  # any read failure of one file makes the series unusable
-        raise InputDataError(f"cannot read {source}: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}") from exc
+        raise InputDataError(f"cannot read {header.source}: {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:160]}") from exc
 
 
 def _pixels(ds: pydicom.Dataset, source: str) -> np.ndarray:
@@ -99,7 +109,12 @@ def load_series(series: Series, options: AssemblyOptions | None = None) -> Volum
     flags: list[Flag] = []
     if not series.files:
         raise InputDataError(f"series {series.series_uid} has no files")
-    datasets = [(_read(f.path, f.source), f.source) for f in series.files]
+    zips: dict[str, zipfile.ZipFile] = {}
+    try:
+        datasets = [(_read(f, zips), f.source) for f in series.files]
+    finally:
+        for zf in zips.values():
+            zf.close()
 
     # Consistent geometry across slices.
     sizes = [(int(ds.get("Rows", 0)), int(ds.get("Columns", 0))) for ds, _ in datasets]

@@ -1,11 +1,11 @@
 """Find every DICOM file of a PACS export: folders, DICOMDIR, extension-less files, zip files.
 
 Only headers are read here (``stop_before_pixels``): discovery of a large export stays cheap.
-Zip members are copied, under numbered names, into a temporary folder the caller owns; a member
-name is never used as a path, so a zip-slip name (``../../x``, ``/etc/x``, ``C:\\x``) cannot write
-outside it, and such names are rejected and reported anyway. Files that are clearly not DICOM
-(text, images, thumbnails) are counted and ignored; files that claim to be DICOM but cannot be
-parsed are reported as problems.
+Zip members are read in memory and never extracted (assembly reads them from the zip again); a
+zip nested in a zip is copied, under a numbered name, into a temporary folder the caller owns.
+A member name is never used as a path, and zip-slip names (``../../x``, ``/etc/x``, ``C:\\x``)
+are rejected and reported. Files that are clearly not DICOM (text, images, thumbnails) are
+counted and ignored; files that claim to be DICOM but cannot be parsed are reported as problems.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Problem:
 class FileHeader:
     """The header fields of one DICOM file that grouping, selection and assembly need.
 
-    ``path`` is where the file can be read (for zip members: the extracted copy);
+    ``path`` is where the file can be read (for zip members: the zip, see ``zip_member``);
     ``source`` is how to name it to a user (``export/a.zip!dir/IM1`` for zip members);
     ``fingerprint`` changes when the file's content changes (size + mtime, or zip CRC).
     """
@@ -78,6 +78,7 @@ class FileHeader:
     gantry_tilt_deg: float = 0.0
     instance_number: int | None = None
     has_pixel_data: bool = True
+    zip_member: str = ""  # set when ``path`` is a zip file and the image is this member of it
 
 
 @dataclass
@@ -221,23 +222,26 @@ def _is_zip(path: Path) -> bool:
         return False
 
 
-def _scan_zip(zf_source, label: str, workdir: Path, out: Discovery, depth: int) -> None:
-    """Read every member of a zip (a path or a file object); nested zips are followed."""
+def _scan_zip(zpath: Path, label: str, workdir: Path, out: Discovery, depth: int) -> None:
+    """Read the headers of every member of the zip file ``zpath``; nested zips are followed.
+
+    Members are not extracted: their headers are parsed from memory (after the CRC check) and
+    ``FileHeader.zip_member`` tells assembly to read them from the zip. Only a nested zip is
+    copied, whole, to a numbered file in ``workdir`` so that it can be opened the same way.
+    """
     try:
-        zf = zipfile.ZipFile(zf_source)
+        zf = zipfile.ZipFile(zpath)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         out.problems.append(Problem(label, f"unreadable zip file ({_one_line(exc)})"))
         return
-    key = hashlib.sha1(label.encode()).hexdigest()[:12]
-    dest = workdir / f"zip-{key}"
     with zf:
-        for i, info in enumerate(zf.infolist()):
+        for info in zf.infolist():
             source = f"{label}!{info.filename}"
             if info.is_dir():
                 continue
             why = unsafe_member_name(info.filename)
             if why:
-                out.problems.append(Problem(source, f"zip-slip member name rejected ({why}); not extracted"))
+                out.problems.append(Problem(source, f"zip-slip member name rejected ({why}); not read"))
                 continue
             if info.flag_bits & 0x1:
                 out.problems.append(Problem(source, "unreadable zip member (encrypted)"))
@@ -247,24 +251,27 @@ def _scan_zip(zf_source, label: str, workdir: Path, out: Discovery, depth: int) 
             except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, ValueError, EOFError) as exc:
                 out.problems.append(Problem(source, f"unreadable zip member ({_one_line(exc)})"))
                 continue
+            name = PurePosixPath(info.filename).name
             if data[:4] == b"PK\x03\x04":
                 if depth >= MAX_ZIP_DEPTH:
                     out.problems.append(Problem(source, f"zip nested deeper than {MAX_ZIP_DEPTH} levels; not read"))
-                else:
-                    _scan_zip(io.BytesIO(data), source, workdir, out, depth + 1)
+                    continue
+                # Numbered name inside our own folder: a member name never becomes a path.
+                workdir.mkdir(parents=True, exist_ok=True)
+                inner = workdir / f"nested-{hashlib.sha1(source.encode()).hexdigest()[:16]}.zip"
+                inner.write_bytes(data)
+                _scan_zip(inner, source, workdir, out, depth + 1)
                 continue
-            if PurePosixPath(info.filename).name.upper() == "DICOMDIR" or not _looks_like_dicom(data[:132]):
-                if PurePosixPath(info.filename).name.upper() == "DICOMDIR":
-                    out.dicomdirs.append(source)
-                else:
-                    out.ignored.append(source)
+            if name.upper() == "DICOMDIR":
+                out.dicomdirs.append(source)
                 continue
-            # Numbered name inside our own folder: the member name never becomes a path.
-            dest.mkdir(parents=True, exist_ok=True)
-            target = dest / f"{i:06d}.dcm"
-            target.write_bytes(data)
-            fingerprint = f"zip:{info.CRC:08x}:{info.file_size}"
-            _parse(str(target), data[:132], str(target), source, fingerprint, out)
+            if not _looks_like_dicom(data[:132]):
+                out.ignored.append(source)
+                continue
+            n = len(out.headers)
+            _parse(io.BytesIO(data), data[:132], str(zpath), source, f"zip:{info.CRC:08x}:{info.file_size}", out)
+            if len(out.headers) > n:
+                out.headers[-1].zip_member = info.filename
 
 
 # --- the walk --------------------------------------------------------------------------------
@@ -295,7 +302,8 @@ def _check_dicomdir(path: Path, out: Discovery) -> None:
 def discover(root: str | Path, workdir: str | Path, progress: bool = False) -> Discovery:
     """Walk ``root`` (a folder, a zip file or one DICOM file) and read every DICOM header.
 
-    ``workdir`` receives copies of DICOM members of zip files (the caller deletes it).
+    ``workdir`` receives copies of zip files nested in zip files (the caller deletes it after
+    the scan, since those members are read from there).
     Symbolic links to folders are not followed (they can form loops). ``progress`` shows a
     tqdm bar over the files.
     """

@@ -86,7 +86,8 @@ class StudyInfo:
     series_description: str = ""
     manufacturer: str = ""
     slice_thickness_mm: float | None = None
-    files: list[str] = field(default_factory=list)  # readable paths of the selected series
+    files: list[str] = field(default_factory=list)  # how to name the series' files to a user
+    file_refs: list[tuple[str, str]] = field(default_factory=list)  # (path, zip member or "") to read them
 
     @classmethod
     def from_series(cls, series: Series) -> StudyInfo:
@@ -95,13 +96,36 @@ class StudyInfo:
             patient_id=f.patient_id, patient_name=f.patient_name, study_uid=f.study_uid,
             study_date=f.study_date, accession=f.accession, series_uid=series.series_uid,
             series_description=f.series_description, manufacturer=f.manufacturer,
-            slice_thickness_mm=f.slice_thickness_mm, files=[h.path for h in series.files],
+            slice_thickness_mm=f.slice_thickness_mm, files=[h.source for h in series.files],
+            file_refs=[(h.path, h.zip_member) for h in series.files],
         )
+
+    def read_datasets(self, stop_before_pixels: bool = True) -> list:
+        """The series' DICOM datasets (e.g. to reference them from DICOM SEG/SR), zip members included."""
+        import io
+        import zipfile
+
+        import pydicom
+
+        out, zips = [], {}
+        try:
+            for path, member in self.file_refs:
+                if member:
+                    zf = zips.get(path) or zips.setdefault(path, zipfile.ZipFile(path))
+                    src = io.BytesIO(zf.read(member))
+                else:
+                    src = path
+                out.append(pydicom.dcmread(src, stop_before_pixels=stop_before_pixels, force=True))
+        finally:
+            for zf in zips.values():
+                zf.close()
+        return out
 
     def to_dict(self, with_files: bool = False) -> dict:
         d = asdict(self)
         if not with_files:
             d.pop("files")
+            d.pop("file_refs")
         return d
 
 
