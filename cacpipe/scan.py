@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .errors import CacpipeError, ConfigError
+from .errors import CacpipeError, ConfigError, InputDataError
+from .flags import Flag
 from .ingest import (
     AssemblyOptions,
     SelectionRules,
@@ -58,6 +59,7 @@ MANIFEST_SCHEMA = "cacpipe.manifest/1"
 RESULT_SCHEMA = "cacpipe.result/1"
 
 Analyse = Callable[..., dict]
+SERIES_FALLBACK = "series_fallback"
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -116,8 +118,7 @@ class StudyTask:
     """Everything a worker needs for one study (picklable; no volumes travel, only file paths)."""
 
     key: str
-    info: StudyInfo
-    series: Series
+    candidates: list[Series]  # qualifying series, best first; the next is tried when one is unusable
     out_dir: str
     input_fingerprint: str
     config_hash: str
@@ -152,14 +153,17 @@ def process_study(task: StudyTask) -> dict:
     final = Path(task.out_dir)
     tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     seconds: dict[str, float] = {}
+    series_uid = task.candidates[0].series_uid
     try:
-        volume = load_series(task.series, AssemblyOptions.from_dict(task.assembly))
+        series, volume = _load_first_usable(task)
+        series_uid = series.series_uid
+        info = StudyInfo.from_series(series)
         seconds["load"] = round(time.perf_counter() - t0, 3)
         tmp.mkdir(parents=True)
-        result = task.analyse(volume, task.info, tmp, dict(task.settings))
+        result = task.analyse(volume, info, tmp, dict(task.settings))
         seconds["analyse"] = round(time.perf_counter() - t0 - seconds["load"], 3)
         _validate_result(result, tmp)
-        result = _complete_result(result, task, volume.meta.get("ingest_flags", []))
+        result = _complete_result(result, task, info, series, volume.meta.get("ingest_flags", []))
         write_atomic(tmp / RESULT, json.dumps(result, indent=2, default=str))
         _install(tmp, final)
         status = "failed" if result.get("status") == "failed" else "done"
@@ -173,20 +177,43 @@ def process_study(task: StudyTask) -> dict:
         detail = "" if isinstance(exc, CacpipeError) else traceback.format_exc(limit=8)
     seconds["total"] = round(time.perf_counter() - t0, 3)
     return {"key": task.key, "status": status, "reason": reason, "detail": detail, "flags": flags,
+            "series_uid": series_uid,
             "started": started, "finished": _now(), "seconds": seconds, "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
 
-def _complete_result(result: dict, task: StudyTask, ingest_flags: list[dict]) -> dict:
+def _load_first_usable(task: StudyTask):
+    """Assemble the best candidate series; when it is unusable, the next one (flagged)."""
+    errors = []
+    for series in task.candidates:
+        try:
+            volume = load_series(series, AssemblyOptions.from_dict(task.assembly))
+        except InputDataError as exc:
+            errors.append((series, str(exc)))
+            continue
+        if errors:
+            bad = "; ".join(f"{s.series_description or s.series_uid}: {e}" for s, e in errors)
+            name = series.series_description or series.series_uid
+            volume.meta["ingest_flags"].append(Flag(
+                SERIES_FALLBACK, f"preferred series unusable ({bad}); scored {name} instead", "warning").to_dict())
+        return series, volume
+    if len(errors) == 1:
+        raise InputDataError(errors[0][1])
+    raise InputDataError("no candidate series is usable: " + "; ".join(
+        f"{s.series_description or s.series_uid}: {e}" for s, e in errors))
+
+
+def _complete_result(result: dict, task: StudyTask, info: StudyInfo, series: Series,
+                     ingest_flags: list[dict]) -> dict:
     """Fill what the runner knows into the result: identifiers, ingestion flags, fingerprints."""
     result = dict(result)
     result.setdefault("schema", RESULT_SCHEMA)
     result.setdefault("status", "done")
-    result["study"] = {**task.info.to_dict(), **(result.get("study") or {})}
+    result["study"] = {**info.to_dict(), **(result.get("study") or {})}
     codes = {f.get("code") for f in result.get("flags", []) if isinstance(f, dict)}
     result["flags"] = list(result.get("flags", [])) + [f for f in ingest_flags if f.get("code") not in codes]
     result.setdefault("outputs", {})["result"] = RESULT
     result["ingest"] = {"input_fingerprint": task.input_fingerprint, "config_hash": task.config_hash,
-                        "files": len(task.series.files), "skipped_series": task.skipped_series}
+                        "files": len(series.files), "skipped_series": task.skipped_series}
     return result
 
 
@@ -369,13 +396,17 @@ def _redo_reason(entry: dict | None, fp: str, cfg: str, out: Path, force: bool) 
     return None
 
 
-def _recover(out: Path, rel: str, fp: str, cfg: str) -> bool:
-    """True when a complete result with these fingerprints is on disk (manifest write was missed)."""
+def _recover(out: Path, rel: str, fp: str, cfg: str) -> str | None:
+    """The series UID of a complete result on disk with these fingerprints (the manifest write
+    was missed when a run was killed), or None."""
     try:
-        ing = json.loads((out / rel / RESULT).read_text()).get("ingest", {})
+        res = json.loads((out / rel / RESULT).read_text())
     except (OSError, json.JSONDecodeError):
-        return False
-    return ing.get("input_fingerprint") == fp and ing.get("config_hash") == cfg
+        return None
+    ing = res.get("ingest", {})
+    if ing.get("input_fingerprint") == fp and ing.get("config_hash") == cfg:
+        return str((res.get("study") or {}).get("series_uid", ""))
+    return None
 
 
 def run_scan(
@@ -459,21 +490,22 @@ def _plan(export, out, manifest, analyse, settings, rules, assembly, force, work
             manifest["studies"][study.key] = {**base, "status": "skipped", "reason": sel.reason, "series_uid": ""}
             summary.skipped += 1
             continue
-        fp = sel.selected.fingerprint()
+        fp = sel.fingerprint()
         why = _redo_reason(entry, fp, cfg, out, force)
-        if why and not force and _recover(out, rel, fp, cfg):
+        recovered = _recover(out, rel, fp, cfg) if why and not force else None
+        if recovered is not None:
             why, entry = None, {**(entry or {}), "status": "done", "result": f"{rel}/{RESULT}", "reason": "",
-                                "input_fingerprint": fp, "config_hash": cfg}
+                                "input_fingerprint": fp, "config_hash": cfg, "series_uid": recovered}
         if why is None:
-            manifest["studies"][study.key] = {**entry, **base, "series_uid": sel.selected.series_uid}
+            # series_uid stays the one the result was computed from (a fallback may have been used).
+            manifest["studies"][study.key] = {"series_uid": sel.selected.series_uid, **entry, **base}
             summary.up_to_date += 1
             continue
         manifest["studies"][study.key] = {**(entry or {}), **base, "status": "pending", "reason": why,
                                           "series_uid": sel.selected.series_uid, "input_fingerprint": fp,
                                           "config_hash": cfg, "result": None}
-        tasks.append(StudyTask(key=study.key, info=StudyInfo.from_series(sel.selected), series=sel.selected,
-                               out_dir=str(out / rel), input_fingerprint=fp, config_hash=cfg, analyse=analyse,
-                               settings=settings, assembly=assembly.to_dict(), skipped_series=sel.skipped_dicts()))
+        tasks.append(StudyTask(key=study.key, candidates=sel.candidates, out_dir=str(out / rel),
+                               input_fingerprint=fp, config_hash=cfg, analyse=analyse, settings=settings, assembly=assembly.to_dict(), skipped_series=sel.skipped_dicts()))
     return tasks
 
 
@@ -488,7 +520,8 @@ def _record(outcome: dict, tasks_by_key: dict, manifest: dict, out: Path, summar
     entry = manifest["studies"][key]
     entry.update(status=outcome["status"], reason=outcome["reason"], started=outcome.get("started"),
                  finished=outcome.get("finished"), seconds=outcome.get("seconds", {}), flags=outcome.get("flags", []),
-                 worker=outcome.get("worker"), attempts=int(entry.get("attempts", 0)) + 1)
+                 worker=outcome.get("worker"), attempts=int(entry.get("attempts", 0)) + 1,
+                 series_uid=outcome.get("series_uid", entry.get("series_uid")))
     entry.pop("detail", None)
     if outcome.get("detail"):
         entry["detail"] = outcome["detail"]
@@ -554,13 +587,17 @@ def _run_processes(tasks: list[StudyTask], jobs: int, record, retry: bool = True
     with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("spawn"),
                              initializer=_worker_init, initargs=(threads,)) as pool:
         futures = {pool.submit(process_study, t): t for t in tasks}
-        for fut in as_completed(futures):
-            try:
-                record(fut.result())
-            except BrokenProcessPool:
-                broken.append(futures[fut])
-            except Exception as exc:  # e.g. the task could not be pickled
-                record(_failed_outcome(futures[fut], _one_line(f"{type(exc).__name__}: {exc}")))
+        try:
+            for fut in as_completed(futures):
+                try:
+                    record(fut.result())
+                except BrokenProcessPool:
+                    broken.append(futures[fut])
+                except Exception as exc:  # e.g. the task could not be pickled
+                    record(_failed_outcome(futures[fut], _one_line(f"{type(exc).__name__}: {exc}")))
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)  # do not wait for running studies on Ctrl-C
+            raise
     if broken and retry:
         # A worker died (killed, out of memory): the pool cannot tell which study did it; retry alone.
         for t in broken:

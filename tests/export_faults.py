@@ -12,6 +12,7 @@ Tiny phantoms (64 x 64 pixels, 24 slices) keep it fast; scans of it use ``min_sl
 | P06TRUNC | axial with truncated pixel data in one file | failed: truncated pixel data |
 | P07TINY | a 5-slice series + localizer | skipped: too few slices |
 | P08CON | contrast series + localizer only | skipped: contrast agent |
+| P09FALL | preferred axial series truncated, a thin lung-kernel series intact | done (thin), flag series_fallback |
 
 Plus export-level junk: a corrupt .dcm file, a text file, random bytes without extension.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import shutil
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,14 @@ def build_faulty_export(root: Path) -> FaultyExport:
     info = _study(export, "P08CON", 8, exp, contrast_series=True)
     shutil.rmtree(info["series"]["axial"]["dir"])
     exp.expected["P08CON"] = ("skipped", "contrast agent")
+
+    # P09: the preferred series is unusable; the thin lung-kernel series is scored instead.
+    info = _study(export, "P09FALL", 10, exp, thin_series=True)
+    f = _axial_files(info)[3]
+    f.write_bytes(f.read_bytes()[:-1500])
+    cfg = exp.phantoms["P09FALL"].config
+    exp.phantoms["P09FALL"] = generate(replace(cfg, slice_mm=cfg.slice_mm / 2, n_slices=cfg.n_slices * 2 - 1))
+    exp.expected["P09FALL"] = ("done", "")
 
     # Export-level junk.
     good = _axial_files(_study(scratch / "junk", "PJUNK", 9, exp))[0].read_bytes()

@@ -21,7 +21,7 @@ from cacpipe.units import CALCIUM_THRESHOLD_HU
 from cacpipe.volume import Volume
 
 RULES = SelectionRules(min_slices=MIN_SLICES)
-DONE = {"P01GOOD", "P02ZIP", "P03DIR", "P05DUP"}
+DONE = {"P01GOOD", "P02ZIP", "P03DIR", "P05DUP", "P09FALL"}
 FAILED = {"P04MISS", "P06TRUNC"}
 
 
@@ -58,7 +58,7 @@ def _results(out: Path) -> dict:
 
 def test_every_fault_reported_and_good_studies_scored(faulty, reference):
     out, summary = reference
-    assert summary.exit_code == 1 and summary.failed == 2 and summary.done == 4 and summary.skipped == 2
+    assert summary.exit_code == 1 and summary.failed == 2 and summary.done == 5 and summary.skipped == 2
     entries = _by_patient(out)
     assert set(entries) == set(faulty.expected)
     for pid, (status, part) in faulty.expected.items():
@@ -91,6 +91,9 @@ def test_scored_volumes_match_ground_truth(faulty, reference):
         assert labels.same_grid(ct) and int((labels.array > 0).sum()) == int((ct.array >= 130).sum())
     assert "duplicate_slices" in {f["code"] for f in results["P05DUP"]["flags"]}
     assert "duplicate_slices" in cohort["P05DUP"]["flags"]
+    fallback = {f["code"]: f["message"] for f in results["P09FALL"]["flags"]}["series_fallback"]
+    assert "truncated pixel data" in fallback and "LUNG" in results["P09FALL"]["study"]["series_description"]
+    assert _by_patient(out)["P09FALL"]["series_uid"] == results["P09FALL"]["study"]["series_uid"]
     assert cohort["P04MISS"]["status"] == "failed" and cohort["P04MISS"]["total_agatston"] == ""
     assert cohort["P07TINY"]["status"] == "skipped"
     # Nothing temporary left behind; nothing extracted outside the output folder.
@@ -103,13 +106,13 @@ def test_rerun_redoes_only_failed_and_changed(faulty, reference, tmp_path, monke
     calls = tmp_path / "calls.txt"
     monkeypatch.setenv("CACPIPE_TEST_CALLS", str(calls))
     s = run_scan(faulty.root, out, analyse=threshold_analyse, rules=RULES, progress=False)
-    assert (s.up_to_date, s.processed, s.failed) == (4, 2, 2)
+    assert (s.up_to_date, s.processed, s.failed) == (5, 2, 2)
     assert not calls.exists()  # the two failures fail in assembly, before analysis
     # A changed input file is redone, the rest is not.
     f = sorted((faulty.root / "P01GOOD").rglob("002_axial/*.dcm"))[0]
     os.utime(f, ns=(time.time_ns(), time.time_ns() + 10**9))
     s = run_scan(faulty.root, out, analyse=threshold_analyse, rules=RULES, progress=False)
-    assert calls.read_text().split() == ["P01GOOD"] and s.up_to_date == 3
+    assert calls.read_text().split() == ["P01GOOD"] and s.up_to_date == 4
     assert _by_patient(out)["P01GOOD"]["status"] == "done"
 
 
@@ -118,7 +121,7 @@ def test_analysis_exception_is_one_line_and_batch_goes_on(faulty, tmp_path, monk
     s = run_scan(faulty.root, tmp_path / "out", analyse=threshold_analyse, rules=RULES, progress=False)
     e = _by_patient(tmp_path / "out")["P02ZIP"]
     assert e["status"] == "failed" and e["reason"] == "RuntimeError: synthetic analysis failure second line"
-    assert "Traceback" in e["detail"] and s.done == 3 and s.failed == 3
+    assert "Traceback" in e["detail"] and s.done == 4 and s.failed == 3
     assert not list((tmp_path / "out").glob("P02ZIP/*"))  # no partial folder
 
 
@@ -159,8 +162,8 @@ def test_kill_and_resume(faulty, reference, tmp_path, monkeypatch):
     calls = tmp_path / "calls.txt"
     monkeypatch.setenv("CACPIPE_TEST_CALLS", str(calls))
     s = run_scan(faulty.root, out, analyse=threshold_analyse, rules=RULES, progress=False)
-    assert sorted(calls.read_text().split()) == ["P03DIR", "P05DUP"]
-    assert (s.up_to_date, s.done, s.failed) == (2, 2, 2)
+    assert sorted(calls.read_text().split()) == ["P03DIR", "P05DUP", "P09FALL"]
+    assert (s.up_to_date, s.done, s.failed) == (2, 3, 2)
     assert not half.exists() and not (out / LOCK).exists()
     assert _cohort(out) == _cohort(reference[0])
 
@@ -177,7 +180,7 @@ def _same_outputs(a: Path, b: Path) -> None:
 
 def test_jobs_processes_same_as_serial(faulty, reference, tmp_path):
     s = run_scan(faulty.root, tmp_path / "out", analyse=threshold_analyse, rules=RULES, jobs=2, progress=False)
-    assert (s.done, s.failed, s.skipped) == (4, 2, 2)
+    assert (s.done, s.failed, s.skipped) == (5, 2, 2)
     workers = {e.get("worker") for e in _manifest(tmp_path / "out")["studies"].values() if e["status"] == "done"}
     assert str(os.getpid()) not in {w.split(":")[-1] for w in workers}  # ran in worker processes
     _same_outputs(tmp_path / "out", reference[0])
@@ -189,7 +192,7 @@ def test_dask_cluster_same_as_local(faulty, reference, tmp_path):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         s = run_scan(faulty.root, tmp_path / "out", analyse=threshold_analyse, rules=RULES,
                      scheduler=cluster.scheduler_address, progress=False)
-    assert (s.done, s.failed, s.skipped, s.exit_code) == (4, 2, 2, 1)
+    assert (s.done, s.failed, s.skipped, s.exit_code) == (5, 2, 2, 1)
     _same_outputs(tmp_path / "out", reference[0])
 
 
@@ -205,3 +208,16 @@ def test_dead_worker_fails_only_its_study(faulty, tmp_path, monkeypatch):
 def test_unpicklable_analyse_refused_for_workers(faulty, tmp_path):
     with pytest.raises(ConfigError, match="module level"):
         run_scan(faulty.root, tmp_path / "out", analyse=lambda *a: {}, rules=RULES, jobs=2, progress=False)
+
+
+def test_lost_manifest_recovered_from_results(faulty, reference, tmp_path, monkeypatch):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(reference[0], out)
+    (out / "manifest.json").unlink()  # e.g. killed after a result was renamed into place, before the manifest
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("CACPIPE_TEST_CALLS", str(calls))
+    s = run_scan(faulty.root, out, analyse=threshold_analyse, rules=RULES, progress=False)
+    assert (s.up_to_date, s.processed) == (5, 2) and not calls.exists()
+    assert _cohort(out) == _cohort(reference[0])

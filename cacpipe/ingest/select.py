@@ -15,13 +15,15 @@ Rules (in this order; the first that fails is the reason a series is skipped):
 
 Among the series that pass, the preferred one wins: a soft-tissue kernel over a sharp/lung
 kernel, then slice spacing closest to ``preferred_spacing_mm``, then more slices, then the
-lower series number. The others are skipped with "another series preferred".
+lower series number. The others are skipped with "another series preferred"; they are the
+fallbacks, in that order, when the preferred series turns out unreadable at assembly.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -63,6 +65,11 @@ class Selection:
     study: Study
     selected: Series | None
     skipped: list[tuple[Series, str]]
+    candidates: list[Series] = field(default_factory=list)  # all qualifying series, best first
+
+    def fingerprint(self) -> str:
+        """Changes when any qualifying series changes (a fallback may be scored instead of the best)."""
+        return hashlib.sha1("|".join(s.fingerprint() for s in self.candidates).encode()).hexdigest()
 
     @property
     def reason(self) -> str:
@@ -138,5 +145,6 @@ def select_series(study: Study, rules: SelectionRules | None = None) -> Selectio
     best = ok[0]
     for s in ok[1:]:
         skipped.append((s, f"another series preferred ({best.series_description or best.series_uid}: "
-                           f"kernel {best.kernel or '?'}, spacing {best.slice_spacing_mm():.2f} mm)"))
-    return Selection(study, best, skipped)
+                           f"kernel {best.kernel or '?'}, spacing {best.slice_spacing_mm():.2f} mm); "
+                           f"used if that one cannot be read"))
+    return Selection(study, best, skipped, ok)
