@@ -509,9 +509,20 @@ def _plan(export, out, manifest, analyse, settings, rules, assembly, force, work
     return tasks
 
 
-def _save(out: Path, manifest: dict) -> None:
+_SAVE_COST = {"seconds": 0.0, "last": 0.0}
+
+
+def _save(out: Path, manifest: dict, throttle: bool = False) -> None:
+    """Write the manifest atomically. ``throttle``: skip when the last write was so recent that
+    writing would take over ~5 % of the time (huge manifests); a result missed this way is
+    recovered from its result.json by the next run."""
+    now = time.perf_counter()
+    if throttle and now - _SAVE_COST["last"] < 20 * _SAVE_COST["seconds"]:
+        return
     manifest["updated"] = _now()
     write_atomic(out / MANIFEST, json.dumps(manifest, indent=1, default=str))
+    _SAVE_COST["last"] = time.perf_counter()
+    _SAVE_COST["seconds"] = _SAVE_COST["last"] - now
 
 
 def _record(outcome: dict, tasks_by_key: dict, manifest: dict, out: Path, summary: ScanSummary, bar) -> None:
@@ -536,7 +547,7 @@ def _record(outcome: dict, tasks_by_key: dict, manifest: dict, out: Path, summar
         if bar is not None and not bar.disable:
             bar.write(msg)
         log.warning(msg)
-    _save(out, manifest)
+    _save(out, manifest, throttle=True)
     if bar is not None:
         bar.update(1)
         bar.set_postfix(failed=summary.failed, refresh=False)

@@ -153,8 +153,9 @@ def test_kill_and_resume(faulty, reference, tmp_path, monkeypatch):
         proc.wait()
     # Killed while P03DIR was half-written: it does not count as done, its folder is temporary.
     entries = _by_patient(out)
-    assert entries["P01GOOD"]["status"] == "done" and entries["P02ZIP"]["status"] == "done"
     assert entries["P03DIR"]["status"] == "pending"
+    for pid in ("P01GOOD", "P02ZIP"):  # finished: done in the manifest, or (throttled write) a complete result
+        assert entries[pid]["status"] == "done" or list((out / pid).glob("*/result.json"))
     half = Path(marker.read_text())
     assert half.name.startswith(".") and (half / "labels.nii.gz").exists() and not (half / "result.json").exists()
     assert not (half.parent / faulty.study_uids["P03DIR"]).exists()
