@@ -177,8 +177,8 @@ def process_study(task: StudyTask) -> dict:
         detail = "" if isinstance(exc, CacpipeError) else traceback.format_exc(limit=8)
     seconds["total"] = round(time.perf_counter() - t0, 3)
     return {"key": task.key, "status": status, "reason": reason, "detail": detail, "flags": flags,
-            "series_uid": series_uid,
-            "started": started, "finished": _now(), "seconds": seconds, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+            "series_uid": series_uid, "started": started, "finished": _now(), "seconds": seconds,
+            "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
 
 def _load_first_usable(task: StudyTask):
@@ -404,7 +404,7 @@ def _recover(out: Path, rel: str, fp: str, cfg: str) -> str | None:
     except (OSError, json.JSONDecodeError):
         return None
     ing = res.get("ingest", {})
-    if ing.get("input_fingerprint") == fp and ing.get("config_hash") == cfg:
+    if ing.get("input_fingerprint") == fp and ing.get("config_hash") == cfg and res.get("status") != "failed":
         return str((res.get("study") or {}).get("series_uid", ""))
     return None
 
@@ -505,7 +505,8 @@ def _plan(export, out, manifest, analyse, settings, rules, assembly, force, work
                                           "series_uid": sel.selected.series_uid, "input_fingerprint": fp,
                                           "config_hash": cfg, "result": None}
         tasks.append(StudyTask(key=study.key, candidates=sel.candidates, out_dir=str(out / rel),
-                               input_fingerprint=fp, config_hash=cfg, analyse=analyse, settings=settings, assembly=assembly.to_dict(), skipped_series=sel.skipped_dicts()))
+                               input_fingerprint=fp, config_hash=cfg, analyse=analyse, settings=settings,
+                               assembly=assembly.to_dict(), skipped_series=sel.skipped_dicts()))
     return tasks
 
 

@@ -80,7 +80,8 @@ def command(ctx: click.Context, export: Path, out: Path, jobs: int, scheduler: s
             raise ConfigError(f"settings file {settings_file} is not valid JSON: {exc}") from exc
     rules = SelectionRules(min_slices=min_slices, min_spacing_mm=min_spacing, max_spacing_mm=max_spacing,
                            allow_contrast=allow_contrast, preferred_kernel=preferred_kernel)
-    summary = run_scan(export, out, analyse=load_analyse(analyse_ref) if analyse_ref else None, jobs=jobs, scheduler=scheduler, settings=settings, progress=not no_progress,
-                       rules=rules, assembly=AssemblyOptions(max_missing_slices=max_missing_slices), force=force)
+    analyse = load_analyse(analyse_ref) if analyse_ref else None  # None: the cacpipe pipeline
+    summary = run_scan(export, out, analyse=analyse, jobs=jobs, scheduler=scheduler, settings=settings,
+                       progress=not no_progress, rules=rules, assembly=AssemblyOptions(max_missing_slices=max_missing_slices), force=force)
     print_summary(summary)
     ctx.exit(summary.exit_code)
