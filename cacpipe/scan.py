@@ -466,7 +466,7 @@ def run_scan(
 def _plan(export, out, manifest, analyse, settings, rules, assembly, force, workdir, summary,
           progress) -> list[StudyTask]:
     """Discover, group, select; record skipped and up-to-date studies; return the studies to run."""
-    disc = discover(export, workdir, progress=progress)
+    disc = discover(export, workdir, progress=progress, exclude=(out,))
     studies, group_problems = group_studies(disc.headers)
     problems = disc.problems + group_problems
     manifest.update(export=str(export.resolve()), cacpipe_version=__version__, scanned=_now(),

@@ -54,3 +54,13 @@ def test_scan_command_exit_code_on_failure(demo_export, tmp_path, monkeypatch):
     assert "FAILED DEMO002/" in r.output and "synthetic analysis failure" in r.output
     r = _scan(demo_export, tmp_path / "out", "--analyse", "no_such_module:f")
     assert r.exit_code == 2 and "cannot import" in r.output
+
+
+def test_output_folder_inside_the_export_is_not_scanned(demo_export, tmp_path):
+    import shutil
+
+    export = tmp_path / "export"
+    shutil.copytree(demo_export, export)
+    for _ in range(2):
+        r = _scan(export, export / "results")
+        assert r.exit_code == 0 and "1 non-DICOM files ignored" in r.output, r.output

@@ -299,13 +299,15 @@ def _check_dicomdir(path: Path, out: Discovery) -> None:
         out.problems.append(Problem(str(path), f"DICOMDIR references {missing} file(s) missing from the export"))
 
 
-def discover(root: str | Path, workdir: str | Path, progress: bool = False) -> Discovery:
+def discover(root: str | Path, workdir: str | Path, progress: bool = False,
+             exclude: tuple[str | Path, ...] = ()) -> Discovery:
     """Walk ``root`` (a folder, a zip file or one DICOM file) and read every DICOM header.
 
     ``workdir`` receives copies of zip files nested in zip files (the caller deletes it after
     the scan, since those members are read from there).
     Symbolic links to folders are not followed (they can form loops). ``progress`` shows a
-    tqdm bar over the files.
+    tqdm bar over the files. Folders in ``exclude`` (e.g. an output folder inside the export)
+    are not walked.
     """
     root = Path(root)
     workdir = Path(workdir)
@@ -318,8 +320,9 @@ def discover(root: str | Path, workdir: str | Path, progress: bool = False) -> D
         paths = [root]
     else:
         paths = []
+        skip = {Path(p).resolve() for p in exclude}
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames.sort()
+            dirnames[:] = sorted(d for d in dirnames if (Path(dirpath) / d).resolve() not in skip)
             paths.extend(Path(dirpath) / f for f in sorted(filenames))
     from tqdm import tqdm
 
