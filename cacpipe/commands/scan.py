@@ -1,0 +1,87 @@
+"""``cacpipe scan``: score every study of a PACS export (resumable, parallel, distributed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def print_summary(summary) -> None:
+    for line in summary.lines():
+        click.echo(line, err=line.startswith("FAILED"))
+
+
+def load_analyse(ref: str):
+    """Import ``module:function`` (the function must be importable by worker processes too)."""
+    import importlib
+
+    from ..errors import ConfigError
+
+    module, _, name = ref.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"--analyse {ref}: cannot import it ({exc}); give MODULE:FUNCTION") from exc
+    if not callable(fn):
+        raise ConfigError(f"--analyse {ref} is not a function")
+    return fn
+
+
+@click.command("scan")
+@click.argument("export", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder: manifest.json, cohort.csv and OUT/<PatientID>/<StudyUID>/ per study.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Studies analysed at once, each in its own process.")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Run studies on an existing Dask distributed cluster (e.g. tcp://host:8786); its workers "
+                   "must see EXPORT and OUT under the same paths. Overrides --jobs.")
+@click.option("--min-slices", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Series with fewer images are skipped.")
+@click.option("--min-spacing", type=float, default=0.5, show_default=True, help="Smallest slice spacing (mm) accepted.")
+@click.option("--max-spacing", type=float, default=3.0, show_default=True, help="Largest slice spacing (mm) accepted.")
+@click.option("--max-missing-slices", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Missing slices tolerated per series; they are filled by linear interpolation and flagged.")
+@click.option("--preferred-kernel", default="", metavar="REGEX",
+              help="Prefer series whose ConvolutionKernel matches this regular expression (default: any "
+                   "soft-tissue kernel over lung/bone/sharp kernels).")
+@click.option("--allow-contrast", is_flag=True,
+              help="Also score series with a contrast agent tag (results are flagged; Agatston is not valid).")
+@click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="JSON file of analysis settings passed to the pipeline.")
+@click.option("--analyse", "analyse_ref", metavar="MODULE:FUNCTION", default=None,
+              help="Advanced: run this function instead of the cacpipe pipeline; it is called as "
+                   "f(volume, study_info, out_dir, settings) and returns the result dict (docs/scan.md).")
+@click.option("--force", is_flag=True, help="Redo every study, even those already done with the same inputs.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
+@click.pass_context
+def command(ctx: click.Context, export: Path, out: Path, jobs: int, scheduler: str | None, min_slices: int,
+            min_spacing: float, max_spacing: float, max_missing_slices: int, preferred_kernel: str,
+            allow_contrast: bool, settings_file: Path | None, analyse_ref: str | None, force: bool,
+            no_progress: bool) -> None:
+    """Find every CT study in EXPORT (folders, DICOMDIR, zip files), pick one series per study
+    and score it; write per-study results, manifest.json and cohort.csv to OUT.
+
+    A second run resumes: only failed, new or changed studies are analysed again. A failing
+    study is reported in one line and the run goes on; the exit code is 1 when any study
+    failed, 0 otherwise. Selection rules and the manifest format: docs/scan.md.
+    """
+    from ..errors import ConfigError
+    from ..ingest import AssemblyOptions, SelectionRules
+    from ..scan import run_scan
+
+    settings = {}
+    if settings_file is not None:
+        try:
+            settings = json.loads(settings_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"settings file {settings_file} is not valid JSON: {exc}") from exc
+    rules = SelectionRules(min_slices=min_slices, min_spacing_mm=min_spacing, max_spacing_mm=max_spacing,
+                           allow_contrast=allow_contrast, preferred_kernel=preferred_kernel)
+    analyse = load_analyse(analyse_ref) if analyse_ref else None  # None: the cacpipe pipeline
+    summary = run_scan(export, out, analyse=analyse, jobs=jobs, scheduler=scheduler, settings=settings,
+                       progress=not no_progress, rules=rules, assembly=AssemblyOptions(max_missing_slices=max_missing_slices), force=force)
+    print_summary(summary)
+    ctx.exit(summary.exit_code)

@@ -1,0 +1,240 @@
+"""Assemble one DICOM series into a HU ``Volume`` and say what was odd about it.
+
+- slices are sorted by their position along the slice normal (not by InstanceNumber);
+- HU = stored value x RescaleSlope + RescaleIntercept, per slice; values below -1024 HU
+  (padding outside the reconstruction circle) are set to -1024;
+- spacing along z comes from the slice positions, never from SliceThickness;
+- ``direction`` columns are the row, column and normal cosines of ImageOrientationPatient,
+  ``origin_xyz`` is the position of the first (most inferior along the normal) slice;
+- duplicate positions with identical pixels are dropped (flag ``duplicate_slices``); with
+  different pixels the series is refused (it mixes acquisitions);
+- missing slices (a gap of >= 1.5 spacings) refuse the series unless ``max_missing_slices``
+  allows them, in which case the stack is resampled onto a regular grid by linear interpolation
+  (flag ``missing_slices_interpolated``); so is uneven spacing beyond ``uneven_tolerance``;
+- gantry tilt (slice stack not along the normal) is flagged ``gantry_tilt``: voxels stay as
+  acquired, so per-slice scores are valid, but patient-space positions are approximate.
+
+Unusable series raise ``InputDataError`` with a one-line reason naming the file or positions.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pydicom
+
+from ..errors import InputDataError
+from ..flags import CONTRAST_SUSPECTED, Flag
+from ..volume import Volume
+from .discover import FileHeader
+from .series import Series, StudyInfo
+
+DUPLICATE_SLICES = "duplicate_slices"
+MISSING_SLICES = "missing_slices_interpolated"
+UNEVEN_SPACING = "uneven_slice_spacing"
+GANTRY_TILT = "gantry_tilt"
+HU_FLOOR = -1024.0
+
+
+@dataclass(frozen=True)
+class AssemblyOptions:
+    """Tolerances of volume assembly."""
+
+    max_missing_slices: int = 0  # > 0: fill up to this many missing slices by interpolation
+    uneven_tolerance: float = 0.05  # relative deviation of a spacing from the median
+    tilt_tolerance_deg: float = 0.5  # below this a stack counts as untilted
+    max_gantry_tilt_deg: float = 30.0
+    position_tolerance_mm: float = 0.01  # positions closer than this are duplicates
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> AssemblyOptions:
+        return cls(**{k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__})
+
+
+def _read(header: FileHeader, zips: dict[str, zipfile.ZipFile]) -> pydicom.Dataset:
+    """Full read of one file, or of one zip member (zip files are opened once per series)."""
+    try:
+        if header.zip_member:
+            zf = zips.get(header.path)
+            if zf is None:
+                zf = zips[header.path] = zipfile.ZipFile(header.path)
+            return pydicom.dcmread(io.BytesIO(zf.read(header.zip_member)), force=True)
+        return pydicom.dcmread(header.path, force=True)  # force: preamble-less files found by discovery
+    except Exception as exc:  # any read failure of one file makes the series unusable
+        raise InputDataError(f"cannot read {header.source}: {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:160]}") from exc
+
+
+def _pixels(ds: pydicom.Dataset, source: str) -> np.ndarray:
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if "PixelData" not in ds:
+        raise InputDataError(f"no pixel data in {source}")
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts is None:  # raw dataset without file meta: pydicom needs to be told how it is encoded
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ts = (pydicom.uid.ImplicitVRLittleEndian if ds.is_implicit_VR
+                                               else pydicom.uid.ExplicitVRLittleEndian)
+    if not ts.is_compressed:
+        expected = rows * cols * int(ds.BitsAllocated) // 8 * int(ds.get("NumberOfFrames", 1) or 1)
+        got = len(ds.PixelData)
+        if got < expected:
+            raise InputDataError(f"truncated pixel data in {source}: {got} of {expected} bytes")
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        raise InputDataError(f"cannot decode pixel data of {source}: {' '.join(str(exc).split())[:160]}") from exc
+    if arr.shape != (rows, cols):
+        raise InputDataError(f"unexpected pixel array shape {arr.shape} in {source} (Rows x Columns {rows}x{cols})")
+    return arr
+
+
+def _most_common(values) -> str:
+    return ", ".join(f"{v} in {n} file(s)" for v, n in Counter(values).most_common(3))
+
+
+def load_series(series: Series, options: AssemblyOptions | None = None) -> Volume:
+    """Read, check and assemble ``series`` into a HU volume (z, y, x).
+
+    ``Volume.meta`` holds ``study`` (StudyInfo.to_dict()), ``ingest_flags`` (Flag dicts),
+    ``n_files`` and ``source_files``.
+    """
+    opt = options or AssemblyOptions()
+    flags: list[Flag] = []
+    if not series.files:
+        raise InputDataError(f"series {series.series_uid} has no files")
+    zips: dict[str, zipfile.ZipFile] = {}
+    try:
+        datasets = [(_read(f, zips), f.source) for f in series.files]
+    finally:
+        for zf in zips.values():
+            zf.close()
+
+    # Consistent geometry across slices.
+    sizes = [(int(ds.get("Rows", 0)), int(ds.get("Columns", 0))) for ds, _ in datasets]
+    if len(set(sizes)) > 1:
+        raise InputDataError(f"mixed image sizes in series {series.series_description or series.series_uid}: "
+                             f"{_most_common(f'{r}x{c}' for r, c in sizes)}")
+    try:
+        iops = np.array([[float(v) for v in ds.ImageOrientationPatient] for ds, _ in datasets])
+        ipps = np.array([[float(v) for v in ds.ImagePositionPatient] for ds, _ in datasets])
+        pxs = np.array([[float(v) for v in ds.PixelSpacing] for ds, _ in datasets])
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise InputDataError(f"series {series.series_uid}: missing or invalid ImageOrientationPatient / "
+                             f"ImagePositionPatient / PixelSpacing ({exc})") from exc
+    if np.abs(iops - iops[0]).max() > 1e-3:
+        raise InputDataError(f"series {series.series_uid}: slices have different orientations")
+    if np.abs(pxs - pxs[0]).max() > 1e-3:
+        raise InputDataError(f"series {series.series_uid}: mixed pixel spacings "
+                             f"{_most_common(f'{a:g}x{b:g}' for a, b in pxs)}")
+    row, col = iops[0, :3], iops[0, 3:]
+    row, col = row / np.linalg.norm(row), col / np.linalg.norm(col)
+    normal = np.cross(row, col)
+    normal /= np.linalg.norm(normal)
+
+    # Sort along the normal; find duplicate positions.
+    dist = ipps @ normal
+    order = np.argsort(dist, kind="stable")
+    slices: list[tuple[float, np.ndarray, np.ndarray, str]] = []  # (dist, ipp, HU, source)
+    integral = True
+    duplicates = 0
+    for i in order:
+        ds, source = datasets[i]
+        raw = _pixels(ds, source)
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        integral &= slope.is_integer() and intercept.is_integer()
+        hu = raw.astype(np.float32) * slope + intercept
+        if slices and abs(dist[i] - slices[-1][0]) < opt.position_tolerance_mm:
+            if np.array_equal(hu, slices[-1][2]):
+                duplicates += 1
+                continue
+            raise InputDataError(
+                f"two different images at the same slice position {dist[i]:.2f} mm ({slices[-1][3]} and {source}): "
+                f"the series mixes acquisitions; export them as separate series")
+        slices.append((float(dist[i]), ipps[i], hu, source))
+    if series.duplicates_dropped:
+        flags.append(Flag("duplicate_instances", f"{series.duplicates_dropped} file(s) were copies of an instance "
+                                                 f"already found (same SOP Instance UID) and were read once", "info"))
+    if duplicates:
+        flags.append(Flag(DUPLICATE_SLICES, f"{duplicates} duplicate slice(s) at the same position with identical "
+                                            f"pixels were dropped", "info"))
+    agent = str(datasets[0][0].get("ContrastBolusAgent", "") or "").strip()
+    if agent:
+        flags.append(Flag(CONTRAST_SUSPECTED, f"contrast agent tag set ({agent}): Agatston is not valid on "
+                                              f"contrast-enhanced CT", "invalid"))
+    if len(slices) < 2:
+        raise InputDataError(f"series {series.series_uid} has fewer than 2 distinct slice positions")
+
+    d = np.array([s[0] for s in slices])
+    pos = np.array([s[1] for s in slices])
+    gaps = np.diff(d)
+    spacing = float(np.median(gaps))
+    if spacing <= 0:
+        raise InputDataError(f"series {series.series_uid}: cannot derive slice spacing from positions")
+
+    # Gantry tilt: the stack runs along pos[-1] - pos[0], which is not the normal when tilted.
+    stack = pos[-1] - pos[0]
+    tilt = float(np.degrees(np.arccos(np.clip(abs(stack @ normal) / np.linalg.norm(stack), 0, 1))))
+    tag_tilt = abs(float(datasets[0][0].get("GantryDetectorTilt", 0) or 0))
+    tilt = max(tilt, tag_tilt)
+    if tilt > opt.max_gantry_tilt_deg:
+        raise InputDataError(f"gantry tilt {tilt:.1f} deg exceeds {opt.max_gantry_tilt_deg:g} deg")
+    if tilt > opt.tilt_tolerance_deg:
+        flags.append(Flag(GANTRY_TILT, f"gantry tilt {tilt:.1f} deg: slices kept as acquired; per-slice scores are "
+                                       f"valid, patient-space positions are approximate", "warning"))
+
+    # Missing slices and uneven spacing.
+    steps = np.rint(gaps / spacing).astype(int)
+    missing = int(np.sum(np.maximum(steps - 1, 0)[gaps >= 1.5 * spacing]))
+    regular = gaps[gaps < 1.5 * spacing]
+    uneven = bool(len(regular) and np.max(np.abs(regular - spacing)) / spacing > opt.uneven_tolerance)
+    hu = np.stack([s[2] for s in slices])
+    if missing:
+        k = int(np.argmax(gaps))
+        where = f"gap of {gaps[k]:.2f} mm after {slices[k][3]} (spacing {spacing:.2f} mm)"
+        if missing > opt.max_missing_slices:
+            raise InputDataError(f"{missing} slice(s) missing: {where}; allowed: {opt.max_missing_slices} "
+                                 f"(raise --max-missing-slices to interpolate them)")
+        flags.append(Flag(MISSING_SLICES, f"{missing} missing slice(s) filled by linear interpolation: {where}",
+                          "warning"))
+    if uneven:
+        flags.append(Flag(UNEVEN_SPACING, f"uneven slice spacing ({gaps.min():.2f}-{gaps.max():.2f} mm, median "
+                                          f"{spacing:.2f} mm): resampled to a regular grid", "warning"))
+    if missing or uneven:
+        n = int(round((d[-1] - d[0]) / spacing)) + 1
+        target = d[0] + spacing * np.arange(n)
+        j = np.clip(np.searchsorted(d, target, side="right") - 1, 0, len(d) - 2)
+        w = ((target - d[j]) / (d[j + 1] - d[j])).astype(np.float32)[:, None, None]
+        hu = hu[j] * (1 - w) + hu[j + 1] * w
+    else:
+        spacing = float((d[-1] - d[0]) / (len(d) - 1))  # exact mean when spacing is even
+
+    hu = np.maximum(hu, HU_FLOOR)
+    if integral and not (missing or uneven) and hu.min() >= -32768 and hu.max() <= 32767:
+        hu = hu.astype(np.int16)
+    else:
+        hu = hu.astype(np.float32)
+
+    direction = np.stack([row, col, normal], axis=1)  # columns: x, y, z axes in patient space
+    info = StudyInfo.from_series(series)
+    meta = {
+        "study": info.to_dict(),
+        "ingest_flags": [f.to_dict() for f in flags],
+        "n_files": len(series.files),
+        "source_files": [s[3] for s in slices],
+        "gantry_tilt_deg": round(tilt, 3),
+    }
+    return Volume(
+        array=hu,
+        spacing_zyx=(spacing, float(pxs[0, 0]), float(pxs[0, 1])),  # PixelSpacing = (row spacing, column spacing)
+        origin_xyz=tuple(float(v) for v in pos[0]),
+        direction=tuple(float(v) for v in direction.ravel()),
+        meta=meta,
+    )
