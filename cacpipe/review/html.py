@@ -91,7 +91,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;background:#16161a;color:#e6e6e6;margin:0}
 header{background:#202028;padding:10px 16px;display:flex;flex-wrap:wrap;gap:18px;align-items:baseline}
 header h1{font-size:18px;margin:0}
-main{padding:12px 16px;display:grid;grid-template-columns:minmax(320px,640px) minmax(420px,1fr);gap:18px}
+main{padding:12px 16px;display:grid;grid-template-columns:minmax(300px,600px) minmax(380px,1fr);gap:18px}
 .viewer{position:relative;width:100%;background:#000;aspect-ratio:var(--aspect)}
 .viewer img,.viewer svg{position:absolute;left:0;top:0;width:100%;height:100%}
 #img-ov{image-rendering:pixelated}
@@ -108,6 +108,9 @@ button.secondary{background:#444}
 input[type=text]{background:#111;color:#eee;border:1px solid #555;padding:3px 5px}
 .muted{color:#999;font-size:13px}
 img.summary{max-width:100%;margin-top:12px}
+label.rate{white-space:nowrap;margin-right:12px}
+tr.rate-row td{border-bottom:2px solid #444;padding-bottom:8px}
+tr[id^=row-] td{border-bottom:0}
 """
 
 _STUDY_JS = """
@@ -260,10 +263,11 @@ def study_page(ct: Volume, labels: Volume, result: dict, ovs: OverlaySet, option
                 f"<td>{E(str(r.get('lesions', 'n/a')))}</td><td>{E(str(r.get('grade') or 'n/a'))}</td>") if assessed \
             else "<td colspan=4><b>not assessed</b></td>"
         aflags = ", ".join(E(str(f.get("code"))) for f in flags if f.get("artery") == a)
-        radios = "".join(f"<label><input type=radio name='rating-{a}' value='{E(v)}'> {E(v)}</label><br>" for v in RATINGS)
+        radios = "".join(f"<label class=rate><input type=radio name='rating-{a}' value='{E(v)}'> {E(v)}</label>" for v in RATINGS)
         rows.append(f"<tr id='row-{a}'><td><span class=sw style='background:{_rgb(ARTERY_COLOURS[a])}'></span>"
-                    f"<b>{a}</b><div class=muted>{E(ARTERY_LONG_NAMES[a])}</div></td>{nums}<td>{aflags}</td>"
-                    f"<td>{radios}</td><td><input type=text id='comment-{a}' size=22 placeholder='comment'></td></tr>")
+                    f"<b>{a}</b><div class=muted>{E(ARTERY_LONG_NAMES[a])}</div></td>{nums}<td>{aflags}</td></tr>"
+                    f"<tr class=rate-row id='rate-{a}'><td colspan=6><span class=muted>rate {a}:</span> {radios}"
+                    f"<input type=text id='comment-{a}' size=34 placeholder='comment on {a}'></td></tr>")
     tot = result.get("total") or {}
     lesion_buttons = " ".join(
         f"<button class=secondary data-slice='{les.best_slice}' style='border-left:4px solid "
@@ -296,7 +300,7 @@ def study_page(ct: Volume, labels: Volume, result: dict, ovs: OverlaySet, option
 <div class=controls><label>Rater <input type=text id=rater size=16 placeholder="your initials"></label>
 <button id=download-csv>Download ratings CSV</button></div>
 <div id=rate-status class=muted></div>
-<table><thead><tr><th>artery</th><th>calcium mm&sup3;</th><th>Agatston</th><th>lesions</th><th>grade</th><th>flags</th><th>rating</th><th>comment</th></tr></thead>
+<table><thead><tr><th>artery</th><th>calcium mm&sup3;</th><th>Agatston</th><th>lesions</th><th>grade</th><th>flags</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 <h2>Flags</h2>{flag_html}
 <p class=muted>Ratings are kept in this browser (localStorage) until you download them; the CSV columns are {', '.join(RATING_COLUMNS)}.</p>
