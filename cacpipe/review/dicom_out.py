@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.sr.coding import Code
 from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
 
 from .. import __version__
 from ..errors import GeometryError, InputDataError
@@ -152,7 +152,7 @@ def make_sc(images: list[np.ndarray], ref: pydicom.Dataset, series_number: int, 
 
     series_uid = hd.UID()
     out = []
-    for i, (rgb, desc) in enumerate(zip(images, descriptions), start=1):
+    for i, (rgb, desc) in enumerate(zip(images, descriptions, strict=True), start=1):
         sc = hd.sc.SCImage.from_ref_dataset(
             ref_dataset=ref, pixel_array=np.ascontiguousarray(rgb[..., :3], dtype=np.uint8),
             photometric_interpretation="RGB", bits_allocated=8, coordinate_system="PATIENT",

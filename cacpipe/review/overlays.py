@@ -59,7 +59,7 @@ def find_lesions(ct: Volume, labels: Volume) -> list[Lesion]:
         mask = (labels.array == CALCIUM_ID[artery]) & (hu >= CALCIUM_THRESHOLD_HU)
         comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
         found = []
-        for sl, lab in zip(ndimage.find_objects(comp), range(1, n + 1)):
+        for sl, lab in zip(ndimage.find_objects(comp), range(1, n + 1), strict=True):
             sub = comp[sl] == lab
             per_slice = sub.sum(axis=(1, 2))
             kb = int(np.argmax(per_slice))
@@ -293,7 +293,7 @@ def render_slice_panels(ct2d, lab2d, box, flips, options, lesions_here, agreemen
 
 def _panel_titles(panels: list[Image.Image], titles: list[str]) -> list[Image.Image]:
     out = []
-    for p, t in zip(panels, titles):
+    for p, t in zip(panels, titles, strict=True):
         bar = Image.new("RGB", (p.width, 20), HEADER_BG)
         ImageDraw.Draw(bar).text((6, 2), t, fill=MUTED, font=font(13))
         out.append(_stack([bar, p]))

@@ -56,8 +56,8 @@ def send_outputs(paths: list[str | Path], target: str, calling_ae: str = "CACPIP
     no association can be made; per-file failures are listed, not raised.
     """
     import pydicom
-    from pynetdicom import AE
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    from pynetdicom import AE
 
     tgt = parse_target(target)
     datasets = []
