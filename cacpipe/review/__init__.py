@@ -41,6 +41,10 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: dict, sour
     if ct.shape != labels.shape:
         raise GeometryError(f"CT {ct.shape} and labels {labels.shape} are not on the same grid; "
                             "pass both on the original scan grid")
+    if options.dicom and source_datasets:
+        from .dicom_out import check_sources
+
+        check_sources(labels, source_datasets)  # fail before rendering anything
     ovs = render_study(ct, labels, result, options)
     paths = write_overlays(ovs, study_dir / "overlays")
     out: dict = {"overlays": [p.relative_to(study_dir).as_posix() for p in paths]}

@@ -95,6 +95,7 @@ main{padding:12px 16px;display:grid;grid-template-columns:minmax(300px,600px) mi
 .viewer{position:relative;width:100%;background:#000;aspect-ratio:var(--aspect)}
 .viewer img,.viewer svg{position:absolute;left:0;top:0;width:100%;height:100%}
 #img-ov{image-rendering:pixelated}
+.orient{position:absolute;color:#ff0;font-size:13px;font-weight:bold;pointer-events:none}
 .controls{display:flex;gap:8px;align-items:center;margin:8px 0;flex-wrap:wrap}
 input[type=range]{flex:1;min-width:180px}
 table{border-collapse:collapse;width:100%}
@@ -286,7 +287,7 @@ def study_page(ct: Volume, labels: Volume, result: dict, ovs: OverlaySet, option
 {banner}
 <main>
 <section>
-<div class=viewer id=viewer><img id=img-grey alt="CT slice"><img id=img-ov alt=""><svg id=marks viewBox="0 0 {w} {h}" preserveAspectRatio="none"></svg></div>
+<div class=viewer id=viewer><img id=img-grey alt="CT slice"><img id=img-ov alt=""><svg id=marks viewBox="0 0 {w} {h}" preserveAspectRatio="none"></svg><span class="orient" style="left:6px;top:48%">R</span><span class="orient" style="right:6px;top:48%">L</span><span class="orient" style="left:49%;top:4px">A</span></div>
 <div class=controls><button id=prev class=secondary title="previous (ArrowUp / k)">&#9650;</button>
 <input type=range id=slice-range min=0 value=0><button id=next class=secondary title="next (ArrowDown / j)">&#9660;</button>
 <label><input type=checkbox id=overlay-toggle checked> overlay (o)</label></div>

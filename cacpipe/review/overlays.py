@@ -398,7 +398,8 @@ def render_summary(ct, labels, result, options, box, flips, lesions) -> Image.Im
     dc = ImageDraw.Draw(coronal)
     dc.text((6, 4), "S", fill=(255, 255, 0), font=font(13))
     dc.text((6, h - 18), "I", fill=(255, 255, 0), font=font(13))
-    dc.text((w // 2 - 40, 4), "R  <-  ->  L", fill=(255, 255, 0), font=font(13))
+    dc.text((6, h // 2 - 8), "R", fill=(255, 255, 0), font=font(13))
+    dc.text((w - 14, h // 2 - 8), "L", fill=(255, 255, 0), font=font(13))
     thick = (z1 - z0) * dz
     body = _side_by_side(_panel_titles([axial, coronal], [f"axial MIP, slab {thick:.0f} mm", "coronal MIP"]))
     right = f"summary  {len(lesions)} lesion(s)  W {options.window[1]:g} / L {options.window[0]:g}"
