@@ -22,6 +22,10 @@ SR_UID = "1.2.840.10008.5.1.4.1.1.88.34"
 SC_UID = "1.2.840.10008.5.1.4.1.1.7"
 
 
+def _near(img: np.ndarray, rgb) -> int:
+    return int((np.abs(img - np.array(rgb)).max(axis=-1) <= 30).sum())
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     from cacpipe.phantom import PatientInfo, PhantomConfig
@@ -51,9 +55,8 @@ def test_overlay_pngs_show_every_lesion_in_label_colours(study):
     for rel in out["overlays"]:
         img = np.asarray(Image.open(d / rel).convert("RGB")).astype(int)
         assert img.std() > 20
-        near = lambda rgb: (np.abs(img - np.array(rgb)).max(axis=-1) <= 30).sum()  # noqa: E731
-        assert near(CALCIUM_COLOUR) > 10, rel
-        assert max(near(ARTERY_COLOURS[a]) for a in ARTERIES) > 10, rel
+        assert _near(img, CALCIUM_COLOUR) > 10, rel
+        assert max(_near(img, ARTERY_COLOURS[a]) for a in ARTERIES) > 10, rel
 
 
 def test_burned_in_text_defaults_to_anonymised_id(study, tmp_path):

@@ -286,8 +286,11 @@ def render_slice_panels(ct2d, lab2d, box, flips, options, lesions_here, agreemen
         heat = Image.fromarray(rgb)
         hd_ = ImageDraw.Draw(heat)
         bar = agreement_colours(np.linspace(0, 1, 120))[None].repeat(10, axis=0)
-        heat.paste(Image.fromarray(bar), (heat.width - 130, heat.height - 22))
-        hd_.text((heat.width - 210, heat.height - 26), "folds 0..1", fill=TEXT, font=font(12))
+        bx, by = heat.width - 140, heat.height - 20
+        heat.paste(Image.fromarray(bar), (bx, by))
+        hd_.text((bx, by - 18), "share of folds agreeing", fill=TEXT, font=font(12))
+        hd_.text((bx - 12, by - 3), "0", fill=TEXT, font=font(12))
+        hd_.text((bx + 124, by - 3), "1", fill=TEXT, font=font(12))
     return plain, overlay, heat
 
 
