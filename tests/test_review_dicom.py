@@ -52,11 +52,22 @@ def test_overlay_pngs_show_every_lesion_in_label_colours(study):
     # every lesion's best slice has a PNG, and each PNG shows calcium blue and at least one artery colour
     shown = {int(Path(p).stem.split("_")[1]) for p in out["overlays"][1:]}
     assert {les["slice"] for les in review["lesions"]} <= shown
+    px = ReviewOptions().display_px
+    top = 26 + 20  # header bar + panel title
     for rel in out["overlays"]:
         img = np.asarray(Image.open(d / rel).convert("RGB")).astype(int)
         assert img.std() > 20
-        assert _near(img, CALCIUM_COLOUR) > 10, rel
-        assert max(_near(img, ARTERY_COLOURS[a]) for a in ARTERIES) > 10, rel
+        # panels only (the legend below also holds colour swatches): left = CT or MIP, right = overlay/coronal
+        left = img[top:top + px, :px]
+        if rel.endswith("summary.png"):
+            assert _near(left, CALCIUM_COLOUR) > 10, rel
+            assert all(_near(left, ARTERY_COLOURS[a]) > 50 for a in ARTERIES), rel
+        else:
+            overlay = img[top:top + px, px + 4:2 * px + 4]
+            assert _near(left, CALCIUM_COLOUR) == 0, rel  # the plain CT panel carries no overlay
+            assert _near(overlay, CALCIUM_COLOUR) > 10, rel
+            assert max(_near(overlay, ARTERY_COLOURS[a]) for a in ARTERIES) > 10, rel
+            assert img.shape[1] == 3 * px + 8  # agreement heat-map panel present
 
 
 def test_burned_in_text_defaults_to_anonymised_id(study, tmp_path):
@@ -166,3 +177,34 @@ def test_cli_build_from_dicom_folder_and_index(study, tmp_path):
     r = CliRunner().invoke(cli, ["review", "build", str(tmp_path / "s2"), "--ct", series_dir,
                                  "--labels", str(root / "ph" / "labels.nii.gz")])
     assert r.exit_code != 0 and "result JSON not found" in r.output
+
+
+def test_not_assessed_artery_has_no_numbers_in_sr(study):
+    import highdicom as hd
+
+    from cacpipe.review.dicom_out import make_sr
+
+    root, _, _, _, result, sources, out = study
+    seg = pydicom.dcmread(root / "out" / out["seg"], stop_before_pixels=True)
+    res = json.loads(json.dumps(result))
+    res["arteries"]["LCX"] = {"assessed": False, "calcium_volume_mm3": None, "agatston": None, "lesions": None,
+                              "grade": None}
+    sr = hd.sr.Comprehensive3DSR.from_dataset(make_sr(res, seg, sources, 9102))
+    groups = {g.finding_sites[0].value.meaning: g for g in sr.content.get_volumetric_roi_measurement_groups()}
+    assert groups["Circumflex Coronary Artery"].get_measurements() == []
+    assert len(groups["Right Coronary Artery"].get_measurements()) == 2
+
+
+def test_study_without_calcium_or_labels(tmp_path):
+    from cacpipe.phantom import PhantomConfig, generate
+
+    ph = generate(PhantomConfig.preset("small", plaques=()))
+    res = {"status": "done", "study": {"patient_id": "P0", "study_uid": "1.2.3"},
+           "arteries": {a: {"assessed": True, "calcium_volume_mm3": 0.0, "agatston": 0.0, "lesions": 0, "grade": "none"}
+                        for a in ARTERIES}, "total": {"agatston": 0.0, "calcium_volume_mm3": 0.0}, "flags": []}
+    out = build_review(tmp_path / "a", ph.ct, ph.labels, res, None, ReviewOptions())
+    assert out["overlays"] == ["overlays/summary.png"]
+    assert "No calcified lesions found." in (tmp_path / "a" / "review.html").read_text()
+    empty = ph.labels.with_array(np.zeros_like(ph.labels.array))
+    out = build_review(tmp_path / "b", ph.ct, empty, res, None, ReviewOptions(html_max_slices=10))
+    assert (tmp_path / "b" / "review.html").read_text().count('"grey": "data:image/png') == 10

@@ -102,3 +102,20 @@ def test_parse_target_ok():
     t6 = parse_target("PACS@[::1]:104")
     assert (t6.host, t6.port, str(t6)) == ("::1", 104, "PACS@[::1]:104")
     assert np.isfinite(t.port)
+
+
+def test_cli_send_folder(outputs):
+    from click.testing import CliRunner
+
+    from cacpipe.cli import cli
+
+    server, received = _scp([SEG_UID, SR_UID, SC_UID])
+    try:
+        r = CliRunner().invoke(cli, ["review", "send", f"TESTPACS@127.0.0.1:{server.server_address[1]}",
+                                     str(outputs[0].parent)])
+    finally:
+        server.shutdown()
+    assert r.exit_code == 0, r.output
+    assert f"sent {len(outputs)} object(s)" in r.output and len(received) == len(outputs)
+    r = CliRunner().invoke(cli, ["review", "send", "nonsense", str(outputs[0])])
+    assert r.exit_code != 0 and "not AE@HOST:PORT" in r.output
