@@ -99,7 +99,7 @@ main{padding:12px 16px;display:grid;grid-template-columns:minmax(300px,600px) mi
 .controls{display:flex;gap:8px;align-items:center;margin:8px 0;flex-wrap:wrap}
 input[type=range]{flex:1;min-width:180px}
 table{border-collapse:collapse;width:100%}
-th,td{border-bottom:1px solid #333;padding:4px 6px;text-align:left;vertical-align:top;font-size:14px}
+th,td{border-bottom:1px solid #333;padding:4px 6px;text-align:left;vertical-align:top;font-size:14px;overflow-wrap:anywhere}
 .sw{display:inline-block;width:12px;height:12px;border:1px solid #fff;margin-right:6px;vertical-align:middle}
 .flag{padding:4px 8px;margin:3px 0;border-left:4px solid #888;background:#22222a}
 .flag.warning{border-color:#e0a000}.flag.invalid{border-color:#e03030}.flag.info{border-color:#4a90e2}
