@@ -5,8 +5,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PIP     := $(BIN)/python -m pip
 OUT     ?= demo_out
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install demo test lint bench train demo-model clean
+.PHONY: install demo test lint bench train demo-model clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,7 +22,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cacpipe phantom $(OUT)/phantom
 
-test: $(STAMP)
+# Headless Chromium for the review-page tests (Debian package; tests skip without it).
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing chromium for the review-page tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
+	  echo "warning: could not install chromium; the browser tests will be skipped"; }
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)

@@ -1,0 +1,50 @@
+"""Shared helpers for the review tests: a phantom study and a result dict in the schema shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+
+from cacpipe.flags import Flag
+from cacpipe.labels import ARTERIES
+
+HOSTILE_NAME = "<script>alert(1)</script>^<b>X</b>"
+
+
+def grade_of(volume_mm3: float) -> str:
+    return "none" if volume_mm3 == 0 else "mild" if volume_mm3 < 30 else "moderate" if volume_mm3 < 100 else "severe"
+
+
+def result_from_truth(truth: dict, patient_id: str, patient_name: str, study_date: str = "20260105") -> dict:
+    """A per-study result (docs/ARCHITECTURE.md schema) built from phantom ground truth."""
+    arts = {}
+    for a in ARTERIES:
+        t = truth["arteries"][a]
+        arts[a] = {"assessed": True, "calcium_volume_mm3": t["calcium_volume_mm3"],
+                   "calcium_volume_ml": t["calcium_volume_ml"], "agatston": t["agatston"],
+                   "lesions": t["lesions"], "peak_hu": t["peak_hu"], "mass_mg": None,
+                   "grade": grade_of(t["calcium_volume_mm3"]), "grade_probabilities": None}
+    tot = truth["total"]
+    flags = [Flag("demo_model_not_for_clinical_use", "Synthetic <phantom> result", "info").to_dict(),
+             Flag("valve_calcium_suspected", "Aortic valve calcium near the LAD ostium", "warning", "LAD").to_dict()]
+    return {
+        "schema": "cacpipe.result/1", "status": "done",
+        "study": {"patient_id": patient_id, "patient_name": patient_name, "study_uid": truth["dicom"]["study_uid"],
+                  "study_date": study_date, "accession": "ACC0001", "series_uid": truth["dicom"]["series"]["axial"]["uid"],
+                  "series_description": "Thorax 2mm STANDARD", "manufacturer": "GE MEDICAL SYSTEMS"},
+        "pipeline": {"version": "test"},
+        "flags": flags,
+        "arteries": arts,
+        "total": {"calcium_volume_mm3": tot["calcium_volume_mm3"], "calcium_volume_ml": tot["calcium_volume_ml"],
+                  "agatston": tot["agatston"], "lesions": tot["lesions"], "category": "101-400", "cac_drs": "A1/N3",
+                  "vessels_with_calcium": 3, "mass_mg": None},
+        "outputs": {"labels": "labels.nii.gz"},
+    }
+
+
+def axial_datasets(truth: dict) -> list[pydicom.Dataset]:
+    """The phantom's axial series, sorted inferior -> superior like the volume (slice k = ct.array[k])."""
+    d = Path(truth["dicom"]["series"]["axial"]["dir"])
+    ds = [pydicom.dcmread(p) for p in sorted(d.glob("*.dcm"))]
+    return sorted(ds, key=lambda x: float(x.ImagePositionPatient[2]))
