@@ -47,7 +47,8 @@ from .ingest import (
     load_series,
     select_series,
 )
-from .labels import ARTERIES
+from .quant.table import COHORT_COLUMNS as _QUANT_COLUMNS
+from .quant.table import cohort_row
 
 log = logging.getLogger(__name__)
 
@@ -285,11 +286,8 @@ def _cleanup_stale(out: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-COHORT_COLUMNS = (
-    ["patient_id", "study_uid", "study_date", "series_uid", "status", "flags"]
-    + [f"{a}_{m}" for a in ARTERIES for m in ("calcium_volume_mm3", "agatston", "lesions", "grade")]
-    + ["total_agatston", "total_calcium_volume_mm3", "category", "cac_drs", "reason"]
-)
+# One column definition shared with `cacpipe evaluate` (cacpipe.quant.table), plus the run's own.
+COHORT_COLUMNS = (*_QUANT_COLUMNS, "reason")
 
 
 def cohort_rows(out: Path, manifest: dict) -> list[dict]:
@@ -308,16 +306,7 @@ def cohort_rows(out: Path, manifest: dict) -> list[dict]:
                 row.update(status="failed", reason=f"result unreadable: {exc}")
                 rows.append(row)
                 continue
-            row["status"] = res.get("status", "done")
-            row["flags"] = ";".join(sorted({f.get("code", "") for f in res.get("flags", []) if isinstance(f, dict)}))
-            for a, v in (res.get("arteries") or {}).items():
-                for m in ("calcium_volume_mm3", "agatston", "lesions", "grade"):
-                    if f"{a}_{m}" in row:
-                        row[f"{a}_{m}"] = _cell(v.get(m))
-            tot = res.get("total") or {}
-            row.update(total_agatston=_cell(tot.get("agatston")),
-                       total_calcium_volume_mm3=_cell(tot.get("calcium_volume_mm3")),
-                       category=_cell(tot.get("category")), cac_drs=_cell(tot.get("cac_drs")))
+            row.update({k: _cell(v) for k, v in cohort_row(res).items() if v is not None and v != ""})
         rows.append(row)
     return rows
 
