@@ -51,6 +51,29 @@ def load_analyse(ref: str):
               help="Also score series with a contrast agent tag (results are flagged; Agatston is not valid).")
 @click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="JSON file of analysis settings passed to the pipeline.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="Where the networks run [default: auto = cuda when available].")
+@click.option("--heart-method", type=click.Choice(["auto", "totalsegmentator", "fallback"]), default=None,
+              help="Heart locator [default: auto = TotalSegmentator when its weights are installed, else the "
+                   "classical fallback, flagged in every result].")
+@click.option("--heart-fast", is_flag=True, default=None, help="TotalSegmentator's fast (3 mm) heart model.")
+@click.option("--model", default=None, help="Installed coronary model to use (see `cacpipe models list`) "
+                                            "[default: the only installed one, else the phantom demo model].")
+@click.option("--model-dir", default=None, type=click.Path(file_okay=False),
+              help="Model folder [default: $CACPIPE_MODEL_DIR or ~/.cacpipe/models].")
+@click.option("--no-demo-model", is_flag=True, default=None,
+              help="Fail instead of falling back to the phantom-trained demo model when no model is installed.")
+@click.option("--folds", default=None, metavar="0,1,2", help="Subset of the ensemble's folds [default: all].")
+@click.option("--mirroring/--no-mirroring", default=None,
+              help="Test-time mirroring (8x the work) [default: off on CPU, on on GPU].")
+@click.option("--agreement", is_flag=True, default=None, help="Save the per-voxel fold agreement (heat map in overlays).")
+@click.option("--calibration-factor", type=float, default=None, metavar="MG_PER_ML_HU",
+              help="Enables the calcium mass score (mg/(mL*HU), from your scanner's calibration).")
+@click.option("--severity-model", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Severity model from `cacpipe severity fit` [default: the packaged model].")
+@click.option("--no-review", is_flag=True, default=None, help="Skip overlays, review page and DICOM outputs.")
+@click.option("--no-dicom-out", is_flag=True, default=None, help="Skip DICOM SEG/SR/secondary captures.")
+@click.option("--send", default=None, metavar="AE@HOST:PORT", help="C-STORE each study's SEG/SR/SC to this PACS.")
 @click.option("--analyse", "analyse_ref", metavar="MODULE:FUNCTION", default=None,
               help="Advanced: run this function instead of the cacpipe pipeline; it is called as "
                    "f(volume, study_info, out_dir, settings) and returns the result dict (docs/scan.md).")
@@ -59,8 +82,11 @@ def load_analyse(ref: str):
 @click.pass_context
 def command(ctx: click.Context, export: Path, out: Path, jobs: int, scheduler: str | None, min_slices: int,
             min_spacing: float, max_spacing: float, max_missing_slices: int, preferred_kernel: str,
-            allow_contrast: bool, settings_file: Path | None, analyse_ref: str | None, force: bool,
-            no_progress: bool) -> None:
+            allow_contrast: bool, settings_file: Path | None, device: str | None, heart_method: str | None,
+            heart_fast: bool | None, model: str | None, model_dir: str | None, no_demo_model: bool | None,
+            folds: str | None, mirroring: bool | None, agreement: bool | None, calibration_factor: float | None,
+            severity_model: str | None, no_review: bool | None, no_dicom_out: bool | None, send: str | None,
+            analyse_ref: str | None, force: bool, no_progress: bool) -> None:
     """Find every CT study in EXPORT (folders, DICOMDIR, zip files), pick one series per study
     and score it; write per-study results, manifest.json and cohort.csv to OUT.
 
@@ -78,6 +104,19 @@ def command(ctx: click.Context, export: Path, out: Path, jobs: int, scheduler: s
             settings = json.loads(settings_file.read_text())
         except json.JSONDecodeError as exc:
             raise ConfigError(f"settings file {settings_file} is not valid JSON: {exc}") from exc
+    if folds is not None:
+        try:
+            folds = [int(f) for f in folds.split(",") if f.strip()]
+        except ValueError as exc:
+            raise ConfigError(f"--folds {folds!r}: give fold numbers separated by commas, e.g. 0,1,2") from exc
+    given = {"device": device, "heart_method": heart_method, "heart_fast": heart_fast, "model": model,
+             "model_dir": model_dir, "allow_demo_model": None if no_demo_model is None else not no_demo_model,
+             "folds": folds, "mirroring": mirroring, "agreement": agreement,
+             "calibration_factor": calibration_factor, "severity_model": severity_model,
+             "review": None if no_review is None else not no_review,
+             "dicom_outputs": None if no_dicom_out is None else not no_dicom_out, "send": send}
+    settings.update({k: v for k, v in given.items() if v is not None})
+    settings.setdefault("min_slices", min_slices)
     rules = SelectionRules(min_slices=min_slices, min_spacing_mm=min_spacing, max_spacing_mm=max_spacing,
                            allow_contrast=allow_contrast, preferred_kernel=preferred_kernel)
     analyse = load_analyse(analyse_ref) if analyse_ref else None  # None: the cacpipe pipeline
