@@ -14,8 +14,10 @@ from pathlib import Path
 from . import totalseg as ts
 
 
-def _plans(name: str, spacing: list[float]) -> dict:
-    arch = {
+def plans_dict(name: str, spacing: list[float], arch: dict | None = None, patch: list[int] | None = None,
+           configuration: str = "3d_fullres") -> dict:
+    """A complete nnU-Net plans dict (tiny 2-stage U-Net unless ``arch`` is given)."""
+    arch = arch or {
         "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
         "arch_kwargs": {
             "n_stages": 2, "features_per_stage": [2, 4], "conv_op": "torch.nn.modules.conv.Conv3d",
@@ -33,9 +35,9 @@ def _plans(name: str, spacing: list[float]) -> dict:
         "original_median_spacing_after_transp": spacing, "original_median_shape_after_transp": [64, 64, 64],
         "image_reader_writer": "NibabelIOWithReorient", "transpose_forward": [0, 1, 2],
         "transpose_backward": [0, 1, 2],
-        "configurations": {"3d_fullres": {
+        "configurations": {configuration: {
             "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
-            "batch_size": 2, "patch_size": [32, 32, 32], "median_image_size_in_voxels": [64, 64, 64],
+            "batch_size": 2, "patch_size": patch or [32, 32, 32], "median_image_size_in_voxels": [64, 64, 64],
             "spacing": spacing, "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
             "resampling_fn_data": "resample_data_or_seg_to_shape",
             "resampling_fn_seg": "resample_data_or_seg_to_shape",
@@ -61,7 +63,7 @@ def write_standin_model(weights_dir, dataset_id: int, class_names: dict, spacing
     folder, trainer = ts.MODEL_IDS[dataset_id]
     d = ts.model_dir(weights_dir, dataset_id)
     (d / "fold_0").mkdir(parents=True)
-    plans = _plans(folder, spacing)
+    plans = plans_dict(folder, spacing)
     labels = {"background": 0, **{n: i for i, n in class_names.items()}}
     (d / "plans.json").write_text(json.dumps(plans))
     (d / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": labels,

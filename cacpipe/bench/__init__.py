@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): per-stage time and peak memory. See runner.py."""

@@ -1,0 +1,159 @@
+"""Benchmark stages: each prepares its inputs (untimed), then times one piece of the pipeline.
+
+Every stage is a function ``stage(ctx) -> Measurement`` run in a fresh process by runner.py.
+``ctx`` holds the data folder (a phantom study written once by the runner), the mode and device.
+Data: the ``thin`` phantom preset (512 x 512, >= 300 slices at 1 mm), a realistic chest CT size.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .measure import Measurement, measure
+
+
+@dataclass
+class Context:
+    data: Path  # written by runner.prepare_data
+    quick: bool
+    device: str  # "cpu" or "cuda"
+
+
+def _series_dir(ctx: Context) -> Path:
+    return next(p for p in (ctx.data / "dicom").rglob("*_axial") if p.is_dir())
+
+
+def _load(ctx: Context):
+    from ..volume import Volume
+
+    return Volume.read(ctx.data / "ct.nii.gz")
+
+
+def stage_discover_load(ctx: Context) -> Measurement:
+    """DICOM discovery (header-only reads) and volume assembly of the axial series."""
+    from ..ingest import discover, group_studies, load_series, select_series
+
+    def run():
+        with tempfile.TemporaryDirectory() as work:
+            disc = discover(ctx.data / "dicom", Path(work))
+            studies, _ = group_studies(disc.headers)
+            vol = load_series(select_series(studies[0]).selected)
+        return {"files": len(disc.headers), "shape_zyx": list(vol.shape)}
+
+    return measure(run)
+
+
+def stage_dcm2niix(ctx: Context) -> Measurement:
+    """The same series through dcm2niix (Debian package), the common reference converter."""
+    exe = shutil.which("dcm2niix")
+    if exe is None:
+        return Measurement(float("nan"), float("nan"), float("nan"),
+                           {"skipped": "dcm2niix not installed (apt-get install dcm2niix)"})
+    src = _series_dir(ctx)
+
+    def run():
+        with tempfile.TemporaryDirectory() as out:
+            subprocess.run([exe, "-z", "n", "-b", "n", "-o", out, "-f", "ct", str(src)], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return {"version": subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()[:60]}
+
+    return measure(run)
+
+
+def stage_resample(ctx: Context) -> Measurement:
+    """Resampling the whole CT to the paper's training spacing (0.8, 0.73, 0.73) mm."""
+    from ..heart import resample_to_spacing
+    from ..units import PAPER_SPACING_ZYX
+
+    ct = _load(ctx)
+    return measure(lambda: {"shape_zyx": list(resample_to_spacing(ct, PAPER_SPACING_ZYX, is_label=False).shape)})
+
+
+def stage_heart_fallback(ctx: Context) -> Measurement:
+    """Stage 1 with the classical fallback locator (heart mask, resample, crop, QC)."""
+    from ..heart import Stage1Config, heart_crop
+
+    ct = _load(ctx)
+    return measure(lambda: {"cropped_shape_zyx": list(heart_crop(ct, Stage1Config(method="fallback")).cropped_ct.shape)})
+
+
+def stage_heart_totalseg(ctx: Context) -> Measurement:
+    """Stage 1 through TotalSegmentator's real code path with stand-in models (tiny random networks).
+
+    Times TotalSegmentator's own pre/post-processing and nnU-Net plumbing; the real networks cost
+    more (published: 77 s at 1.5 mm on an RTX 3090 for a 512x512x280 scan).
+    """
+    from ..heart import Stage1Config, heart_crop
+    from ..heart.standin import write_standin_home
+
+    ct = _load(ctx)
+    home = write_standin_home(Path(tempfile.mkdtemp()) / "totalseg", fast=ctx.quick)
+    cfg = Stage1Config(method="totalsegmentator", fast=ctx.quick, device=ctx.device, totalseg_home=home)
+    m = measure(lambda: {"method": heart_crop(ct, cfg).method, "fast": ctx.quick, "weights": "stand-in (random)"})
+    shutil.rmtree(home.parent, ignore_errors=True)
+    return m
+
+
+def stage_quantify(ctx: Context) -> Measurement:
+    """Quantification of a 512 x 512 x 400 scan (vectorised Agatston, volume, lesions, grades)."""
+    from ..phantom import PhantomConfig, generate
+    from ..quant import quantify
+
+    ph = generate(PhantomConfig.preset("thin", n_slices=400, noise_hu=0))
+    return measure(lambda: {"total_agatston": quantify(ph.ct, ph.labels)["total"]["agatston"],
+                            "shape_zyx": list(ph.ct.shape)}, repeat=3)
+
+
+def stage_agatston_reference(ctx: Context) -> Measurement:
+    """The straightforward per-slice loop reference (cacpipe.phantom.truth) on the same scan."""
+    from ..labels import CALCIUM_IDS
+    from ..phantom import PhantomConfig, agatston_reference, generate
+
+    ph = generate(PhantomConfig.preset("thin", n_slices=400, noise_hu=0))
+    lab = ph.labels.array
+    return measure(lambda: {"total_agatston": sum(
+        agatston_reference(ph.ct.array, lab == cid, ph.ct.spacing_zyx) for cid in CALCIUM_IDS)})
+
+
+def stage_review(ctx: Context) -> Measurement:
+    """Overlays, HTML review page, DICOM SEG + SR + secondary captures for one study."""
+    import json
+
+    from ..ingest import discover, group_studies, select_series
+    from ..ingest.series import StudyInfo
+    from ..pipeline import _sorted_sources
+    from ..review import ReviewOptions, build_review
+    from ..volume import Volume
+
+    ct = _load(ctx)
+    labels = Volume.read(ctx.data / "labels.nii.gz")
+    truth = json.loads((ctx.data / "truth.json").read_text())
+    with tempfile.TemporaryDirectory() as work:
+        disc = discover(ctx.data / "dicom", Path(work))
+        studies, _ = group_studies(disc.headers)
+        info = StudyInfo.from_series(select_series(studies[0]).selected)
+        sources = _sorted_sources(info, ct)
+    result = {"status": "done", "study": info.to_dict(), "flags": [],
+              "arteries": {a: {**v, "assessed": True, "grade": None} for a, v in truth["arteries"].items()},
+              "total": truth["total"]}
+    out = Path(tempfile.mkdtemp())
+
+    def run():
+        written = build_review(out, ct, labels, result, sources, ReviewOptions())
+        return {"dicom": sorted(k for k in written if k in ("seg", "sr", "sc"))}
+
+    m = measure(run)
+    shutil.rmtree(out, ignore_errors=True)
+    return m
+
+
+def heart_crop_for_bench(ctx: Context, spacing_zyx):
+    """The heart crop of the bench CT at a model's spacing (fallback locator)."""
+    from ..heart import Stage1Config, heart_crop
+
+    return heart_crop(_load(ctx), Stage1Config(method="fallback", target_spacing_zyx=tuple(spacing_zyx))).cropped_ct
+
