@@ -7,7 +7,7 @@ PIP     := $(BIN)/python -m pip
 OUT     ?= demo_out
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install demo test lint bench train demo-model clean chromium
+.PHONY: install demo test lint bench train demo-model clean chromium dcm2niix
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,13 +23,21 @@ demo: $(STAMP)
 	$(BIN)/cacpipe phantom $(OUT)/phantom
 
 # Headless Chromium for the review-page tests (Debian package; tests skip without it).
-chromium:
-	@test -x $(CHROMIUM) || { \
-	  echo "installing chromium for the review-page tests"; \
+# Debian tools some targets need (installed once, as root or via sudo): $(call apt_ensure,BINARY,PACKAGE,WHY)
+define apt_ensure
+	@test -x $(1) || { \
+	  echo "installing $(2) for $(3)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
-	  echo "warning: could not install chromium; the browser tests will be skipped"; }
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2) || \
+	  echo "warning: could not install $(2); $(3) will be skipped"; }
+endef
+
+chromium:
+	$(call apt_ensure,$(CHROMIUM),chromium,the review-page browser tests)
+
+dcm2niix:
+	$(call apt_ensure,/usr/bin/dcm2niix,dcm2niix,the ingestion comparison in make bench)
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
@@ -37,7 +45,7 @@ test: $(STAMP) chromium
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: $(STAMP) dcm2niix
 	$(BIN)/python -m cacpipe.bench $(BENCH_ARGS)
 
 clean:

@@ -29,15 +29,15 @@ class _Sampler(threading.Thread):
         self.proc = psutil.Process()
         self.interval_s = interval_s
         self.peak = self.proc.memory_info().rss
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.peak = max(self.peak, self.proc.memory_info().rss)
             time.sleep(self.interval_s)
 
     def stop(self) -> int:
-        self._stop.set()
+        self._halt.set()
         self.join()
         return max(self.peak, self.proc.memory_info().rss)
 
