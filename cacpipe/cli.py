@@ -50,9 +50,10 @@ def _register() -> None:
     for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if mod.name.startswith("_"):
             continue
-        obj = getattr(importlib.import_module(f"{commands.__name__}.{mod.name}"), "command", None)
+        module = importlib.import_module(f"{commands.__name__}.{mod.name}")
+        obj = getattr(module, "command", None)
         if isinstance(obj, click.Command):
-            cli.add_command(obj)
+            cli.add_command(obj, name=getattr(module, "NAME", None))
 
 
 _register()
