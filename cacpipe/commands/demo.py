@@ -33,8 +33,8 @@ def command(ctx: click.Context, out: Path, jobs: int, preset: str, force: bool, 
     if export.exists() and any(export.iterdir()):
         click.echo(f"reusing the phantom export in {export}")
     else:
-        write_demo_export(export, preset=preset)
-        click.echo(f"phantom PACS export written to {export}")
+        write_demo_export(export, preset=preset, truth_dir=out / "truth")
+        click.echo(f"phantom PACS export written to {export} (ground truth: {out / 'truth'})")
     summary = run_scan(export, out / "results", jobs=jobs, progress=not no_progress, force=force)
     print_summary(summary)
     click.echo("Synthetic phantom data; check each result's 'pipeline' and 'flags' for the model and heart "
