@@ -8,7 +8,12 @@ from pathlib import Path
 import click
 
 
-def print_summary(summary) -> None:
+def print_summary(summary, review: bool = True) -> None:
+    """Print the run's summary; with review outputs, (re)build the cohort index page first."""
+    if review and summary.out.exists() and any(summary.out.rglob("review.json")):
+        from ..review import build_index
+
+        click.echo(f"review index: {build_index(summary.out)}")
     for line in summary.lines():
         click.echo(line, err=line.startswith("FAILED"))
 
@@ -122,5 +127,5 @@ def command(ctx: click.Context, export: Path, out: Path, jobs: int, scheduler: s
     analyse = load_analyse(analyse_ref) if analyse_ref else None  # None: the cacpipe pipeline
     summary = run_scan(export, out, analyse=analyse, jobs=jobs, scheduler=scheduler, settings=settings,
                        progress=not no_progress, rules=rules, assembly=AssemblyOptions(max_missing_slices=max_missing_slices), force=force)
-    print_summary(summary)
+    print_summary(summary, review=settings.get("review", True))
     ctx.exit(summary.exit_code)
