@@ -16,21 +16,10 @@ import sys
 import click
 
 from . import __version__
-from .errors import CacpipeError
+from .clitools import CONTEXT_SETTINGS, OneLineErrorGroup
 
 
-class _Cli(click.Group):
-    """A group that turns cacpipe errors into one line on stderr and a non-zero exit."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except CacpipeError as exc:
-            click.echo(f"cacpipe: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-
-
-@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=OneLineErrorGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="cacpipe")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def cli(verbose: int) -> None:

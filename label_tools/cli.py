@@ -9,21 +9,10 @@ from pathlib import Path
 
 import click
 
-from cacpipe.errors import CacpipeError
+from cacpipe.clitools import CONTEXT_SETTINGS, OneLineErrorGroup
 
 
-class _Cli(click.Group):
-    """Print cacpipe errors as one line and exit non-zero."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except CacpipeError as exc:
-            click.echo(f"cacpipe-labels: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-
-
-@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=OneLineErrorGroup, context_settings=CONTEXT_SETTINGS)
 def cli() -> None:
     """Convert MASS (LUMC 2021EXP) coronary CT annotations for cacpipe retraining.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -52,18 +51,14 @@ def build(study_dir: Path, ct_path: Path, labels_path: Path, result_path: Path |
           series_uid: str | None, no_dicom_out: bool, fields: tuple[str, ...], salt: str, window: str,
           max_slices: int, agreement_path: Path | None, send_to: str | None) -> None:
     """Write overlays/, review.html, review.json and dicom/ (SEG, SR, SC) for one study into STUDY_DIR."""
+    from ..clitools import load_json
     from ..errors import ConfigError, InputDataError
     from ..review import ReviewOptions, build_review, send_outputs
     from ..review.source import load_series
     from ..volume import Volume
 
-    result_path = result_path or study_dir / "result.json"
-    if not result_path.exists():
-        raise InputDataError(f"result JSON not found: {result_path} (give it with --result)")
-    try:
-        result = json.loads(result_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputDataError(f"{result_path} is not valid JSON: {exc}") from exc
+    result = load_json(result_path or study_dir / "result.json", "result JSON",
+                       hint="give it with --result")
     try:
         level, width = (float(v) for v in window.split("/"))
     except ValueError as exc:

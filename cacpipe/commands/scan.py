@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -99,16 +98,12 @@ def command(ctx: click.Context, export: Path, out: Path, jobs: int, scheduler: s
     study is reported in one line and the run goes on; the exit code is 1 when any study
     failed, 0 otherwise. Selection rules and the manifest format: docs/scan.md.
     """
+    from ..clitools import load_json
     from ..errors import ConfigError
     from ..ingest import AssemblyOptions, SelectionRules
     from ..scan import run_scan
 
-    settings = {}
-    if settings_file is not None:
-        try:
-            settings = json.loads(settings_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"settings file {settings_file} is not valid JSON: {exc}") from exc
+    settings = load_json(settings_file, "settings file", ConfigError) if settings_file is not None else {}
     if folds is not None:
         try:
             folds = [int(f) for f in folds.split(",") if f.strip()]

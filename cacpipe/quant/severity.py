@@ -88,14 +88,9 @@ class SeverityModel:
 
     @classmethod
     def load(cls, path: str | Path) -> SeverityModel:
-        path = Path(path)
-        if not path.exists():
-            raise InputDataError(f"severity model file not found: {path}")
-        try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"severity model {path} is not valid JSON: {exc}") from exc
-        return cls.from_dict(d, str(path))
+        from ..clitools import load_json
+
+        return cls.from_dict(load_json(path, "severity model file", ConfigError), str(path))
 
     @classmethod
     def load_default(cls) -> SeverityModel:
