@@ -63,7 +63,7 @@ def configuration_from_spec(spec: dict) -> dict:
         },
     }
     for k in ("num_epochs", "iterations_per_epoch", "val_iterations_per_epoch", "initial_lr",
-              "oversample_foreground_percent"):
+              "oversample_foreground_percent", "optimizer"):
         if k in spec:
             cfg[f"cacpipe_{k}"] = spec[k]
     return cfg
