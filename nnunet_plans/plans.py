@@ -62,6 +62,8 @@ def configuration_from_spec(spec: dict) -> dict:
             "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
         },
     }
+    if "batch_dice" in spec:
+        cfg["batch_dice"] = bool(spec["batch_dice"])
     for k in ("num_epochs", "iterations_per_epoch", "val_iterations_per_epoch", "initial_lr",
               "oversample_foreground_percent", "optimizer"):
         if k in spec:

@@ -1,5 +1,5 @@
 """Stage-2 mechanics end to end: tiny training through the real nnU-Net trainer (non-default trainer
-class), resume, find_best_configuration, nnU-Net export, install, and a 2-fold ensemble.
+class), resume, validation, nnU-Net export, install, and a 2-fold ensemble.
 
 Mechanics only (a few iterations cannot learn much); what the shipped demo model learns is
 tested in test_segment_demo.py.
@@ -15,7 +15,6 @@ from cacpipe.labels import LABEL_BY_ID
 from cacpipe.segment import SegmentConfig, find_model, install_model, segment
 from nnunet_plans import train as T
 from nnunet_plans.data import build_phantom_dataset, phantom_case, phantom_cohort_configs
-from nnunet_plans.plans import load_spec
 
 TINY = {
     "configuration": "3d_fullres_tiny", "inherits_from": "3d_fullres", "spacing_zyx": [3.0, 3.0, 3.0],
@@ -36,7 +35,6 @@ def trained(tmp_path_factory):
         cfg = T.plan_and_preprocess(951, TINY, num_processes=1)
         (work / "preprocessed" / ds.name / "splits_final.json").write_text((ds / "splits_final.json").read_text())
         outs = [T.train_fold(951, cfg, f, TINY["trainer"], "cpu", validate=True) for f in (0, 1)]
-        T.best_configuration(951, cfg, TINY["trainer"], [0, 1])
         zip_path = T.export_zip(951, cfg, TINY["trainer"], [0, 1], work / "tiny_model.zip")
         yield {"work": work, "cfg": cfg, "outs": outs, "zip": zip_path}
     finally:
@@ -52,8 +50,6 @@ def test_training_ran_through_the_custom_trainer(trained):
     losses = ck["logging"]["train_losses"]
     assert len(losses) == 2 and np.all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert (trained["outs"][1] / "validation" / "summary.json").exists()
-    crossval = trained["outs"][0].parent / "crossval_results_folds_0_1" / "summary.json"
-    assert crossval.exists()  # find_best_configuration accumulated both folds
 
 
 def test_interrupted_fold_resumes(trained):

@@ -141,7 +141,9 @@ def segment(ct: Volume, model: InstalledModel, cfg: SegmentConfig | None = None)
     """
     import torch
     from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
-    from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+    from nnunetv2.inference.export_prediction import (
+        convert_predicted_logits_to_segmentation_with_correct_shape,
+    )
 
     cfg = cfg or SegmentConfig()
     t0 = time.perf_counter()
