@@ -60,6 +60,9 @@ def model_dir(path: str | Path | None = None) -> Path:
     return Path(p).expanduser()
 
 
+_resolve_model_dir = model_dir  # find_model's ``model_dir`` argument shadows the function
+
+
 def check_dataset_json(dataset_json: dict, where: str) -> None:
     """Raise ModelMismatchError unless the model's labels, regions and channels are cacpipe's scheme."""
     problems = []
@@ -209,7 +212,7 @@ def find_model(name: str | None = None, model_dir: str | Path | None = None,
     """
     if name and Path(name).expanduser().is_dir() and (Path(name).expanduser() / "dataset.json").exists():
         return read_model(Path(name).expanduser())
-    root = globals()["model_dir"](model_dir)
+    root = _resolve_model_dir(model_dir)
     models = list_models(root)
     if name:
         if name == "demo":
