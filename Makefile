@@ -50,3 +50,21 @@ bench: $(STAMP) dcm2niix
 
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info
+
+# Stage-2 retraining (nnunet_plans/README.md): make train DATA=cases/ [FOLDS="0 1 2 3 4"] [GPUS="0 1"]
+DATA    ?=
+FOLDS   ?= 0 1 2 3 4
+GPUS    ?=
+PLAN    ?= paper
+WORK    ?= nnunet_work
+MODEL   ?= cacpipe_model.zip
+train: $(STAMP)
+	@test -n "$(DATA)" || { echo "usage: make train DATA=folder-of-cases [FOLDS='0 1 2 3 4'] [GPUS='0 1'] [PLAN=paper]"; exit 2; }
+	$(BIN)/python -m nnunet_plans.train --data $(DATA) --plan $(PLAN) --folds $(FOLDS) --work $(WORK) --out $(MODEL) $(if $(GPUS),--gpus $(GPUS),)
+
+# The phantom-trained demo model shipped in cacpipe/data (NOT FOR CLINICAL USE; see cacpipe/data/DEMO_MODEL.md).
+demo-model: $(STAMP)
+	rm -rf build/demo_model_work
+	nnUNet_n_proc_DA=0 nnUNet_def_n_proc=1 $(BIN)/python -m nnunet_plans.train --phantoms 16 --plan demo \
+		--work build/demo_model_work --dataset-id 990 --name cacpipe_phantom_demo --num-processes 1 \
+		--out cacpipe/data/demo_model.zip

@@ -1,0 +1,234 @@
+"""Installed stage-2 models: install an exported nnU-Net zip, list, find, validate against the label scheme.
+
+Layout (as nnU-Net's own results folder, so ``nnUNetv2_export_model_to_zip`` zips install as-is):
+``<model dir>/DatasetXXX_name/<trainer>__<plans>__<configuration>/{dataset.json, plans.json, fold_K/}``.
+The model dir is ``--model-dir``, else ``$CACPIPE_MODEL_DIR``, else ``~/.cacpipe/models``.
+The shipped demo model (phantom-trained, NOT FOR CLINICAL USE) is unpacked on first use into
+``$CACPIPE_CACHE_DIR`` (default ``~/.cache/cacpipe``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ..errors import ConfigError, InputDataError, ModelMismatchError, ModelNotInstalledError
+from ..labels import REGIONS_CLASS_ORDER, nnunet_labels
+
+ENV_MODEL_DIR = "CACPIPE_MODEL_DIR"
+ENV_CACHE_DIR = "CACPIPE_CACHE_DIR"
+DEFAULT_MODEL_DIR = Path("~/.cacpipe/models")
+DEMO_ZIP = Path(__file__).resolve().parent.parent / "data" / "demo_model.zip"
+CHECKPOINT = "checkpoint_final.pth"
+INSTALL_HELP = ("install a trained model with `cacpipe models install MODEL.zip` "
+                "(a zip from `make train` or nnUNetv2_export_model_to_zip)")
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    """One trained configuration with its folds, ready for :func:`cacpipe.segment.segment`."""
+
+    path: Path  # the <trainer>__<plans>__<configuration> folder
+    name: str  # DatasetXXX_name
+    configuration: str
+    trainer: str
+    plans: str
+    folds: tuple[int, ...]
+    spacing_zyx: tuple[float, float, float]  # the pipeline resamples the heart crop to this
+    is_demo: bool = False
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.name}/{self.path.name}"
+
+    def to_dict(self) -> dict:
+        """The ``pipeline.model`` entry of the result JSON."""
+        return {"name": self.full_name, "path": str(self.path), "is_demo": self.is_demo,
+                "folds": list(self.folds), "trainer": self.trainer, "configuration": self.configuration,
+                "spacing_zyx": list(self.spacing_zyx)}
+
+
+def model_dir(path: str | Path | None = None) -> Path:
+    """The model directory: ``path``, else $CACPIPE_MODEL_DIR, else ~/.cacpipe/models."""
+    p = path if path is not None else os.environ.get(ENV_MODEL_DIR) or DEFAULT_MODEL_DIR
+    return Path(p).expanduser()
+
+
+_resolve_model_dir = model_dir  # find_model's ``model_dir`` argument shadows the function
+
+
+def check_dataset_json(dataset_json: dict, where: str) -> None:
+    """Raise ModelMismatchError unless the model's labels, regions and channels are cacpipe's scheme."""
+    problems = []
+    labels = dataset_json.get("labels")
+    want = nnunet_labels()
+    if not isinstance(labels, dict) or {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in labels.items()} != want:
+        problems.append(f"labels are {labels!r}, cacpipe needs {want!r}")
+    if list(dataset_json.get("regions_class_order") or []) != list(REGIONS_CLASS_ORDER):
+        problems.append(f"regions_class_order is {dataset_json.get('regions_class_order')!r}, "
+                        f"cacpipe needs {list(REGIONS_CLASS_ORDER)!r}")
+    channels = dataset_json.get("channel_names", dataset_json.get("modality"))
+    if not isinstance(channels, dict) or list(channels.values()) != ["CT"]:
+        problems.append(f"input channels are {channels!r}, cacpipe needs one CT channel")
+    if problems:
+        raise ModelMismatchError(f"{where} is not a cacpipe coronary model: " + "; ".join(problems)
+                                 + ". Use a model trained with `make train` (region-based six-class scheme).")
+
+
+def read_model(path: str | Path, is_demo: bool | None = None) -> InstalledModel:
+    """Read and validate a model folder (``<trainer>__<plans>__<configuration>``)."""
+    path = Path(path)
+    try:
+        dataset_json = json.loads((path / "dataset.json").read_text())
+        plans = json.loads((path / "plans.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelNotInstalledError(f"model folder {path} lacks a readable dataset.json/plans.json ({exc}); "
+                                     f"{INSTALL_HELP}") from exc
+    check_dataset_json(dataset_json, f"model {path}")
+    parts = path.name.split("__")
+    if len(parts) != 3:
+        raise ModelMismatchError(f"model folder name {path.name!r} is not <trainer>__<plans>__<configuration>")
+    trainer, plans_name, configuration = parts
+    if configuration not in plans.get("configurations", {}):
+        raise ModelMismatchError(f"model {path}: plans.json has no configuration {configuration!r}")
+    folds = tuple(sorted(int(p.name[5:]) for p in path.glob("fold_*")
+                         if p.name[5:].isdigit() and (p / CHECKPOINT).exists()))
+    if not folds:
+        raise ModelNotInstalledError(f"model {path} has no fold_K/{CHECKPOINT}; {INSTALL_HELP}")
+    cfg = _resolved_configuration(plans, configuration)
+    back = plans.get("transpose_backward", [0, 1, 2])
+    spacing = tuple(float(cfg["spacing"][j]) for j in back)
+    demo = bool(dataset_json.get("cacpipe_demo", False)) if is_demo is None else is_demo
+    return InstalledModel(path, path.parent.name, configuration, trainer, plans_name, folds, spacing, demo)
+
+
+def _resolved_configuration(plans: dict, name: str) -> dict:
+    cfg = dict(plans["configurations"][name])
+    seen = {name}
+    while "inherits_from" in cfg:
+        parent = cfg.pop("inherits_from")
+        if parent in seen:
+            raise ModelMismatchError(f"plans.json: configuration {name!r} inherits from itself")
+        seen.add(parent)
+        cfg = {**plans["configurations"][parent], **cfg}
+    return cfg
+
+
+def _model_folders(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.glob("Dataset*/*__*__*/dataset.json"))
+
+
+def list_models(model_dir_: str | Path | None = None) -> list[InstalledModel]:
+    """Every valid model installed in the model directory (invalid folders are skipped)."""
+    out = []
+    for p in _model_folders(model_dir(model_dir_)):
+        try:
+            out.append(read_model(p))
+        except (ModelMismatchError, ModelNotInstalledError):
+            continue
+    return out
+
+
+def _zip_models(zf: zipfile.ZipFile, zip_path: Path) -> list[str]:
+    """Model folder prefixes (``DatasetX/T__P__C``) of an export zip, after checking member paths."""
+    prefixes = []
+    for n in zf.namelist():
+        p = PurePosixPath(n)
+        if p.is_absolute() or ".." in p.parts:
+            raise InputDataError(f"{zip_path}: unsafe path {n!r} in the zip; refusing to install it")
+        if len(p.parts) == 3 and p.name == "dataset.json" and p.parts[0].startswith("Dataset") \
+                and p.parts[1].count("__") == 2:
+            prefixes.append("/".join(p.parts[:2]))
+    return prefixes
+
+
+def install_model(zip_path: str | Path, model_dir_: str | Path | None = None, force: bool = False) -> InstalledModel:
+    """Install an exported nnU-Net model zip into the model directory, after validating it.
+
+    Refuses (ModelMismatchError) a model whose dataset.json does not match cacpipe's label scheme,
+    and an already installed one unless ``force``.
+    """
+    zip_path = Path(zip_path)
+    if not zip_path.is_file():
+        raise InputDataError(f"model zip not found: {zip_path}")
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except zipfile.BadZipFile as exc:
+        raise InputDataError(f"{zip_path} is not a zip file (expected an nnU-Net model export)") from exc
+    root = model_dir(model_dir_)
+    with zf:
+        prefixes = _zip_models(zf, zip_path)
+        if not prefixes:
+            raise ModelMismatchError(f"{zip_path} holds no nnU-Net model (no DatasetXXX_name/<trainer>__<plans>__"
+                                     "<configuration>/dataset.json); export one with `make train`")
+        for pre in prefixes:
+            check_dataset_json(json.loads(zf.read(f"{pre}/dataset.json")), f"{zip_path} ({pre})")
+            if not any(n.startswith(f"{pre}/fold_") and n.endswith(f"/{CHECKPOINT}") for n in zf.namelist()):
+                raise ModelMismatchError(f"{zip_path} ({pre}) contains no fold_K/{CHECKPOINT}")
+            if (root / pre).exists() and not force:
+                raise ConfigError(f"model {pre} is already installed in {root}; use --force to replace it")
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=root, prefix=".installing-") as tmp:
+            zf.extractall(tmp)
+            for pre in prefixes:
+                dest = root / pre
+                if dest.exists():
+                    shutil.rmtree(dest)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(Path(tmp) / pre), str(dest))
+    return read_model(root / prefixes[0])
+
+
+def demo_model() -> InstalledModel:
+    """The shipped phantom-trained demo model (NOT FOR CLINICAL USE), unpacked on first use."""
+    if not DEMO_ZIP.exists():
+        raise ModelNotInstalledError(f"no model installed and the demo model {DEMO_ZIP} is missing; "
+                                     f"{INSTALL_HELP}, or build the demo with `make demo-model`")
+    digest = hashlib.sha256(DEMO_ZIP.read_bytes()).hexdigest()[:12]
+    cache = Path(os.environ.get(ENV_CACHE_DIR) or "~/.cache/cacpipe").expanduser() / f"demo_model_{digest}"
+    try:
+        if not _model_folders(cache):
+            install_model(DEMO_ZIP, cache, force=True)
+    except OSError:  # read-only home: unpack into the temp dir instead
+        cache = Path(tempfile.gettempdir()) / f"cacpipe_demo_model_{digest}"
+        if not _model_folders(cache):
+            install_model(DEMO_ZIP, cache, force=True)
+    return read_model(_model_folders(cache)[0], is_demo=True)
+
+
+def find_model(name: str | None = None, model_dir: str | Path | None = None,
+               allow_demo: bool = True) -> InstalledModel:
+    """The model to segment with.
+
+    ``name`` may be a model folder path, ``DatasetXXX_name``, or ``DatasetXXX_name/<trainer>__<plans>__<cfg>``;
+    without it, the only installed model; with none installed, the demo model if ``allow_demo``.
+    Raises ModelNotInstalledError (saying how to install) or ConfigError (ambiguous / unknown name).
+    """
+    if name and Path(name).expanduser().is_dir() and (Path(name).expanduser() / "dataset.json").exists():
+        return read_model(Path(name).expanduser())
+    root = _resolve_model_dir(model_dir)
+    models = list_models(root)
+    if name:
+        if name == "demo":
+            return demo_model()
+        hits = [m for m in models if name in (m.name, m.full_name, m.path.name)]
+        if len(hits) == 1:
+            return hits[0]
+        known = ", ".join(m.full_name for m in models) or "none"
+        raise ConfigError(f"model {name!r} is {'ambiguous' if hits else 'not installed'} in {root} "
+                          f"(installed: {known}); {INSTALL_HELP}")
+    if len(models) == 1:
+        return models[0]
+    if len(models) > 1:
+        raise ConfigError(f"several models are installed in {root}: "
+                          + ", ".join(m.full_name for m in models) + "; choose one with --model NAME")
+    if allow_demo:
+        return demo_model()
+    raise ModelNotInstalledError(f"no segmentation model installed in {root}; {INSTALL_HELP}, "
+                                 "or train one with `make train DATA=...`")

@@ -1,0 +1,195 @@
+"""Stage-2 inference: the nnU-Net fold ensemble on a heart-cropped CT, in memory.
+
+The network is built from the model's plans.json (nnU-Net's own builder) and the fold weights
+are loaded by explicit path (``nnUNetPredictor.manual_initialization``), so no nnU-Net path
+variables and no trainer-class lookup are needed. Folds are averaged on the logits as nnU-Net
+does, regions are thresholded at sigmoid 0.5 and painted in ``regions_class_order``: the output
+is the six-class map of cacpipe.labels on the input grid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from ..errors import ConfigError, GeometryError, ModelNotInstalledError
+from ..volume import Volume
+from .models import CHECKPOINT, InstalledModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Inference settings.
+
+    mirroring: test-time mirroring (8x the work in 3D); None = off on CPU, on on GPU.
+    folds: subset of the model's folds (None = all). agreement: also return the per-voxel
+    fraction of folds whose own label equals the ensemble label (costs one resampling per fold).
+    bf16: bfloat16 autocast on CPU (about 2x faster, tiny numeric differences); CUDA always
+    uses nnU-Net's float16 autocast.
+    """
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    folds: tuple[int, ...] | None = None
+    mirroring: bool | None = None
+    tile_step_size: float = 0.5
+    agreement: bool = False
+    bf16: bool = False
+    threads: int | None = None  # torch CPU threads (None: leave torch's default)
+
+
+@dataclass
+class SegmentResult:
+    labels: Volume  # uint8 six-class map, same grid as the input CT
+    agreement: Volume | None  # float32 0..1 fold agreement with the ensemble label, or None
+    device: str
+    folds: tuple[int, ...]
+    mirroring: bool
+    seconds: float
+
+    def settings(self) -> dict:
+        return {"device": self.device, "folds": list(self.folds), "mirroring": self.mirroring,
+                "seconds": round(self.seconds, 2)}
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda; got {device!r}")
+    return device
+
+
+def _network_builder(trainer_name: str):
+    """The trainer class whose build_network_architecture made this model's network.
+
+    cacpipe's trainers and nnU-Net's run-length variants keep the plans-based builder; other
+    names are looked up in nnU-Net (a custom architecture needs its class importable).
+    """
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    if trainer_name == "nnUNetTrainer" or trainer_name.startswith("nnUNetTrainer_cacpipe"):
+        return nnUNetTrainer
+    from ..torchvision_fix import apply
+
+    apply()
+    try:
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+        return recursive_find_trainer_class_by_name(trainer_name)
+    except RuntimeError:
+        log.warning("trainer %s not found; building the network from plans.json", trainer_name)
+        return nnUNetTrainer
+
+
+_CACHE: dict[tuple, object] = {}
+
+
+def load_predictor(model: InstalledModel, cfg: SegmentConfig):
+    """An initialised nnUNetPredictor for ``model`` and ``cfg`` (cached per process). Returns (predictor, folds, device, mirroring)."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    device = resolve_device(cfg.device)
+    folds = tuple(model.folds if cfg.folds is None else cfg.folds)
+    missing = sorted(set(folds) - set(model.folds))
+    if missing or not folds:
+        raise ModelNotInstalledError(f"model {model.full_name} has folds {list(model.folds)}; "
+                                     f"requested {list(folds)} (missing {missing})")
+    mirroring = (device == "cuda") if cfg.mirroring is None else bool(cfg.mirroring)
+    key = (str(model.path), folds, device, mirroring, float(cfg.tile_step_size))
+    if key in _CACHE:
+        return _CACHE[key], folds, device, mirroring
+
+    dataset_json = json.loads((model.path / "dataset.json").read_text())
+    plans_manager = PlansManager(json.loads((model.path / "plans.json").read_text()))
+    params, mirror_axes = [], None
+    for f in folds:
+        ckpt = torch.load(model.path / f"fold_{f}" / CHECKPOINT, map_location="cpu", weights_only=False)
+        params.append(ckpt["network_weights"])
+        mirror_axes = ckpt.get("inference_allowed_mirroring_axes", mirror_axes)
+    cm = plans_manager.get_configuration(model.configuration)
+    n_in = determine_num_input_channels(plans_manager, cm, dataset_json)
+    n_out = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
+    network = _network_builder(model.trainer).build_network_architecture(
+        plans_manager, cm, n_in, n_out, enable_deep_supervision=False)
+    predictor = nnUNetPredictor(tile_step_size=cfg.tile_step_size, use_gaussian=True, use_mirroring=mirroring,
+                                perform_everything_on_device=device == "cuda", device=torch.device(device),
+                                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    predictor.manual_initialization(network, plans_manager, cm, params, dataset_json, model.trainer, mirror_axes)
+    _CACHE.clear()  # one model in memory at a time
+    _CACHE[key] = predictor
+    return predictor, folds, device, mirroring
+
+
+def segment(ct: Volume, model: InstalledModel, cfg: SegmentConfig | None = None) -> SegmentResult:
+    """Segment coronary arteries and their calcium in a heart-cropped CT (ideally at ``model.spacing_zyx``).
+
+    nnU-Net resamples to the model spacing itself and back, so the labels are always on ``ct``'s grid.
+    """
+    import torch
+    from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
+    from nnunetv2.inference.export_prediction import (
+        convert_predicted_logits_to_segmentation_with_correct_shape,
+    )
+
+    cfg = cfg or SegmentConfig()
+    t0 = time.perf_counter()
+    if min(ct.shape) < 2:
+        raise GeometryError(f"CT crop of shape {ct.shape} is too small to segment")
+    predictor, folds, device, mirroring = load_predictor(model, cfg)
+    old_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    try:
+        # nnU-Net's SimpleITK reader gives (z, y, x) arrays with spacing reversed to (z, y, x): same as Volume.
+        image = ct.array.astype(np.float32)[None]
+        ppa = PreprocessAdapterFromNpy([image], [None], [{"spacing": list(ct.spacing_zyx)}], [None],
+                                       predictor.plans_manager, predictor.dataset_json,
+                                       predictor.configuration_manager, num_threads_in_multithreaded=1, verbose=False)
+        dct = next(ppa)
+        data, props = dct["data"], dct["data_properties"]
+
+        def to_seg(logits):
+            return convert_predicted_logits_to_segmentation_with_correct_shape(
+                logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager, props,
+                return_probabilities=False)
+
+        all_params = predictor.list_of_parameters
+        per_fold = []
+        total = None
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if (cfg.bf16 and device == "cpu") else None
+        with torch.inference_mode():
+            for p in all_params:
+                predictor.list_of_parameters = [p]
+                if autocast is not None:
+                    with autocast:
+                        logits = predictor.predict_logits_from_preprocessed_data(data).float().cpu()
+                else:
+                    logits = predictor.predict_logits_from_preprocessed_data(data).float().cpu()
+                total = logits if total is None else total + logits
+                if cfg.agreement:
+                    per_fold.append(np.asarray(to_seg(logits)))
+        predictor.list_of_parameters = all_params
+        labels = np.asarray(to_seg(total / len(all_params))).astype(np.uint8)
+    finally:
+        torch.set_num_threads(old_threads)
+    if labels.shape != ct.shape:
+        raise GeometryError(f"nnU-Net returned shape {labels.shape} for input {ct.shape}")
+    agreement = None
+    if cfg.agreement:
+        agree = np.mean([f == labels for f in per_fold], axis=0).astype(np.float32)
+        agreement = ct.with_array(agree)
+    return SegmentResult(ct.with_array(labels), agreement, device, folds, mirroring, time.perf_counter() - t0)

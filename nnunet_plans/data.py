@@ -1,0 +1,134 @@
+"""Build the nnU-Net raw training dataset: from case folders or from a synthetic phantom cohort.
+
+Every case is cropped around the heart before it is written, as the pipeline crops at inference.
+Stage 1 (TotalSegmentator heart crop) is a separate package; until it is wired in here, the crop
+uses the ground-truth heart mask (``heart.nii.gz`` of a case, the phantom's heart) with a margin:
+``crop_to_heart_mask`` is the one function to swap for the stage-1 crop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from cacpipe.errors import InputDataError
+from cacpipe.labels import ARTERIES, LABEL_BY_ID
+from cacpipe.volume import Volume
+from label_tools.nnunet_dataset import dataset_dir, patient_folds, write_case, write_dataset_json
+
+HEART_MARGIN_MM = 12.0  # the coronaries run in the epicardial fat, a few mm outside the myocardium
+
+
+def crop_to_heart_mask(ct: Volume, labels: Volume | None, heart: Volume,
+                       margin_mm: float = HEART_MARGIN_MM) -> tuple[Volume, Volume | None, tuple[slice, ...]]:
+    """Crop CT (and labels) to the bounding box of ``heart`` grown by ``margin_mm`` on every side.
+
+    Returns the cropped volumes (origin moved so patient coordinates stay exact) and the slices
+    used. Placeholder for the stage-1 crop (cacpipe.heart), which finds the heart itself.
+    """
+    idx = np.argwhere(heart.array > 0)
+    if idx.size == 0:
+        raise InputDataError("heart mask is empty: cannot crop the case around the heart")
+    pad = np.ceil(margin_mm / np.asarray(ct.spacing_zyx)).astype(int)
+    lo = np.maximum(idx.min(0) - pad, 0)
+    hi = np.minimum(idx.max(0) + 1 + pad, ct.shape)
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    origin = tuple(ct.index_to_physical(lo)[0])
+
+    def cut(v: Volume) -> Volume:
+        return replace(v, array=np.ascontiguousarray(v.array[sl]), origin_xyz=origin, meta=dict(v.meta))
+
+    return cut(ct), (cut(labels) if labels is not None else None), sl
+
+
+def phantom_cohort_configs(n: int, seed0: int = 100, preset: str = "small"):
+    """``n`` varied phantom configs: heart position, plaque sites/sizes/densities, noise, no-calcium cases.
+
+    Deterministic in (n, seed0). Plaque radii 1.4-2.6 mm and 160-700 HU, 0-5 plaques per case,
+    heart shifted by up to +-8 mm, noise 15-35 HU; every fifth case without coronary calcium.
+    """
+    from cacpipe.phantom import PhantomConfig, Plaque
+
+    cfgs = []
+    for i in range(n):
+        rng = np.random.default_rng(seed0 + i)
+        n_pl = 0 if i % 5 == 4 else int(rng.integers(1, 6))
+        plaques = tuple(
+            Plaque(str(rng.choice(ARTERIES)), float(rng.uniform(0.05, 0.85)), float(rng.uniform(1.4, 2.6)),
+                   float(rng.uniform(160, 700)))
+            for _ in range(n_pl)
+        )
+        cfgs.append(PhantomConfig.preset(
+            preset, seed=seed0 + i, plaques=plaques, noise_hu=float(rng.uniform(15, 35)),
+            heart_shift_mm=tuple(float(s) for s in rng.uniform(-8, 8, 3)),
+            aortic_valve_calcium=bool(rng.random() < 0.8), mitral_annulus_calcium=bool(rng.random() < 0.6),
+        ))
+    return cfgs
+
+
+def phantom_case(cfg) -> tuple[Volume, Volume]:
+    """One phantom, heart-cropped: (ct, labels)."""
+    from cacpipe.phantom import generate
+
+    ph = generate(cfg)
+    ct, lab, _ = crop_to_heart_mask(ph.ct, ph.labels, ph.heart)
+    return ct, lab
+
+
+def _finish(ds: Path, case_patient: dict[str, str], n_folds: int, extra: dict | None) -> Path:
+    write_dataset_json(ds, len(case_patient), name=ds.name.split("_", 1)[1])
+    if extra:
+        p = ds / "dataset.json"
+        d = json.loads(p.read_text())
+        d.update(extra)
+        p.write_text(json.dumps(d, indent=2, sort_keys=False))
+    splits = patient_folds(sorted(case_patient), case_patient, n_folds)
+    (ds / "splits_final.json").write_text(json.dumps(splits, indent=2))
+    return ds
+
+
+def build_phantom_dataset(raw_root: str | Path, dataset_id: int, name: str, n_cases: int, n_folds: int,
+                          seed0: int = 100, demo: bool = True) -> Path:
+    """Write a heart-cropped phantom cohort as nnU-Net raw dataset ``DatasetXXX_name`` (+ splits)."""
+    ds = dataset_dir(raw_root, dataset_id, name)
+    case_patient = {}
+    for i, cfg in enumerate(phantom_cohort_configs(n_cases, seed0)):
+        case = f"phantom_{i:03d}"
+        ct, lab = phantom_case(cfg)
+        write_case(ds, case, ct, lab)
+        case_patient[case] = case
+    extra = {"cacpipe_demo": True,
+             "cacpipe_note": "trained on synthetic phantoms only; NOT FOR CLINICAL USE"} if demo else None
+    return _finish(ds, case_patient, n_folds, extra)
+
+
+def build_dataset_from_dir(data: str | Path, raw_root: str | Path, dataset_id: int, name: str,
+                           n_folds: int = 5) -> Path:
+    """Write the raw dataset from ``data``: one folder per case holding ``ct.nii.gz``, ``labels.nii.gz``
+    (six-class map, cacpipe.labels) and optionally ``heart.nii.gz`` (crop; without it the case is used
+    uncropped) and ``patient.txt`` (patient id: cases of one patient stay in one fold).
+
+    This is the layout ``cacpipe phantom`` and label_tools write.
+    """
+    data = Path(data)
+    cases = sorted(p for p in data.iterdir() if (p / "ct.nii.gz").exists()) if data.is_dir() else []
+    if not cases:
+        raise InputDataError(f"no training cases under {data}: expected folders with ct.nii.gz and labels.nii.gz")
+    ds = dataset_dir(raw_root, dataset_id, name)
+    case_patient = {}
+    for c in cases:
+        if not (c / "labels.nii.gz").exists():
+            raise InputDataError(f"case {c} has ct.nii.gz but no labels.nii.gz")
+        ct, lab = Volume.read(c / "ct.nii.gz"), Volume.read(c / "labels.nii.gz")
+        bad = sorted(set(np.unique(lab.array).tolist()) - {0, *LABEL_BY_ID})
+        if bad:
+            raise InputDataError(f"{c / 'labels.nii.gz'}: label ids {bad} are not in the six-class scheme (0-6)")
+        if (c / "heart.nii.gz").exists():
+            ct, lab, _ = crop_to_heart_mask(ct, lab, Volume.read(c / "heart.nii.gz"))
+        write_case(ds, c.name, ct, lab)
+        pf = c / "patient.txt"
+        case_patient[c.name] = pf.read_text().strip() if pf.exists() else c.name
+    return _finish(ds, case_patient, n_folds, None)

@@ -1,0 +1,225 @@
+"""Retrain the stage-2 model: dataset -> plan -> preprocess -> k folds -> best config -> model zip.
+
+    python -m nnunet_plans.train --data DIR [--plan paper|demo|FILE] [--folds 0 1 2 3 4] [--gpus 0 1] \
+        [--work WORKDIR] [--out model.zip]
+    python -m nnunet_plans.train --phantoms 16 --plan demo --out cacpipe/data/demo_model.zip
+
+Every step is resumable: a finished step is skipped when its output exists, and an interrupted
+fold continues from its latest checkpoint. With several GPUs each fold runs in its own process
+on its own GPU (``CUDA_VISIBLE_DEVICES``), in parallel; otherwise folds run one after another.
+nnU-Net workers (data augmentation, export) re-import the main module: the entry point below
+is guarded, and so must be any script that calls these functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import data as data_mod
+from .plans import add_configuration, load_spec
+
+PLANS_ID = "nnUNetPlans"
+
+
+def set_nnunet_env(work: str | Path) -> dict[str, Path]:
+    """Point nnU-Net's three folders into ``work`` (for this process and its children)."""
+    work = Path(work).resolve()
+    dirs = {"nnUNet_raw": work / "raw", "nnUNet_preprocessed": work / "preprocessed", "nnUNet_results": work / "results"}
+    for k, v in dirs.items():
+        v.mkdir(parents=True, exist_ok=True)
+        os.environ[k] = str(v)
+    os.environ.setdefault("nnUNet_def_n_proc", "2")
+    return dirs
+
+
+def dataset_name(dataset_id: int, name: str) -> str:
+    return f"Dataset{int(dataset_id):03d}_{name}"
+
+
+def plan_and_preprocess(dataset_id: int, spec: dict, num_processes: int = 2) -> str:
+    """Fingerprint, nnU-Net's default planning, our configuration added, preprocessing. Returns its name."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+        extract_fingerprints,
+        plan_experiments,
+        preprocess,
+    )
+
+    pre = Path(os.environ["nnUNet_preprocessed"]) / _ds_name(dataset_id)
+    config = spec["configuration"]
+    if not (pre / f"{PLANS_ID}_{config}").exists() or not (pre / f"{PLANS_ID}.json").exists():
+        # The planner sizes torch threads from nnUNet_n_proc_DA and fails on 0.
+        old = os.environ.get("nnUNet_n_proc_DA")
+        os.environ["nnUNet_n_proc_DA"] = str(max(1, int(old or 1)))
+        try:
+            extract_fingerprints([dataset_id], num_processes=num_processes, check_dataset_integrity=True)
+            plan_experiments([dataset_id])
+        finally:
+            if old is None:
+                os.environ.pop("nnUNet_n_proc_DA")
+            else:
+                os.environ["nnUNet_n_proc_DA"] = old
+        add_configuration(pre / f"{PLANS_ID}.json", spec)
+        preprocess([dataset_id], PLANS_ID, [config], [num_processes])
+    return config
+
+
+def _ds_name(dataset_id: int) -> str:
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    return maybe_convert_to_dataset_name(dataset_id)
+
+
+def train_fold(dataset_id: int, config: str, fold: int, trainer_name: str, device: str = "auto",
+               validate: bool = True, max_epochs: int | None = None) -> Path:
+    """Train one fold in this process (resuming from its latest checkpoint), then validate it.
+
+    Returns the fold's output folder. ``max_epochs`` overrides the run length (tests).
+    """
+    from cacpipe.torchvision_fix import apply
+
+    apply()
+    import torch
+    from nnunetv2.run.run_training import maybe_load_checkpoint
+
+    from .trainers import trainer_class
+
+    pre = Path(os.environ["nnUNet_preprocessed"]) / _ds_name(dataset_id)
+    plans = json.loads((pre / f"{PLANS_ID}.json").read_text())
+    dataset_json = json.loads((pre / "dataset.json").read_text())
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    cls = trainer_class(trainer_name)
+    out = Path(os.environ["nnUNet_results"]) / _ds_name(dataset_id) / f"{trainer_name}__{PLANS_ID}__{config}" / f"fold_{fold}"
+    resume = (out / "checkpoint_latest.pth").exists() or (out / "checkpoint_final.pth").exists()
+    plans["continue_training"] = resume
+    trainer = cls(plans=plans, configuration=config, fold=fold, dataset_json=dataset_json,
+                  device=torch.device(device))
+    if max_epochs is not None:
+        trainer.num_epochs = int(max_epochs)
+    if (out / "checkpoint_final.pth").exists() and (out / "validation" / "summary.json").exists():
+        print(f"fold {fold}: already trained and validated ({out})")
+        return out
+    maybe_load_checkpoint(trainer, resume, False, None)
+    if not (out / "checkpoint_final.pth").exists():
+        trainer.run_training()
+    if validate:
+        trainer.perform_actual_validation(False)
+    return out
+
+
+def train_folds(dataset_id: int, config: str, folds: list[int], trainer_name: str, gpus: list[str]) -> None:
+    """All folds: one process per fold; in parallel with one GPU each when several GPUs are given."""
+    def cmd(f: int) -> list[str]:
+        return [sys.executable, "-m", "nnunet_plans.train", "--fold-only", str(f), "--dataset-id", str(dataset_id),
+                "--configuration", config, "--trainer", trainer_name]
+
+    root = str(Path(__file__).resolve().parent.parent)
+    env_base = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if len(gpus) <= 1:
+        for f in folds:
+            env = dict(env_base)
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = gpus[0]
+            subprocess.run(cmd(f), check=True, env=env)
+        return
+    pending, running = list(folds), []
+    free = list(gpus)
+    while pending or running:
+        while pending and free:
+            g, f = free.pop(0), pending.pop(0)
+            running.append((subprocess.Popen(cmd(f), env={**env_base, "CUDA_VISIBLE_DEVICES": g}), g, f))
+        time.sleep(5)
+        for item in list(running):
+            p, g, f = item
+            if p.poll() is not None:
+                running.remove(item)
+                free.append(g)
+                if p.returncode != 0:
+                    raise RuntimeError(f"fold {f} failed on GPU {g} (exit {p.returncode}); rerun to resume it")
+
+
+def best_configuration(dataset_id: int, config: str, trainer_name: str, folds: list[int]) -> None:
+    """nnU-Net's find_best_configuration over our one configuration (writes crossval results + postprocessing)."""
+    from nnunetv2.evaluation.find_best_configuration import find_best_configuration
+
+    find_best_configuration(dataset_id, ({"plans": PLANS_ID, "configuration": config, "trainer": trainer_name},),
+                            allow_ensembling=False, num_processes=int(os.environ.get("nnUNet_def_n_proc", 2)),
+                            overwrite=True, folds=tuple(folds), strict=True)
+
+
+def export_zip(dataset_id: int, config: str, trainer_name: str, folds: list[int], out: str | Path) -> Path:
+    """nnU-Net's export (the zip ``cacpipe models install`` and ``nnUNetv2_install_pretrained_model_from_zip`` take)."""
+    from nnunetv2.model_sharing.model_export import export_pretrained_model
+
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_pretrained_model(dataset_id, str(out), (config,), trainer_name, PLANS_ID, tuple(folds), strict=True)
+    return out
+
+
+def run(args: argparse.Namespace) -> Path:
+    spec = load_spec(args.plan)
+    folds = args.folds if args.folds is not None else list(range(int(spec.get("folds", 5))))
+    n_folds = int(spec.get("folds", 5)) if args.n_splits is None else args.n_splits
+    if max(folds) >= n_folds:
+        raise SystemExit(f"fold {max(folds)} does not exist with {n_folds} splits")
+    set_nnunet_env(args.work)
+    ds = Path(os.environ["nnUNet_raw"]) / dataset_name(args.dataset_id, args.name)
+    if not (ds / "dataset.json").exists():
+        t = time.time()
+        if args.phantoms:
+            data_mod.build_phantom_dataset(os.environ["nnUNet_raw"], args.dataset_id, args.name, args.phantoms,
+                                           n_folds, demo=bool(spec.get("demo")))
+        else:
+            data_mod.build_dataset_from_dir(args.data, os.environ["nnUNet_raw"], args.dataset_id, args.name, n_folds)
+        print(f"dataset written: {ds} ({time.time() - t:.0f} s)")
+    config = plan_and_preprocess(args.dataset_id, spec, args.num_processes)
+    pre = Path(os.environ["nnUNet_preprocessed"]) / ds.name
+    shutil.copy(ds / "splits_final.json", pre / "splits_final.json")
+    trainer = args.trainer or spec["trainer"]
+    train_folds(args.dataset_id, config, folds, trainer, args.gpus)
+    best_configuration(args.dataset_id, config, trainer, folds)
+    out = export_zip(args.dataset_id, config, trainer, folds, args.out)
+    print(f"model exported: {out}\ninstall it with: cacpipe models install {out}")
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--data", help="folder of cases (CASE/ct.nii.gz, labels.nii.gz, heart.nii.gz)")
+    src.add_argument("--phantoms", type=int, help="train on N synthetic phantoms instead (demo model)")
+    p.add_argument("--plan", default="paper", help="paper (default), demo, or a plan-spec JSON file")
+    p.add_argument("--folds", type=int, nargs="*", default=None, help="folds to train (default: all of the spec)")
+    p.add_argument("--n-splits", type=int, default=None, help="number of CV splits (default: the spec's folds)")
+    p.add_argument("--gpus", nargs="*", default=[], help="GPU ids; several: one fold per GPU in parallel")
+    p.add_argument("--work", default="nnunet_work", help="nnU-Net raw/preprocessed/results root")
+    p.add_argument("--dataset-id", type=int, default=501)
+    p.add_argument("--name", default="cacpipe_coronary")
+    p.add_argument("--trainer", default=None, help="trainer class (default: the spec's)")
+    p.add_argument("--num-processes", type=int, default=2, help="processes for fingerprint/preprocessing")
+    p.add_argument("--out", default="cacpipe_model.zip", help="exported model zip")
+    p.add_argument("--fold-only", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--configuration", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.fold_only is not None:  # child process of train_folds
+        train_fold(args.dataset_id, args.configuration, args.fold_only, args.trainer)
+        return
+    if not args.data and not args.phantoms:
+        parser().error("give --data DIR or --phantoms N")
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
