@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/cacpipe phantom $(OUT)/phantom
+	$(BIN)/cacpipe demo $(OUT)
 
 # Headless Chromium for the review-page tests (Debian package; tests skip without it).
 # Debian tools some targets need (installed once, as root or via sudo): $(call apt_ensure,BINARY,PACKAGE,WHY)
@@ -65,6 +65,6 @@ train: $(STAMP)
 # The phantom-trained demo model shipped in cacpipe/data (NOT FOR CLINICAL USE; see cacpipe/data/DEMO_MODEL.md).
 demo-model: $(STAMP)
 	rm -rf build/demo_model_work
-	nnUNet_n_proc_DA=0 nnUNet_def_n_proc=1 $(BIN)/python -m nnunet_plans.train --phantoms 16 --plan demo \
+	nnUNet_n_proc_DA=0 nnUNet_def_n_proc=1 $(BIN)/python -m nnunet_plans.train --phantoms 24 --plan demo \
 		--work build/demo_model_work --dataset-id 990 --name cacpipe_phantom_demo --num-processes 1 \
 		--out cacpipe/data/demo_model.zip
