@@ -47,7 +47,7 @@ def crop_to_heart_mask(ct: Volume, labels: Volume | None, heart: Volume,
 def phantom_cohort_configs(n: int, seed0: int = 100, preset: str = "small"):
     """``n`` varied phantom configs: heart position, plaque sites/sizes/densities, noise, no-calcium cases.
 
-    Deterministic in (n, seed0). Plaque radii 1.4-2.6 mm and 160-700 HU, 0-5 plaques per case,
+    Deterministic in (n, seed0). Plaque radii 1.5-2.8 mm and 160-700 HU, 2-7 plaques per case,
     heart shifted by up to +-8 mm, noise 15-35 HU; every fifth case without coronary calcium.
     """
     from cacpipe.phantom import PhantomConfig, Plaque
@@ -55,9 +55,9 @@ def phantom_cohort_configs(n: int, seed0: int = 100, preset: str = "small"):
     cfgs = []
     for i in range(n):
         rng = np.random.default_rng(seed0 + i)
-        n_pl = 0 if i % 5 == 4 else int(rng.integers(1, 6))
+        n_pl = 0 if i % 5 == 4 else int(rng.integers(2, 8))
         plaques = tuple(
-            Plaque(str(rng.choice(ARTERIES)), float(rng.uniform(0.05, 0.85)), float(rng.uniform(1.4, 2.6)),
+            Plaque(str(rng.choice(ARTERIES)), float(rng.uniform(0.05, 0.85)), float(rng.uniform(1.5, 2.8)),
                    float(rng.uniform(160, 700)))
             for _ in range(n_pl)
         )

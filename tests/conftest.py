@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 # Tests never touch the user's real model folders or send telemetry.
 os.environ.setdefault("TOTALSEG_HOME_DIR", "/nonexistent-cacpipe-test-totalseg")
 os.environ.setdefault("nnUNet_n_proc_DA", "0")
+# Each test process gets its own empty model folder and demo-model cache: a user's installed
+# models never leak into tests, and parallel workers never unpack the demo model into one folder.
+os.environ.setdefault("CACPIPE_MODEL_DIR", tempfile.mkdtemp(prefix="cacpipe-test-models-"))
+os.environ.setdefault("CACPIPE_CACHE_DIR", tempfile.mkdtemp(prefix="cacpipe-test-cache-"))
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ environment isolation, mask back on the CT grid), fast on CPU.
 import json
 import os
 import socket
+import sys
 
 import numpy as np
 import pytest
@@ -83,6 +84,9 @@ def test_totalsegmentator_runs_offline_without_stats_and_restores_env(standin_ho
     assert res.record.bbox_lo_zyx == (0, 0, 0) and res.record.bbox_hi_zyx == res.record.resampled_shape_zyx
     # Environment restored, telemetry off, unused part models not fetched.
     assert {k: os.environ.get(k) for k in before} == before
+    # TotalSegmentator ran in its own process: its run-time patches of nnU-Net (made on import)
+    # must not reach our stage 2 in this process
+    assert "totalsegmentator.nnunet" not in sys.modules
     cfg = json.loads((standin_home / "config.json").read_text())
     assert cfg["send_usage_stats"] is False and cfg["totalseg_id"] == "totalseg_KEEPME"
     assert not list((standin_home / "nnunet" / "results").glob("Dataset291*"))

@@ -210,12 +210,40 @@ def _device_arg(device: str) -> str:
     return {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu"}[device]
 
 
+def _run_totalsegmentator(src: str, out: str, ts_home: str, weights_dir: str, fast: bool, dev: str,
+                          quiet: bool) -> int:
+    """Run TotalSegmentator on ``src`` and save its label map to ``out``; returns the heart's label id.
+
+    Runs in a child process (see segment_heart): importing TotalSegmentator patches nnU-Net's
+    predictor and export functions process-wide, which must not leak into our own stage 2.
+    """
+    from .. import torchvision_fix
+
+    torchvision_fix.apply()
+    with _isolated_env(Path(ts_home), Path(weights_dir)):
+        from totalsegmentator.map_to_binary import class_map
+        from totalsegmentator.python_api import totalsegmentator
+
+        with _no_download_no_stats(Path(weights_dir), fast):
+            seg = totalsegmentator(src, None, ml=True, task="total", roi_subset=[HEART_CLASS_NAME],
+                                   fast=fast, device=dev, quiet=quiet, nr_thr_saving=1)
+    import nibabel as nib
+
+    nib.save(seg, out)
+    return {v: k for k, v in class_map["total"].items()}[HEART_CLASS_NAME]
+
+
 def segment_heart(ct: Volume, fast: bool = False, device: str = "auto", home: Path | None = None,
                   quiet: bool = True) -> Volume:
     """Heart mask (uint8 0/1 on the CT's grid) from TotalSegmentator ``task=total, roi_subset=[heart]``.
 
     Raises ModelNotInstalledError (before importing anything heavy) when the weights are missing.
+    TotalSegmentator runs in a fresh (spawned) process: its import patches nnU-Net globally, and
+    its peak memory (several GB) is returned to the system when it ends.
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     st = require_weights(home, fast)
     weights_dir = Path(st["weights_dir"])
     ts_home = Path(st["home"])
@@ -224,25 +252,14 @@ def segment_heart(ct: Volume, fast: bool = False, device: str = "auto", home: Pa
     except OSError as exc:  # read-only home: the sender is still disabled for the call below
         log.warning("cannot write TotalSegmentator's config.json in %s (%s)", ts_home, exc)
 
-    from .. import torchvision_fix
-
-    torchvision_fix.apply()
     dev = _device_arg(device)
     with tempfile.TemporaryDirectory(prefix="cacpipe_ts_") as tmp:
         src = ct.write(Path(tmp) / "ct.nii.gz")
-        with _isolated_env(ts_home, weights_dir):
-            from totalsegmentator.map_to_binary import class_map
-            from totalsegmentator.python_api import totalsegmentator
-
-            with _no_download_no_stats(weights_dir, fast):
-                seg = totalsegmentator(src, None, ml=True, task="total", roi_subset=[HEART_CLASS_NAME],
-                                       fast=fast, device=dev, quiet=quiet, nr_thr_saving=1)
         out = Path(tmp) / "seg.nii.gz"
-        import nibabel as nib
-
-        nib.save(seg, str(out))
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            heart_id = pool.submit(_run_totalsegmentator, str(src), str(out), str(ts_home), str(weights_dir),
+                                   fast, dev, quiet).result()
         seg_vol = Volume.read(out)
-    heart_id = {v: k for k, v in class_map["total"].items()}[HEART_CLASS_NAME]
     if seg_vol.shape != ct.shape:
         raise InputDataError(f"TotalSegmentator returned a mask of shape {seg_vol.shape} for a CT of "
                              f"shape {ct.shape}; cannot use it")
