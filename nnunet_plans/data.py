@@ -108,11 +108,14 @@ def build_phantom_dataset(raw_root: str | Path, dataset_id: int, name: str, n_ca
 def build_dataset_from_dir(data: str | Path, raw_root: str | Path, dataset_id: int, name: str,
                            n_folds: int = 5) -> Path:
     """Write the raw dataset from ``data``: one folder per case holding ``ct.nii.gz``, ``labels.nii.gz``
-    (six-class map, cacpipe.labels) and optionally ``heart.nii.gz`` (crop; without it the case is used
-    uncropped) and ``patient.txt`` (patient id: cases of one patient stay in one fold).
+    (six-class map, cacpipe.labels) and optionally ``heart.nii.gz`` (crop to its box + margin; without
+    it the stage-1 heart crop of inference is used) and ``patient.txt`` (patient id: cases of one patient stay in one fold).
 
     This is the layout ``cacpipe phantom`` and label_tools write.
     """
+    from label_tools.nnunet_dataset import stage1_heart_crop
+
+    stage1_crop = stage1_heart_crop()
     data = Path(data)
     cases = sorted(p for p in data.iterdir() if (p / "ct.nii.gz").exists()) if data.is_dir() else []
     if not cases:
@@ -128,6 +131,8 @@ def build_dataset_from_dir(data: str | Path, raw_root: str | Path, dataset_id: i
             raise InputDataError(f"{c / 'labels.nii.gz'}: label ids {bad} are not in the six-class scheme (0-6)")
         if (c / "heart.nii.gz").exists():
             ct, lab, _ = crop_to_heart_mask(ct, lab, Volume.read(c / "heart.nii.gz"))
+        else:  # the same stage-1 heart crop as at inference
+            ct, lab = stage1_crop(ct, lab)
         write_case(ds, c.name, ct, lab)
         pf = c / "patient.txt"
         case_patient[c.name] = pf.read_text().strip() if pf.exists() else c.name

@@ -164,6 +164,27 @@ def export_zip(dataset_id: int, config: str, trainer_name: str, folds: list[int]
     return out
 
 
+def build_raw_dataset(data: str | Path | None, phantoms: int | None, dataset_id: int, name: str, n_folds: int,
+                      demo: bool = False) -> Path:
+    """The nnU-Net raw dataset under $nnUNet_raw from one of three sources.
+
+    ``phantoms``: N synthetic phantoms (the demo model). ``data`` holding ``cases.csv``: MASS
+    annotations (label_tools converts the .con contours, splits calcium per artery and applies the
+    stage-1 heart crop used at inference). Otherwise ``data`` is a folder of NIfTI case folders.
+    """
+    raw = os.environ["nnUNet_raw"]
+    if phantoms:
+        return data_mod.build_phantom_dataset(raw, dataset_id, name, phantoms, n_folds, demo=demo)
+    if data is not None and (Path(data) / "cases.csv").exists():
+        from label_tools.nnunet_dataset import build_dataset, stage1_heart_crop
+
+        summary = build_dataset(data, raw, dataset_id, name, crop=stage1_heart_crop(), n_folds=n_folds)
+        print(f"annotations converted: {summary.get('written')} cases written, {summary.get('failed')} failed "
+              "(see build_report.csv in the dataset folder)")
+        return Path(raw) / dataset_name(dataset_id, name)
+    return data_mod.build_dataset_from_dir(data, raw, dataset_id, name, n_folds)
+
+
 def run(args: argparse.Namespace) -> Path:
     spec = load_spec(args.plan)
     folds = args.folds if args.folds is not None else list(range(int(spec.get("folds", 5))))
@@ -174,11 +195,7 @@ def run(args: argparse.Namespace) -> Path:
     ds = Path(os.environ["nnUNet_raw"]) / dataset_name(args.dataset_id, args.name)
     if not (ds / "dataset.json").exists():
         t = time.time()
-        if args.phantoms:
-            data_mod.build_phantom_dataset(os.environ["nnUNet_raw"], args.dataset_id, args.name, args.phantoms,
-                                           n_folds, demo=bool(spec.get("demo")))
-        else:
-            data_mod.build_dataset_from_dir(args.data, os.environ["nnUNet_raw"], args.dataset_id, args.name, n_folds)
+        build_raw_dataset(args.data, args.phantoms, args.dataset_id, args.name, n_folds, bool(spec.get("demo")))
         print(f"dataset written: {ds} ({time.time() - t:.0f} s)")
     config = plan_and_preprocess(args.dataset_id, spec, args.num_processes)
     pre = Path(os.environ["nnUNet_preprocessed"]) / ds.name
@@ -194,7 +211,8 @@ def run(args: argparse.Namespace) -> Path:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--data", help="folder of cases (CASE/ct.nii.gz, labels.nii.gz, heart.nii.gz)")
+    src.add_argument("--data", help="ANNOTATIONS folder (cases.csv, images/, contours/*.con; see data_README.md) "
+                     "or a folder of cases (CASE/ct.nii.gz, labels.nii.gz[, heart.nii.gz, patient.txt])")
     src.add_argument("--phantoms", type=int, help="train on N synthetic phantoms instead (demo model)")
     p.add_argument("--plan", default="paper", help="paper (default), demo, or a plan-spec JSON file")
     p.add_argument("--folds", type=int, nargs="*", default=None, help="folds to train (default: all of the spec)")
