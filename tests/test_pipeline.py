@@ -22,7 +22,7 @@ from cacpipe.volume import Volume
 pytestmark = pytest.mark.xdist_group("pipeline")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per test process: xdist may interleave other modules
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     res = CliRunner().invoke(cli, ["demo", str(out), "--no-progress"])
