@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -12,8 +14,10 @@ os.environ.setdefault("TOTALSEG_HOME_DIR", "/nonexistent-cacpipe-test-totalseg")
 os.environ.setdefault("nnUNet_n_proc_DA", "0")
 # Each test process gets its own empty model folder and demo-model cache: a user's installed
 # models never leak into tests, and parallel workers never unpack the demo model into one folder.
-os.environ.setdefault("CACPIPE_MODEL_DIR", tempfile.mkdtemp(prefix="cacpipe-test-models-"))
-os.environ.setdefault("CACPIPE_CACHE_DIR", tempfile.mkdtemp(prefix="cacpipe-test-cache-"))
+for _var, _prefix in (("CACPIPE_MODEL_DIR", "cacpipe-test-models-"), ("CACPIPE_CACHE_DIR", "cacpipe-test-cache-")):
+    if _var not in os.environ:
+        os.environ[_var] = tempfile.mkdtemp(prefix=_prefix)
+        atexit.register(shutil.rmtree, os.environ[_var], True)
 
 
 @pytest.fixture(scope="session")
