@@ -61,7 +61,7 @@ class PipelineSettings:
         return cls(**known)
 
 
-def _sorted_sources(study_info, volume: Volume) -> list | None:
+def sorted_sources(study_info, volume: Volume) -> list | None:
     """Source slices (headers) in the volume's slice order, for DICOM SEG/SR references.
 
     Returns None (DICOM outputs skipped) when they cannot be matched one-to-one to the slices,
@@ -163,7 +163,7 @@ def analyse_series(volume: Volume, study_info, out_dir: Path, settings: dict | N
     if s.review:
         from .review import ReviewOptions, build_review
 
-        sources = _sorted_sources(study_info, volume) if s.dicom_outputs else None
+        sources = sorted_sources(study_info, volume) if s.dicom_outputs else None
         if s.dicom_outputs and sources is None:
             result["pipeline"]["dicom_outputs"] = "skipped: source slices do not match the volume one-to-one"
         written = build_review(out_dir, volume, labels, result,

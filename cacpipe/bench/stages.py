@@ -125,7 +125,7 @@ def stage_review(ctx: Context) -> Measurement:
 
     from ..ingest import discover, group_studies, select_series
     from ..ingest.series import StudyInfo
-    from ..pipeline import _sorted_sources
+    from ..pipeline import sorted_sources
     from ..review import ReviewOptions, build_review
     from ..volume import Volume
 
@@ -136,7 +136,7 @@ def stage_review(ctx: Context) -> Measurement:
         disc = discover(ctx.data / "dicom", Path(work))
         studies, _ = group_studies(disc.headers)
         info = StudyInfo.from_series(select_series(studies[0]).selected)
-        sources = _sorted_sources(info, ct)
+        sources = sorted_sources(info, ct)
     result = {"status": "done", "study": info.to_dict(), "flags": [],
               "arteries": {a: {**v, "assessed": True, "grade": None} for a, v in truth["arteries"].items()},
               "total": truth["total"]}
