@@ -62,21 +62,19 @@ class PipelineSettings:
 
 
 def sorted_sources(study_info, volume: Volume) -> list | None:
-    """Source slices (headers) in the volume's slice order, for DICOM SEG/SR references.
+    """Source slice headers in the volume's slice order, for DICOM SEG/SR references.
 
-    Returns None (DICOM outputs skipped) when they cannot be matched one-to-one to the slices,
-    e.g. after duplicate removal or interpolated missing slices.
+    The order is the one the assembler recorded (``volume.meta["source_files"]``), not sorted
+    again here. Returns None (DICOM outputs skipped) when the files do not match the slices one
+    to one, e.g. after duplicate removal or interpolated missing slices.
     """
-    import numpy as np
-
-    if study_info is None or not hasattr(study_info, "read_datasets"):
+    order = volume.meta.get("source_files")
+    if study_info is None or not hasattr(study_info, "read_datasets") or not order:
         return None
-    datasets = study_info.read_datasets(stop_before_pixels=True)
-    if len(datasets) != volume.shape[0]:
+    if len(study_info.files) != volume.shape[0] or len(order) != volume.shape[0]:
         return None
-    d = np.asarray(volume.direction).reshape(3, 3)
-    normal = d[:, 2]
-    return sorted(datasets, key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, float), normal)))
+    by_source = dict(zip(study_info.files, study_info.read_datasets(stop_before_pixels=True), strict=True))
+    return [by_source[s] for s in order]
 
 
 def analyse_series(volume: Volume, study_info, out_dir: Path, settings: dict | None = None) -> dict:

@@ -123,21 +123,14 @@ def stage_review(ctx: Context) -> Measurement:
     """Overlays, HTML review page, DICOM SEG + SR + secondary captures for one study."""
     import json
 
-    from ..ingest import discover, group_studies, select_series
-    from ..ingest.series import StudyInfo
-    from ..pipeline import sorted_sources
     from ..review import ReviewOptions, build_review
+    from ..review.source import load_series
     from ..volume import Volume
 
-    ct = _load(ctx)
+    ct, sources = load_series(ctx.data / "dicom")
     labels = Volume.read(ctx.data / "labels.nii.gz")
     truth = json.loads((ctx.data / "truth.json").read_text())
-    with tempfile.TemporaryDirectory() as work:
-        disc = discover(ctx.data / "dicom", Path(work))
-        studies, _ = group_studies(disc.headers)
-        info = StudyInfo.from_series(select_series(studies[0]).selected)
-        sources = sorted_sources(info, ct)
-    result = {"status": "done", "study": info.to_dict(), "flags": [],
+    result = {"status": "done", "study": ct.meta["study"], "flags": [],
               "arteries": {a: {**v, "assessed": True, "grade": None} for a, v in truth["arteries"].items()},
               "total": truth["total"]}
     out = Path(tempfile.mkdtemp())
