@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from ..labels import ARTERIES, ARTERY_COLOURS, ARTERY_ID, CALCIUM_COLOUR, CALCIUM_ID, LABEL_CLASSES
-from ..units import CALCIUM_THRESHOLD_HU
+from ..quant.lesions import Lesion
+from ..quant.lesions import find_lesions as quant_lesions
 from ..volume import Volume
 from .options import ReviewOptions, display_items
 
@@ -32,46 +33,9 @@ def font(size: int = 14) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
-@dataclass
-class Lesion:
-    """One calcified lesion: a 3D 26-connected component of calcium voxels (>= 130 HU) of an artery."""
-
-    artery: str
-    number: int  # 1-based within the artery, largest first
-    voxels: int
-    volume_mm3: float
-    peak_hu: float
-    best_slice: int  # slice with the largest cross-section
-    centre_yx: tuple[float, float]  # on best_slice (voxel units)
-    radius_px: float
-    slices: tuple[int, ...] = ()
-
-    @property
-    def name(self) -> str:
-        return f"{self.artery} #{self.number}"
-
-
 def find_lesions(ct: Volume, labels: Volume) -> list[Lesion]:
-    """All calcified lesions, per artery, numbered largest first (the project's lesion definition)."""
-    hu = ct.array
-    out: list[Lesion] = []
-    for artery in ARTERIES:
-        mask = (labels.array == CALCIUM_ID[artery]) & (hu >= CALCIUM_THRESHOLD_HU)
-        comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
-        found = []
-        for sl, lab in zip(ndimage.find_objects(comp), range(1, n + 1), strict=True):
-            sub = comp[sl] == lab
-            per_slice = sub.sum(axis=(1, 2))
-            kb = int(np.argmax(per_slice))
-            ys, xs = np.nonzero(sub[kb])
-            cy, cx = ys.mean() + sl[1].start, xs.mean() + sl[2].start
-            r = float(np.sqrt(((ys + sl[1].start - cy) ** 2 + (xs + sl[2].start - cx) ** 2).max())) if len(ys) else 0.0
-            slices = tuple(int(sl[0].start + i) for i in np.nonzero(per_slice)[0])
-            found.append((int(sub.sum()), float(hu[sl][sub].max()), int(sl[0].start + kb), (float(cy), float(cx)), r, slices))
-        found.sort(key=lambda f: -f[0])
-        for i, (nv, peak, kb, c, r, slices) in enumerate(found, start=1):
-            out.append(Lesion(artery, i, nv, nv * labels.voxel_volume_mm3, peak, kb, c, r, slices))
-    return out
+    """All calcified lesions, per artery, numbered largest first (:mod:`cacpipe.quant.lesions`)."""
+    return quant_lesions(ct.array, labels.array, ct.spacing_zyx)[0]
 
 
 def crop_box(labels: Volume, options: ReviewOptions) -> tuple[int, int, int, int]:
