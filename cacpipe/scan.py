@@ -15,10 +15,8 @@ disk with matching values counts as done even if the manifest missed it. See doc
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import hashlib
-import io
 import json
 import logging
 import os
@@ -35,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
+from .csvout import csv_text
 from .errors import CacpipeError, ConfigError, InputDataError
 from .flags import Flag
 from .ingest import (
@@ -320,11 +319,7 @@ def _cell(v) -> str:
 
 
 def write_cohort(out: Path, manifest: dict) -> Path:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COHORT_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(cohort_rows(out, manifest))
-    write_atomic(out / COHORT, buf.getvalue())
+    write_atomic(out / COHORT, csv_text(cohort_rows(out, manifest), COHORT_COLUMNS))
     return out / COHORT
 
 

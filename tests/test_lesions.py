@@ -43,3 +43,4 @@ def test_two_touching_plaques_one_lesion_and_area_threshold():
     (les,) = lesions
     assert les.voxels == 10 and les.slices == (1, 2) and les.peak_hu == 450.0
     assert les.agatston == pytest.approx(2.25 * 4 * 3.0 / 3.0)
+
