@@ -91,7 +91,7 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
         arteries=numbers.arteries,
         lesions=numbers.lesions,
     )
-    result.set_grid(volume)
+    result.set_grid(volume, series.instance_numbers, series.slice_positions_mm)
     finalise(result)
     lap("quantification")
 

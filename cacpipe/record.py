@@ -103,7 +103,9 @@ class StudyResult:
     status: str = "done"
     reason: str = ""
     pipeline: dict = field(default_factory=dict)  # provenance: version, model, heart locator, settings, timings
-    ct: dict = field(default_factory=dict)  # the scored volume's grid: shape_zyx, spacing_zyx, origin_xyz, direction
+    # The scored volume: shape_zyx, spacing_zyx, origin_xyz, direction, and per slice (volume order)
+    # the PACS InstanceNumber and table position (mm) so that every slice named can be found in PACS.
+    ct: dict = field(default_factory=dict)
     flags: list[Flag] = field(default_factory=list)
     arteries: dict[str, ArteryResult] = field(default_factory=lambda: {a: ArteryResult() for a in ARTERIES})
     total: TotalResult = field(default_factory=TotalResult)
@@ -112,10 +114,22 @@ class StudyResult:
     ingest: dict = field(default_factory=dict)  # input fingerprint, settings hash, files, skipped series
     schema: str = RESULT_SCHEMA
 
-    def set_grid(self, volume) -> None:
-        """Record the scored volume's grid (a cacpipe.volume.Volume)."""
+    def set_grid(self, volume, instance_numbers: list | None = None, positions_mm: list | None = None) -> None:
+        """Record the scored volume's grid (a cacpipe.volume.Volume) and its slices' PACS references."""
+        n = volume.shape[0]
         self.ct = {"shape_zyx": list(volume.shape), "spacing_zyx": list(volume.spacing_zyx),
-                   "origin_xyz": list(volume.origin_xyz), "direction": list(volume.direction)}
+                   "origin_xyz": list(volume.origin_xyz), "direction": list(volume.direction),
+                   "instance_numbers": list(instance_numbers) if instance_numbers else [None] * n,
+                   "slice_positions_mm": list(positions_mm) if positions_mm else [None] * n}
+
+    def slice_reference(self, k: int) -> str:
+        """How a reader finds volume slice ``k`` in PACS: 'image 42 (z -123.5 mm)'; 0-based k."""
+        inst = (self.ct.get("instance_numbers") or [None] * (k + 1))[k] if self.ct else None
+        pos = (self.ct.get("slice_positions_mm") or [None] * (k + 1))[k] if self.ct else None
+        parts = [f"image {inst}" if inst is not None else f"slice {k + 1}"]
+        if pos is not None:
+            parts.append(f"(z {pos:.1f} mm)")
+        return " ".join(parts)
 
     # --- provenance, as every output states it -----------------------------------------------
     @property

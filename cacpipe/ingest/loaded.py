@@ -43,6 +43,22 @@ class LoadedSeries:
         return [int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None for ds in self.sources]
 
 
+    @property
+    def slice_positions_mm(self) -> list[float]:
+        """Table position (mm) of each volume slice as a PACS shows it: SliceLocation when the header
+        has it, else the z of ImagePositionPatient, else the patient-space z of the volume slice."""
+        out = []
+        for k in range(self.volume.shape[0]):
+            ds = self.sources[k] if self.sources else None
+            if ds is not None and ds.get("SliceLocation") not in (None, ""):
+                out.append(round(float(ds.SliceLocation), 3))
+            elif ds is not None and ds.get("ImagePositionPatient"):
+                out.append(round(float(ds.ImagePositionPatient[2]), 3))
+            else:
+                out.append(round(float(self.volume.index_to_physical([[k, 0, 0]])[0, 2]), 3))
+        return out
+
+
 def is_image_file(path: Path) -> bool:
     """True for a single-file image format cacpipe reads (NIfTI, NRRD, MHA)."""
     name = path.name.lower()
