@@ -29,29 +29,31 @@ Z95 = float(stats.norm.ppf(0.975))
 MIN_ICC_N = 3  # fewer pairs give no usable ANOVA
 
 
-def icc_a1(pred: np.ndarray, ref: np.ndarray) -> dict:
-    """ICC(A,1) with 95 % CI, F test and p (pingouin, unrounded)."""
+def icc_a1(ratings: np.ndarray) -> dict:
+    """ICC(A,1) of an n targets x k raters array, with 95 % CI, F test and p (pingouin, unrounded)."""
     import pingouin
 
-    n = len(pred)
+    x = np.asarray(ratings, dtype=float)
+    n, k = x.shape
     out = {"icc": None, "icc_ci_low": None, "icc_ci_high": None, "icc_f": None, "icc_p": None}
-    if n < MIN_ICC_N or (np.ptp(pred) == 0 and np.ptp(ref) == 0):
+    if n < MIN_ICC_N or k < 2 or np.ptp(x) == 0:
         return out
-    long = pd.DataFrame({"study": np.tile(np.arange(n), 2), "rater": np.repeat(["pred", "ref"], n),
-                         "score": np.concatenate([pred, ref]).astype(float)})
+    long = pd.DataFrame({"target": np.repeat(np.arange(n), k), "rater": np.tile(np.arange(k), n),
+                         "score": x.ravel()})
     saved = pingouin.options.get("round.column.CI95")
     pingouin.options["round.column.CI95"] = None  # pingouin rounds the CI to 2 decimals by default
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pingouin's own pandas deprecation chatter
-            t = pingouin.intraclass_corr(long, targets="study", raters="rater", ratings="score")
+            t = pingouin.intraclass_corr(long, targets="target", raters="rater", ratings="score")
     finally:
         pingouin.options["round.column.CI95"] = saved
-    row = t.set_index("Type").loc["ICC(A,1)"]
-    lo, hi = (float(x) for x in row["CI95"])
+    t = t.set_index("Type")
+    row = t.loc["ICC(A,1)" if "ICC(A,1)" in t.index else "ICC2"]  # pingouin < 0.7 says ICC2
+    lo, hi = (float(v) for v in row["CI95"])
     vals = {"icc": float(row["ICC"]), "icc_ci_low": lo, "icc_ci_high": hi, "icc_f": float(row["F"]),
             "icc_p": float(row["pval"])}
-    return {k: (v if np.isfinite(v) else None) for k, v in vals.items()}
+    return {key: (v if np.isfinite(v) else None) for key, v in vals.items()}
 
 
 def bland_altman(pred: np.ndarray, ref: np.ndarray, prefix: str = "ba") -> dict:
@@ -78,7 +80,7 @@ def agreement_row(pred: np.ndarray, ref: np.ndarray) -> dict:
     pred, ref = np.asarray(pred, float), np.asarray(ref, float)
     n = len(pred)
     out: dict = {"n": n, "mean_pred": float(pred.mean()) if n else None, "mean_ref": float(ref.mean()) if n else None}
-    out.update(icc_a1(pred, ref))
+    out.update(icc_a1(np.column_stack([pred, ref])))
     out.update(bland_altman(pred, ref, "ba"))
     logd = bland_altman(np.log1p(pred), np.log1p(ref), "ba_log")
     out.update(logd)

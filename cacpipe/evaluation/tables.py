@@ -61,8 +61,9 @@ def read_csv(path: str | Path, what: str, sep: str | None = None, decimal: str =
         sep = _sniff_separator(lines[0])
         if sep != ",":
             notes.append(f"{path.name}: read as {SEPARATORS[sep]}-separated (detected from the header)")
-    if sep == "," and decimal == ",":
-        raise InputDataError(f"{path}: a comma-separated file cannot use decimal commas; pass --sep ';'")
+    if sep == "," and decimal == ",":  # --decimal ',' is meant for the semicolon/tab files of a run
+        decimal = "."
+        notes.append(f"{path.name}: comma-separated, so read with '.' as decimal mark")
     reader = csv.reader(text.splitlines(keepends=True), delimiter=sep)
     try:
         header = [h.strip() for h in next(reader)]
@@ -108,12 +109,13 @@ def where(df: pd.DataFrame) -> str:
     return df.attrs.get("path", "table")
 
 
-def _cell_error(path: str, col: str, bad: list[tuple[int, str, str]]) -> InputDataError:
+def _cell_error(path: str, col: str, bad: list[tuple[int, str, str]], sep: str) -> InputDataError:
     named = "; ".join(f"row {r}: {v!r} ({why})" for r, v, why in bad[:MAX_NAMED])
     more = f"; and {len(bad) - MAX_NAMED} more" if len(bad) > MAX_NAMED else ""
     hint = ""
     if any(_DECIMAL_COMMA.match(v) for _, v, _ in bad):
-        hint = " - decimal commas? pass --decimal ','"
+        hint = (" - decimal commas? pass --decimal ','" if sep != "," else
+                " - decimal commas in a comma-separated file: save it with ';' as separator, then pass --decimal ','")
     return InputDataError(f"{path} column {col}: {named}{more}{hint}")
 
 
@@ -153,7 +155,8 @@ def numbers(df: pd.DataFrame, col: str, rows: np.ndarray | None = None) -> np.nd
         if why:
             bad.append((int(line), str(v), why))
     if bad:
-        raise _cell_error(df.attrs.get(f"{side}path", where(df)), col.split(":", 1)[-1], bad)
+        raise _cell_error(df.attrs.get(f"{side}path", where(df)), col.split(":", 1)[-1], bad,
+                          df.attrs.get(f"{side}sep", ","))
     return out
 
 
