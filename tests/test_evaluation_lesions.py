@@ -90,7 +90,7 @@ def test_truth_lesion_ids_and_a_reference_on_another_grid(small_phantom, edited)
     assert L.match_scan(p_set, r_set)["cells"][("RCA", "LAD")] == 1
 
 
-def _fake_scan(tmp_path, ph, maps: dict[str, np.ndarray], demo=True):
+def _fake_scan(tmp_path, ph, maps: dict[str, np.ndarray], demo=True, uids=None):
     """A results folder as `cacpipe scan` leaves it: manifest, result.json, labels.nii.gz, cohort.csv."""
     from cacpipe.csvout import write_csv
     from cacpipe.quant import finalise, quantify
@@ -99,7 +99,7 @@ def _fake_scan(tmp_path, ph, maps: dict[str, np.ndarray], demo=True):
     out = tmp_path / "results"
     studies, rows = {}, []
     for i, (pid, arr) in enumerate(maps.items()):
-        uid = f"1.2.3.{i}"
+        uid = uids[i] if uids else f"1.2.3.{i}"
         folder = out / pid / uid
         folder.mkdir(parents=True)
         ph.labels.with_array(arr).write(folder / "labels.nii.gz")
@@ -183,3 +183,36 @@ def test_cli_label_folder_layouts_and_skips(tmp_path, small_phantom, edited):
     r2 = CliRunner().invoke(cli, ["evaluate", str(results), str(refcsv), "--ref-labels", str(maps), "--no-lesions",
                                   "--json"])
     assert "lesions" not in json.loads(r2.output)
+
+
+def test_phantom_cohort_layout_and_single_phantom_folder(tmp_path, small_phantom, small_phantom_dir, edited):
+    from cacpipe.evaluation.sources import truth_record
+
+    ref, pred, _ = edited
+    # The phantom cohort writer's layout: OUT/truth.csv and OUT/truth/<PatientID>/{labels,truth_lesions}.nii.gz.
+    out = tmp_path / "cohort_out"
+    rec = truth_record(json.loads((small_phantom_dir / "truth.json").read_text()), small_phantom_dir / "truth.json")
+    pd.DataFrame([rec | {"patient_id": "P1", "study_uid": "1.2.3.0"}]).to_csv(out.mkdir() or out / "truth.csv",
+                                                                             index=False)
+    (out / "truth" / "P1").mkdir(parents=True)
+    small_phantom.labels.write(out / "truth" / "P1" / "labels.nii.gz")
+    ids = np.zeros(ref.shape, np.uint16)
+    for k, cid in enumerate((4, 5, 6), start=1):
+        ids[ref == cid] = k  # one id per artery: the two LAD plaques count as one lesion here
+    small_phantom.labels.with_array(ids).write(out / "truth" / "P1" / "truth_lesions.nii.gz")
+    results = _fake_scan(tmp_path, small_phantom, {"P1": pred})
+    for refarg in (out, out / "truth.csv"):
+        r = CliRunner().invoke(cli, ["evaluate", str(results), str(refarg), "--json"])
+        assert r.exit_code == 0, r.output
+        res = json.loads(r.output)
+        assert res["matching"]["key"] == "study_uid"
+        rows = {x["artery"]: x for x in res["lesions"]}
+        assert rows["LAD"]["ref_lesions"] == 1 and rows["any"]["ref_lesions"] == 3
+        assert "reference lesions from truth_lesions.nii.gz" in res["notes"]
+    # One phantom folder as `cacpipe phantom OUT` writes it, matched on its DICOM study UID.
+    uid = json.loads((small_phantom_dir / "truth.json").read_text())["dicom"]["study_uid"]
+    results2 = _fake_scan(tmp_path / "two", small_phantom, {"PX": pred}, uids=[uid])
+    r = CliRunner().invoke(cli, ["evaluate", str(results2), str(small_phantom_dir), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["lesion_attribution"]["table"][0][1] == 1  # RCA reported as LAD

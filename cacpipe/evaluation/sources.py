@@ -59,9 +59,14 @@ def load_reference(path: str | Path, sep: str | None = None, decimal: str = ".")
     if not path.exists():
         raise InputDataError(f"reference not found: {path}")
     if path.is_file():
-        return read_csv(path, "reference", sep=sep, decimal=decimal)
+        df = read_csv(path, "reference", sep=sep, decimal=decimal)
+        if path.name == TRUTH_CSV and (path.parent / "truth").is_dir():  # the phantom cohort writer's layout
+            df.attrs["truth_dir"] = str(path.parent / "truth")
+        return df
     if (path / TRUTH_CSV).exists():
         df = read_csv(path / TRUTH_CSV, "reference", sep=sep, decimal=decimal)
+        if (path / "truth").is_dir():
+            path = path / "truth"
     else:
         files = _truth_files(path)
         if not files:
@@ -85,8 +90,9 @@ def _load_json(path: Path) -> dict:
 
 def truth_record(data: dict, path: Path) -> dict:
     """One REF row from a phantom truth dict (cacpipe.phantom.truth.ground_truth + identifiers)."""
-    pid = data.get("patient_id") or (path.parent.name if path.name == TRUTH_JSON else path.stem)
     uid = data.get("study_uid") or (data.get("dicom") or {}).get("study_uid")
+    # <PatientID>.json names its patient; a folder's truth.json only when nothing else identifies it.
+    pid = data.get("patient_id") or (path.stem if path.name != TRUTH_JSON else None if uid else path.parent.name)
     row: dict = {"patient_id": pid, "study_uid": uid}
     try:
         arts = data["arteries"]
@@ -103,9 +109,7 @@ def truth_record(data: dict, path: Path) -> dict:
     except (KeyError, TypeError, ValueError) as exc:
         raise InputDataError(f"phantom truth {path} lacks {exc} (per artery calcium_volume_mm3 and agatston, "
                              "total agatston)") from exc
-    if uid is None:
-        del row["study_uid"]
-    return row
+    return {k: v for k, v in row.items() if not (k in ("patient_id", "study_uid") and v is None)}
 
 
 # --- label maps -----------------------------------------------------------------------------
@@ -203,6 +207,13 @@ def find_reference(ref_dir: str | Path, ids: list[str]) -> LabelSource | None:
         for jpath in (ref_dir / f"{k}.json", ref_dir / k / TRUTH_JSON):
             if jpath.exists():
                 return phantom_reference(jpath)
+    single = ref_dir / TRUTH_JSON  # one phantom folder (`cacpipe phantom OUT`): OUT/labels.nii.gz, ct.nii.gz
+    if single.exists() and (ref_dir / "labels.nii.gz").exists():
+        rec = truth_record(_load_json(single), single)
+        if {rec.get("patient_id"), rec.get("study_uid")} & set(ids):
+            ct = ref_dir / "ct.nii.gz"
+            return LabelSource(Volume.read(ref_dir / "labels.nii.gz"), Volume.read(ct) if ct.exists() else None,
+                               origin=str(ref_dir / "labels.nii.gz"))
     return None
 
 
