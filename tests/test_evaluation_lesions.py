@@ -93,8 +93,9 @@ def test_truth_lesion_ids_and_a_reference_on_another_grid(small_phantom, edited)
 def _fake_scan(tmp_path, ph, maps: dict[str, np.ndarray], demo=True, uids=None):
     """A results folder as `cacpipe scan` leaves it: manifest, result.json, labels.nii.gz, cohort.csv."""
     from cacpipe.csvout import write_csv
-    from cacpipe.quant import finalise, quantify
-    from cacpipe.quant.table import COHORT_COLUMNS, cohort_row
+    from cacpipe.quant.quantify import quantify
+    from cacpipe.quant.validity import finalise
+    from cacpipe.record import COHORT_COLUMNS, StudyIdentity, StudyResult, cohort_row
 
     out = tmp_path / "results"
     studies, rows = {}, []
@@ -103,11 +104,11 @@ def _fake_scan(tmp_path, ph, maps: dict[str, np.ndarray], demo=True, uids=None):
         folder = out / pid / uid
         folder.mkdir(parents=True)
         ph.labels.with_array(arr).write(folder / "labels.nii.gz")
-        res = finalise({"schema": "cacpipe.result/1", "status": "done",
-                        "study": {"patient_id": pid, "study_uid": uid},
-                        "pipeline": {"model": {"name": "M", "is_demo": demo}, "heart_method": "fallback"},
-                        **quantify(ph.ct_clean, ph.labels.with_array(arr)), "outputs": {"labels": "labels.nii.gz"}}, [])
-        (folder / "result.json").write_text(json.dumps(res, default=str))
+        q = quantify(ph.ct_clean, ph.labels.with_array(arr))
+        res = finalise(StudyResult(StudyIdentity(patient_id=pid, study_uid=uid), arteries=q.arteries,
+                                   lesions=q.lesions, outputs={"labels": "labels.nii.gz"},
+                                   pipeline={"model": {"name": "M", "is_demo": demo}, "heart_method": "fallback"}))
+        res.save(folder / "result.json")
         studies[f"{pid}/{uid}"] = {"status": "done", "result": f"{pid}/{uid}/result.json", "patient_id": pid,
                                    "study_uid": uid}
         rows.append(cohort_row(res))

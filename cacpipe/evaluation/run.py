@@ -112,6 +112,7 @@ def evaluate(pred: pd.DataFrame | None = None, ref: pd.DataFrame | None = None,
             scan = scan_results(pred.attrs["results_dir"])
             out["provenance"] = scan.provenance
             out["demo_model"] = scan.demo_model
+            out["notes"] += [f"prediction result not read: {p}" for p in scan.problems]
         if lesion_level:
             found = lesion_evaluation(m, pred.attrs.get("results_dir"), ref_labels or ref.attrs.get("truth_dir"))
             out["notes"] += found.pop("lesion_notes", [])

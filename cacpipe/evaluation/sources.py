@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -131,10 +131,13 @@ class ScanResults:
     labels: dict[str, Path]  # study_uid and patient_id -> labels.nii.gz
     provenance: list[str]  # distinct "model ..., heart locator ..." lines
     demo_model: bool  # any study segmented by the phantom demo model (not for clinical use)
+    problems: list[str] = field(default_factory=list)  # result files that could not be read
 
 
 def scan_results(results_dir: str | Path) -> ScanResults:
     """Label maps and provenance of each done study of a scan, found through its manifest."""
+    from ..record import StudyResult
+
     results_dir = Path(results_dir)
     mpath = results_dir / MANIFEST
     if not mpath.exists():
@@ -143,30 +146,27 @@ def scan_results(results_dir: str | Path) -> ScanResults:
         manifest = json.loads(mpath.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InputDataError(f"cannot read {mpath}: {exc}") from exc
-    labels: dict[str, Path] = {}
-    prov: list[str] = []
-    demo = False
+    out = ScanResults({}, [], False)
     for entry in (manifest.get("studies") or {}).values():
         if entry.get("status") != "done" or not entry.get("result"):
             continue
         rpath = results_dir / entry["result"]
         try:
-            res = json.loads(rpath.read_text())
-        except (OSError, json.JSONDecodeError):
+            res = StudyResult.load(rpath)
+        except InputDataError as exc:
+            out.problems.append(str(exc))
             continue
-        lab = rpath.parent / ((res.get("outputs") or {}).get("labels") or "labels.nii.gz")
-        study = res.get("study") or {}
-        for k in (study.get("study_uid"), study.get("patient_id"), entry.get("study_uid"), entry.get("patient_id")):
+        lab = rpath.parent / (res.outputs.get("labels") or "labels.nii.gz")
+        for k in (res.study.study_uid, res.study.patient_id, entry.get("study_uid"), entry.get("patient_id")):
             if k:
-                labels.setdefault(str(k), lab)
-        pipe = res.get("pipeline") or {}
-        model = pipe.get("model") or {}
-        demo = demo or bool(model.get("is_demo"))
-        line = (f"model {model.get('name', '?')}{' (phantom demo model: NOT FOR CLINICAL USE)' if model.get('is_demo') else ''}"
-                f", heart locator {pipe.get('heart_method', '?')}")
-        if line not in prov:
-            prov.append(line)
-    return ScanResults(labels, prov, demo)
+                out.labels.setdefault(str(k), lab)
+        out.demo_model = out.demo_model or res.is_demo
+        line = (f"model {res.model.get('name', '?')}"
+                f"{' (phantom demo model: NOT FOR CLINICAL USE)' if res.is_demo else ''}"
+                f", heart locator {res.heart_method or '?'}")
+        if line not in out.provenance:
+            out.provenance.append(line)
+    return out
 
 
 def read_prediction(labels_path: Path) -> LabelSource:
@@ -178,7 +178,7 @@ def read_prediction(labels_path: Path) -> LabelSource:
 
 
 def _keys(ids: list[str]) -> list[str]:
-    from ..scan import safe_name
+    from ..scan.layout import safe_name
 
     out: list[str] = []
     for k in ids:
