@@ -91,8 +91,8 @@ def _compare_copies(series: Series, datasets: list[tuple[pydicom.Dataset, str]],
                 and str(a.get("RescaleIntercept", "")) == str(b.get("RescaleIntercept", "")))
         if not same:
             raise InputDataError(
-                f"SOP Instance UID {first.sop_instance_uid} found twice with different content ({first.source} and "
-                f"{copy.source}): the export holds two versions of one image, the series is refused (remove one)")
+                f"SOP Instance UID found twice with different content: {first.source} and {copy.source} "
+                f"(two versions of one image; remove one), UID {first.sop_instance_uid}")
 
 
 def _rescale(ds: pydicom.Dataset, source: str) -> tuple[float, float]:

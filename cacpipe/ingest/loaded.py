@@ -110,6 +110,8 @@ def read_ct(path: str | Path, settings=None, patient_id: str | None = None,
             if not studies:
                 why = "; ".join(f"{x.source}: {x.reason}" for x in disc.problems[:3])
                 raise InputDataError(f"no DICOM study found in {p}" + (f" ({why})" if why else ""))
+            if studies[0].conflict:
+                raise InputDataError(studies[0].conflict)
             if len(studies) != 1:
                 raise InputDataError(f"{p} holds {len(studies)} studies; give one study (or use `cacpipe scan` "
                                      "for a whole export)")

@@ -159,9 +159,7 @@ def group_studies(headers: list[FileHeader]) -> tuple[list[Study], list[Problem]
         by_study.setdefault(h.study_uid, []).append(h)
     studies: list[Study] = []
     for study_uid, files in by_study.items():
-        conflict = _conflict(study_uid, files)
-        if conflict:
-            problems.append(Problem(f"study {study_uid}", conflict))
+        conflict = _conflict(study_uid, files)  # reported with each of its studies, not as a file problem
         by_patient: dict[str, dict[str, list[FileHeader]]] = {}
         for f in files:
             by_patient.setdefault(f.patient_id, {}).setdefault(f.series_uid, []).append(f)

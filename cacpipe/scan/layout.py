@@ -11,9 +11,10 @@ so a killed run never leaves a half-written result that counts as done.
 
 Folder names are unique per study and stable across runs: an identifier that is a safe name as it
 is (letters, digits, ``.``, ``_``, ``-``; at most 64 characters; not one of the run's own files
-such as ``cohort.csv``, nor a Windows device name such as ``CON``) is used as it is; any other is
-made safe and gets ``-`` plus 10 hex digits of the SHA-1 of the exact identifier, so ``1.2.3`` and
-``1.2.3.``, or two 70-character UIDs sharing 64 characters, never share a folder.
+such as ``cohort.csv``, nor a Windows device name such as ``CON`` or ``NUL.txt``) is used as it
+is; any other is made safe (reserved names get a leading ``_``) and gets ``-`` plus 10 hex digits
+of the SHA-1 of the exact identifier, so ``1.2.3`` and ``1.2.3.``, or two 70-character UIDs
+sharing 64 characters, never share a folder.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def safe_name(text: str, fallback: str = "UNKNOWN", force_hash: bool = False) ->
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip()).strip("._-") or fallback
     if not force_hash and name == text and len(name) <= MAX_NAME and not _reserved(name):
         return name
+    if _reserved(name):
+        name = f"_{name}"  # Windows reads "NUL.txt-1a2b" as the device NUL: the name must not start with it
     digest = hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:HASH_CHARS]
     return f"{name[:MAX_NAME - HASH_CHARS - 1]}-{digest}"
 
