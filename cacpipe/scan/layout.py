@@ -40,7 +40,17 @@ def now() -> str:
 
 
 def one_line(text, limit: int = 300) -> str:
-    return " ".join(str(text).split())[:limit]
+    """``text`` on one line, at most ``limit`` characters, always encodable (an OS error naming a
+    path that is not UTF-8 carries undecodable bytes: they become ``\\xNN``)."""
+    return " ".join(_utf8(str(text)).decode("utf-8", "backslashreplace").split())[:limit]
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as bytes: undecodable path bytes (surrogate escapes) become those bytes again."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no file system produced
+        return text.encode("utf-8", "backslashreplace")
 
 
 MAX_NAME = 64
@@ -67,7 +77,7 @@ def safe_name(text: str, fallback: str = "UNKNOWN", force_hash: bool = False) ->
         return name
     if _reserved(name):
         name = f"_{name}"  # Windows reads "NUL.txt-1a2b" as the device NUL: the name must not start with it
-    digest = hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:HASH_CHARS]
+    digest = hashlib.sha1(_utf8(text)).hexdigest()[:HASH_CHARS]
     return f"{name[:MAX_NAME - HASH_CHARS - 1]}-{digest}"
 
 
