@@ -36,7 +36,7 @@ from ..errors import InputDataError
 from ..flags import CONTRAST_SUSPECTED, Flag
 from ..volume import Volume
 from . import plausibility as rules
-from .discover import DEFLATED_TS, MAX_FILE_BYTES, FileHeader, deflated_problem
+from .discover import DEFLATED_TS, FileHeader, deflated_problem, size_problem
 from .loaded import LoadedSeries
 from .series import Series
 
@@ -51,7 +51,8 @@ def _read(header: FileHeader, zips: dict[str, zipfile.ZipFile]) -> pydicom.Datas
     """Full read of one file, or of one zip member (zip files are opened once per series).
 
     Sizes are checked again before anything is read whole (the export may have changed since
-    discovery): a zip member above ``MAX_FILE_BYTES``, or deflated data inflating beyond it, is refused.
+    discovery): a zip member above ``discover.MAX_FILE_BYTES``, or deflated data inflating beyond
+    it, is refused.
     """
     try:
         if header.zip_member:
@@ -59,9 +60,9 @@ def _read(header: FileHeader, zips: dict[str, zipfile.ZipFile]) -> pydicom.Datas
             if zf is None:
                 zf = zips[header.path] = zipfile.ZipFile(header.path)
             info = zf.getinfo(header.zip_member)
-            if info.file_size > MAX_FILE_BYTES:
-                raise InputDataError(f"{header.source}: zip member of {info.file_size} bytes exceeds the "
-                                     f"{MAX_FILE_BYTES}-byte limit for one image")
+            why = size_problem("zip member", info.file_size)
+            if why:
+                raise InputDataError(f"{header.source}: {why}")
             fp = io.BytesIO(zf.read(info))
         else:
             fp = open(header.path, "rb")  # noqa: SIM115 - closed below

@@ -50,6 +50,13 @@ RATIO_MIN_BYTES = 1 << 20
 _CHUNK = 1 << 20
 
 
+def size_problem(what: str, n_bytes: int) -> str | None:
+    """Why a DICOM file (or zip member) of ``n_bytes`` is not read whole (None: it may be)."""
+    if n_bytes > MAX_FILE_BYTES:
+        return f"{what} of {_size(n_bytes)} exceeds {_size(MAX_FILE_BYTES)}: not a single CT image; not read"
+    return None
+
+
 class RefusedInput(ValueError):
     """A file refused on purpose (too large, a bomb): its message is the reason a user sees."""
 
@@ -425,9 +432,9 @@ def _zip_member(zf, info, fh, zpath: str, source: str, workdir: Path, out: Disco
         _drain(fh)
         out.ignored.append(source)
         return
-    if info.file_size > MAX_FILE_BYTES:
-        out.problems.append(Problem(source, f"zip member of {_size(info.file_size)} exceeds {_size(MAX_FILE_BYTES)}: "
-                                            "not a single CT image; not read"))
+    why = size_problem("zip member", info.file_size)
+    if why:
+        out.problems.append(Problem(source, why))
         return
     n = len(out.headers)
     fh.seek(0)
@@ -558,9 +565,9 @@ def _discover_open(f, head: bytes, st, path: Path, source: str, workdir: Path, o
         else:
             out.ignored.append(source)
         return
-    if st.st_size > MAX_FILE_BYTES:
-        out.problems.append(Problem(source, f"file of {_size(st.st_size)} exceeds {_size(MAX_FILE_BYTES)}: not a "
-                                            "single CT image; not read"))
+    why = size_problem("file", st.st_size)
+    if why:
+        out.problems.append(Problem(source, why))
         return
     f.seek(0)
     _parse(f, head, str(path), source, f"file:{st.st_size}:{st.st_mtime_ns}", out)
