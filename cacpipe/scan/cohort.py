@@ -1,7 +1,12 @@
-"""cohort.csv: one row per study of the manifest, in the columns ``cacpipe evaluate`` reads."""
+"""cohort.csv: one row per study of the manifest, in the columns ``cacpipe evaluate`` reads.
+
+A study corrected by a reader (``cacpipe review apply``) has its corrected numbers in the usual
+columns, the readers in ``corrected`` and the numbers before correction in ``original_*``.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..csvout import csv_text
@@ -10,7 +15,8 @@ from ..record import COHORT_COLUMNS as RESULT_COLUMNS
 from ..record import StudyResult, cohort_row
 from .layout import COHORT, write_atomic
 
-COHORT_COLUMNS = (*RESULT_COLUMNS, "reason")
+COHORT_COLUMNS = (*RESULT_COLUMNS, "reason", "corrected", "original_total_agatston", "original_category",
+                  "original_cac_drs")
 
 
 def _cell(v) -> str:
@@ -32,14 +38,27 @@ def cohort_rows(out: Path, manifest: dict) -> list[dict]:
                    status=entry.get("status", ""), reason=entry.get("reason", ""))
         if entry.get("status") == "done" and entry.get("result"):
             try:
-                res = StudyResult.load(out / entry["result"])
-            except (OSError, InputDataError) as exc:
+                raw = json.loads((out / entry["result"]).read_text())
+                res = StudyResult.from_json(raw)
+            except (OSError, ValueError, InputDataError) as exc:
                 row.update(status="failed", reason=f"result unreadable: {exc}")
                 rows.append(row)
                 continue
             row.update({k: _cell(v) for k, v in cohort_row(res).items() if v is not None and v != ""})
+            row.update(_corrected_cells(raw))
         rows.append(row)
     return rows
+
+
+def _corrected_cells(raw: dict) -> dict:
+    """The readers who corrected a study and its total before correction (empty when not corrected)."""
+    files = (raw.get("corrections") or {}).get("files") or []
+    if not files:
+        return {}
+    total = (raw.get("original") or {}).get("total") or {}
+    return {"corrected": "; ".join(f"{f.get('reader', '')} {f.get('time', '')}" for f in files),
+            "original_total_agatston": _cell(total.get("agatston")),
+            "original_category": _cell(total.get("category")), "original_cac_drs": _cell(total.get("cac_drs"))}
 
 
 def write_cohort(out: Path, manifest: dict) -> Path:
