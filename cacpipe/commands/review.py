@@ -308,7 +308,7 @@ def apply(out: Path, given: tuple[Path, ...], ct_path: Path | None, export: Path
         from ..scan.cohort import write_cohort
 
         click.echo(f"cohort written: {write_cohort(out, manifest)}")
-    if any(out.rglob("review.json")):
+    if (out / "index.html").exists():
         from ..review import build_index
 
         click.echo(f"index written: {build_index(out)}")

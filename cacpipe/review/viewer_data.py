@@ -120,12 +120,7 @@ def detail_box(labels: Volume, lesions: list[Lesion], options: ReviewSettings) -
     nz, ny, nx = labels.shape
     sp = labels.spacing_zyx
     if labels.array.any():
-        lo_hi = []
-        for axis in range(3):
-            other = tuple(a for a in range(3) if a != axis)
-            idx = np.nonzero(labels.array.any(axis=other))[0]
-            lo_hi.append((int(idx.min()), int(idx.max()) + 1))
-        (z0, z1), (y0, y1), (x0, x1) = lo_hi
+        (z0, z1), (y0, y1), (x0, x1) = ((s.start, s.stop) for s in _label_bbox(labels))
         mz = int(np.ceil(options.margin_mm / sp[0]))
         z0, z1 = max(0, z0 - mz), min(nz, z1 + mz)
         half_mm = max((y1 - y0) * sp[1], (x1 - x0) * sp[2]) / 2 + options.margin_mm
@@ -167,9 +162,30 @@ def block_reduce(a: np.ndarray, step: tuple[int, int, int], how: str) -> np.ndar
     return out
 
 
-def lesion_map(ct: Volume, labels: Volume, lesions: list[Lesion]) -> np.ndarray:
-    """uint16 map on the CT grid: i + 1 where lesion ``lesions[i]`` is (the record's lesion order)."""
-    found, lmap = find_lesions(ct.array, labels.array, ct.spacing_zyx, with_map=True)
+def context_labels(labels: Volume, step: tuple[int, int, int], shape) -> np.ndarray:
+    """Block maxima of the label map on the context grid (calcium ids beat artery ids), computed
+    over the labelled box only."""
+    out = np.zeros(shape, dtype=np.uint8)
+    if not labels.array.any():
+        return out
+    sub = []
+    for b, st, n in zip(_label_bbox(labels), step, shape, strict=True):
+        lo, hi = b.start // st, min(n, -(-b.stop // st))
+        sub.append((lo, hi, slice(lo * st, hi * st)))
+    if any(lo >= hi for lo, hi, _ in sub):
+        return out
+    part = block_reduce(labels.array[tuple(s for _, _, s in sub)].astype(np.uint8), step, "max")
+    out[tuple(slice(lo, lo + m) for (lo, _, _), m in zip(sub, part.shape, strict=True))] = part
+    return out
+
+
+def lesion_map(ct: Volume, labels: Volume, lesions: list[Lesion], box: tuple[slice, ...]) -> np.ndarray:
+    """uint16 map of ``box``: i + 1 where lesion ``lesions[i]`` is (the record's lesion order)."""
+    inside = all(s.start <= b.start and b.stop <= s.stop
+                 for s, b in zip(box, _label_bbox(labels), strict=True)) if labels.array.any() else True
+    # lesions are found per artery in bounding boxes: the box holding every label gives the same lesions
+    sub = box if inside else (slice(None),) * 3
+    found, lmap = find_lesions(ct.array[sub], labels.array[sub], ct.spacing_zyx, with_map=True)
     index = {les.name: i for i, les in enumerate(lesions)}
     remap = np.zeros(len(found) + 1, dtype=np.uint16)
     for j, les in enumerate(found, start=1):
@@ -178,7 +194,17 @@ def lesion_map(ct: Volume, labels: Volume, lesions: list[Lesion]) -> np.ndarray:
             remap[j] = i + 1
         else:
             log.warning("lesion %s of the label map is not in the study record; it is not clickable", les.name)
-    return remap[lmap]
+    out = remap[lmap]
+    return out if inside else out[box]
+
+
+def _label_bbox(labels: Volume) -> tuple[slice, ...]:
+    out = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        idx = np.nonzero(labels.array.any(axis=other))[0]
+        out.append(slice(int(idx.min()), int(idx.max()) + 1))
+    return tuple(out)
 
 
 def page_volumes(ct: Volume, labels: Volume, lesions: list[Lesion], options: ReviewSettings) -> dict:
@@ -189,12 +215,12 @@ def page_volumes(ct: Volume, labels: Volume, lesions: list[Lesion], options: Rev
     aff = ras_affine(ct, off, one)
     hu = np.clip(np.rint(ct.array[box]), *HU_RANGE).astype(np.int16)
     lab = labels.array[box].astype(np.uint8)
-    lmap = lesion_map(ct, labels, lesions)[box]
+    lmap = lesion_map(ct, labels, lesions, box)
     lmap = lmap.astype(np.uint8) if len(lesions) < 255 else lmap
     step = context_steps(ct.spacing_zyx)
     mean = block_reduce(ct.array, step, "mean")
     codes = np.clip(np.rint((mean - CONTEXT_HU_MIN) / CONTEXT_HU_STEP), 0, 255).astype(np.uint8)
-    ctx_lab = block_reduce(labels.array.astype(np.uint8), step, "max")  # calcium ids beat artery ids
+    ctx_lab = context_labels(labels, step, codes.shape)
     ctx_aff = ras_affine(ct, (0, 0, 0), step)
     return {
         "heart": {

@@ -72,8 +72,17 @@
   }
   function refreshLabels() {
     const show = labDisp.slice();
-    const sel = selectedVoxels();
-    for (const q of sel) show[q] = SELECTED;
+    // the selected lesion gets a ring (its in-plane neighbours), so its own pixels stay visible
+    const sel = new Set(selectedVoxels());
+    const [, hy, hx] = vols.heart.ct.dims;
+    for (const q of sel) {
+      const y = Math.floor(q / hx) % hy, x = q % hx;
+      for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
+        if (y + dy < 0 || y + dy >= hy || x + dx < 0 || x + dx >= hx) continue;
+        const r = q + dy * hx + dx;
+        if (!sel.has(r) && !R.calcium_ids.includes(show[r])) show[r] = SELECTED;
+      }
+    }
     // the whole-scan labels: block maxima, recomputed over the heart region
     const h = vols.heart.ct, s = vols.scan.ct;
     const sl = vols.scan.labels.data.slice();
@@ -267,7 +276,7 @@
   }
   function changed() {
     rebuild();
-    renderLesions(); renderChanges(); renderScores();
+    renderLesions(); renderChanges(); renderScores(); showReadout();
     if (reader()) persist();
   }
   function now() { return new Date().toISOString(); }
@@ -308,7 +317,7 @@
       else if (c.op === 'add' && D.arteries.includes(c.artery)) st.adds.push({artery: c.artery, seed_zyx: c.seed_zyx, time: c.time});
       else if (c.op === 'not_assessable' && D.arteries.includes(c.artery)) st.na[c.artery] = {reason: c.reason || '', time: c.time};
     }
-    rebuild(); renderLesions(); renderChanges(); renderScores();
+    rebuild(); renderLesions(); renderChanges(); renderScores(); showReadout();
     $('correction-status').textContent = rec ? 'Restored ' + rec.changes.length + ' correction(s) of ' + reader() + ' from this browser.' : '';
   }
   function startPick(a) {
@@ -401,6 +410,17 @@
     syncSlider();
   }
 
+  function softwareGL() {  // the renderer's name when WebGL2 runs on the CPU (SwiftShader, llvmpipe), else ''
+    try {
+      const gl = document.createElement('canvas').getContext('webgl2');
+      if (!gl) return '';
+      const ext = gl.getExtension('WEBGL_debug_renderer_info');
+      const name = String(gl.getParameter(ext ? ext.UNMASKED_RENDERER_WEBGL : gl.RENDERER) || '');
+      const lose = gl.getExtension('WEBGL_lose_context');
+      if (lose) lose.loseContext();
+      return /swiftshader|llvmpipe|softpipe|software|basic render/i.test(name) ? name : '';
+    } catch (e) { return ''; }
+  }
   async function startViewer() {
     const lut = D.lut;
     const ctx = {vols, D, lut, labelNames: D.label_names,
@@ -411,10 +431,14 @@
     };
     const box = $('viewport');
     let note = '';
-    if (D.viewer === 'niivue' && !location.hash.includes('viewer=basic')) {
-      try { viewer = await CacNiiVueViewer.create(box, ctx); note = 'NiiVue ' + D.niivue_version + ' (WebGL2)'; }
+    const asked = (location.hash.match(/viewer=(\w+)/) || [])[1];
+    const soft = softwareGL();
+    if (D.viewer === 'niivue' && asked !== 'basic' && (!soft || asked === 'niivue')) {
+      try { viewer = await CacNiiVueViewer.create(box, ctx); note = 'NiiVue ' + D.niivue_version + ' (WebGL2' + (soft ? ', software: ' + soft : '') + ')'; }
       catch (e) { note = 'basic viewer (NiiVue could not start: ' + e.message + ')'; viewer = null; }
-    } else note = D.viewer === 'niivue' ? 'basic viewer (asked for in the address)' : 'basic viewer (' + D.viewer_note + ')';
+    } else if (D.viewer !== 'niivue') note = 'basic viewer (' + D.viewer_note + ')';
+    else if (asked === 'basic') note = 'basic viewer (asked for in the address; #viewer=niivue for NiiVue)';
+    else note = 'basic viewer (WebGL here is software rendering (' + soft + '), too slow for NiiVue on a whole CT; add #viewer=niivue to the address to use it anyway)';
     if (!viewer) viewer = await CacBasicViewer.create(box, ctx);
     $('viewer-note').textContent = 'Viewer: ' + note;
     document.body.dataset.viewer = viewer.name;

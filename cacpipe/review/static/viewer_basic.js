@@ -176,6 +176,11 @@ const CacBasicViewer = (function () {
       this.setSlice(this.sliceIndex() + sign * d);
     }
     position() { return this.vol().toScan(this.pos[this.series]); }
+    screenOf(scanZYX) {  // client (CSS px) coordinates of a voxel's centre on the current plane
+      const dpr = window.devicePixelRatio || 1, rect = this.canvas.getBoundingClientRect();
+      const P = this.plane(), L = this.layout(P), [c, r] = P.of(this.vol().toVol(scanZYX));
+      return [rect.left + (L.x + (c + 0.5) * L.sx) / dpr, rect.top + (L.y + (r + 0.5) * L.sy) / dpr];
+    }
     labelsChanged(heart, scan) { this.labels = {heart, scan}; this.render(); }
     _moved() { this.ctx.onMove(this.position(), this.series); }
   }
