@@ -102,12 +102,16 @@ class Page:
     def call(self, method: str, **params) -> dict:
         return self.b.call(method, session=self.s, **params)
 
-    def open(self, path: Path) -> None:
-        self.call("Page.navigate", url=path.resolve().as_uri())
-        deadline = time.time() + 20
+    def open(self, path: Path, suffix: str = "", timeout: float = 60) -> None:
+        """Navigate to a file (``suffix``: e.g. '#viewer=basic') and wait until its script set body.dataset.ready."""
+        self.call("Page.navigate", url=path.resolve().as_uri() + suffix)
+        deadline = time.time() + timeout
         while time.time() < deadline:
-            if self.js("document.body && document.body.dataset.ready === '1'"):
-                return
+            try:
+                if self.js("document.body && document.body.dataset.ready === '1'"):
+                    return
+            except TimeoutError:  # the page's script is busy (decoding the CT); ask again
+                pass
             time.sleep(0.1)
         raise TimeoutError(f"{path} did not finish loading (its script did not run)")
 
@@ -127,3 +131,16 @@ class Page:
 
 def colour_pixels(img: np.ndarray, rgb, tol: int = 40) -> int:
     return int((np.abs(img.astype(int) - np.array(rgb)).max(axis=-1) <= tol).sum())
+
+
+def tinted_pixels(img: np.ndarray, rgb, strength: float = 30.0) -> int:
+    """Pixels tinted towards the colour ``rgb`` (a label drawn half transparent over grey CT):
+    their deviation from grey points the way ``rgb`` deviates from grey, by at least ``strength``."""
+    p = img.astype(float)
+    dev = p - p.mean(axis=-1, keepdims=True)
+    d = np.asarray(rgb, dtype=float)
+    d = d - d.mean()
+    d /= np.linalg.norm(d)
+    along = dev @ d
+    cos = along / (np.linalg.norm(dev, axis=-1) + 1e-9)
+    return int(((along > strength) & (cos > 0.9)).sum())

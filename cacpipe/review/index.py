@@ -91,7 +91,7 @@ def index_rows(results_dir: Path, fields=None, salt: str = "") -> list[dict]:
 
 def _agatston_cell(art: dict) -> tuple[str, str]:
     if not art or not art.get("assessed"):
-        return "not assessed", "-1"
+        return ("not assessed" if art else "-"), ""
     v = art.get("agatston")
     return _num(v), "" if v is None else f"{float(v):.4f}"
 
@@ -116,7 +116,7 @@ def index_page(rows: list[dict]) -> str:
         cells.append(f"<td data-sort='{E(str(tot.get('cac_drs') or ''))}'>{E(str(tot.get('cac_drs') or '-'))}</td>")
         flags = "".join(
             f"<li class='sev-{E(str(f.get('severity', '')))}' title='{E(str(f.get('message', '')))}'>"
-            f"{E(str(f.get('code', '')))}" + (f" [{E(str(f['artery']))}]" if f.get("artery") else "") + "</li>"
+            f"{E(str(f.get('code', ''))).replace('_', '_<wbr>')}" + (f" [{E(str(f['artery']))}]" if f.get("artery") else "") + "</li>"
             for f in r["flags"])
         codes = " ".join(str(f.get("code", "")) for f in r["flags"])
         cells.append(f"<td data-sort='{E(codes)}'>" + (f"<ul class=flags>{flags}</ul>" if flags else "-") + "</td>")

@@ -225,7 +225,7 @@ def study_page(ct: Volume, labels: Volume, result: StudyResult, summary_png, opt
  <div class=group><span>Window</span>{win_buttons}<label>W <input type=number id=win-width step=10 min=1 aria-label="window width HU"></label><label>L <input type=number id=win-level step=10 aria-label="window level HU"></label></div>
  <div class=group><span>Zoom</span><button type=button class=secondary id=zoom-out aria-label="zoom out">&minus;</button><button type=button class=secondary id=zoom-in aria-label="zoom in">+</button><button type=button class=secondary id=zoom-reset>Reset</button>
  <label>Left drag <select id=mouse-mode><option value=crosshair>crosshair</option><option value=pan>pan (wheel zooms)</option><option value=window>window/level</option></select></label></div>
- <div class=group><label><input type=checkbox id=overlay-toggle checked> overlay (o)</label><label>opacity <input type=range id=overlay-opacity min=0 max=100 value=80 aria-label="overlay opacity"></label></div>
+ <div class=group><label><input type=checkbox id=overlay-toggle checked> overlay (o)</label><label><input type=checkbox id=crosshair-toggle checked> crosshair (x)</label><label>opacity <input type=range id=overlay-opacity min=0 max=100 value=80 aria-label="overlay opacity"></label></div>
 </div>
 <div class=viewport id=viewport></div>
 <div class=slicebar><button type=button class=secondary id=prev title="previous slice (ArrowUp / k)" aria-label="previous slice">&#9650;</button>
@@ -236,7 +236,7 @@ def study_page(ct: Volume, labels: Volume, result: StudyResult, summary_png, opt
 <p id=viewer-note class=muted></p>
 <p class=help>Scroll: mouse wheel, <kbd>&uarr;</kbd>/<kbd>&darr;</kbd>, <kbd>j</kbd>/<kbd>k</kbd>, <kbd>PgUp</kbd>/<kbd>PgDn</kbd> or the slider.
 Windows: <kbd>1</kbd> calcium, <kbd>2</kbd> mediastinum, <kbd>3</kbd> lung; right-drag changes window/level.
-Views: <kbd>a</kbd> <kbd>c</kbd> <kbd>s</kbd> <kbd>m</kbd>; zoom <kbd>+</kbd>/<kbd>-</kbd>/<kbd>0</kbd>; lesions <kbd>n</kbd>/<kbd>p</kbd>; overlay <kbd>o</kbd>.
+Views: <kbd>a</kbd> <kbd>c</kbd> <kbd>s</kbd> <kbd>m</kbd>; zoom <kbd>+</kbd>/<kbd>-</kbd>/<kbd>0</kbd> (or Ctrl+wheel); lesions <kbd>n</kbd>/<kbd>p</kbd>; overlay <kbd>o</kbd>; crosshair <kbd>x</kbd>; whole scan <kbd>h</kbd>.
 Radiological display: patient right on the image left. Slices are named as in PACS (image = InstanceNumber).</p>
 {summary}
 </section>

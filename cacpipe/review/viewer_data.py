@@ -61,6 +61,7 @@ class PageVolume:
             "name": self.name, "dtype": dtype, "shape_zyx": list(a.shape),
             "offset_zyx": list(self.offset_zyx), "step_zyx": list(self.step_zyx),
             "slope": self.slope, "inter": self.inter,
+            "affine_ras": [[round(float(v), 6) for v in row] for row in self.affine_ras],
             "nifti_header": base64.b64encode(nifti_header(a.shape, a.dtype, self.affine_ras, self.slope,
                                                           self.inter)).decode("ascii"),
             "data": encode_array(a),

@@ -49,11 +49,15 @@
     const num = th.dataset.type === 'num';
     const key = (tr) => {
       const v = tr.children[idx].dataset.sort !== undefined ? tr.children[idx].dataset.sort : tr.children[idx].textContent;
-      if (!num) return v.toLowerCase();
-      return v === '' ? -Infinity : Number(v);
+      if (v === '') return null;  // no value (failed, skipped, not assessed): last either way
+      return num ? Number(v) : v.toLowerCase();
     };
     const rows = [...table.tBodies[0].rows];
-    rows.sort((a, b) => { const x = key(a), y = key(b); return (x < y ? -1 : x > y ? 1 : 0) * (dir === 'ascending' ? 1 : -1); });
+    rows.sort((a, b) => {
+      const x = key(a), y = key(b);
+      if (x === null || y === null) return (x === null) - (y === null);
+      return (x < y ? -1 : x > y ? 1 : 0) * (dir === 'ascending' ? 1 : -1);
+    });
     for (const r of rows) table.tBodies[0].appendChild(r);
   }
   for (const th of document.querySelectorAll('#studies th')) th.querySelector('button').addEventListener('click', () => sortBy(th));

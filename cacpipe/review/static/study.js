@@ -193,7 +193,7 @@
       tr.appendChild(tdA);
       tr.appendChild(el('td', {class: 'slices'}, slices));
       for (const v of [peak, area, vol, aga]) tr.appendChild(el('td', {class: 'num'}, v));
-      tr.appendChild(el('td', {class: 'flags'}, flags.join(', ').replace(/_/g, '_\u200b')));
+      tr.appendChild(el('td', {class: 'flags'}, flags.join(', ')));
       const act = el('td', {class: 'actions'});
       const go = el('button', {class: 'secondary', type: 'button', 'aria-label': 'show ' + name}, 'Go');
       go.addEventListener('click', (e) => { e.stopPropagation(); select(r.key, true); });
@@ -462,6 +462,7 @@
     $('zoom-reset').addEventListener('click', () => viewer.resetZoom());
     $('mouse-mode').addEventListener('change', (e) => viewer.setMode(e.target.value));
     $('overlay-toggle').addEventListener('change', applyOverlay);
+    $('crosshair-toggle').addEventListener('change', (e) => viewer.setCrosshair(e.target.checked));
     $('overlay-opacity').addEventListener('input', applyOverlay);
     $('slice-range').addEventListener('input', (e) => {
       const n = viewer.sliceCount(), v = parseInt(e.target.value, 10);
@@ -491,6 +492,7 @@
         ArrowDown: () => viewer.step(1), j: () => viewer.step(1), ArrowUp: () => viewer.step(-1), k: () => viewer.step(-1),
         PageDown: () => viewer.step(10), PageUp: () => viewer.step(-10),
         o: () => { $('overlay-toggle').checked = !$('overlay-toggle').checked; applyOverlay(); },
+        x: () => { $('crosshair-toggle').checked = !$('crosshair-toggle').checked; viewer.setCrosshair($('crosshair-toggle').checked); },
         1: () => applyWindow(...D.windows.calcium), 2: () => applyWindow(...D.windows.mediastinum), 3: () => applyWindow(...D.windows.lung),
         a: () => setView('axial'), c: () => setView('coronal'), s: () => setView('sagittal'), m: () => setView('mpr'),
         '+': () => viewer.zoom(1.25), '=': () => viewer.zoom(1.25), '-': () => viewer.zoom(0.8), 0: () => viewer.resetZoom(),

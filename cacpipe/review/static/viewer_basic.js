@@ -5,6 +5,7 @@
    label overlay with opacity, crosshair, HU under the cursor (reported through callbacks). */
 'use strict';
 const CacBasicViewer = (function () {
+  const GAP_MM = 4;
   const LETTERS = {axial: ['R', 'L', 'A', 'P'], coronal: ['R', 'L', 'S', 'I'], sagittal: ['A', 'P', 'S', 'I']};
 
   class Viewer {
@@ -24,6 +25,7 @@ const CacBasicViewer = (function () {
       this.win = [200, 800];
       this.overlay = true; this.opacity = 0.5;
       this.mode = 'crosshair';        // left drag: crosshair | pan | window
+      this.crosshair = true;
       this.pos = {};                  // per series: [k, j, i]
       for (const [name, s] of Object.entries(ctx.vols)) this.pos[name] = s.ct.dims.map((n) => Math.floor(n / 2));
       this.labels = {heart: ctx.vols.heart.labels.data, scan: ctx.vols.scan.labels.data};
@@ -88,10 +90,14 @@ const CacBasicViewer = (function () {
       // crosshair: the other two planes through the current position
       const [cx, cy] = P.of(this.pos[this.series]);
       g.strokeStyle = 'rgba(255,216,77,0.55)'; g.lineWidth = Math.max(1, dpr);
-      g.beginPath();
-      g.moveTo(L.x + (cx + 0.5) * L.sx, L.y); g.lineTo(L.x + (cx + 0.5) * L.sx, L.y + L.dh);
-      g.moveTo(L.x, L.y + (cy + 0.5) * L.sy); g.lineTo(L.x + L.dw, L.y + (cy + 0.5) * L.sy);
-      g.stroke();
+      if (this.crosshair) {  // with a gap of GAP_MM around the point, so that a lesion there stays visible
+        const X = L.x + (cx + 0.5) * L.sx, Y = L.y + (cy + 0.5) * L.sy;
+        const gx = GAP_MM / P.pw * L.sx, gy = GAP_MM / P.ph * L.sy;
+        g.beginPath();
+        g.moveTo(X, L.y); g.lineTo(X, Y - gy); g.moveTo(X, Y + gy); g.lineTo(X, L.y + L.dh);
+        g.moveTo(L.x, Y); g.lineTo(X - gx, Y); g.moveTo(X + gx, Y); g.lineTo(L.x + L.dw, Y);
+        g.stroke();
+      }
       const t = LETTERS[this.view];
       g.fillStyle = '#ffd84d'; g.font = `bold ${Math.round(14 * dpr)}px sans-serif`; g.textBaseline = 'middle';
       g.fillText(t[0], 6 * dpr, this.canvas.height / 2); g.fillText(t[1], this.canvas.width - 16 * dpr, this.canvas.height / 2);
@@ -154,6 +160,7 @@ const CacBasicViewer = (function () {
     setWindow(level, width) { this.win = [level, width]; this.render(); }
     setOverlay(on, opacity) { this.overlay = on; this.opacity = opacity; this.render(); }
     setMode(mode) { this.mode = mode; }
+    setCrosshair(on) { this.crosshair = on; this.render(); }
     zoom(f) { this.zoomF = Math.min(20, Math.max(0.5, this.zoomF * f)); this.render(); }
     resetZoom() { this.zoomF = 1; this.pan = [0, 0]; this.render(); }
     goto(scanZYX) {

@@ -27,7 +27,7 @@ const CacNiiVueViewer = (function () {
       container.appendChild(canvas);
       const nv = new niivue.Niivue({
         backColor: [0, 0, 0, 1], isRadiologicalConvention: true, show3Dcrosshair: false, isColorbar: false,
-        crosshairColor: [1, 0.85, 0.3, 0.4], crosshairWidth: 1, multiplanarShowRender: 0, isNearestInterpolation: true,
+        crosshairColor: [1, 0.85, 0.3, 0.6], crosshairWidth: 0.35, crosshairGap: 8, multiplanarShowRender: 0, isNearestInterpolation: true,
         dragMode: DRAG.window, dragModePrimary: DRAG.crosshair, dragAndDropEnabled: false, loadingText: '',
         logLevel: 'error', isOrientCube: false, showLegend: false,
       });
@@ -77,14 +77,13 @@ const CacNiiVueViewer = (function () {
       this.view = name;
       nv.setSliceType(t[name]);
     }
-    _kji() {  // crosshair -> current series voxel [k, j, i]
-      const v = this.nv.frac2vox(this.nv.scene.crosshairPos);
+    _kji() {  // crosshair -> current series voxel [k, j, i] (NiiVue's own voxels are RAS-reoriented: go through mm)
       const vol = this.vol();
-      return [v[2], v[1], v[0]].map((x, a) => Math.min(vol.dims[a] - 1, Math.max(0, Math.round(x))));
+      return vol.mmToKji(this.nv.frac2mm(this.nv.scene.crosshairPos)).map((x, a) => Math.min(vol.dims[a] - 1, Math.max(0, x)));
     }
     _gotoVox(kji) {
       this.pos[this.series] = kji.slice();
-      this.nv.scene.crosshairPos = this.nv.vox2frac([kji[2], kji[1], kji[0]]);
+      this.nv.scene.crosshairPos = this.nv.mm2frac(this.vol().kjiToMm(kji));
       this.nv.drawScene();
       this._moved();
     }
@@ -93,8 +92,7 @@ const CacNiiVueViewer = (function () {
       const dpr = this.nv.uiData.dpr || window.devicePixelRatio || 1;
       const frac = this.nv.canvasPos2frac([(e.clientX - rect.left) * dpr, (e.clientY - rect.top) * dpr]);
       if (!frac || frac[0] < 0) return null;
-      const v = this.nv.frac2vox(frac);
-      const kji = [v[2], v[1], v[0]].map((x) => Math.round(x));
+      const kji = this.vol().mmToKji(this.nv.frac2mm(frac));
       return this.vol().inside(kji[0], kji[1], kji[2]) ? kji : null;
     }
     _listen() {
@@ -133,6 +131,7 @@ const CacNiiVueViewer = (function () {
     setWindow(level, width) { this.win = [level, width]; this._applyWindow(); }
     setOverlay(on, opacity) { this.overlay = on; this.opacity = opacity; this.nv.setOpacity(1, on ? opacity : 0); }
     setMode(mode) { this.nv.opts.dragModePrimary = DRAG[mode]; }
+    setCrosshair(on) { this.nv.setCrosshairWidth(on ? 0.35 : 0); this.nv.drawScene(); }
     zoom(f) {
       const p = this.nv.scene.pan2Dxyzmm;
       this.nv.setPan2Dxyzmm([p[0], p[1], p[2], Math.min(20, Math.max(0.5, p[3] * f))]);

@@ -28,6 +28,8 @@ const CacVolumes = (function () {
       this.slope = v.slope;
       this.inter = v.inter;
       this.nifti = buffer;                // header + samples
+      this.affine = v.affine_ras;         // NIfTI voxel (i, j, k) -> RAS mm
+      this.inverse = invert(v.affine_ras);
       const n = this.dims[0] * this.dims[1] * this.dims[2];
       this.data = v.dtype === 'int16' ? new Int16Array(buffer, HEADER, n)
         : v.dtype === 'uint16' ? new Uint16Array(buffer, HEADER, n) : new Uint8Array(buffer, HEADER, n);
@@ -40,12 +42,32 @@ const CacVolumes = (function () {
     // scored-series voxel (z, y, x) <-> this volume's voxel (k, j, i)
     toVol(zyx) { return zyx.map((v, a) => Math.floor((v - this.offset[a]) / this.step[a])); }
     toScan(kji) { return kji.map((v, a) => this.offset[a] + this.step[a] * v + Math.floor((this.step[a] - 1) / 2)); }
+    // RAS mm (what NiiVue calls mm) <-> this volume's voxel [k, j, i]
+    kjiToMm(kji) {
+      const A = this.affine, v = [kji[2], kji[1], kji[0]];
+      return [0, 1, 2].map((r) => A[r][0] * v[0] + A[r][1] * v[1] + A[r][2] * v[2] + A[r][3]);
+    }
+    mmToKji(mm) {
+      const B = this.inverse;
+      const v = [0, 1, 2].map((r) => B[r][0] * mm[0] + B[r][1] * mm[1] + B[r][2] * mm[2] + B[r][3]);
+      return [Math.round(v[2]), Math.round(v[1]), Math.round(v[0])];
+    }
     niftiCopy() { return this.nifti.slice(0); }
     withData(samples) {  // a new NIfTI buffer with this header and other samples of the same type
       const buf = this.nifti.slice(0);
       new Uint8Array(buf, HEADER).set(new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength));
       return buf;
     }
+  }
+
+  function invert(A) {  // inverse of a 4x4 affine [[R t], [0 1]]
+    const [a, b, c] = A[0], [d, e, f] = A[1], [g, h, i] = A[2];
+    const det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g);
+    const R = [[(e * i - f * h) / det, (c * h - b * i) / det, (b * f - c * e) / det],
+      [(f * g - d * i) / det, (a * i - c * g) / det, (c * d - a * f) / det],
+      [(d * h - e * g) / det, (b * g - a * h) / det, (a * e - b * d) / det]];
+    const t = [A[0][3], A[1][3], A[2][3]];
+    return R.map((row) => [...row, -(row[0] * t[0] + row[1] * t[1] + row[2] * t[2])]);
   }
 
   async function decode(v) {
