@@ -118,6 +118,11 @@ const CacNiiVueViewer = (function () {
       });
       cv.addEventListener('mouseleave', () => this.ctx.onHover(null, this.series));
       cv.addEventListener('contextmenu', (e) => e.preventDefault());
+      cv.addEventListener('wheel', (e) => {  // Ctrl+wheel zooms (NiiVue's own wheel scrolls slices)
+        if (!e.ctrlKey) return;
+        e.preventDefault(); e.stopImmediatePropagation();
+        this.zoom(e.deltaY < 0 ? 1.15 : 1 / 1.15);
+      }, {capture: true, passive: false});
     }
     // --- the viewer interface -------------------------------------------------------------
     async setSeries(name, scanZYX) {
