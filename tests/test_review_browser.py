@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_cdp import CHROMIUM, Browser, Page, colour_pixels, tinted_pixels
 from click.testing import CliRunner
 from PIL import Image
 from test_review_common import HOSTILE_NAME, mislabelled, scored_result
@@ -28,6 +27,7 @@ from test_review_common import HOSTILE_NAME, mislabelled, scored_result
 from cacpipe.flags import Flag
 from cacpipe.labels import ARTERY_COLOURS, CALCIUM_COLOUR
 from cacpipe.review.page import RATING_COLUMNS
+from devtools.browser import CHROMIUM, Browser, Page, colour_pixels, tinted_pixels
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium not installed (make test installs it)")
 BASIC = "#viewer=basic"
@@ -305,7 +305,7 @@ def test_niivue_viewer_shows_scrolls_and_windows(reviewed):
     Image.fromarray(shot).save(reviewed["root"] / "niivue.png")
     assert colour_pixels(shot, CALCIUM_COLOUR) > 3 and all(tinted_pixels(shot, c) > 5 for c in ARTERY_COLOURS.values())
     # the image under the mouse is the voxel the read-out names: the centre of the selected lesion's ring
-    ring = np.argwhere((np.abs(shot.astype(int) - [255, 0, 255]).max(axis=-1) < 60))
+    ring = np.argwhere(np.abs(shot.astype(int) - [255, 0, 255]).max(axis=-1) < 60)
     assert len(ring) > 4
     cy, cx = ring.mean(axis=0)
     _mouse(page, "mouseMoved", view["x"] + cx, view["y"] + cy)

@@ -158,6 +158,11 @@ def test_apply_refuses_what_it_cannot_apply(scanned, tmp_path):
     r = CliRunner().invoke(cli, ["review", "apply", str(scanned["out"]), "-c", str(p)])
     assert r.exit_code != 0 and "lesion 'RCA #9' is not in this study's record" in r.output
     assert (scanned["dir"] / "result.json").read_text() == before
+    name = res.lesions[0].name
+    bad["changes"] = [{"op": "reassign", "lesion": name, "to": "LAD", "centre_zyx": [0.0, 0.0, 0.0]}]
+    p.write_text(json.dumps(bad))
+    r = CliRunner().invoke(cli, ["review", "apply", str(scanned["out"]), "-c", str(p)])
+    assert r.exit_code != 0 and f"lesion '{name}' is elsewhere" in r.output
     other = {**bad, "study_uid": "5.5.5", "changes": []}
     p.write_text(json.dumps(other))
     r = CliRunner().invoke(cli, ["review", "apply", str(scanned["out"]), "-c", str(p)])

@@ -89,6 +89,10 @@ def parse_corrections(doc, where: str = "corrections") -> Corrections:
         op = ch["op"]
         if op in ("reassign", "delete") and not isinstance(ch.get("lesion"), str):
             raise _fail(w, f"{op} needs the lesion name, e.g. 'LCX #1'")
+        centre = ch.get("centre_zyx")
+        if centre is not None and not (isinstance(centre, list) and len(centre) == 3
+                                       and all(isinstance(v, (int, float)) for v in centre)):
+            raise _fail(w, f"'centre_zyx' must be three numbers, got {centre!r}")
         if op == "reassign" and ch.get("to") not in ARTERIES:
             raise _fail(w, f"reassign needs 'to' in {list(ARTERIES)}, got {ch.get('to')!r}")
         if op in ("add", "not_assessable") and ch.get("artery") not in ARTERIES:
@@ -187,11 +191,15 @@ class _LesionIndex:
         self.found = {les.name: les for les in found}
         self.recorded = {les.name for les in original.lesions}
 
-    def region(self, name: str, where: str) -> np.ndarray:
+    def region(self, name: str, where: str, centre=None) -> np.ndarray:
         if name not in self.recorded or name not in self.id_of:
             raise InputDataError(f"{where}: lesion {name!r} is not in this study's record (known: "
                                  f"{sorted(self.recorded) or 'none'}); were the corrections made on another scan "
                                  "of this study?")
+        if centre is not None and np.abs(np.subtract(centre, self.found[name].centre_zyx)).max() > 1.0:
+            raise InputDataError(f"{where}: lesion {name!r} is elsewhere in this study's record (centre "
+                                 f"{[round(v, 1) for v in self.found[name].centre_zyx]}, the corrections say "
+                                 f"{[round(float(v), 1) for v in centre]}): they were made on another version of it")
         return self.lmap == self.id_of[name]
 
 
@@ -227,7 +235,7 @@ def corrected_labels(ct: Volume, labels: Volume, original: StudyResult, correcti
     audit = []
     for name, (ch, c) in lesion_ops.items():
         where = f"corrections of {c.reader} ({c.time})"
-        region = index.region(name, where)
+        region = index.region(name, where, ch.get("centre_zyx"))
         les = index.found[name]
         region |= _rim(region, labels.array, hu, CALCIUM_ID[les.artery])
         if ch["op"] == "delete":

@@ -1,5 +1,6 @@
-"""A minimal Chrome DevTools Protocol client over --remote-debugging-pipe (fd 3 in, fd 4 out), so the
-review-page tests need no websocket library or chromedriver; and helpers to look at screenshots."""
+"""Headless Chromium for the review-page tests and the bench: a minimal Chrome DevTools Protocol
+client over --remote-debugging-pipe (fd 3 in, fd 4 out), so no websocket library or chromedriver
+is needed; and helpers to look at screenshots."""
 
 from __future__ import annotations
 
