@@ -97,11 +97,15 @@ def build(study_dir: Path | None, out_dir: Path | None, ct_path: Path, labels_pa
 
 @command.command("index")
 @click.argument("results_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def index(results_dir: Path) -> None:
-    """Write RESULTS_DIR/index.html linking every study review found under RESULTS_DIR."""
+@click.option("--show", "fields", multiple=True, type=click.Choice(FIELDS), default=("anon_id", "study_date"),
+              show_default=True, help="Fields that name a study without a review page (failed, skipped).")
+@click.option("--salt", default="", help="Secret mixed into the anonymised id (as for the review pages).")
+def index(results_dir: Path, fields: tuple[str, ...], salt: str) -> None:
+    """Write RESULTS_DIR/index.html: every study of RESULTS_DIR/manifest.json (failed and skipped ones
+    with their reasons) and every review page under RESULTS_DIR."""
     from ..review import build_index
 
-    click.echo(f"index written: {build_index(results_dir)}")
+    click.echo(f"index written: {build_index(results_dir, fields=fields, salt=salt)}")
 
 
 @command.command("send")

@@ -151,7 +151,7 @@ def stage_review(ctx: Context) -> Measurement:
     return m
 
 
-def stage_review_page(ctx: Context) -> Measurement:
+def stage_review_page(ctx: Context, viewer: str = "basic") -> Measurement:
     """The study review page in headless Chromium (basic canvas viewer): time from navigation to a
     page ready to read (images decoded, labels drawn), page size, the renderer's memory."""
     import json as _json
@@ -180,11 +180,12 @@ def stage_review_page(ctx: Context) -> Measurement:
 
     def run():
         page = Page(browser)
-        page.open(out / "review.html", "#viewer=basic", timeout=600)
+        page.open(out / "review.html", f"#viewer={viewer}", timeout=900)
         timing = _json.loads(page.js("JSON.stringify(window.cacpipeReview.timing)"))
         kids = psutil.Process(browser.proc.pid).children(recursive=True)
         renderer = max((k.memory_info().rss for k in kids if "--type=renderer" in " ".join(k.cmdline())), default=0)
-        return {"page_mb": round((out / "review.html").stat().st_size / 1e6, 2), "shape_zyx": list(ct.shape),
+        return {"viewer": page.js("document.body.dataset.viewer"),
+                "page_mb": round((out / "review.html").stat().st_size / 1e6, 2), "shape_zyx": list(ct.shape),
                 "ready_in_page_s": round(timing["ready_ms"] / 1000, 2), "decode_s": round(timing["decode_ms"] / 1000, 2),
                 "renderer_rss_mb": round(renderer / 1e6)}
 
@@ -194,6 +195,11 @@ def stage_review_page(ctx: Context) -> Measurement:
         browser.close()
         shutil.rmtree(out, ignore_errors=True)
     return m
+
+
+def stage_review_page_niivue(ctx: Context) -> Measurement:
+    """The same page with NiiVue forced (headless Chromium here renders WebGL in software)."""
+    return stage_review_page(ctx, "niivue")
 
 
 def heart_crop_for_bench(ctx: Context, spacing_zyx):

@@ -426,7 +426,11 @@
     const ctx = {vols, D, lut, labelNames: D.label_names,
       onMove: (zyx) => { st.cross = zyx; syncSlider(); showReadout(); },
       onHover: (zyx) => { st.cursor = zyx; showReadout(); },
-      onClick: (zyx) => { if (st.picking) { const a = st.picking; startPick(a); addAt(zyx, a); } },
+      onClick: (zyx, series) => {
+        if (!st.picking) return;
+        if (series !== 'heart') { $('pick-status').textContent = 'Mark missed lesions in the Heart series (full resolution, exact HU).'; return; }
+        const a = st.picking; startPick(a); addAt(zyx, a);
+      },
       onWindow: (w) => applyWindow(w[0], w[1]),
     };
     const box = $('viewport');
