@@ -127,6 +127,15 @@ def test_apply_recomputes_keeps_originals_and_makes_a_training_case(scanned):
     assert (case / "patient.txt").read_text().strip() == "PAT9"
     np.testing.assert_array_equal(Volume.read(case / "labels.nii.gz").array, corrected.array)
     assert Volume.read(case / "ct.nii.gz").shape == corrected.shape
+    from nnunet_plans.data import build_dataset_from_dir
+
+    other = cases / "phantom_truth"  # a second case: the dataset builder splits cases into folds
+    other.mkdir()
+    scanned["ct"].write(other / "ct.nii.gz")
+    scanned["truth"].write(other / "labels.nii.gz")
+    ds = build_dataset_from_dir(cases, scanned["root"] / "raw", 991, "corrected", (2.0, 1.5625, 1.5625), n_folds=2)
+    built = Volume.read(ds / "labelsTr" / f"{case.name}.nii.gz").array  # cropped to the heart by stage 1
+    assert {int(v) for v in np.unique(built)} >= {CALCIUM_ID["RCA"], CALCIUM_ID["LCX"]}
     # applying the same file again changes nothing; a second reader's file adds to it
     r = CliRunner().invoke(cli, ["review", "apply", str(out)])
     assert r.exit_code == 0, r.output
