@@ -333,9 +333,11 @@ class ReviewSettings(Section):
                                       + ", ".join(DISPLAY_FIELDS))
     window: tuple[float, float] = setting(CALCIUM_WINDOW, "(level, width) HU of the slice images (calcium window)")
     max_slices: int = setting(40, "at most this many lesion-slice images (largest lesions first)")
-    html_max_slices: int = setting(160, "at most this many scrollable slices on the review page")
+    html_max_slices: int = setting(256, "review page: at most this many slices at full resolution (the heart region; "
+                                   "the whole scan is there at reduced resolution)")
     zoom_to_heart: bool = setting(True, "crop images to the labelled region plus margin_mm")
-    margin_mm: float = setting(35.0, "margin (mm) around the labelled region in zoomed images")
+    margin_mm: float = setting(35.0, "margin (mm) around the labelled region in zoomed images and the page's "
+                               "full-resolution heart region")
     display_px: int = setting(512, "target width (pixels) of a zoomed image")
     series_number_base: int = setting(9100, "SEG, SR and SC get series numbers base+1, base+2, base+3")
 

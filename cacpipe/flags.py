@@ -24,6 +24,7 @@ DEMO_MODEL = "demo_model_not_for_clinical_use"
 STENT_SUSPECTED = "stent_suspected"
 VALVE_CALCIUM_SUSPECTED = "valve_calcium_suspected"
 HIGH_NOISE = "high_noise"
+READER_CORRECTED = "reader_corrected"  # a reader's corrections were applied (cacpipe review apply)
 
 
 @dataclass(frozen=True)

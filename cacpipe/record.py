@@ -112,6 +112,9 @@ class StudyResult:
     lesions: list[Lesion] = field(default_factory=list)
     outputs: dict = field(default_factory=dict)  # name -> path relative to the study folder
     ingest: dict = field(default_factory=dict)  # input fingerprint, settings hash, files, skipped series
+    # Reader corrections (cacpipe review apply): the numbers before correction and the audit trail.
+    original: dict = field(default_factory=dict)
+    corrections: dict = field(default_factory=dict)
     schema: str = RESULT_SCHEMA
 
     def set_grid(self, volume, instance_numbers: list | None = None, positions_mm: list | None = None) -> None:
@@ -166,6 +169,7 @@ class StudyResult:
             "lesions": [les.to_dict() for les in self.lesions],
             "outputs": self.outputs,
             "ingest": self.ingest,
+            **({"original": self.original, "corrections": self.corrections} if self.corrections else {}),
         }
 
     @classmethod
@@ -195,6 +199,8 @@ class StudyResult:
             lesions=[Lesion.from_dict(x) for x in d.get("lesions") or []],
             outputs=dict(d.get("outputs") or {}),
             ingest=dict(d.get("ingest") or {}),
+            original=dict(d.get("original") or {}),
+            corrections=dict(d.get("corrections") or {}),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -218,6 +224,7 @@ COHORT_COLUMNS: tuple[str, ...] = (
     *(f"{a}_{f}" for a in ARTERIES for f in ARTERY_FIELDS),
     *(f"total_{f}" for f in TOTAL_FIELDS),
     "category", "cac_drs", "vessels_with_calcium", "agatston_valid", "flags",
+    "corrected", "original_total_agatston", "original_category", "original_cac_drs",
 )
 
 
@@ -236,4 +243,9 @@ def cohort_row(result: StudyResult) -> dict:
     for f in ("category", "cac_drs", "vessels_with_calcium", "agatston_valid"):
         row[f] = total.get(f)
     row["flags"] = ";".join(sorted({f.code for f in result.flags}))
+    files = result.corrections.get("files") or []
+    original = result.original.get("total") or {}
+    row["corrected"] = "; ".join(f"{f.get('reader', '')} {f.get('time', '')}" for f in files) or None
+    for f in ("agatston", "category", "cac_drs"):
+        row[f"original_{'total_' if f == 'agatston' else ''}{f}"] = original.get(f) if files else None
     return row

@@ -1,7 +1,11 @@
-"""Radiologist review outputs: PNG overlays, HTML review pages, DICOM SEG/SR/SC, C-STORE.
+"""Radiologist review outputs: PNG overlays, HTML review pages, DICOM SEG/SR/SC, C-STORE,
+and the readers' corrections.
 
 Entry points the pipeline calls: ``build_review`` (one study), ``build_index`` (a cohort),
-``send_outputs`` (to a PACS). See docs/review.md.
+``send_outputs`` (to a PACS). Modules: ``page`` (study page), ``viewer_data`` (the images in it),
+``index`` (cohort index), ``corrections`` (a reader's corrections and applying them),
+``assets`` (CSS/JS package data and the NiiVue bundle), ``overlays``, ``dicom_out``, ``send``.
+See docs/review.md.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResul
     """
     import numpy as np
 
-    from .html import study_page
     from .overlays import render_study, write_overlays
+    from .page import study_page
 
     options = options or ReviewSettings()
     study_dir = Path(study_dir)
@@ -54,7 +58,7 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResul
     out: dict = {"overlays": [p.relative_to(study_dir).as_posix() for p in paths]}
     if ovs.skipped_slices:
         out["overlays_skipped_slices"] = [k + 1 for k in ovs.skipped_slices]
-    (study_dir / "review.html").write_text(study_page(ct, labels, result, ovs, options, salt), encoding="utf-8")
+    (study_dir / "review.html").write_text(study_page(ct, labels, result, ovs.summary, options, salt), encoding="utf-8")
     out["review_html"] = "review.html"
     if options.dicom and source_datasets:
         from .dicom_out import write_dicom_outputs
@@ -73,6 +77,7 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResul
     review = {
         "schema": "cacpipe.review/1", "study_uid": result.study.study_uid, "status": result.status,
         "display": display_items(result.study.to_dict(), options.fields, salt), "total": asdict(result.total),
+        "arteries": {a: {"assessed": r.assessed, "agatston": r.agatston} for a, r in result.arteries.items()},
         "flags": [f.to_dict() for f in result.flags],
         "lesions": [{"name": les.name, "artery": les.artery, "volume_mm3": les.volume_mm3, "slice": les.best_slice + 1}
                     for les in ovs.lesions],
@@ -83,8 +88,11 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResul
     return out
 
 
-def build_index(results_dir: Path) -> Path:
-    """Write ``results_dir/index.html`` listing every study reviewed under it; returns its path."""
-    from .html import write_index
+def build_index(results_dir: Path, *, fields: tuple[str, ...] | None = None, salt: str = "") -> Path:
+    """Write ``results_dir/index.html``: every study of a scan's manifest (failed and skipped ones
+    with their reasons) and every review page under ``results_dir``; returns its path.
+    ``fields``/``salt``: what identifies a study without a review page (default: the review
+    settings' fields, i.e. the anonymised id and the study date)."""
+    from .index import write_index
 
-    return write_index(Path(results_dir))
+    return write_index(Path(results_dir), fields=fields, salt=salt)
