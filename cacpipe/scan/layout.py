@@ -20,6 +20,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from ..files import FILE_MODE, make_private_dir
+
 MANIFEST = "manifest.json"
 COHORT = "cohort.csv"
 RESULT = "result.json"
@@ -47,10 +49,12 @@ def study_folder(patient_id: str, study_uid: str) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one.
+    Owner-only, as every output with patient data (cacpipe.files)."""
+    make_private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
             f.flush()

@@ -28,11 +28,11 @@ def plan(export: Path, out: Path, manifest: dict, analyse: Analyse, settings: Se
     problems = disc.problems + group_problems
     manifest.update(export=str(export.resolve()), cacpipe_version=__version__, scanned=now(),
                     problems=[p.to_dict() for p in problems], ignored_files=len(disc.ignored),
-                    settings=settings.to_dict())
+                    settings=settings.to_record())
     summary.problems, summary.ignored_files, summary.studies = len(problems), len(disc.ignored), len(studies)
     for p in problems:
         log.warning("unreadable input: %s: %s", p.source, p.reason)
-    cfg = settings_hash({"analyse": analyse_name(analyse), "settings": settings.to_dict()})
+    cfg = settings_hash({"analyse": analyse_name(analyse), "settings": settings.to_record()})
     for entry in manifest["studies"].values():
         entry["in_last_scan"] = False
     tasks = []
