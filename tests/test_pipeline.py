@@ -25,11 +25,25 @@ from cacpipe.volume import Volume
 pytestmark = pytest.mark.xdist_group("pipeline")
 
 
+ALLOW_DEMO = {"segment": {"allow_demo_model": True}}  # what `cacpipe demo` / `--allow-demo-model` set
+
+
+def _scan(export, out, *extra):
+    """`cacpipe scan` with the demo model allowed explicitly (no model is installed in the tests)."""
+    settings = out.parent / f"{out.name}_settings.json"
+    settings.write_text(json.dumps(ALLOW_DEMO))
+    return CliRunner().invoke(cli, ["scan", str(export), "--out", str(out), "--settings", str(settings),
+                                    "--no-progress", *extra])
+
+
 @pytest.fixture(scope="session")  # once per test process: xdist may interleave other modules
 def demo_run(tmp_path_factory):
+    """The demo export (what `cacpipe demo` writes) scanned with the demo model allowed."""
+    from cacpipe.phantom.demo_export import write_demo_export
+
     out = tmp_path_factory.mktemp("demo")
-    res = CliRunner().invoke(cli, ["demo", str(out), "--no-progress"])
-    return out, res
+    write_demo_export(out / "export", truth_dir=out / "truth")
+    return out, _scan(out / "export", out / "results")
 
 
 def test_demo_command_scores_every_study_and_skips_the_rest_with_reasons(demo_run):
@@ -92,7 +106,7 @@ def test_calcium_found_in_the_calcified_phantom_and_total_is_consistent(demo_run
 def test_contrast_scan_is_flagged_and_agatston_marked_invalid(tmp_path):
     ph = generate(PhantomConfig.preset("small", contrast=True, seed=4))
     series = LoadedSeries(ph.ct, StudyIdentity(patient_id="C1", study_uid="1.2.3"))
-    result = analyse_series(series, tmp_path, Settings().merged({"review": {"enabled": False}}))
+    result = analyse_series(series, tmp_path, Settings().merged({"review": {"enabled": False}, **ALLOW_DEMO}))
     codes = {f.code for f in result.flags}
     assert F.CONTRAST_SUSPECTED in codes
     assert result.total.agatston_valid is False and result.total.category is None
