@@ -7,7 +7,7 @@ PIP     := $(BIN)/python -m pip
 OUT     ?= demo_out
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install demo test lint bench train demo-model clean chromium dcm2niix
+.PHONY: install demo test lint bench train demo-model clean chromium dcm2niix dicom3tools
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,10 +36,13 @@ endef
 chromium:
 	$(call apt_ensure,$(CHROMIUM),chromium,the review-page browser tests)
 
+dicom3tools:
+	$(call apt_ensure,/usr/bin/dciodvfy,dicom3tools,the DICOM SEG/SR validator tests)
+
 dcm2niix:
 	$(call apt_ensure,/usr/bin/dcm2niix,dcm2niix,the ingestion comparison in make bench)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium dicom3tools
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
