@@ -217,7 +217,7 @@ def test_scan_outputs_with_patient_data_are_owner_only(demo_run):
 
     out, _ = demo_run
     results = out / "results"
-    written = [p for p in results.rglob("*") if not p.name.startswith(".")]
+    written = [results, *(p for p in results.rglob("*") if not p.name.startswith("."))]  # OUT: created by the scan
     assert any(p.name == "seg.dcm" for p in written) and any(p.suffix == ".png" for p in written)
     for p in written:
         mode = stat.S_IMODE(p.stat().st_mode)
