@@ -7,7 +7,7 @@ PIP     := $(BIN)/python -m pip
 OUT     ?= demo_out
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install demo test lint bench train demo-model clean chromium dcm2niix viewer
+.PHONY: install demo test lint bench train demo-model clean chromium dcm2niix viewer dicom3tools
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,9 @@ endef
 chromium:
 	$(call apt_ensure,$(CHROMIUM),chromium,the review-page browser tests)
 
+dicom3tools:
+	$(call apt_ensure,/usr/bin/dciodvfy,dicom3tools,the DICOM SEG/SR validator tests)
+
 dcm2niix:
 	$(call apt_ensure,/usr/bin/dcm2niix,dcm2niix,the ingestion comparison in make bench)
 
@@ -51,7 +54,7 @@ $(VIEWER_JS): devtools/viewer/package.json devtools/viewer/package-lock.json dev
 	  $(PY) devtools/viewer/install.py build/viewer/node_modules cacpipe/review/static/vendor; \
 	else echo "warning: npm not found: review pages will use the basic viewer (install Node.js and npm, then make viewer)"; fi
 
-test: $(STAMP) chromium viewer
+test: $(STAMP) chromium viewer dicom3tools
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)

@@ -46,7 +46,8 @@ def _print_send(report: dict) -> None:
 @click.option("--no-dicom-out", is_flag=True, help="Do not write DICOM SEG/SR/SC.")
 @click.option("--show", "fields", multiple=True, type=click.Choice(FIELDS), default=("anon_id", "study_date"),
               show_default=True, help="Patient/study fields allowed in burned-in text and on the page (repeat).")
-@click.option("--salt", default="", help="Secret mixed into the anonymised id.")
+@click.option("--salt", default=None, help="Secret keying the anonymised id (the same at every site of a multi-site "
+                                          "study) [default: this installation's secret, docs/privacy.md].")
 @click.option("--window", default="200/800", show_default=True, metavar="LEVEL/WIDTH",
               help="Display window in HU (calcium window: 130 HU at 41% grey, >= 600 HU white).")
 @click.option("--max-slices", type=int, default=40, show_default=True, help="Most lesion-slice PNGs per study.")
@@ -54,7 +55,7 @@ def _print_send(report: dict) -> None:
               default=None, help="Fold-agreement map (NIfTI, 0..1, CT grid) for a heat-map panel.")
 @click.option("--send", "send_to", default=None, metavar="AE@HOST:PORT", help="C-STORE SEG/SR/SC to this PACS.")
 def build(study_dir: Path | None, out_dir: Path | None, ct_path: Path, labels_path: Path, result_path: Path | None, dicom_dir: Path | None,
-          series_uid: str | None, no_dicom_out: bool, fields: tuple[str, ...], salt: str, window: str,
+          series_uid: str | None, no_dicom_out: bool, fields: tuple[str, ...], salt: str | None, window: str,
           max_slices: int, agreement_path: Path | None, send_to: str | None) -> None:
     """Write overlays/, review.html, review.json and dicom/ (SEG, SR, SC) for one study into STUDY_DIR.
 
