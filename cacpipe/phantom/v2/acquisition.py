@@ -1,7 +1,7 @@
 """The scanner model: slice timing and cardiac motion, reconstruction kernel, correlated noise.
 
 Motion (non-gated helical scan): slice k is reconstructed from data acquired around time
-t_k = (z_top - z_k) / table speed, over a window of 0.6 x the rotation time; the heart beats
+t_k = (z_top - z_k) / table speed, over a window of half the rotation time; the heart beats
 at ``heart_rate_bpm`` meanwhile. A coronary point moves from its end-diastolic position by
 ``g(phase) x amplitude``: along the long axis (the base descends towards the apex in systole,
 the right AV groove most), round it (twist) and a little inwards. ``g`` rises in systole, falls
@@ -24,7 +24,7 @@ from .config import Acquisition
 from .heart import HeartFrame
 
 F50 = {"soft": 0.30, "standard": 0.40, "sharp": 0.65}  # lp/mm at MTF = 0.5 (assumed, typical)
-WINDOW_FRACTION = 0.6  # temporal window of one slice, as a fraction of the rotation time
+WINDOW_FRACTION = 0.5  # temporal window of one slice (half-scan reconstruction), fraction of a rotation
 TIME_SAMPLES = 7
 
 # Systolic contraction 0-0.35 of the R-R interval, isovolumic relaxation, rapid filling 0.42-0.6,
@@ -65,11 +65,11 @@ class CardiacMotion:
         au, ub = f.envelope[2], f.base_u
         th = np.arctan2(s, t)
         w_long = 0.6 if u < ub else float(np.clip((au - u) / (au - ub), 0.0, 1.0))
-        amp_long = 12.0 + 8.0 * np.cos(th / 2) ** 2  # right AV groove (theta ~ 0) moves most
+        amp_long = 9.0 + 7.0 * np.cos(th / 2) ** 2  # right AV groove (theta ~ 0) moves most
         ax = f.axes
         tang = -np.sin(th) * ax[:, 0] + np.cos(th) * ax[:, 1]
         radial = np.cos(th) * ax[:, 0] + np.sin(th) * ax[:, 1]
-        return amp_long * w_long * ax[:, 2] + 5.0 * w_long * tang - 1.5 * radial
+        return amp_long * w_long * ax[:, 2] + 3.0 * w_long * tang - 1.5 * radial
 
     def __call__(self, ks: np.ndarray, anchor: np.ndarray) -> np.ndarray:
         if not self.moving:
@@ -85,7 +85,7 @@ class CardiacMotion:
         return float(np.linalg.norm(d.max(axis=1) - d.min(axis=1), axis=1).max())
 
     def max_displacement(self) -> float:
-        return 25.0 * self.scale
+        return 20.0 * self.scale
 
 
 def mtf_1d(kernel: str, n: int, pixel_mm: float) -> np.ndarray:

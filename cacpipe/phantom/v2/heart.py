@@ -91,7 +91,7 @@ class HeartFrame:
         return self.world(p + offset * n)
 
 
-REF_SIZE = 1.08  # the reference dimensions below times this give an adult heart of ~650 mL
+REF_SIZE = 1.0  # scale 1: an adult heart of ~500 mL (myocardium and chambers)
 
 
 def frame_of(spec: HeartSpec) -> HeartFrame:

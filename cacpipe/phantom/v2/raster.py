@@ -89,6 +89,16 @@ class Ellipsoid(Solid):
         ext = np.sqrt(((self.r * self.s[None, :]) ** 2).sum(axis=1))  # half-extent along world axes
         self.lo, self.hi = self.c - ext, self.c + ext
 
+    def surface_points(self, n: int = 24) -> np.ndarray:
+        """Points on the surface (those the cut keeps), for tight extents."""
+        th, ph = np.meshgrid(np.linspace(0, 2 * np.pi, 2 * n), np.linspace(0, np.pi, n))
+        unit = np.stack([np.sin(ph) * np.cos(th), np.sin(ph) * np.sin(th), np.cos(ph)], axis=-1).reshape(-1, 3)
+        p = self.c + (unit * self.s) @ self.r.T
+        if self.cut is not None:
+            p0, nrm = self.cut
+            p = p[(p - p0) @ nrm >= 0]
+        return p
+
     def inside(self, x, y, z):
         dx, dy, dz = x - F32(self.c[0]), y - F32(self.c[1]), z - F32(self.c[2])
         acc = None

@@ -15,6 +15,7 @@ from ...errors import ConfigError
 from .config import Acquisition, ChestConfig, Findings, Habitus, HeartSpec, PlaqueSpec, StentSpec
 from .coronary import branch_names
 from .heart import build_heart
+from .thorax import SPINE_FROM_BACK_MM, STERNUM_MM, VB_SEMI_AP
 
 VENDORS = (
     ("GE MEDICAL SYSTEMS", "Revolution CT"), ("SIEMENS", "SOMATOM Definition AS"),
@@ -91,7 +92,7 @@ def _habitus(rng) -> Habitus:
         lung_hu=float(np.clip(rng.normal(-855, 22) - (40 if rng.random() < 0.1 else 0), -950, -780)),
         blood_hu=float(np.clip(rng.normal(42, 4), 28, 55)),
         bone_hu=float(np.clip(300 - 2.4 * (age - 40) + rng.normal(0, 30), 90, 340)),
-        breast_mm=0.0 if male else float(np.clip(48 + 14 * z + rng.normal(0, 8), 22, 95)),
+        breast_mm=0.0 if male else float(np.clip(42 + 10 * z + rng.normal(0, 6), 22, 75)),
         diaphragm_mm=float(rng.normal(0, 8)),
     )
 
@@ -223,7 +224,7 @@ def _acquisition(rng, h: Habitus, pre: dict) -> Acquisition:
     contrast = "none"
     if rng.random() < 0.1:
         contrast = _choice(rng, ("pulmonary", "arterial", "venous", "delayed"), (0.25, 0.35, 0.3, 0.1))
-    motion = 0.0 if rng.random() < 0.1 else float(np.clip(np.exp(rng.normal(np.log(0.8), 0.45)), 0.15, 1.8))
+    motion = 0.0 if rng.random() < 0.1 else float(np.clip(np.exp(rng.normal(np.log(0.6), 0.5)), 0.1, 1.8))
     return Acquisition(
         shape_yx=tuple(pre["shape_yx"]), fov_mm=round(fov, 1), slice_spacing_mm=spacing, slice_thickness_mm=thick,
         n_slices=int(n), z_top_mm=round(z_top, 2), kernel=kernel, noise_hu=round(noise, 2), contrast_phase=contrast,
@@ -235,10 +236,13 @@ def _acquisition(rng, h: Habitus, pre: dict) -> Acquisition:
 
 
 def heart_extent(spec: HeartSpec) -> tuple[np.ndarray, np.ndarray]:
-    """LPS bounding box (lo, hi) of the heart's chambers and root for ``spec``."""
+    """LPS extent (lo, hi) of the heart's chambers and aortic root for ``spec``."""
+    from .raster import Ellipsoid
+
     hm = build_heart(spec)
-    solids = [s for s, _, is_heart in hm.layers if is_heart] + [s for s, m, is_heart in hm.layers if not is_heart]
-    return np.min([s.lo for s in solids], axis=0), np.max([s.hi for s in solids], axis=0)
+    pts = [s.surface_points() if isinstance(s, Ellipsoid) else np.stack([s.lo, s.hi]) for s, _, _ in hm.layers]
+    pts = np.concatenate(pts)
+    return pts.min(axis=0), pts.max(axis=0)
 
 
 def fit_heart(cfg: ChestConfig, rng) -> ChestConfig:
@@ -247,18 +251,17 @@ def fit_heart(cfg: ChestConfig, rng) -> ChestConfig:
     lo, hi = heart_extent(replace(hs, centre_mm=(0.0, 0.0, 0.0)))
     ap = hi[1] - lo[1]
     gap_front = float(rng.uniform(3, 14)) + 0.3 * h.fat_mm
-    gap_back = 40.0  # oesophagus and aorta between the left atrium and the vertebral body
-    wall = h.fat_mm + h.muscle_mm + 14.0
-    # sternum inner y = by - (depth/2 - wall) - 2; vertebral body front = by + depth/2 - fat - 55 - 18
-    inner = h.body_depth_mm - wall - h.fat_mm - 71.0
+    gap_back = 20.0  # the oesophagus between the left atrium and the vertebral body
+    # sternum inner y = by - depth/2 + fat + STERNUM_MM; vertebral body front = by + depth/2 - fat - ...
+    inner = h.body_depth_mm - 2 * h.fat_mm - STERNUM_MM - SPINE_FROM_BACK_MM - VB_SEMI_AP
     need = ap + gap_front + gap_back
     depth = h.body_depth_mm + max(0.0, need - inner)
     by = h.body_offset_xy_mm[1]
-    sternum = by - (depth / 2 - wall) - 2.0
+    sternum = by - depth / 2 + h.fat_mm + STERNUM_MM
     cy = sternum + gap_front - lo[1]
     cx = hs.centre_mm[0] + h.body_offset_xy_mm[0]
     # keep at least 25 mm of lung lateral to the heart on the left
-    cavity_a = h.body_width_mm / 2 - wall
+    cavity_a = h.body_width_mm / 2 - (h.fat_mm + h.muscle_mm + 14.0)
     over = (cx + hi[0]) - (h.body_offset_xy_mm[0] + cavity_a - 25.0)
     if over > 0:
         cx -= over

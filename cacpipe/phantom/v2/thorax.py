@@ -15,6 +15,10 @@ from .config import ChestConfig
 from .heart import HeartModel
 from .raster import Both, Box, Capsules, Ellipsoid, Solid, ZCylinder
 
+STERNUM_MM = 16.0  # skin fat + sternum in front of the mediastinum, at the midline
+SPINE_FROM_BACK_MM = 50.0  # subcutaneous fat excluded: back muscles + posterior elements to the VB centre
+VB_SEMI_AP = 17.0  # vertebral body half-depth
+
 
 @dataclass
 class Body:
@@ -42,13 +46,13 @@ def body_layout(cfg: ChestConfig, heart_bottom_z: float) -> Body:
     w, d = h.body_width_mm, h.body_depth_mm
     wall = h.fat_mm + h.muscle_mm + 14.0
     ca, cb = w / 2 - wall, d / 2 - wall
-    spine_y = by + d / 2 - h.fat_mm - 55.0
+    spine_y = by + d / 2 - h.fat_mm - SPINE_FROM_BACK_MM
     acq = cfg.acquisition
     z_top = acq.z_top_mm
     z_bot = z_top - (acq.n_slices - 1) * acq.slice_spacing_mm
     zr = heart_bottom_z + 8.0 + h.diaphragm_mm
     return Body(
-        bx=bx, by=by, width=w, depth=d, cavity_a=ca, cavity_b=cb, sternum_y=by - cb - 2.0, spine_y=spine_y,
+        bx=bx, by=by, width=w, depth=d, cavity_a=ca, cavity_b=cb, sternum_y=by - d / 2 + h.fat_mm + STERNUM_MM, spine_y=spine_y,
         trachea_y=spine_y - 48.0, z_apex=95.0, z_lo=z_bot - 20.0, z_hi=z_top + 20.0,
         dome_r=(bx - 0.22 * w, by + 0.05 * d, zr), dome_l=(bx + 0.24 * w, by + 0.05 * d, zr - 14.0),
     )
@@ -96,10 +100,10 @@ def trunk_solids(cfg: ChestConfig, b: Body) -> list[tuple[Solid, str]]:
         (ZCylinder(zs, b.bx, b.by, k * b.width / 2, k * b.depth / 2), "fat"),
         (ZCylinder(zs, b.bx, b.by, k * b.width / 2 - h.fat_mm, k * b.depth / 2 - h.fat_mm), "muscle"),
     ]
-    if h.breast_mm > 0:
+    if h.breast_mm > 0:  # supine: flattened, spread laterally over the pectoral muscles
         for side in (-1, 1):
-            c = (b.bx + side * 0.2 * b.width, b.by - b.depth / 2 + 0.25 * h.breast_mm, -85.0)
-            out.append((Ellipsoid(c, (h.breast_mm, 0.75 * h.breast_mm, 0.85 * h.breast_mm)), "breast"))
+            c = (b.bx + side * 0.21 * b.width, b.by - b.depth / 2 + 0.3 * h.breast_mm, -80.0)
+            out.append((Ellipsoid(c, (1.1 * h.breast_mm, 0.55 * h.breast_mm, 0.8 * h.breast_mm)), "breast"))
     return out
 
 
@@ -114,7 +118,7 @@ def mediastinum(b: Body) -> Solid:
     zs = _zs(b)
     half = np.interp(zs, [-200.0, -60.0, 0.0, 60.0, 200.0], [30.0, 34.0, 26.0, 20.0, 20.0])
     cy = (b.sternum_y + b.spine_y) / 2
-    return Both(ZCylinder(zs, b.bx + 6.0, cy, half, (b.spine_y - b.sternum_y) / 2 + 4.0), cavity(b))
+    return ZCylinder(zs, b.bx + 6.0, cy, half, (b.spine_y - b.sternum_y) / 2)
 
 
 def abdomen_solids(b: Body, rng: np.random.Generator) -> list[tuple[Solid, str]]:
@@ -171,8 +175,8 @@ def vessel_solids(cfg: ChestConfig, b: Body, hm: HeartModel) -> list[tuple[Solid
     sp = b.spine_y
     arch = np.array([
         hm.root_centre + 30.0 * hm.root_axis, hm.ascending_top, [b.bx + 2.0, b.trachea_y - 14.0, 32.0],
-        [b.bx + 16.0, b.trachea_y + 8.0, 36.0], [b.bx + 24.0, sp - 28.0, 22.0], [b.bx + 24.0, sp - 25.0, -40.0],
-        [b.bx + 20.0, sp - 22.0, b.z_lo],
+        [b.bx + 16.0, b.trachea_y + 8.0, 36.0], [b.bx + 28.0, sp - 16.0, 22.0], [b.bx + 30.0, sp - 12.0, -40.0],
+        [b.bx + 24.0, sp - 16.0, b.z_lo],
     ])
     aorta = Capsules(arch, np.array([r_asc, r_asc, r_asc * 0.95, 12.5, 12.0, 11.5, 11.0]))
     out: list[tuple[Solid, str]] = [(aorta, "blood_left")]
@@ -197,8 +201,8 @@ def vessel_solids(cfg: ChestConfig, b: Body, hm: HeartModel) -> list[tuple[Solid
                                    [ivc_top[0] + 8.0, ivc_top[1] + 22.0, b.z_lo]]), np.array([12.0, 12.0, 11.0])),
                 "blood_right"))
     # Oesophagus between the left atrium and the spine, then the airways.
-    out.append((Capsules(np.array([[b.bx + 4.0, sp - 34.0, b.z_hi], [b.bx + 8.0, sp - 33.0, -60.0],
-                                   [b.bx + 22.0, sp - 40.0, b.z_lo]]), 8.0), "muscle"))
+    out.append((Capsules(np.array([[b.bx + 2.0, sp - 28.0, b.z_hi], [b.bx + 5.0, sp - 28.0, -60.0],
+                                   [b.bx + 20.0, sp - 36.0, b.z_lo]]), 7.5), "muscle"))
     carina = np.array([b.bx, b.trachea_y, 0.0])
     out.append((Capsules(np.stack([[b.bx, b.trachea_y - 12.0, b.z_hi], [b.bx, b.trachea_y - 6.0, 60.0], carina]),
                          np.array([11.0, 11.0, 10.0])), "muscle"))
@@ -218,8 +222,8 @@ def skeleton_solids(cfg: ChestConfig, b: Body) -> list[tuple[Solid, str]]:
     sp = b.spine_y
     out: list[tuple[Solid, str]] = []
     kyph = sp + 0.00012 * (zs + 40.0) ** 2  # a gentle thoracic kyphosis
-    out.append((ZCylinder(zs, b.bx, kyph, 21.0, 18.0), "cortex"))
-    out.append((ZCylinder(zs, b.bx, kyph, 19.0, 16.0), "cancellous"))
+    out.append((ZCylinder(zs, b.bx, kyph, 21.0, VB_SEMI_AP), "cortex"))
+    out.append((ZCylinder(zs, b.bx, kyph, 19.0, VB_SEMI_AP - 2.0), "cancellous"))
     level = 26.0
     for z0 in np.arange(np.floor(b.z_lo / level) * level, b.z_hi + level, level):
         out.append((ZCylinder(np.array([z0, z0 + 5.0]), b.bx, sp + 0.00012 * (z0 + 40.0) ** 2, 20.0, 17.0), "disc"))
@@ -255,9 +259,10 @@ def skeleton_solids(cfg: ChestConfig, b: Body) -> list[tuple[Solid, str]]:
                 cart = np.concatenate([pts[bone_end - 1:], tip[None]])
                 out.append((Capsules(cart, 4.5), "cartilage_calcified" if calcified and i % 2 == 0 else "cartilage"))
     # Sternum (manubrium + body + xiphoid), clavicles, scapulae.
-    st = np.array([[b.bx, b.sternum_y - 6.0, 48.0], [b.bx, b.sternum_y - 7.0, 5.0], [b.bx, b.sternum_y - 6.0, -130.0]])
-    out.append((Capsules(st, np.array([11.0, 8.0, 6.0])), "cortex"))
-    out.append((Capsules(st, np.array([9.0, 6.0, 4.0])), "cancellous"))
+    zst = np.array([-135.0, -120.0, 0.0, 10.0, 50.0])  # xiphoid, body, manubrium
+    half_w = np.array([6.0, 14.0, 15.0, 24.0, 26.0])
+    out.append((ZCylinder(zst, b.bx, b.sternum_y - 7.0, half_w, 7.0), "cortex"))
+    out.append((ZCylinder(zst, b.bx, b.sternum_y - 7.0, half_w - 1.5, 5.5), "cancellous"))
     for side in (-1, 1):
         out.append((Capsules(np.array([[b.bx + side * 16.0, b.sternum_y - 10.0, 50.0],
                                        [b.bx + side * 0.42 * b.width, b.by - 0.12 * b.depth, 72.0]]), 6.5), "cortex"))
