@@ -26,10 +26,9 @@ from .stages import Context, heart_crop_for_bench
 def write_random_paper_model(root: Path, folds: int) -> Path:
     """A 5-fold-capable model folder with the paper architecture and random weights."""
     import torch
+    from nnunet_plans.plans import configuration_from_spec, load_spec
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    from nnunet_plans.plans import configuration_from_spec, load_spec
 
     from ..heart.standin import plans_dict
     from ..labels import nnunet_dataset_json
