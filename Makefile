@@ -46,7 +46,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP) dcm2niix
-	$(BIN)/python -m cacpipe.bench $(BENCH_ARGS)
+	$(BIN)/python -m devtools.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info

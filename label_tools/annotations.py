@@ -75,28 +75,12 @@ def read_cases(ann_dir: str | Path) -> list[Case]:
 
 
 def read_image(path: str | Path) -> Volume:
-    """A CT as a Volume: an image file (NIfTI, MHA, NRRD) or a folder with one DICOM series.
+    """A CT as a Volume: an image file (NIfTI, MHA, NRRD) or DICOM (a series or study folder, a zip).
 
-    DICOM slices are sorted by position along the slice normal (SimpleITK/GDCM), so slice 0 is
-    the first slice of the sorted stack.
+    DICOM is read by ``cacpipe.ingest`` exactly as ``cacpipe scan`` reads it (discovery, series
+    selection, assembly: sorting along the slice normal, the -1024 HU floor, tilt and spacing
+    checks), so a training case has the voxels inference would see.
     """
-    import SimpleITK as sitk
+    from cacpipe.ingest import read_ct
 
-    p = Path(path)
-    if not p.exists():
-        raise InputDataError(f"image not found: {p}")
-    if p.is_file():
-        return Volume.read(p)
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p)) or []
-    if len(ids) != 1:
-        what = "no DICOM series" if not ids else f"{len(ids)} DICOM series"
-        raise InputDataError(f"{p}: {what} found; put exactly one axial CT series (its files directly in "
-                             "this folder, no subfolders) in each case folder")
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(p), ids[0])
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    try:
-        img = reader.Execute()
-    except RuntimeError as exc:
-        raise InputDataError(f"cannot read the DICOM series in {p}: {str(exc).strip().splitlines()[-1]}") from exc
-    return Volume.from_sitk(img, meta={"dicom_dir": str(p), "files": len(files)})
+    return read_ct(path).volume

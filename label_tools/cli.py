@@ -169,23 +169,27 @@ def export_con_cmd(labels: Path, out: Path, headers: tuple[str, ...], artery_exc
 @click.option("--name", default="cacpipe_coronary", show_default=True, help="nnU-Net dataset name.")
 @click.option("--folds", type=int, default=5, show_default=True, help="Folds of the patient-grouped split.")
 @click.option("--heart-crop", is_flag=True, help="Crop CT and labels with the Stage 1 heart crop used at inference.")
+@click.option("--spacing", nargs=3, type=float, default=None, metavar="Z Y X",
+              help="With --heart-crop: the plan's spacing in mm (default: the paper plan's 0.8 0.73 0.73).")
 @click.option("--preprocessed-root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write splits_final.json to PREPROCESSED_ROOT/DatasetXXX_name/ (nnUNet_preprocessed).")
 @click.option("--overwrite", is_flag=True, help="Replace the images/labels of an existing dataset folder.")
 @grid_options
 @calcium_options
 def build_dataset_cmd(annotations: Path, raw_root: Path, dataset_id: int, name: str, folds: int, heart_crop: bool,
-                      preprocessed_root: Path | None, overwrite: bool, mapping, grid, rules) -> None:
+                      spacing: tuple[float, float, float] | None, preprocessed_root: Path | None, overwrite: bool, mapping, grid, rules) -> None:
     """ANNOTATIONS (cases.csv, images/, contours/) -> nnU-Net v2 raw dataset in RAW_ROOT.
 
     Writes DatasetXXX_name/{imagesTr, labelsTr, dataset.json (regions + regions_class_order),
     splits_final.json (patients kept in one fold), build_report.csv/.json}. Failed cases are
     reported and left out of the dataset.
     """
+    from cacpipe.units import PAPER_SPACING_ZYX
+
     from .convert import ConvertOptions
     from .nnunet_dataset import build_dataset, stage1_heart_crop
 
-    crop = stage1_heart_crop() if heart_crop else None
+    crop = stage1_heart_crop(spacing or PAPER_SPACING_ZYX) if heart_crop else None
     s = build_dataset(annotations, raw_root, dataset_id, name, mapping, ConvertOptions(grid=grid, rules=rules),
                       crop, folds, preprocessed_root, overwrite)
     click.echo(f"{s['dataset_dir']}: {s['written']}/{s['cases']} cases written, {s['failed']} failed; "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cacpipe.csvout import write_csv
 from cacpipe.errors import CacpipeError, GeometryError
 from cacpipe.labels import LABEL_CLASSES
 from cacpipe.units import CALCIUM_THRESHOLD_HU
@@ -128,10 +128,7 @@ def write_reports(rows: list[dict], details: dict, out_stem: str | Path) -> tupl
     stem = Path(out_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
-    with open(csv_path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=REPORT_COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(csv_path, rows, REPORT_COLUMNS)
     summary = {
         "cases": len(rows),
         "done": sum(r["status"] == "done" for r in rows),

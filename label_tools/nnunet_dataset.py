@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from cacpipe.errors import ConfigError, GeometryError, InputDataError
+from cacpipe.errors import GeometryError, InputDataError
 from cacpipe.labels import nnunet_dataset_json
 from cacpipe.volume import Volume
 
@@ -70,20 +70,19 @@ def write_splits(ds_dir: str | Path, splits: list[dict]) -> Path:
     return p
 
 
-def stage1_heart_crop() -> CropFn:
-    """The Stage 1 heart crop (``cacpipe.heart``) as a CropFn, same crop as at inference.
+def stage1_heart_crop(spacing_zyx, settings=None) -> CropFn:
+    """The stage-1 heart crop of inference (``cacpipe.heart.crop_case``) at the plan's spacing (mm, z y x).
 
-    ``cacpipe.heart`` is built separately; without it this raises a ConfigError saying so.
+    ``settings`` is a ``cacpipe.config.Settings`` (default: the defaults, as ``cacpipe scan``).
     """
-    try:
-        from cacpipe.heart import Stage1Config, apply_crop, heart_crop  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise ConfigError("--heart-crop needs the stage-1 heart module cacpipe.heart, which this "
-                          f"installation lacks ({exc}); build without --heart-crop") from exc
+    from cacpipe.config import Settings
+    from cacpipe.heart import crop_case
+
+    s = settings or Settings()
 
     def crop(ct: Volume, labels: Volume) -> tuple[Volume, Volume]:
-        res = heart_crop(ct, Stage1Config())
-        return res.cropped_ct, apply_crop(labels, res.record, is_label=True)
+        ct_c, lab_c, _ = crop_case(ct, labels, s.heart, target_spacing_zyx=tuple(spacing_zyx), device=s.device)
+        return ct_c, lab_c
 
     return crop
 

@@ -1,15 +1,13 @@
 """Build the nnU-Net raw training dataset: from case folders or from a synthetic phantom cohort.
 
-Every case is cropped around the heart before it is written, as the pipeline crops at inference.
-Stage 1 (TotalSegmentator heart crop) is a separate package; until it is wired in here, the crop
-uses the ground-truth heart mask (``heart.nii.gz`` of a case, the phantom's heart) with a margin:
-``crop_to_heart_mask`` is the one function to swap for the stage-1 crop.
+Every case is cropped with the stage-1 heart crop of inference (``cacpipe.heart.crop_case``:
+the same heart locator, margins and padding) at the plan's spacing, so a model is trained on the
+crops it will segment.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,30 +16,6 @@ from cacpipe.errors import InputDataError
 from cacpipe.labels import ARTERIES, LABEL_BY_ID
 from cacpipe.volume import Volume
 from label_tools.nnunet_dataset import dataset_dir, patient_folds, write_case, write_dataset_json
-
-HEART_MARGIN_MM = 12.0  # the coronaries run in the epicardial fat, a few mm outside the myocardium
-
-
-def crop_to_heart_mask(ct: Volume, labels: Volume | None, heart: Volume,
-                       margin_mm: float = HEART_MARGIN_MM) -> tuple[Volume, Volume | None, tuple[slice, ...]]:
-    """Crop CT (and labels) to the bounding box of ``heart`` grown by ``margin_mm`` on every side.
-
-    Returns the cropped volumes (origin moved so patient coordinates stay exact) and the slices
-    used. Placeholder for the stage-1 crop (cacpipe.heart), which finds the heart itself.
-    """
-    idx = np.argwhere(heart.array > 0)
-    if idx.size == 0:
-        raise InputDataError("heart mask is empty: cannot crop the case around the heart")
-    pad = np.ceil(margin_mm / np.asarray(ct.spacing_zyx)).astype(int)
-    lo = np.maximum(idx.min(0) - pad, 0)
-    hi = np.minimum(idx.max(0) + 1 + pad, ct.shape)
-    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    origin = tuple(ct.index_to_physical(lo)[0])
-
-    def cut(v: Volume) -> Volume:
-        return replace(v, array=np.ascontiguousarray(v.array[sl]), origin_xyz=origin, meta=dict(v.meta))
-
-    return cut(ct), (cut(labels) if labels is not None else None), sl
 
 
 def phantom_cohort_configs(n: int, seed0: int = 100, preset: str = "small"):
@@ -69,12 +43,13 @@ def phantom_cohort_configs(n: int, seed0: int = 100, preset: str = "small"):
     return cfgs
 
 
-def phantom_case(cfg) -> tuple[Volume, Volume]:
-    """One phantom, heart-cropped: (ct, labels)."""
+def phantom_case(cfg, spacing_zyx) -> tuple[Volume, Volume]:
+    """One phantom, cropped by stage 1 at ``spacing_zyx`` (the plan's): (ct, labels)."""
+    from cacpipe.heart import crop_case
     from cacpipe.phantom import generate
 
     ph = generate(cfg)
-    ct, lab, _ = crop_to_heart_mask(ph.ct, ph.labels, ph.heart)
+    ct, lab, _ = crop_case(ph.ct, ph.labels, target_spacing_zyx=tuple(spacing_zyx))
     return ct, lab
 
 
@@ -91,13 +66,13 @@ def _finish(ds: Path, case_patient: dict[str, str], n_folds: int, extra: dict | 
 
 
 def build_phantom_dataset(raw_root: str | Path, dataset_id: int, name: str, n_cases: int, n_folds: int,
-                          seed0: int = 100, demo: bool = True) -> Path:
+                          spacing_zyx, seed0: int = 100, demo: bool = True) -> Path:
     """Write a heart-cropped phantom cohort as nnU-Net raw dataset ``DatasetXXX_name`` (+ splits)."""
     ds = dataset_dir(raw_root, dataset_id, name)
     case_patient = {}
     for i, cfg in enumerate(phantom_cohort_configs(n_cases, seed0)):
         case = f"phantom_{i:03d}"
-        ct, lab = phantom_case(cfg)
+        ct, lab = phantom_case(cfg, spacing_zyx)
         write_case(ds, case, ct, lab)
         case_patient[case] = case
     extra = {"cacpipe_demo": True,
@@ -105,17 +80,17 @@ def build_phantom_dataset(raw_root: str | Path, dataset_id: int, name: str, n_ca
     return _finish(ds, case_patient, n_folds, extra)
 
 
-def build_dataset_from_dir(data: str | Path, raw_root: str | Path, dataset_id: int, name: str,
+def build_dataset_from_dir(data: str | Path, raw_root: str | Path, dataset_id: int, name: str, spacing_zyx,
                            n_folds: int = 5) -> Path:
-    """Write the raw dataset from ``data``: one folder per case holding ``ct.nii.gz``, ``labels.nii.gz``
-    (six-class map, cacpipe.labels) and optionally ``heart.nii.gz`` (crop to its box + margin; without
-    it the stage-1 heart crop of inference is used) and ``patient.txt`` (patient id: cases of one patient stay in one fold).
+    """Write the raw dataset from ``data``: one folder per case holding ``ct.nii.gz`` and ``labels.nii.gz``
+    (six-class map, cacpipe.labels) and optionally ``patient.txt`` (patient id: cases of one patient
+    stay in one fold). Each case gets the stage-1 heart crop of inference at ``spacing_zyx``.
 
     This is the layout ``cacpipe phantom`` and label_tools write.
     """
     from label_tools.nnunet_dataset import stage1_heart_crop
 
-    stage1_crop = stage1_heart_crop()
+    stage1_crop = stage1_heart_crop(spacing_zyx)
     data = Path(data)
     cases = sorted(p for p in data.iterdir() if (p / "ct.nii.gz").exists()) if data.is_dir() else []
     if not cases:
@@ -129,10 +104,7 @@ def build_dataset_from_dir(data: str | Path, raw_root: str | Path, dataset_id: i
         bad = sorted(set(np.unique(lab.array).tolist()) - {0, *LABEL_BY_ID})
         if bad:
             raise InputDataError(f"{c / 'labels.nii.gz'}: label ids {bad} are not in the six-class scheme (0-6)")
-        if (c / "heart.nii.gz").exists():
-            ct, lab, _ = crop_to_heart_mask(ct, lab, Volume.read(c / "heart.nii.gz"))
-        else:  # the same stage-1 heart crop as at inference
-            ct, lab = stage1_crop(ct, lab)
+        ct, lab = stage1_crop(ct, lab)
         write_case(ds, c.name, ct, lab)
         pf = c / "patient.txt"
         case_patient[c.name] = pf.read_text().strip() if pf.exists() else c.name

@@ -24,16 +24,17 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def evaluate(model, n_cases: int = 4, seed0: int = 5000, cfg=None) -> dict:
-    from cacpipe.segment import SegmentConfig, segment
+    from cacpipe.config import SegmentSettings
+    from cacpipe.segment import segment
 
     from .data import phantom_case, phantom_cohort_configs
 
-    cfg = cfg or SegmentConfig()
+    cfg = cfg or SegmentSettings()
     det = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
     gt_all, pr_all, gt_cls, pr_cls, gt_art, pr_art = [], [], [], [], [], []
     seconds = []
     for c in phantom_cohort_configs(n_cases, seed0):
-        ct, lab = phantom_case(c)
+        ct, lab = phantom_case(c, model.spacing_zyx)
         res = segment(ct, model, cfg)
         seconds.append(res.seconds)
         g, p = lab.array, res.labels.array

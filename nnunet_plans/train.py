@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from cacpipe import env
+
 from . import data as data_mod
 from .plans import add_configuration, load_spec
 
@@ -34,8 +36,8 @@ def set_nnunet_env(work: str | Path) -> dict[str, Path]:
     dirs = {"nnUNet_raw": work / "raw", "nnUNet_preprocessed": work / "preprocessed", "nnUNet_results": work / "results"}
     for k, v in dirs.items():
         v.mkdir(parents=True, exist_ok=True)
-        os.environ[k] = str(v)
-    os.environ.setdefault("nnUNet_def_n_proc", "2")
+        env.set_value(k, str(v))
+    env.set_default("nnUNet_def_n_proc", "2")
     return dirs
 
 
@@ -51,20 +53,13 @@ def plan_and_preprocess(dataset_id: int, spec: dict, num_processes: int = 2) -> 
         preprocess,
     )
 
-    pre = Path(os.environ["nnUNet_preprocessed"]) / _ds_name(dataset_id)
+    pre = env.nnunet_path("nnUNet_preprocessed") / _ds_name(dataset_id)
     config = spec["configuration"]
     if not (pre / f"{PLANS_ID}_{config}").exists() or not (pre / f"{PLANS_ID}.json").exists():
         # The planner sizes torch threads from nnUNet_n_proc_DA and fails on 0.
-        old = os.environ.get("nnUNet_n_proc_DA")
-        os.environ["nnUNet_n_proc_DA"] = str(max(1, int(old or 1)))
-        try:
+        with env.scoped({"nnUNet_n_proc_DA": str(max(1, int(env.get("nnUNet_n_proc_DA") or 1)))}):
             extract_fingerprints([dataset_id], num_processes=num_processes, check_dataset_integrity=True)
             plan_experiments([dataset_id])
-        finally:
-            if old is None:
-                os.environ.pop("nnUNet_n_proc_DA")
-            else:
-                os.environ["nnUNet_n_proc_DA"] = old
         add_configuration(pre / f"{PLANS_ID}.json", spec)
         preprocess([dataset_id], PLANS_ID, [config], [num_processes])
     return config
@@ -90,13 +85,13 @@ def train_fold(dataset_id: int, config: str, fold: int, trainer_name: str, devic
 
     from .trainers import trainer_class
 
-    pre = Path(os.environ["nnUNet_preprocessed"]) / _ds_name(dataset_id)
+    pre = env.nnunet_path("nnUNet_preprocessed") / _ds_name(dataset_id)
     plans = json.loads((pre / f"{PLANS_ID}.json").read_text())
     dataset_json = json.loads((pre / "dataset.json").read_text())
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     cls = trainer_class(trainer_name)
-    out = Path(os.environ["nnUNet_results"]) / _ds_name(dataset_id) / f"{trainer_name}__{PLANS_ID}__{config}" / f"fold_{fold}"
+    out = env.nnunet_path("nnUNet_results") / _ds_name(dataset_id) / f"{trainer_name}__{PLANS_ID}__{config}" / f"fold_{fold}"
     resume = (out / "checkpoint_latest.pth").exists() or (out / "checkpoint_final.pth").exists()
     plans["continue_training"] = resume
     trainer = cls(plans=plans, configuration=config, fold=fold, dataset_json=dataset_json,
@@ -121,13 +116,13 @@ def train_folds(dataset_id: int, config: str, folds: list[int], trainer_name: st
                 "--configuration", config, "--trainer", trainer_name]
 
     root = str(Path(__file__).resolve().parent.parent)
-    env_base = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env_base = env.child_environment({"PYTHONPATH": root + os.pathsep + (env.get("PYTHONPATH") or "")})
     if len(gpus) <= 1:
         for f in folds:
-            env = dict(env_base)
+            child = dict(env_base)
             if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = gpus[0]
-            subprocess.run(cmd(f), check=True, env=env)
+                child["CUDA_VISIBLE_DEVICES"] = gpus[0]
+            subprocess.run(cmd(f), check=True, env=child)
         return
     pending, running = list(folds), []
     free = list(gpus)
@@ -150,7 +145,7 @@ def best_configuration(dataset_id: int, config: str, trainer_name: str, folds: l
     from nnunetv2.evaluation.find_best_configuration import find_best_configuration
 
     find_best_configuration(dataset_id, ({"plans": PLANS_ID, "configuration": config, "trainer": trainer_name},),
-                            allow_ensembling=False, num_processes=int(os.environ.get("nnUNet_def_n_proc", 2)),
+                            allow_ensembling=False, num_processes=int(env.get("nnUNet_def_n_proc") or 2),
                             overwrite=True, folds=tuple(folds), strict=True)
 
 
@@ -165,24 +160,25 @@ def export_zip(dataset_id: int, config: str, trainer_name: str, folds: list[int]
 
 
 def build_raw_dataset(data: str | Path | None, phantoms: int | None, dataset_id: int, name: str, n_folds: int,
-                      demo: bool = False) -> Path:
-    """The nnU-Net raw dataset under $nnUNet_raw from one of three sources.
+                      spacing_zyx, demo: bool = False) -> Path:
+    """The nnU-Net raw dataset under $nnUNet_raw from one of three sources, every case cropped by
+    stage 1 at the plan's ``spacing_zyx`` exactly as inference crops it.
 
     ``phantoms``: N synthetic phantoms (the demo model). ``data`` holding ``cases.csv``: MASS
-    annotations (label_tools converts the .con contours, splits calcium per artery and applies the
-    stage-1 heart crop used at inference). Otherwise ``data`` is a folder of NIfTI case folders.
+    annotations (label_tools converts the .con contours and splits calcium per artery). Otherwise
+    ``data`` is a folder of NIfTI case folders.
     """
-    raw = os.environ["nnUNet_raw"]
+    raw = env.nnunet_path("nnUNet_raw")
     if phantoms:
-        return data_mod.build_phantom_dataset(raw, dataset_id, name, phantoms, n_folds, demo=demo)
+        return data_mod.build_phantom_dataset(raw, dataset_id, name, phantoms, n_folds, spacing_zyx, demo=demo)
     if data is not None and (Path(data) / "cases.csv").exists():
         from label_tools.nnunet_dataset import build_dataset, stage1_heart_crop
 
-        summary = build_dataset(data, raw, dataset_id, name, crop=stage1_heart_crop(), n_folds=n_folds)
+        summary = build_dataset(data, raw, dataset_id, name, crop=stage1_heart_crop(spacing_zyx), n_folds=n_folds)
         print(f"annotations converted: {summary.get('written')} cases written, {summary.get('failed')} failed "
               "(see build_report.csv in the dataset folder)")
         return Path(raw) / dataset_name(dataset_id, name)
-    return data_mod.build_dataset_from_dir(data, raw, dataset_id, name, n_folds)
+    return data_mod.build_dataset_from_dir(data, raw, dataset_id, name, spacing_zyx, n_folds)
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -192,13 +188,14 @@ def run(args: argparse.Namespace) -> Path:
     if max(folds) >= n_folds:
         raise SystemExit(f"fold {max(folds)} does not exist with {n_folds} splits")
     set_nnunet_env(args.work)
-    ds = Path(os.environ["nnUNet_raw"]) / dataset_name(args.dataset_id, args.name)
+    ds = env.nnunet_path("nnUNet_raw") / dataset_name(args.dataset_id, args.name)
     if not (ds / "dataset.json").exists():
         t = time.time()
-        build_raw_dataset(args.data, args.phantoms, args.dataset_id, args.name, n_folds, bool(spec.get("demo")))
+        build_raw_dataset(args.data, args.phantoms, args.dataset_id, args.name, n_folds, spec["spacing_zyx"],
+                          bool(spec.get("demo")))
         print(f"dataset written: {ds} ({time.time() - t:.0f} s)")
     config = plan_and_preprocess(args.dataset_id, spec, args.num_processes)
-    pre = Path(os.environ["nnUNet_preprocessed"]) / ds.name
+    pre = env.nnunet_path("nnUNet_preprocessed") / ds.name
     shutil.copy(ds / "splits_final.json", pre / "splits_final.json")
     trainer = args.trainer or spec["trainer"]
     train_folds(args.dataset_id, config, folds, trainer, args.gpus)

@@ -187,16 +187,17 @@ __all__ = ["MIN_SLICES", "FaultyExport", "build_faulty_export", "threshold_analy
 # writes the label map and returns a result with the schema's fields. Environment hooks let
 # tests make it slow (kill-and-resume), fail, or log its calls (across processes).
 
-def threshold_analyse(volume, info, out_dir, settings):
+def threshold_analyse(series, out_dir, settings):
     import os
     import time
 
-    from scipy import ndimage
-
-    from cacpipe.labels import ARTERIES, CALCIUM_ID
-    from cacpipe.phantom.truth import agatston_reference
+    from cacpipe.labels import CALCIUM_ID
+    from cacpipe.quant.quantify import quantify
+    from cacpipe.quant.validity import finalise
+    from cacpipe.record import StudyResult
     from cacpipe.units import CALCIUM_THRESHOLD_HU
 
+    volume, info = series.volume, series.identity
     if os.environ.get("CACPIPE_TEST_CALLS"):
         with open(os.environ["CACPIPE_TEST_CALLS"], "a") as f:
             f.write(info.patient_id + "\n")
@@ -211,30 +212,16 @@ def threshold_analyse(volume, info, out_dir, settings):
     thirds = {"RCA": slice(0, nx // 3), "LAD": slice(nx // 3, 2 * nx // 3), "LCX": slice(2 * nx // 3, nx)}
     for a, sl in thirds.items():
         labels[:, :, sl][calcium[:, :, sl]] = CALCIUM_ID[a]
-    volume.with_array(labels).write(Path(out_dir) / "labels.nii.gz")
+    lab = volume.with_array(labels)
+    lab.write(Path(out_dir) / "labels.nii.gz")
     if info.patient_id == os.environ.get("CACPIPE_TEST_SLOW"):
         Path(os.environ["CACPIPE_TEST_MARKER"]).write_text(str(out_dir))
         time.sleep(120)  # killed here by the test
-    vv = volume.voxel_volume_mm3
-    arteries = {}
-    for a in ARTERIES:
-        m = labels == CALCIUM_ID[a]
-        n_les = int(ndimage.label(m, structure=np.ones((3, 3, 3)))[1])
-        arteries[a] = {"assessed": True, "calcium_volume_mm3": float(m.sum() * vv),
-                       "calcium_volume_ml": float(m.sum() * vv / 1000),
-                       "agatston": float(agatston_reference(hu, m, volume.spacing_zyx)), "lesions": n_les,
-                       "peak_hu": float(hu[m].max()) if m.any() else None, "mass_mg": None,
-                       "grade": "severe" if m.sum() else "none", "grade_probabilities": None}
-    tot_vol = sum(v["calcium_volume_mm3"] for v in arteries.values())
-    tot_ag = sum(v["agatston"] for v in arteries.values())
-    return {
-        "schema": "cacpipe.result/1", "status": "done", "study": info.to_dict(),
-        "pipeline": {"version": "test", "heart_method": "none", "model": {"name": "threshold-130", "is_demo": True},
-                     "device": "cpu", "settings": settings},
-        "flags": [],
-        "arteries": arteries,
-        "total": {"calcium_volume_mm3": tot_vol, "calcium_volume_ml": tot_vol / 1000, "agatston": tot_ag,
-                  "lesions": sum(v["lesions"] for v in arteries.values()), "category": ">400" if tot_ag > 400 else "",
-                  "cac_drs": "A3/N3", "vessels_with_calcium": 3, "mass_mg": None},
-        "outputs": {"labels": "labels.nii.gz"},
-    }
+    q = quantify(volume, lab)
+    result = StudyResult(
+        study=info, flags=list(series.flags), arteries=q.arteries, lesions=q.lesions,
+        pipeline={"version": "test", "heart_method": "none", "model": {"name": "threshold-130", "is_demo": True},
+                  "device": "cpu", "settings": settings.to_dict()},
+        outputs={"labels": "labels.nii.gz"})
+    result.set_grid(volume)
+    return finalise(result)

@@ -2,7 +2,7 @@
 
 import json
 
-from cacpipe.bench.runner import main
+from devtools.bench.runner import main
 
 
 def test_bench_runs_stages_in_processes_and_writes_the_report(tmp_path, capsys):

@@ -213,14 +213,16 @@ def test_severity_fit_cli(tmp_path):
 
 
 def test_cohort_rows_from_results_feed_evaluate(small_phantom, tmp_path):
-    from cacpipe.quant import finalise, quantify
     from cacpipe.quant.evaluate import evaluate, read_csv
-    from cacpipe.quant.table import cohort_row
+    from cacpipe.quant.quantify import quantify
+    from cacpipe.quant.validity import finalise
+    from cacpipe.record import StudyIdentity, StudyResult, cohort_row
 
     base = quantify(small_phantom.ct, small_phantom.labels)
     part = quantify(small_phantom.ct, small_phantom.labels, assessed={"LCX": False})
-    rows = [cohort_row(finalise({"status": "done", "study": {"patient_id": f"P{i}", "study_uid": f"1.{i}"}, **r}, []))
-            for i, r in enumerate([base, part])]
+    rows = [cohort_row(finalise(StudyResult(StudyIdentity(patient_id=f"P{i}", study_uid=f"1.{i}"),
+                                            arteries=q.arteries, lesions=q.lesions)))
+            for i, q in enumerate([base, part])]
     pd.DataFrame(rows).to_csv(tmp_path / "pred.csv", index=False)
     pd.DataFrame({"study_uid": ["1.0", "1.1"], "RCA_present": [1, 0], "LAD_present": [1, 1],
                   "LCX_present": [1, 1]}).to_csv(tmp_path / "ref.csv", index=False)

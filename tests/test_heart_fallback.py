@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 
 from cacpipe import flags as F
+from cacpipe.config import HeartMethod, HeartSettings, Settings
 from cacpipe.errors import ConfigError, ModelNotInstalledError
-from cacpipe.heart import Stage1Config, apply_crop, detect_contrast, heart_crop, uncrop_labels
+from cacpipe.heart import apply_crop, detect_contrast, heart_crop, uncrop_labels
 from cacpipe.heart.fallback import locate_heart
 from cacpipe.heart.qc import check_heart_mask
 from cacpipe.labels import CALCIUM_ID
 from cacpipe.phantom import PhantomConfig, generate
 from cacpipe.volume import Volume
 
-NO_WEIGHTS = Stage1Config(totalseg_home="/nonexistent-cacpipe-test-totalseg")  # auto -> fallback
+NO_WEIGHTS = HeartSettings(totalseg_home="/nonexistent-cacpipe-test-totalseg")  # auto -> fallback
 
 
 def _codes(res):
@@ -66,14 +67,14 @@ def test_auto_without_weights_uses_fallback_and_keeps_every_coronary_voxel(small
 ])
 def test_fallback_follows_other_anatomy(overrides):
     ph = generate(PhantomConfig.preset("small", **overrides))
-    res = heart_crop(ph.ct, Stage1Config(method="fallback"))
+    res = heart_crop(ph.ct, HeartSettings(method=HeartMethod.FALLBACK))
     assert res.method == "fallback" and F.FALLBACK_HEART_LOCATOR in _codes(res)
     _assert_crop_holds_truth(ph, res)
 
 
 def test_contrast_is_flagged_invalid():
     ph = generate(PhantomConfig.preset("small", contrast=True))
-    res = heart_crop(ph.ct, Stage1Config(method="fallback"))
+    res = heart_crop(ph.ct, HeartSettings(method=HeartMethod.FALLBACK))
     flag = next(f for f in res.flags if f.code == F.CONTRAST_SUSPECTED)
     assert flag.severity == "invalid" and res.info["blood_pool_hu"] > 250
     assert detect_contrast(ph.ct, ph.heart).code == F.CONTRAST_SUSPECTED
@@ -88,12 +89,12 @@ def test_qc_flags_without_crashing(small_phantom):
     ct = small_phantom.ct
     # Fewer slices than required, heart cut at the top of the scan.
     cut = Volume(ct.array[:50], ct.spacing_zyx, ct.origin_xyz)
-    res = heart_crop(cut, Stage1Config(method="fallback", min_slices=100))
+    res = heart_crop(cut, HeartSettings(method=HeartMethod.FALLBACK), min_slices=100)
     assert F.FEW_SLICES in _codes(res)
     assert F.HEART_AT_EDGE in _codes(res) or F.HEART_EMPTY in _codes(res)
     # No body at all: empty mask is a named, invalid flag and the whole scan is kept.
     air = Volume(np.full((20, 40, 40), -1000, np.int16), (2.0, 2.0, 2.0))
-    res = heart_crop(air, Stage1Config(method="fallback", min_slices=10))
+    res = heart_crop(air, HeartSettings(method=HeartMethod.FALLBACK), min_slices=10)
     assert F.HEART_EMPTY in _codes(res) and res.heart_mask.array.sum() == 0
     assert res.record.bbox_hi_zyx == res.record.resampled_shape_zyx
     assert next(f for f in res.flags if f.code == F.HEART_EMPTY).severity == "invalid"
@@ -108,20 +109,20 @@ def test_qc_flags_without_crashing(small_phantom):
 
 def test_explicit_totalsegmentator_without_weights_names_models_and_steps(small_phantom, tmp_path):
     with pytest.raises(ModelNotInstalledError) as exc:
-        heart_crop(small_phantom.ct, Stage1Config(method="totalsegmentator", totalseg_home=tmp_path))
+        heart_crop(small_phantom.ct, HeartSettings(method=HeartMethod.TOTALSEGMENTATOR, totalseg_home=str(tmp_path)))
     msg = str(exc.value)
     for s in ("Dataset298", "Dataset293", "totalseg_import_weights", str(tmp_path / "nnunet" / "results")):
         assert s in msg
     with pytest.raises(ModelNotInstalledError, match="Dataset297"):
-        heart_crop(small_phantom.ct, Stage1Config(method="totalsegmentator", fast=True, totalseg_home=tmp_path))
+        heart_crop(small_phantom.ct, HeartSettings(method=HeartMethod.TOTALSEGMENTATOR, fast=True, totalseg_home=str(tmp_path)))
     assert not (tmp_path / "nnunet").exists()  # nothing was created or downloaded
 
 
-def test_config_is_validated(small_phantom):
-    for bad in ({"method": "magic"}, {"device": "tpu"}, {"target_spacing_zyx": (0, 1, 1)},
-                {"padding_voxels": (-1, 0, 0)}):
+def test_config_is_validated():
+    for bad in ({"heart": {"method": "magic"}}, {"device": "tpu"}, {"heart": {"padding_voxels_zyx": [-1, 0, 0]}},
+                {"heart": {"margin_mm": -1}}, {"heart": {"padding_voxels_zyx": [1, 2]}}, {"heart": {"fast": "yes"}}):
         with pytest.raises(ConfigError):
-            heart_crop(small_phantom.ct, Stage1Config(**bad))
+            Settings().merged(bad)
 
 
 def test_cli_heart_writes_mask_crop_and_record(small_phantom, tmp_path):

@@ -14,12 +14,14 @@ import sys
 import numpy as np
 import pytest
 
+from cacpipe import env
 from cacpipe import flags as F
+from cacpipe.config import HeartMethod, HeartSettings
 from cacpipe.errors import ModelNotInstalledError
-from cacpipe.heart import Stage1Config, heart_crop, totalseg_status
+from cacpipe.heart import heart_crop, totalseg_status
 from cacpipe.heart import totalseg as ts
-from cacpipe.heart.standin import write_standin_home
 from cacpipe.volume import Volume
+from devtools.standin import write_standin_home
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +67,14 @@ def test_totalsegmentator_runs_offline_without_stats_and_restores_env(standin_ho
     monkeypatch.setenv("nnUNet_raw", "/our/stage2/raw")
     monkeypatch.delenv("nnUNet_preprocessed", raising=False)
     monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", "/somewhere/else")  # an explicit home must win
-    before = {k: os.environ.get(k) for k in (*ts.NNUNET_ENV, *ts.TOTALSEG_ENV)}
+    before = {k: os.environ.get(k) for k in (*env.NNUNET_PATHS, env.TOTALSEG_HOME, env.TOTALSEG_WEIGHTS)}
 
     from cacpipe.heart.stage1 import _choose_method
 
-    assert _choose_method(Stage1Config(totalseg_home=standin_home))[0] == "totalsegmentator"  # auto picks it
+    assert _choose_method(HeartSettings(totalseg_home=str(standin_home)))[0] == "totalsegmentator"  # auto picks it
     ct = _small_ct(small_phantom)
-    res = heart_crop(ct, Stage1Config(method="totalsegmentator", device="cpu", totalseg_home=standin_home,
-                                      min_slices=50))
+    res = heart_crop(ct, HeartSettings(method=HeartMethod.TOTALSEGMENTATOR, totalseg_home=str(standin_home)),
+                     device="cpu", min_slices=50)
 
     assert res.method == "totalsegmentator" and res.record.method == "totalsegmentator"
     codes = [f.code for f in res.flags]
@@ -107,6 +109,6 @@ def test_download_guard_refuses_missing_models(tmp_path):
 
 
 def test_auto_falls_back_when_weights_are_missing(small_phantom, tmp_path):
-    res = heart_crop(small_phantom.ct, Stage1Config(totalseg_home=tmp_path))
+    res = heart_crop(small_phantom.ct, HeartSettings(totalseg_home=str(tmp_path)))
     flag = next(f for f in res.flags if f.code == F.FALLBACK_HEART_LOCATOR)
     assert "Dataset298" in flag.message and "Dataset293" in flag.message

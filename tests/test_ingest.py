@@ -10,11 +10,10 @@ import pydicom
 import pytest
 from export_faults import tiny_config
 
+from cacpipe.config import AssemblySettings, SelectionSettings
 from cacpipe.errors import InputDataError
 from cacpipe.ingest import (
-    AssemblyOptions,
     FileHeader,
-    SelectionRules,
     Series,
     Study,
     discover,
@@ -52,12 +51,17 @@ def test_assembly_matches_phantom_voxels_and_geometry(tiny, tmp_path):
     ph, info = tiny
     studies, problems = group_studies(discover(Path(info["study_dir"]), tmp_path).headers)
     assert not problems and len(studies) == 1 and len(studies[0].series) == 3
-    sel = select_series(studies[0], SelectionRules(min_slices=20))
+    sel = select_series(studies[0], SelectionSettings(min_slices=20))
     assert sel.selected.series_description.endswith("STANDARD")  # soft kernel preferred over LUNG
-    vol = load_series(sel.selected)
+    loaded = load_series(sel.selected)
+    vol = loaded.volume
     assert np.array_equal(vol.array, ph.ct.array) and vol.array.dtype == np.int16
     assert vol.same_grid(ph.ct)
-    assert vol.meta["study"]["study_uid"] == info["study_uid"] and vol.meta["ingest_flags"] == []
+    assert loaded.identity.study_uid == info["study_uid"] and loaded.flags == []
+    # One source header per slice, in volume order, without pixel data (SEG/SR reference them).
+    assert len(loaded.sources) == vol.shape[0] and all("PixelData" not in ds for ds in loaded.sources)
+    z = [float(ds.ImagePositionPatient[2]) for ds in loaded.sources]
+    assert z == sorted(z) and loaded.instance_numbers[0] is not None
 
 
 def test_rescale_per_slice_and_file_order_do_not_matter(tiny, tmp_path):
@@ -71,7 +75,8 @@ def test_rescale_per_slice_and_file_order_do_not_matter(tiny, tmp_path):
             ds.RescaleSlope, ds.RescaleIntercept = "0.5", "-1000"
         ds.InstanceNumber = (k * 7) % 24 + 1
 
-    vol = load_series(_axial(tmp_path, tiny, edit))
+    loaded = load_series(_axial(tmp_path, tiny, edit))
+    vol = loaded.volume
     expected = np.maximum(ph.ct.array, -1000)  # the even slices cannot code below -1000 HU
     assert vol.array.dtype == np.float32
     odd = np.arange(vol.shape[0]) % 2 == (ph.ct.shape[0] - 1) % 2  # file k=0 is the top slice
@@ -84,12 +89,13 @@ def test_missing_slice_refused_or_interpolated(tiny, tmp_path):
     series = _axial(tmp_path, tiny, lambda ds, k: k != 10)  # file 10 = array slice 13
     with pytest.raises(InputDataError, match="1 slice\\(s\\) missing: gap of 4.00 mm"):
         load_series(series)
-    vol = load_series(series, AssemblyOptions(max_missing_slices=1))
+    loaded = load_series(series, AssemblySettings(max_missing_slices=1))
+    vol = loaded.volume
     assert vol.shape == ph.ct.shape and vol.same_grid(ph.ct)
     a = ph.ct.array.astype(np.float32)
     assert np.allclose(vol.array[13], np.maximum((a[12] + a[14]) / 2, -1024))
     assert np.array_equal(vol.array[12], a[12])
-    assert [f["code"] for f in vol.meta["ingest_flags"]] == ["missing_slices_interpolated"]
+    assert [f.code for f in loaded.flags] == ["missing_slices_interpolated"]
 
 
 def test_uneven_spacing_resampled_and_flagged(tiny, tmp_path):
@@ -98,8 +104,9 @@ def test_uneven_spacing_resampled_and_flagged(tiny, tmp_path):
         if k == 5:
             ds.ImagePositionPatient = [ds.ImagePositionPatient[0], ds.ImagePositionPatient[1], f"{z + 0.6:.4f}"]
 
-    vol = load_series(_axial(tmp_path, tiny, edit))
-    assert "uneven_slice_spacing" in [f["code"] for f in vol.meta["ingest_flags"]]
+    loaded = load_series(_axial(tmp_path, tiny, edit))
+    vol = loaded.volume
+    assert "uneven_slice_spacing" in [f.code for f in loaded.flags]
     assert vol.spacing_zyx[0] == pytest.approx(2.0) and vol.shape[0] == 24
 
 
@@ -110,8 +117,9 @@ def test_gantry_tilt_flagged_with_spacing_along_normal(tiny, tmp_path):
         ds.ImageOrientationPatient = ["1", "0", "0", "0", f"{np.cos(t):.6f}", f"{-np.sin(t):.6f}"]
         ds.GantryDetectorTilt = "12"
 
-    vol = load_series(_axial(tmp_path, tiny, edit))
-    flags = {f["code"]: f for f in vol.meta["ingest_flags"]}
+    loaded = load_series(_axial(tmp_path, tiny, edit))
+    vol = loaded.volume
+    flags = {f.code: f.to_dict() for f in loaded.flags}
     assert "gantry_tilt" in flags and "12.0 deg" in flags["gantry_tilt"]["message"]
     assert vol.spacing_zyx[0] == pytest.approx(2.0 * np.cos(t), rel=1e-4)
     d = np.asarray(vol.direction).reshape(3, 3)
@@ -175,10 +183,10 @@ def test_selection_preference_and_configurable_thresholds():
     sel = select_series(study)
     assert sel.selected is soft_3mm  # soft kernel, spacing closest to 3 mm
     assert all("another series preferred" in r for _, r in sel.skipped)
-    assert select_series(study, SelectionRules(preferred_spacing_mm=1.0)).selected is soft_thin
-    assert select_series(study, SelectionRules(preferred_kernel="B70")).selected is sharp
-    assert select_series(study, SelectionRules(min_slices=200)).selected is soft_thin
-    assert select_series(study, SelectionRules(max_spacing_mm=2.5)).selected is soft_thin
+    assert select_series(study, SelectionSettings(preferred_spacing_mm=1.0)).selected is soft_thin
+    assert select_series(study, SelectionSettings(preferred_kernel="B70")).selected is sharp
+    assert select_series(study, SelectionSettings(min_slices=200)).selected is soft_thin
+    assert select_series(study, SelectionSettings(max_spacing_mm=2.5)).selected is soft_thin
 
 
 @pytest.mark.parametrize("name, bad", [
@@ -207,7 +215,8 @@ def test_zip_members_never_leave_the_workdir(tiny, tmp_path):
     d = discover(tmp_path / "export", work)
     assert len(d.headers) == len(files) and {h.path for h in d.headers} == {str(z)}  # read in place
     assert not work.exists() or {p.name[:7] for p in work.iterdir()} == {"nested-"}  # nothing but the inner zip
-    vol = load_series(group_studies(d.headers)[0][0].series[0])
+    loaded = load_series(group_studies(d.headers)[0][0].series[0])
+    vol = loaded.volume
     assert np.array_equal(vol.array, tiny[0].ct.array)
     assert {p.reason.split(" (")[0] for p in d.problems} == {"zip-slip member name rejected"}
     assert any("nested/inner.zip!../../inner-evil.dcm" in p.source for p in d.problems)
@@ -248,21 +257,34 @@ def test_preamble_less_files_and_repeated_instances(tiny, tmp_path):
     assert len(d.headers) == 25 and not d.problems
     series = group_studies(d.headers)[0][0].series[0]
     assert series.n_files == 24 and series.duplicates_dropped == 1
-    vol = load_series(series)
+    loaded = load_series(series)
+    vol = loaded.volume
     assert np.array_equal(vol.array, ph.ct.array) and vol.same_grid(ph.ct)
-    assert [f["code"] for f in vol.meta["ingest_flags"]] == ["duplicate_instances"]
+    assert [f.code for f in loaded.flags] == ["duplicate_instances"]
 
 
-def test_study_info_reads_source_datasets_from_zip(tiny, tmp_path):
-    from cacpipe.ingest import StudyInfo
+def test_sources_read_once_from_zip_and_read_ct_is_the_scan_door(tiny, tmp_path):
+    from cacpipe.ingest import read_ct
 
-    _, info = tiny
+    ph, info = tiny
     files = sorted(Path(info["series"]["axial"]["dir"]).iterdir())
     with zipfile.ZipFile(tmp_path / "s.zip", "w") as zf:
         for f in files:
             zf.write(f, f"x/{f.name}")
     series = group_studies(discover(tmp_path / "s.zip", tmp_path / "w").headers)[0][0].series[0]
-    si = StudyInfo.from_series(series)
-    dss = si.read_datasets()
-    assert len(dss) == 24 and {d.SOPInstanceUID for d in dss} == {h.sop_instance_uid for h in series.files}
-    assert si.files[0].startswith(f"{tmp_path / 's.zip'}!x/") and "files" not in si.to_dict()
+    loaded = load_series(series)
+    assert len(loaded.sources) == 24 and {d.SOPInstanceUID for d in loaded.sources} == {h.sop_instance_uid for h in series.files}
+    assert loaded.source_files[0].startswith(f"{tmp_path / 's.zip'}!x/")
+    # read_ct: the same voxels from the zip, the folder, and a NIfTI copy.
+    from cacpipe.config import Settings
+
+    rules = Settings().merged({"selection": {"min_slices": 20}})
+    for src in (tmp_path / "s.zip", Path(info["series"]["axial"]["dir"])):
+        got = read_ct(src, rules)
+        assert np.array_equal(got.volume.array, ph.ct.array) and got.identity.study_uid == info["study_uid"]
+    nii = ph.ct.write(tmp_path / "P1_0000.nii.gz")
+    img = read_ct(nii, patient_id=None)
+    assert np.array_equal(img.volume.array, ph.ct.array) and img.identity.patient_id == "P1"
+    assert img.sources is None and img.identity.input_kind == "image"
+    with pytest.raises(InputDataError, match="no scorable CT series"):
+        read_ct(src)  # 24 slices < the default 100

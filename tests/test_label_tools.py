@@ -285,8 +285,11 @@ def test_dicom_series_folder_as_ct_uses_the_sorted_stack(small_phantom_dir, tmp_
     out, rep = convert_case(tmp_path / "d.con", series)
     assert out.same_grid(lab, tol=1e-3) and np.array_equal(out.array, lab.array)
     assert rep["slice_order_check"]["fraction_ge_130"] == 1.0
-    with pytest.raises(InputDataError, match="no DICOM series"):
-        read_image(series.parent)
+    # The whole study folder (axial + localizer) reads as the series `cacpipe scan` would score.
+    whole = read_image(series.parent)
+    assert whole.same_grid(lab, tol=1e-3)
+    with pytest.raises(InputDataError, match="no DICOM study"):
+        read_image(tmp_path)
 
 
 def test_cases_csv_is_validated(tmp_path):

@@ -13,10 +13,13 @@ from click.testing import CliRunner
 
 from cacpipe import flags as F
 from cacpipe.cli import cli
+from cacpipe.config import Settings
+from cacpipe.ingest import LoadedSeries
 from cacpipe.labels import ARTERIES, ARTERY_ID, CALCIUM_ID
 from cacpipe.phantom import PhantomConfig, generate
 from cacpipe.pipeline import analyse_series
-from cacpipe.quant import quantify
+from cacpipe.quant.quantify import quantify
+from cacpipe.record import StudyIdentity
 from cacpipe.volume import Volume
 
 pytestmark = pytest.mark.xdist_group("pipeline")
@@ -54,8 +57,8 @@ def test_result_numbers_match_the_written_label_map_on_the_original_grid(demo_ru
         study = result_path.parent
         result = json.loads(result_path.read_text())
         labels = Volume.read(study / "labels.nii.gz")
-        assert tuple(result["study"]["shape_zyx"]) == labels.shape
-        assert np.allclose(result["study"]["spacing_zyx"], labels.spacing_zyx)
+        assert tuple(result["ct"]["shape_zyx"]) == labels.shape
+        assert np.allclose(result["ct"]["spacing_zyx"], labels.spacing_zyx)
         # the map is on the acquired grid; re-quantifying it with the CT reproduces the result
         truth = json.loads((out / "truth" / f"{result['study']['patient_id']}.json").read_text())
         ph = generate(PhantomConfig(**{k: v for k, v in truth["config"].items() if k != "plaques"},
@@ -63,9 +66,9 @@ def test_result_numbers_match_the_written_label_map_on_the_original_grid(demo_ru
         assert ph.ct.same_grid(labels, tol=1e-3)
         again = quantify(ph.ct, labels)
         for a in ARTERIES:
-            assert result["arteries"][a]["agatston"] == pytest.approx(again["arteries"][a]["agatston"])
-            assert result["arteries"][a]["calcium_volume_mm3"] == pytest.approx(
-                again["arteries"][a]["calcium_volume_mm3"])
+            assert result["arteries"][a]["agatston"] == pytest.approx(again.arteries[a].agatston)
+            assert result["arteries"][a]["calcium_volume_mm3"] == pytest.approx(again.arteries[a].calcium_volume_mm3)
+        assert [les["name"] for les in result["lesions"]] == [les.name for les in again.lesions]
         # the segmentation lies on the phantom's coronary arteries, not elsewhere
         whole = np.isin(labels.array, [ARTERY_ID[a] for a in ARTERIES] + [CALCIUM_ID[a] for a in ARTERIES])
         truth_whole = np.isin(ph.labels.array, list(range(1, 7)))
@@ -88,11 +91,11 @@ def test_calcium_found_in_the_calcified_phantom_and_total_is_consistent(demo_run
 
 def test_contrast_scan_is_flagged_and_agatston_marked_invalid(tmp_path):
     ph = generate(PhantomConfig.preset("small", contrast=True, seed=4))
-    ct = ph.ct
-    result = analyse_series(ct, None, tmp_path, {"review": False})
-    codes = {f["code"] for f in result["flags"]}
+    series = LoadedSeries(ph.ct, StudyIdentity(patient_id="C1", study_uid="1.2.3"))
+    result = analyse_series(series, tmp_path, Settings().merged({"review": {"enabled": False}}))
+    codes = {f.code for f in result.flags}
     assert F.CONTRAST_SUSPECTED in codes
-    assert result["total"]["agatston_valid"] is False and result["total"]["category"] is None
+    assert result.total.agatston_valid is False and result.total.category is None
     assert (tmp_path / "labels.nii.gz").exists() and (tmp_path / "crop.json").exists()
 
 

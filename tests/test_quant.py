@@ -14,17 +14,31 @@ from cacpipe import flags as F
 from cacpipe.errors import ConfigError, GeometryError, InputDataError
 from cacpipe.labels import ARTERIES, ARTERY_ID, CALCIUM_ID
 from cacpipe.phantom import PhantomConfig, agatston_reference, generate, ground_truth
-from cacpipe.quant import (
-    SeverityModel,
-    agatston_scores,
-    cac_drs,
-    calcium_stats,
-    category,
-    finalise,
-    quality_flags,
-    quantify,
-)
+from cacpipe.quant import validity
+from cacpipe.quant.agatston import agatston_scores, calcium_stats
+from cacpipe.quant.categories import cac_drs, category
+from cacpipe.quant.quality import quality_flags
+from cacpipe.quant.quantify import quantify as _quantify
+from cacpipe.quant.severity import SeverityModel
+from cacpipe.record import StudyResult
 from cacpipe.volume import Volume
+
+
+# The tests below read numbers in their result.json form (the schema users and evaluate read).
+def quantify(ct, labels, **kw) -> dict:
+    """The ``arteries`` and ``total`` parts of result.json for ``ct`` and ``labels``."""
+    from dataclasses import asdict
+
+    q = _quantify(ct, labels, **kw)
+    return {"arteries": {a: asdict(r) for a, r in q.arteries.items()}, "total": asdict(validity.total_of(q.arteries))}
+
+
+def finalise(res: dict, flags) -> dict:
+    """result.json after every flag (those of ``res`` and ``flags``) was applied once."""
+    r = StudyResult.from_json({"status": res.get("status", "done"), "study": res.get("study"),
+                               "arteries": res["arteries"],
+                               "flags": [*res.get("flags", []), *(f.to_dict() for f in flags)]})
+    return validity.finalise(r).to_json()
 
 
 def _lesion(hu_value: float, pixels: int, spacing=(3.0, 1.0, 1.0), slices: int = 1):
@@ -322,11 +336,11 @@ def test_label_map_checks_and_mask_dict(small_phantom):
 
 
 def test_cohort_row_keeps_nulls(small_phantom):
-    from cacpipe.quant.table import COHORT_COLUMNS, cohort_row
+    from cacpipe.record import COHORT_COLUMNS, cohort_row
 
     res = finalise({"status": "done", "study": {"patient_id": "P1", "study_uid": "1.2"},
                     **quantify(small_phantom.ct, small_phantom.labels, assessed={"LCX": False})}, [])
-    row = cohort_row(res)
+    row = cohort_row(StudyResult.from_json(res))
     assert list(row) == list(COHORT_COLUMNS)
     assert row["LCX_agatston"] is None and row["RCA_agatston"] > 0 and row["category"] is None
     assert row["flags"] == F.NOT_ASSESSABLE

@@ -144,9 +144,10 @@ def colour_pixels(img: np.ndarray, rgb, tol: int = 40) -> int:
 @pytest.fixture(scope="module")
 def reviewed(tmp_path_factory):
     """Two reviewed studies in one results folder (one with a hostile PatientName) and the index."""
+    from cacpipe.config import ReviewSettings
     from cacpipe.phantom import PatientInfo, PhantomConfig
     from cacpipe.phantom.writer import write_phantom
-    from cacpipe.review import ReviewOptions, build_index, build_review
+    from cacpipe.review import build_index, build_review
     from cacpipe.volume import Volume
 
     root = tmp_path_factory.mktemp("review_browser")
@@ -157,9 +158,9 @@ def reviewed(tmp_path_factory):
         _, truth = write_phantom(cfg, root / f"ph{i}", PatientInfo(patient_id=pid, patient_name=name), dicom=i == 0)
         if i:
             truth["dicom"] = {"study_uid": "1.2.3.4.5", "series": {"axial": {"uid": "1.2.3.4.5.6"}}}
-        res = result_from_truth(truth, pid, name)
         ct, lab = Volume.read(root / f"ph{i}" / "ct.nii.gz"), Volume.read(root / f"ph{i}" / "labels.nii.gz")
-        opts = ReviewOptions(burned_in_fields=("anon_id", "study_date", "patient_name"), dicom=False)
+        res = result_from_truth(truth, pid, name, ct=ct, labels=lab)
+        opts = ReviewSettings(fields=("anon_id", "study_date", "patient_name"), dicom=False)
         build_review(results / f"study{i}", ct, lab, res, axial_datasets(truth) if i == 0 else None, opts)
         studies.append(res)
     build_index(results)
@@ -202,7 +203,7 @@ def test_study_page_renders_escapes_and_toggles(reviewed):
             " r.dispatchEvent(new Event('input')); })()")
     assert page.js("document.getElementById('slice-info').textContent") != info0
     n = page.js("document.querySelectorAll('button[data-slice]').length")
-    assert n == studies[0]["total"]["lesions"]
+    assert n == studies[0].total.lesions
     page.js("document.querySelectorAll('button[data-slice]')[1].click()")
     name = page.js("document.querySelectorAll('button[data-slice]')[1].textContent").split(" (")[0]
     assert name in page.js("document.getElementById('slice-info').textContent")
@@ -244,7 +245,7 @@ def test_rating_form_downloads_csv_and_index_gathers(reviewed):
     with path.open(newline="", encoding="utf-8") as fh:
         assert tuple(next(csv.reader(fh))) == RATING_COLUMNS
     assert {r["artery"]: r["rating"] for r in rows} == ratings
-    study = studies[0]["study"]
+    study = studies[0].study.to_dict()
     assert all(r["rater"] == "R1" and r["patient_id"] == study["patient_id"] and r["study_uid"] == study["study_uid"]
                for r in rows)
     assert next(r for r in rows if r["artery"] == "LAD")["comment"] == comments["LAD"]  # CSV quoting round trip
@@ -260,6 +261,6 @@ def test_rating_form_downloads_csv_and_index_gathers(reviewed):
     assert page.js("document.querySelectorAll('tr[data-study]').length") == 2
     assert HOSTILE_NAME in page.js("document.body.textContent")  # shown as text (allowed field)
     r1 = list(csv.DictReader(io.StringIO(page.js("window.cacpipeIndex.csv('R1')"))))
-    assert len(r1) == 5 and {r["study_uid"] for r in r1} == {s["study"]["study_uid"] for s in studies}
+    assert len(r1) == 5 and {r["study_uid"] for r in r1} == {s.study.study_uid for s in studies}
     everyone = list(csv.DictReader(io.StringIO(page.js("window.cacpipeIndex.csv('')"))))
     assert {r["rater"] for r in everyone} == {"R1", "R2"} and len(everyone) == 6

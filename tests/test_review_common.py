@@ -8,6 +8,8 @@ import pydicom
 
 from cacpipe.flags import Flag
 from cacpipe.labels import ARTERIES
+from cacpipe.quant.lesions import find_lesions
+from cacpipe.record import StudyResult
 
 HOSTILE_NAME = "<script>alert(1)</script>^<b>X</b>"
 
@@ -16,8 +18,10 @@ def grade_of(volume_mm3: float) -> str:
     return "none" if volume_mm3 == 0 else "mild" if volume_mm3 < 30 else "moderate" if volume_mm3 < 100 else "severe"
 
 
-def result_from_truth(truth: dict, patient_id: str, patient_name: str, study_date: str = "20260105") -> dict:
-    """A per-study result (docs/ARCHITECTURE.md schema) built from phantom ground truth."""
+def result_from_truth(truth: dict, patient_id: str, patient_name: str, study_date: str = "20260105",
+                      ct=None, labels=None) -> StudyResult:
+    """A per-study result (docs/ARCHITECTURE.md schema) built from phantom ground truth; with the
+    phantom's ``ct`` and ``labels`` its lesion list too (as quantification would find them)."""
     arts = {}
     for a in ARTERIES:
         t = truth["arteries"][a]
@@ -28,8 +32,9 @@ def result_from_truth(truth: dict, patient_id: str, patient_name: str, study_dat
     tot = truth["total"]
     flags = [Flag("demo_model_not_for_clinical_use", "Synthetic <phantom> result", "info").to_dict(),
              Flag("valve_calcium_suspected", "Aortic valve calcium near the LAD ostium", "warning", "LAD").to_dict()]
-    return {
-        "schema": "cacpipe.result/1", "status": "done",
+    lesions = [] if ct is None else [les.to_dict() for les in find_lesions(ct.array, labels.array, ct.spacing_zyx)[0]]
+    return StudyResult.from_json({
+        "status": "done", "lesions": lesions,
         "study": {"patient_id": patient_id, "patient_name": patient_name, "study_uid": truth["dicom"]["study_uid"],
                   "study_date": study_date, "accession": "ACC0001", "series_uid": truth["dicom"]["series"]["axial"]["uid"],
                   "series_description": "Thorax 2mm STANDARD", "manufacturer": "GE MEDICAL SYSTEMS"},
@@ -40,7 +45,7 @@ def result_from_truth(truth: dict, patient_id: str, patient_name: str, study_dat
                   "agatston": tot["agatston"], "lesions": tot["lesions"], "category": "101-400", "cac_drs": "A1/N3",
                   "vessels_with_calcium": 3, "mass_mg": None},
         "outputs": {"labels": "labels.nii.gz"},
-    }
+    })
 
 
 def axial_datasets(truth: dict) -> list[pydicom.Dataset]:

@@ -12,9 +12,11 @@ from click.testing import CliRunner
 from PIL import Image
 from test_review_common import HOSTILE_NAME, axial_datasets, result_from_truth
 
+from cacpipe.config import ReviewSettings
 from cacpipe.errors import ConfigError, GeometryError
 from cacpipe.labels import ARTERIES, ARTERY_COLOURS, CALCIUM_COLOUR, CALCIUM_ID, LABEL_CLASSES
-from cacpipe.review import ReviewOptions, anonymised_id, build_review
+from cacpipe.record import ArteryResult, StudyResult
+from cacpipe.review import anonymised_id, build_review
 from cacpipe.volume import Volume
 
 SEG_UID = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -35,10 +37,10 @@ def study(tmp_path_factory):
     _, truth = write_phantom(PhantomConfig.preset("small"), root / "ph",
                              PatientInfo(patient_id="PID-77", patient_name=HOSTILE_NAME))
     ct, labels = Volume.read(root / "ph" / "ct.nii.gz"), Volume.read(root / "ph" / "labels.nii.gz")
-    result = result_from_truth(truth, "PID-77", HOSTILE_NAME)
+    result = result_from_truth(truth, "PID-77", HOSTILE_NAME, ct=ct, labels=labels)
     sources = axial_datasets(truth)
     agreement = (labels.array > 0).astype(np.float32) * 0.8
-    out = build_review(root / "out", ct, labels, result, sources, ReviewOptions(agreement=agreement))
+    out = build_review(root / "out", ct, labels, result, sources, ReviewSettings(), agreement=agreement)
     return root, truth, ct, labels, result, sources, out
 
 
@@ -52,7 +54,7 @@ def test_overlay_pngs_show_every_lesion_in_label_colours(study):
     # every lesion's best slice has a PNG, and each PNG shows calcium blue and at least one artery colour
     shown = {int(Path(p).stem.split("_")[1]) for p in out["overlays"][1:]}
     assert {les["slice"] for les in review["lesions"]} <= shown
-    px = ReviewOptions().display_px
+    px = ReviewSettings().display_px
     top = 26 + 20  # header bar + panel title
     for rel in out["overlays"]:
         img = np.asarray(Image.open(d / rel).convert("RGB")).astype(int)
@@ -74,19 +76,19 @@ def test_burned_in_text_defaults_to_anonymised_id(study, tmp_path):
     root, _, ct, labels, result, _, _ = study
     from cacpipe.review.options import display_items
 
-    items = dict(display_items(result["study"], ReviewOptions()))
+    items = dict(display_items(result.study.to_dict(), ReviewSettings().fields))
     assert items == {"Anon ID": anonymised_id("PID-77"), "Study date": "2026-01-05"}
     assert anonymised_id("PID-77") != anonymised_id("PID-77", "salt") and "PID-77" not in anonymised_id("PID-77")
     html = (root / "out" / "review.html").read_text()
     assert "PID-77" not in html.split('id="review-data"')[0]  # not displayed (kept only for the ratings CSV)
     assert "alert(1)" not in html  # patient name not allowed by default: absent entirely
-    with pytest.raises(ConfigError, match="unknown display field"):
-        ReviewOptions(burned_in_fields=("birth_date",))
+    with pytest.raises(ConfigError, match="unknown field"):
+        ReviewSettings(fields=("birth_date",))
 
 
 def test_hostile_patient_name_is_escaped_when_shown(study, tmp_path):
     _, _, ct, labels, result, _, _ = study
-    build_review(tmp_path, ct, labels, result, None, ReviewOptions(burned_in_fields=("patient_name",)))
+    build_review(tmp_path, ct, labels, result, None, ReviewSettings(fields=("patient_name",)))
     html = (tmp_path / "review.html").read_text()
     assert "<script>alert(1)" not in html and "<b>X</b>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;^&lt;b&gt;X&lt;/b&gt;" in html
@@ -139,7 +141,7 @@ def test_sr_tid1500_has_per_artery_numbers_and_references_seg(study):
         assert vals["Volume"][1] == "mm3"
         assert vals["Calcium score"][0] == pytest.approx(truth["arteries"][a]["agatston"], rel=1e-6)
         grade = [q.value.meaning.lower() for q in g.get_qualitative_evaluations()]
-        assert grade == [result["arteries"][a]["grade"]]
+        assert grade == [result.arteries[a].grade]
 
 
 def test_sc_images_carry_identifiers_and_overlay_pixels(study):
@@ -155,10 +157,10 @@ def test_sc_images_carry_identifiers_and_overlay_pixels(study):
 
 def test_no_sources_skips_dicom_and_misordered_sources_fail(study, tmp_path):
     _, _, ct, labels, result, sources, _ = study
-    out = build_review(tmp_path / "a", ct, labels, result, None, ReviewOptions())
+    out = build_review(tmp_path / "a", ct, labels, result, None, ReviewSettings())
     assert "seg" not in out and "SEG" in out["dicom_skipped"] and not (tmp_path / "a" / "dicom").exists()
     with pytest.raises(GeometryError, match="order or position"):
-        build_review(tmp_path / "b", ct, labels, result, sources[::-1], ReviewOptions())
+        build_review(tmp_path / "b", ct, labels, result, sources[::-1], ReviewSettings())
 
 
 def test_cli_build_from_dicom_folder_and_index(study, tmp_path):
@@ -166,7 +168,7 @@ def test_cli_build_from_dicom_folder_and_index(study, tmp_path):
 
     root, truth, _, _, result, _, _ = study
     (tmp_path / "s1").mkdir()
-    (tmp_path / "s1" / "result.json").write_text(json.dumps(result))
+    result.save(tmp_path / "s1" / "result.json")
     series_dir = truth["dicom"]["study_dir"]  # axial + localizer: the localizer is ignored
     r = CliRunner().invoke(cli, ["review", "build", str(tmp_path / "s1"), "--ct", series_dir,
                                  "--labels", str(root / "ph" / "labels.nii.gz"), "--show", "anon_id"])
@@ -176,7 +178,7 @@ def test_cli_build_from_dicom_folder_and_index(study, tmp_path):
     assert r.exit_code == 0 and "s1/review.html" in (tmp_path / "index.html").read_text()
     r = CliRunner().invoke(cli, ["review", "build", str(tmp_path / "s2"), "--ct", series_dir,
                                  "--labels", str(root / "ph" / "labels.nii.gz")])
-    assert r.exit_code != 0 and "result JSON not found" in r.output
+    assert r.exit_code != 0 and "result file not found" in r.output
 
 
 def test_not_assessed_artery_has_no_numbers_in_sr(study):
@@ -186,9 +188,8 @@ def test_not_assessed_artery_has_no_numbers_in_sr(study):
 
     root, _, _, _, result, sources, out = study
     seg = pydicom.dcmread(root / "out" / out["seg"], stop_before_pixels=True)
-    res = json.loads(json.dumps(result))
-    res["arteries"]["LCX"] = {"assessed": False, "calcium_volume_mm3": None, "agatston": None, "lesions": None,
-                              "grade": None}
+    res = StudyResult.from_json(result.to_json())
+    res.arteries["LCX"] = ArteryResult.not_assessed()
     sr = hd.sr.Comprehensive3DSR.from_dataset(make_sr(res, seg, sources, 9102))
     groups = {g.finding_sites[0].value.meaning: g for g in sr.content.get_volumetric_roi_measurement_groups()}
     assert groups["Circumflex Coronary Artery"].get_measurements() == []
@@ -199,12 +200,13 @@ def test_study_without_calcium_or_labels(tmp_path):
     from cacpipe.phantom import PhantomConfig, generate
 
     ph = generate(PhantomConfig.preset("small", plaques=()))
-    res = {"status": "done", "study": {"patient_id": "P0", "study_uid": "1.2.3"},
-           "arteries": {a: {"assessed": True, "calcium_volume_mm3": 0.0, "agatston": 0.0, "lesions": 0, "grade": "none"}
-                        for a in ARTERIES}, "total": {"agatston": 0.0, "calcium_volume_mm3": 0.0}, "flags": []}
-    out = build_review(tmp_path / "a", ph.ct, ph.labels, res, None, ReviewOptions())
+    res = StudyResult.from_json({
+        "status": "done", "study": {"patient_id": "P0", "study_uid": "1.2.3"},
+        "arteries": {a: {"assessed": True, "calcium_volume_mm3": 0.0, "agatston": 0.0, "lesions": 0, "grade": "none"}
+                     for a in ARTERIES}, "total": {"agatston": 0.0, "calcium_volume_mm3": 0.0}, "flags": []})
+    out = build_review(tmp_path / "a", ph.ct, ph.labels, res, None, ReviewSettings())
     assert out["overlays"] == ["overlays/summary.png"]
     assert "No calcified lesions found." in (tmp_path / "a" / "review.html").read_text()
     empty = ph.labels.with_array(np.zeros_like(ph.labels.array))
-    out = build_review(tmp_path / "b", ph.ct, empty, res, None, ReviewOptions(html_max_slices=10))
+    out = build_review(tmp_path / "b", ph.ct, empty, res, None, ReviewSettings(html_max_slices=10))
     assert (tmp_path / "b" / "review.html").read_text().count('"grey": "data:image/png') == 10

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from test_review_common import axial_datasets, result_from_truth
 
+from cacpipe.config import ReviewSettings
 from cacpipe.errors import ConfigError
-from cacpipe.review import ReviewOptions, build_review, parse_target, send_outputs
+from cacpipe.review import build_review, parse_target, send_outputs
 from cacpipe.review.send import SendError
 from cacpipe.volume import Volume
 
@@ -27,8 +28,8 @@ def outputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("review_send")
     _, truth = write_phantom(PhantomConfig.preset("small"), root / "ph")
     ct, labels = Volume.read(root / "ph" / "ct.nii.gz"), Volume.read(root / "ph" / "labels.nii.gz")
-    out = build_review(root / "out", ct, labels, result_from_truth(truth, "PHANTOM0001", "PHANTOM^ALPHA"),
-                       axial_datasets(truth), ReviewOptions(max_slices=2))
+    out = build_review(root / "out", ct, labels, result_from_truth(truth, "PHANTOM0001", "PHANTOM^ALPHA", ct=ct, labels=labels),
+                       axial_datasets(truth), ReviewSettings(max_slices=2))
     return [root / "out" / out["seg"], root / "out" / out["sr"], *(root / "out" / p for p in out["sc"])]
 
 

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from export_faults import MIN_SLICES, build_faulty_export, threshold_analyse
 
+from cacpipe.config import Settings
 from cacpipe.errors import ConfigError
-from cacpipe.ingest import SelectionRules
 from cacpipe.scan import LOCK, run_scan
 from cacpipe.units import CALCIUM_THRESHOLD_HU
 from cacpipe.volume import Volume
 
-RULES = SelectionRules(min_slices=MIN_SLICES)
+RULES = Settings().merged({"selection": {"min_slices": MIN_SLICES}})
 DONE = {"P01GOOD", "P02ZIP", "P03DIR", "P05DUP", "P09FALL"}
 FAILED = {"P04MISS", "P06TRUNC"}
 
@@ -34,7 +34,7 @@ def faulty(tmp_path_factory):
 def reference(faulty, tmp_path_factory):
     """One serial scan of the faulty export (shared by the tests below)."""
     out = tmp_path_factory.mktemp("scan_ref") / "out"
-    summary = run_scan(faulty.root, out, analyse=threshold_analyse, rules=RULES, progress=False)
+    summary = run_scan(faulty.root, out, analyse=threshold_analyse, settings=RULES, progress=False)
     return out, summary
 
 
@@ -105,20 +105,20 @@ def test_rerun_redoes_only_failed_and_changed(faulty, reference, tmp_path, monke
     out, _ = reference
     calls = tmp_path / "calls.txt"
     monkeypatch.setenv("CACPIPE_TEST_CALLS", str(calls))
-    s = run_scan(faulty.root, out, analyse=threshold_analyse, rules=RULES, progress=False)
+    s = run_scan(faulty.root, out, analyse=threshold_analyse, settings=RULES, progress=False)
     assert (s.up_to_date, s.processed, s.failed) == (5, 2, 2)
     assert not calls.exists()  # the two failures fail in assembly, before analysis
     # A changed input file is redone, the rest is not.
     f = sorted((faulty.root / "P01GOOD").rglob("002_axial/*.dcm"))[0]
     os.utime(f, ns=(time.time_ns(), time.time_ns() + 10**9))
-    s = run_scan(faulty.root, out, analyse=threshold_analyse, rules=RULES, progress=False)
+    s = run_scan(faulty.root, out, analyse=threshold_analyse, settings=RULES, progress=False)
     assert calls.read_text().split() == ["P01GOOD"] and s.up_to_date == 4
     assert _by_patient(out)["P01GOOD"]["status"] == "done"
 
 
 def test_analysis_exception_is_one_line_and_batch_goes_on(faulty, tmp_path, monkeypatch):
     monkeypatch.setenv("CACPIPE_TEST_FAIL", "P02ZIP")
-    s = run_scan(faulty.root, tmp_path / "out", analyse=threshold_analyse, rules=RULES, progress=False)
+    s = run_scan(faulty.root, tmp_path / "out", analyse=threshold_analyse, settings=RULES, progress=False)
     e = _by_patient(tmp_path / "out")["P02ZIP"]
     assert e["status"] == "failed" and e["reason"] == "RuntimeError: synthetic analysis failure second line"
     assert "Traceback" in e["detail"] and s.done == 4 and s.failed == 3
@@ -130,7 +130,7 @@ def test_concurrent_scan_refused(faulty, tmp_path):
     out.mkdir()
     (out / LOCK).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
     with pytest.raises(ConfigError, match="another cacpipe scan"):
-        run_scan(faulty.root, out, analyse=threshold_analyse, rules=RULES, progress=False)
+        run_scan(faulty.root, out, analyse=threshold_analyse, settings=RULES, progress=False)
 
 
 def test_kill_and_resume(faulty, reference, tmp_path, monkeypatch):
@@ -138,9 +138,9 @@ def test_kill_and_resume(faulty, reference, tmp_path, monkeypatch):
     tests_dir, repo = Path(__file__).parent, Path(__file__).parents[1]
     script = (f"import sys; sys.path[:0] = [{str(repo)!r}, {str(tests_dir)!r}]\n"
               "from export_faults import threshold_analyse, MIN_SLICES\n"
-              "from cacpipe.ingest import SelectionRules\nfrom cacpipe.scan import run_scan\n"
+              "from cacpipe.config import Settings\nfrom cacpipe.scan import run_scan\n"
               f"run_scan({str(faulty.root)!r}, {str(out)!r}, analyse=threshold_analyse, "
-              "rules=SelectionRules(min_slices=MIN_SLICES), progress=False)\n")
+              "settings=Settings().merged({'selection': {'min_slices': MIN_SLICES}}), progress=False)\n")
     env = {**os.environ, "CACPIPE_TEST_SLOW": "P03DIR", "CACPIPE_TEST_MARKER": str(marker)}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     try:
@@ -162,7 +162,7 @@ def test_kill_and_resume(faulty, reference, tmp_path, monkeypatch):
 
     calls = tmp_path / "calls.txt"
     monkeypatch.setenv("CACPIPE_TEST_CALLS", str(calls))
-    s = run_scan(faulty.root, out, analyse=threshold_analyse, rules=RULES, progress=False)
+    s = run_scan(faulty.root, out, analyse=threshold_analyse, settings=RULES, progress=False)
     assert sorted(calls.read_text().split()) == ["P03DIR", "P05DUP", "P09FALL"]
     assert (s.up_to_date, s.done, s.failed) == (2, 3, 2)
     assert not half.exists() and not (out / LOCK).exists()
@@ -180,7 +180,7 @@ def _same_outputs(a: Path, b: Path) -> None:
 
 
 def test_jobs_processes_same_as_serial(faulty, reference, tmp_path):
-    s = run_scan(faulty.root, tmp_path / "out", analyse=threshold_analyse, rules=RULES, jobs=2, progress=False)
+    s = run_scan(faulty.root, tmp_path / "out", analyse=threshold_analyse, settings=RULES, jobs=2, progress=False)
     assert (s.done, s.failed, s.skipped) == (5, 2, 2)
     workers = {e.get("worker") for e in _manifest(tmp_path / "out")["studies"].values() if e["status"] == "done"}
     assert str(os.getpid()) not in {w.split(":")[-1] for w in workers}  # ran in worker processes
@@ -191,7 +191,7 @@ def test_dask_cluster_same_as_local(faulty, reference, tmp_path):
     from dask.distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        s = run_scan(faulty.root, tmp_path / "out", analyse=threshold_analyse, rules=RULES,
+        s = run_scan(faulty.root, tmp_path / "out", analyse=threshold_analyse, settings=RULES,
                      scheduler=cluster.scheduler_address, progress=False)
     assert (s.done, s.failed, s.skipped, s.exit_code) == (5, 2, 2, 1)
     _same_outputs(tmp_path / "out", reference[0])
@@ -199,7 +199,7 @@ def test_dask_cluster_same_as_local(faulty, reference, tmp_path):
 
 def test_dead_worker_fails_only_its_study(faulty, tmp_path, monkeypatch):
     monkeypatch.setenv("CACPIPE_TEST_CRASH", "P02ZIP")  # spawned workers inherit the environment
-    s = run_scan(faulty.root, tmp_path / "out", analyse=threshold_analyse, rules=RULES, jobs=2, progress=False)
+    s = run_scan(faulty.root, tmp_path / "out", analyse=threshold_analyse, settings=RULES, jobs=2, progress=False)
     entries = _by_patient(tmp_path / "out")
     assert entries["P02ZIP"]["status"] == "failed" and "worker process died" in entries["P02ZIP"]["reason"]
     assert {p for p, e in entries.items() if e["status"] == "done"} == DONE - {"P02ZIP"}
@@ -208,7 +208,7 @@ def test_dead_worker_fails_only_its_study(faulty, tmp_path, monkeypatch):
 
 def test_unpicklable_analyse_refused_for_workers(faulty, tmp_path):
     with pytest.raises(ConfigError, match="module level"):
-        run_scan(faulty.root, tmp_path / "out", analyse=lambda *a: {}, rules=RULES, jobs=2, progress=False)
+        run_scan(faulty.root, tmp_path / "out", analyse=lambda *a: {}, settings=RULES, jobs=2, progress=False)
 
 
 def test_lost_manifest_recovered_from_results(faulty, reference, tmp_path, monkeypatch):
@@ -219,6 +219,6 @@ def test_lost_manifest_recovered_from_results(faulty, reference, tmp_path, monke
     (out / "manifest.json").unlink()  # e.g. killed after a result was renamed into place, before the manifest
     calls = tmp_path / "calls.txt"
     monkeypatch.setenv("CACPIPE_TEST_CALLS", str(calls))
-    s = run_scan(faulty.root, out, analyse=threshold_analyse, rules=RULES, progress=False)
+    s = run_scan(faulty.root, out, analyse=threshold_analyse, settings=RULES, progress=False)
     assert (s.up_to_date, s.processed) == (5, 2) and not calls.exists()
     assert _cohort(out) == _cohort(reference[0])

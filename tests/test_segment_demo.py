@@ -1,14 +1,17 @@
 """The shipped demo model (phantom-trained, NOT FOR CLINICAL USE) finds phantom calcium.
 
 Held-out phantoms (cohort seeds 5000-5003, training used 100-123). Metrics (nnunet_plans.evaluate):
-whole-artery Dice per artery, per (case, artery) calcium detection, calcium Dice. Measured for the
-shipped model (cacpipe/data/DEMO_MODEL.md): artery Dice 0.78/0.58/0.66, calcium TP 9 FN 0 FP 1 TN 2,
-calcium Dice 0.69. Thresholds sit below those: the model finds the arteries, finds most calcium
-and rarely puts calcium on calcium-free arteries; an untrained network fails all of them.
+whole-artery Dice per artery, per (case, artery) calcium detection, calcium Dice. The phantoms are
+cropped by stage 1 exactly as at inference (fallback locator, resampled to the model's spacing).
+Measured for the shipped model on these inference crops: artery Dice 0.45/0.52/0.64, calcium TP 6
+FN 3 FP 1 TN 2, calcium Dice 0.77 (it was trained on ground-truth crops, which scored 0.78/0.58/0.66
+and TP 9 FN 0: the retrain on inference crops, issue 14, raises these thresholds). Thresholds sit
+below the measurement: an untrained network fails all of them.
 """
 
 
-from cacpipe.segment import SegmentConfig, find_model
+from cacpipe.config import SegmentSettings
+from cacpipe.segment import find_model
 from nnunet_plans.evaluate import evaluate
 
 
@@ -22,7 +25,7 @@ def test_demo_model_is_found_when_nothing_is_installed(tmp_path, monkeypatch):
 def test_demo_model_finds_phantom_calcium(tmp_path, monkeypatch):
     monkeypatch.setenv("CACPIPE_CACHE_DIR", str(tmp_path / "cache"))
     m = find_model(None, tmp_path / "no_models", allow_demo=True)
-    r = evaluate(m, n_cases=4, seed0=5000, cfg=SegmentConfig(device="cpu"))
-    assert min(r["artery_dice"].values()) >= 0.45, r
-    assert r["sensitivity"] >= 0.75 and r["calcium_dice"] >= 0.5, r
+    r = evaluate(m, n_cases=4, seed0=5000, cfg=SegmentSettings())
+    assert min(r["artery_dice"].values()) >= 0.4, r
+    assert r["sensitivity"] >= 0.6 and r["calcium_dice"] >= 0.5, r
     assert r["detection"]["fp"] <= 1, r

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from cacpipe.config import SegmentSettings
 from cacpipe.labels import LABEL_BY_ID
-from cacpipe.segment import SegmentConfig, find_model, install_model, segment
+from cacpipe.segment import find_model, install_model, segment
 from nnunet_plans import train as T
 from nnunet_plans.data import build_phantom_dataset, phantom_case, phantom_cohort_configs
 
@@ -31,7 +32,8 @@ def trained(tmp_path_factory):
     T.set_nnunet_env(work)
     os.environ["nnUNet_def_n_proc"] = "1"
     try:
-        ds = build_phantom_dataset(os.environ["nnUNet_raw"], 951, "tiny", n_cases=4, n_folds=2)
+        ds = build_phantom_dataset(os.environ["nnUNet_raw"], 951, "tiny", n_cases=4, n_folds=2,
+                                   spacing_zyx=TINY["spacing_zyx"])
         cfg = T.plan_and_preprocess(951, TINY, num_processes=1)
         (work / "preprocessed" / ds.name / "splits_final.json").write_text((ds / "splits_final.json").read_text())
         outs = [T.train_fold(951, cfg, f, TINY["trainer"], "cpu", validate=True) for f in (0, 1)]
@@ -67,12 +69,12 @@ def test_export_install_and_two_fold_ensemble(trained, tmp_path):
     m = install_model(trained["zip"], tmp_path / "models")
     assert m.folds == (0, 1) and m.is_demo and m.spacing_zyx == (3.0, 3.0, 3.0)
     assert find_model(None, tmp_path / "models", allow_demo=False).path == m.path
-    ct, _ = phantom_case(phantom_cohort_configs(1, seed0=4242)[0])
-    r = segment(ct, m, SegmentConfig(device="auto", agreement=True))
+    ct, _ = phantom_case(phantom_cohort_configs(1, seed0=4242)[0], m.spacing_zyx)
+    r = segment(ct, m, SegmentSettings(agreement=True), device="auto")
     assert r.folds == (0, 1) and r.device == "cpu" and r.mirroring is False  # CPU default: no mirroring
     assert r.labels.same_grid(ct) and r.labels.array.dtype == np.uint8
     assert set(np.unique(r.labels.array)) <= {0, *LABEL_BY_ID}
     agree = r.agreement.array
     assert agree.shape == ct.shape and set(np.unique(agree)) <= {0.0, 0.5, 1.0}
-    one = segment(ct, m, SegmentConfig(folds=(1,), tile_step_size=0.75))
+    one = segment(ct, m, SegmentSettings(folds=(1,), tile_step_size=0.75))
     assert one.folds == (1,) and one.labels.same_grid(ct) and one.agreement is None

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import click
 
+from ..config import HeartSettings, SelectionSettings
+
 
 @click.command("heart")
-@click.argument("ct", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("ct", required=False, type=click.Path(exists=True, path_type=Path))
 @click.argument("out", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--method", type=click.Choice(["auto", "totalsegmentator", "fallback"]), default="auto",
               show_default=True,
@@ -17,16 +19,16 @@ import click
                    "locator (flagged). totalsegmentator: fail if weights are missing. fallback: classical locator.")
 @click.option("--fast", is_flag=True, help="TotalSegmentator fast mode (3 mm model, Dataset297) instead of 1.5 mm "
                                            "(Dataset293).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N",
               help="Device for TotalSegmentator (auto: CUDA if available).")
 @click.option("--spacing", nargs=3, type=float, default=None, metavar="Z Y X",
               help="Target spacing of the cropped CT in mm, (z, y, x). Default 0.8 0.73 0.73 (the paper's).")
 @click.option("--padding", nargs=3, type=int, default=None, metavar="Z Y X",
               help="Crop padding in target-grid voxels, (z, y, x). Default 0 10 10 (the paper's (10,10,0) in x,y,z).")
-@click.option("--margin", "margin_mm", type=float, default=5.0, show_default=True,
+@click.option("--margin", "margin_mm", type=float, default=HeartSettings().margin_mm, show_default=True,
               help="Extra margin (mm) around the heart box before the padding, for coronaries on the heart's "
                    "surface (0 reproduces the paper's crop). The fallback locator uses 10 mm.")
-@click.option("--min-slices", type=int, default=100, show_default=True,
+@click.option("--min-slices", type=int, default=SelectionSettings().min_slices, show_default=True,
               help="Fewer slices raise the few_slices flag.")
 @click.option("--totalseg-home", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="TotalSegmentator home (weights in HOME/nnunet/results). Default: $TOTALSEG_WEIGHTS_PATH, "
@@ -37,15 +39,16 @@ def command(ct: Path | None, out: Path | None, method: str, fast: bool, device: 
             spacing: tuple[float, float, float] | None, padding: tuple[int, int, int] | None, margin_mm: float,
             min_slices: int,
             totalseg_home: Path | None, status: bool) -> None:
-    """Stage 1: find the heart in CT (NIfTI or any SimpleITK image) and crop it.
+    """Stage 1: find the heart in CT (a NIfTI/NRRD file or a DICOM series folder or zip) and crop it.
 
     OUT gets heart_mask.nii.gz (on the CT's grid), ct_cropped.nii.gz (resampled to the target
     spacing and cropped to the heart box), crop.json (the crop record that maps labels back to
     the CT's grid) and stage1.json (method, flags, warnings, heart volume, blood pool HU).
     TotalSegmentator never downloads anything and sends no usage statistics.
     """
+    from ..config import HeartMethod, parse_device
     from ..errors import ConfigError
-    from ..heart import Stage1Config, heart_crop, totalseg_status
+    from ..heart import heart_crop, totalseg_status
 
     if status:
         for f in (False, True):
@@ -62,23 +65,22 @@ def command(ct: Path | None, out: Path | None, method: str, fast: bool, device: 
     if ct is None or out is None:
         raise ConfigError("give CT and OUT (e.g. `cacpipe heart ct.nii.gz out/`), or --status")
 
+    from ..ingest import read_ct
     from ..units import PAPER_SPACING_ZYX
-    from ..volume import Volume
 
-    cfg = Stage1Config(method=method, fast=fast, device=device,
-                       target_spacing_zyx=tuple(spacing) if spacing else PAPER_SPACING_ZYX,
-                       padding_voxels=tuple(padding) if padding else (0, 10, 10), margin_mm=margin_mm,
-                       min_slices=min_slices,
-                       totalseg_home=totalseg_home)
-    vol = Volume.read(ct)
-    res = heart_crop(vol, cfg)
+    cfg = HeartSettings(method=HeartMethod(method), fast=fast,
+                        padding_voxels_zyx=tuple(padding) if padding else HeartSettings().padding_voxels_zyx,
+                        margin_mm=margin_mm, totalseg_home=None if totalseg_home is None else str(totalseg_home))
+    vol = read_ct(ct).volume
+    res = heart_crop(vol, cfg, target_spacing_zyx=tuple(spacing) if spacing else PAPER_SPACING_ZYX,
+                     device=parse_device(device), min_slices=min_slices)
     out.mkdir(parents=True, exist_ok=True)
     res.heart_mask.write(out / "heart_mask.nii.gz")
     res.cropped_ct.write(out / "ct_cropped.nii.gz")
     res.record.save(out / "crop.json")
     summary = {"schema": "cacpipe.stage1/1", "input": str(ct), "method": res.method,
                "flags": [f.to_dict() for f in res.flags], "warnings": res.warnings, "info": res.info,
-               "cropped_shape_zyx": list(res.record.cropped_shape_zyx), "settings": cfg.to_json(),
+               "cropped_shape_zyx": list(res.record.cropped_shape_zyx), "settings": cfg.to_dict(),
                "outputs": {"heart_mask": "heart_mask.nii.gz", "cropped_ct": "ct_cropped.nii.gz",
                            "crop_record": "crop.json"}}
     (out / "stage1.json").write_text(json.dumps(summary, indent=2))

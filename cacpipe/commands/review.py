@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-FIELDS = ["anon_id", "study_date", "patient_id", "patient_name", "accession", "study_uid", "series_description"]
+from ..config import DISPLAY_FIELDS
+
+FIELDS = list(DISPLAY_FIELDS)
 
 
 @click.group("review")
@@ -33,7 +35,7 @@ def _print_send(report: dict) -> None:
 @click.option("--labels", "labels_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Six-class label map (NIfTI) on the CT's grid.")
 @click.option("--result", "result_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Per-study result JSON (cacpipe.result/1). Default: STUDY_DIR/result.json.")
+              help="Per-study result JSON (cacpipe.result/2). Default: STUDY_DIR/result.json.")
 @click.option("--dicom", "dicom_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Source DICOM series folder, when --ct is NIfTI; needed for SEG/SR/SC.")
 @click.option("--series-uid", default=None, help="Which series of the DICOM folder, when it holds several.")
@@ -51,30 +53,27 @@ def build(study_dir: Path, ct_path: Path, labels_path: Path, result_path: Path |
           series_uid: str | None, no_dicom_out: bool, fields: tuple[str, ...], salt: str, window: str,
           max_slices: int, agreement_path: Path | None, send_to: str | None) -> None:
     """Write overlays/, review.html, review.json and dicom/ (SEG, SR, SC) for one study into STUDY_DIR."""
-    from ..clitools import load_json
+    from ..config import ReviewSettings
     from ..errors import ConfigError, InputDataError
-    from ..review import ReviewOptions, build_review, send_outputs
-    from ..review.source import load_series
+    from ..ingest import read_ct
+    from ..record import StudyResult
+    from ..review import build_review, send_outputs
     from ..volume import Volume
 
-    result = load_json(result_path or study_dir / "result.json", "result JSON",
-                       hint="give it with --result")
+    result = StudyResult.load(result_path or study_dir / "result.json")
     try:
         level, width = (float(v) for v in window.split("/"))
     except ValueError as exc:
         raise ConfigError(f"--window must be LEVEL/WIDTH in HU, e.g. 200/800; got {window!r}") from exc
-    sources = None
-    if ct_path.is_dir():
-        ct, sources = load_series(ct_path, series_uid)
-    else:
-        ct = Volume.read(ct_path)
-        if dicom_dir is not None:
-            _, sources = load_series(dicom_dir, series_uid)
+    loaded = read_ct(ct_path, series_uid=series_uid)
+    ct, sources = loaded.volume, loaded.sources
+    if dicom_dir is not None:
+        sources = read_ct(dicom_dir, series_uid=series_uid).sources
     labels = Volume.read(labels_path)
     agreement = Volume.read(agreement_path) if agreement_path else None
-    opts = ReviewOptions(burned_in_fields=tuple(fields), anon_salt=salt, window=(level, width), max_slices=max_slices,
-                         dicom=not no_dicom_out, agreement=agreement)
-    out = build_review(study_dir, ct, labels, result, sources, opts)
+    opts = ReviewSettings(fields=tuple(fields), window=(level, width), max_slices=max_slices,
+                          dicom=not no_dicom_out)
+    out = build_review(study_dir, ct, labels, result, sources, opts, salt=salt, agreement=agreement)
     click.echo(f"review written to {study_dir}: {len(out['overlays'])} PNG(s), {out['review_html']}"
                + (f", {out['seg']}, {out['sr']}, {len(out['sc'])} SC" if "seg" in out else ""))
     if "dicom_skipped" in out and not no_dicom_out:

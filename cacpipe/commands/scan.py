@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ..config import HeartMethod, Settings
+
 
 def print_summary(summary, review: bool = True) -> None:
     """Print the run's summary; with review outputs, (re)build the cohort index page first."""
@@ -33,6 +35,29 @@ def load_analyse(ref: str):
     return fn
 
 
+_DEF = Settings()
+
+
+def settings_from_options(settings_file: Path | None, given: dict) -> Settings:
+    """The settings tree: defaults, then the --settings file, then command-line options (not None)."""
+    from ..clitools import load_json
+    from ..errors import ConfigError
+
+    settings = Settings()
+    if settings_file is not None:
+        settings = settings.merged(load_json(settings_file, "settings file", ConfigError))
+    changes: dict = {}
+    for dotted, value in given.items():
+        if value is None:
+            continue
+        node = changes
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return settings.merged(changes)
+
+
 @click.command("scan")
 @click.argument("export", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -42,22 +67,26 @@ def load_analyse(ref: str):
 @click.option("--scheduler", metavar="ADDRESS", default=None,
               help="Run studies on an existing Dask distributed cluster (e.g. tcp://host:8786); its workers "
                    "must see EXPORT and OUT under the same paths. Overrides --jobs.")
-@click.option("--min-slices", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Series with fewer images are skipped.")
-@click.option("--min-spacing", type=float, default=0.5, show_default=True, help="Smallest slice spacing (mm) accepted.")
-@click.option("--max-spacing", type=float, default=3.0, show_default=True, help="Largest slice spacing (mm) accepted.")
-@click.option("--max-missing-slices", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Missing slices tolerated per series; they are filled by linear interpolation and flagged.")
-@click.option("--preferred-kernel", default="", metavar="REGEX",
+@click.option("--min-slices", type=click.IntRange(min=1), default=None,
+              help=f"Series with fewer images are skipped [default: {_DEF.selection.min_slices}].")
+@click.option("--min-spacing", type=float, default=None,
+              help=f"Smallest slice spacing (mm) accepted [default: {_DEF.selection.min_spacing_mm:g}].")
+@click.option("--max-spacing", type=float, default=None,
+              help=f"Largest slice spacing (mm) accepted [default: {_DEF.selection.max_spacing_mm:g}].")
+@click.option("--max-missing-slices", type=click.IntRange(min=0), default=None,
+              help="Missing slices tolerated per series; they are filled by linear interpolation and flagged "
+                   f"[default: {_DEF.assembly.max_missing_slices}].")
+@click.option("--preferred-kernel", default=None, metavar="REGEX",
               help="Prefer series whose ConvolutionKernel matches this regular expression (default: any "
                    "soft-tissue kernel over lung/bone/sharp kernels).")
-@click.option("--allow-contrast", is_flag=True,
+@click.option("--allow-contrast", is_flag=True, default=None,
               help="Also score series with a contrast agent tag (results are flagged; Agatston is not valid).")
 @click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="JSON file of analysis settings passed to the pipeline.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              default=None, help="JSON file of settings (nested keys: `cacpipe settings` lists them); "
+                                 "options given here override it.")
+@click.option("--device", default=None, metavar="auto|cpu|cuda|cuda:N",
               help="Where the networks run [default: auto = cuda when available].")
-@click.option("--heart-method", type=click.Choice(["auto", "totalsegmentator", "fallback"]), default=None,
+@click.option("--heart-method", type=click.Choice([m.value for m in HeartMethod]), default=None,
               help="Heart locator [default: auto = TotalSegmentator when its weights are installed, else the "
                    "classical fallback, flagged in every result].")
 @click.option("--heart-fast", is_flag=True, default=None, help="TotalSegmentator's fast (3 mm) heart model.")
@@ -69,7 +98,7 @@ def load_analyse(ref: str):
               help="Fail instead of falling back to the phantom-trained demo model when no model is installed.")
 @click.option("--folds", default=None, metavar="0,1,2", help="Subset of the ensemble's folds [default: all].")
 @click.option("--mirroring/--no-mirroring", default=None,
-              help="Test-time mirroring (8x the work) [default: off on CPU, on on GPU].")
+              help="Test-time mirroring (never left-right) [default: off on CPU, on on GPU].")
 @click.option("--agreement", is_flag=True, default=None, help="Save the per-voxel fold agreement (heat map in overlays).")
 @click.option("--calibration-factor", type=float, default=None, metavar="MG_PER_ML_HU",
               help="Enables the calcium mass score (mg/(mL*HU), from your scanner's calibration).")
@@ -80,17 +109,18 @@ def load_analyse(ref: str):
 @click.option("--send", default=None, metavar="AE@HOST:PORT", help="C-STORE each study's SEG/SR/SC to this PACS.")
 @click.option("--analyse", "analyse_ref", metavar="MODULE:FUNCTION", default=None,
               help="Advanced: run this function instead of the cacpipe pipeline; it is called as "
-                   "f(volume, study_info, out_dir, settings) and returns the result dict (docs/scan.md).")
+                   "f(series, out_dir, settings) and returns a StudyResult (docs/scan.md).")
 @click.option("--force", is_flag=True, help="Redo every study, even those already done with the same inputs.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
 @click.pass_context
-def command(ctx: click.Context, export: Path, out: Path, jobs: int, scheduler: str | None, min_slices: int,
-            min_spacing: float, max_spacing: float, max_missing_slices: int, preferred_kernel: str,
-            allow_contrast: bool, settings_file: Path | None, device: str | None, heart_method: str | None,
-            heart_fast: bool | None, model: str | None, model_dir: str | None, no_demo_model: bool | None,
-            folds: str | None, mirroring: bool | None, agreement: bool | None, calibration_factor: float | None,
-            severity_model: str | None, no_review: bool | None, no_dicom_out: bool | None, send: str | None,
-            analyse_ref: str | None, force: bool, no_progress: bool) -> None:
+def command(ctx: click.Context, export: Path, out: Path, jobs: int, scheduler: str | None, min_slices: int | None,
+            min_spacing: float | None, max_spacing: float | None, max_missing_slices: int | None,
+            preferred_kernel: str | None, allow_contrast: bool | None, settings_file: Path | None,
+            device: str | None, heart_method: str | None, heart_fast: bool | None, model: str | None,
+            model_dir: str | None, no_demo_model: bool | None, folds: str | None, mirroring: bool | None,
+            agreement: bool | None, calibration_factor: float | None, severity_model: str | None,
+            no_review: bool | None, no_dicom_out: bool | None, send: str | None, analyse_ref: str | None,
+            force: bool, no_progress: bool) -> None:
     """Find every CT study in EXPORT (folders, DICOMDIR, zip files), pick one series per study
     and score it; write per-study results, manifest.json and cohort.csv to OUT.
 
@@ -98,29 +128,28 @@ def command(ctx: click.Context, export: Path, out: Path, jobs: int, scheduler: s
     study is reported in one line and the run goes on; the exit code is 1 when any study
     failed, 0 otherwise. Selection rules and the manifest format: docs/scan.md.
     """
-    from ..clitools import load_json
     from ..errors import ConfigError
-    from ..ingest import AssemblyOptions, SelectionRules
     from ..scan import run_scan
 
-    settings = load_json(settings_file, "settings file", ConfigError) if settings_file is not None else {}
+    fold_list = None
     if folds is not None:
         try:
-            folds = [int(f) for f in folds.split(",") if f.strip()]
+            fold_list = [int(f) for f in folds.split(",") if f.strip()]
         except ValueError as exc:
             raise ConfigError(f"--folds {folds!r}: give fold numbers separated by commas, e.g. 0,1,2") from exc
-    given = {"device": device, "heart_method": heart_method, "heart_fast": heart_fast, "model": model,
-             "model_dir": model_dir, "allow_demo_model": None if no_demo_model is None else not no_demo_model,
-             "folds": folds, "mirroring": mirroring, "agreement": agreement,
-             "calibration_factor": calibration_factor, "severity_model": severity_model,
-             "review": None if no_review is None else not no_review,
-             "dicom_outputs": None if no_dicom_out is None else not no_dicom_out, "send": send}
-    settings.update({k: v for k, v in given.items() if v is not None})
-    settings.setdefault("min_slices", min_slices)
-    rules = SelectionRules(min_slices=min_slices, min_spacing_mm=min_spacing, max_spacing_mm=max_spacing,
-                           allow_contrast=allow_contrast, preferred_kernel=preferred_kernel)
+    settings = settings_from_options(settings_file, {
+        "device": device, "selection.min_slices": min_slices, "selection.min_spacing_mm": min_spacing,
+        "selection.max_spacing_mm": max_spacing, "selection.preferred_kernel": preferred_kernel,
+        "selection.allow_contrast": allow_contrast, "assembly.max_missing_slices": max_missing_slices,
+        "heart.method": heart_method, "heart.fast": heart_fast, "segment.model": model,
+        "segment.model_dir": model_dir, "segment.allow_demo_model": None if no_demo_model is None else not no_demo_model,
+        "segment.folds": fold_list, "segment.mirroring": mirroring, "segment.agreement": agreement,
+        "quant.calibration_factor": calibration_factor, "quant.severity_model": severity_model,
+        "review.enabled": None if no_review is None else not no_review,
+        "review.dicom": None if no_dicom_out is None else not no_dicom_out, "review.send": send,
+    })
     analyse = load_analyse(analyse_ref) if analyse_ref else None  # None: the cacpipe pipeline
     summary = run_scan(export, out, analyse=analyse, jobs=jobs, scheduler=scheduler, settings=settings,
-                       progress=not no_progress, rules=rules, assembly=AssemblyOptions(max_missing_slices=max_missing_slices), force=force)
-    print_summary(summary, review=settings.get("review", True))
+                       progress=not no_progress, force=force)
+    print_summary(summary, review=settings.review.enabled)
     ctx.exit(summary.exit_code)

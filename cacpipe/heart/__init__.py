@@ -4,10 +4,10 @@ crop to the heart box and the exact way back. See docs/stage1.md."""
 from .crop import CropRecord, apply_crop, make_record, uncrop_labels
 from .qc import detect_contrast
 from .resample import resample_to_spacing
-from .stage1 import Stage1Config, Stage1Result, heart_crop
+from .stage1 import Stage1Result, crop_case, heart_crop
 from .totalseg import require_weights, totalseg_status
 
 __all__ = [
-    "CropRecord", "Stage1Config", "Stage1Result", "apply_crop", "detect_contrast", "heart_crop",
+    "CropRecord", "crop_case", "Stage1Result", "apply_crop", "detect_contrast", "heart_crop",
     "make_record", "require_weights", "resample_to_spacing", "totalseg_status", "uncrop_labels",
 ]

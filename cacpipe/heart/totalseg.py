@@ -26,13 +26,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from .. import env
 from ..errors import InputDataError, ModelNotInstalledError
 from ..volume import Volume
 
@@ -46,8 +46,6 @@ PLANS_CONFIG = "nnUNetPlans__3d_fullres"
 MODEL_IDS = {298: CROP_MODEL, 293: HEART_MODEL_NORMAL, 297: HEART_MODEL_FAST}
 # Part models that task "total" (normal mode) checks for but never runs for roi_subset=["heart"].
 UNUSED_PART_IDS = (291, 292, 294, 295)
-NNUNET_ENV = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-TOTALSEG_ENV = ("TOTALSEG_HOME_DIR", "TOTALSEG_WEIGHTS_PATH")
 HEART_CLASS_NAME = "heart"
 
 
@@ -56,25 +54,14 @@ def needed_model_ids(fast: bool) -> tuple[int, int]:
     return (298, 297 if fast else 293)
 
 
-def resolve_home(home: Path | None) -> Path:
+def resolve_home(home: Path | str | None) -> Path:
     """TotalSegmentator's home folder: ``home`` if given, else as TotalSegmentator resolves it."""
-    if home is not None:
-        return Path(home).expanduser()
-    if "TOTALSEG_HOME_DIR" in os.environ:
-        return Path(os.environ["TOTALSEG_HOME_DIR"]).expanduser()
-    home_path = Path("/tmp") if str(Path.home()) == "/" else Path.home()
-    return home_path / ".totalsegmentator"
+    return env.totalseg_home(home)
 
 
-def resolve_weights_dir(home: Path | None) -> Path:
-    """Folder holding the ``Dataset*`` model folders.
-
-    An explicit ``home`` wins (``home/nnunet/results``); otherwise ``$TOTALSEG_WEIGHTS_PATH``,
-    then ``$TOTALSEG_HOME_DIR/nnunet/results``, then ``~/.totalsegmentator/nnunet/results``.
-    """
-    if home is None and "TOTALSEG_WEIGHTS_PATH" in os.environ:
-        return Path(os.environ["TOTALSEG_WEIGHTS_PATH"]).expanduser()
-    return resolve_home(home) / "nnunet" / "results"
+def resolve_weights_dir(home: Path | str | None) -> Path:
+    """Folder holding the ``Dataset*`` model folders (see :func:`cacpipe.env.totalseg_weights_dir`)."""
+    return env.totalseg_weights_dir(home)
 
 
 def model_dir(weights_dir: Path, dataset_id: int) -> Path:
@@ -159,21 +146,10 @@ def disable_usage_stats(home: Path) -> Path:
     return cfg_file
 
 
-@contextlib.contextmanager
-def _isolated_env(home: Path, weights_dir: Path) -> Iterator[None]:
+def _isolated_env(home: Path, weights_dir: Path):
     """Point TotalSegmentator at ``home``/``weights_dir`` and restore every variable it touches."""
-    keys = NNUNET_ENV + TOTALSEG_ENV
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ["TOTALSEG_HOME_DIR"] = str(home)
-    os.environ["TOTALSEG_WEIGHTS_PATH"] = str(weights_dir)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return env.scoped({env.TOTALSEG_HOME: str(home), env.TOTALSEG_WEIGHTS: str(weights_dir)},
+                      restore=env.NNUNET_PATHS)
 
 
 @contextlib.contextmanager
@@ -203,10 +179,13 @@ def _no_download_no_stats(weights_dir: Path, fast: bool) -> Iterator[None]:
 
 
 def _device_arg(device: str) -> str:
+    """TotalSegmentator's device name for a cacpipe device (``cuda:N`` -> ``gpu:N``; a list: its first)."""
     if device == "auto":
         import torch
 
         return "gpu" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda:"):
+        return "gpu:" + device.split(":", 1)[1].split(",")[0]
     return {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu"}[device]
 
 

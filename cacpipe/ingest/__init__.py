@@ -1,15 +1,18 @@
-"""PACS export -> studies -> selected series -> HU ``Volume`` (see docs/scan.md).
+"""The only door to DICOM (and to CT image files): export -> studies -> selected series -> ``LoadedSeries``.
 
 ``discover`` reads headers only; ``group_studies`` groups them; ``select_series`` applies the
-documented selection rules; ``load_series`` assembles the chosen series.
+documented selection rules; ``load_series`` assembles the chosen series (one read per file) into
+a ``LoadedSeries`` (HU volume, identity, ingest flags, source headers); ``read_ct`` does all of
+that for one CT given as a path (or reads an image file). See docs/scan.md.
 """
 
-from .assemble import AssemblyOptions, load_series
+from .assemble import load_series
 from .discover import Discovery, FileHeader, Problem, discover
-from .select import Selection, SelectionRules, select_series
-from .series import Series, Study, StudyInfo, group_studies
+from .loaded import LoadedSeries, is_image_file, read_ct
+from .select import Selection, select_series
+from .series import Series, Study, group_studies
 
 __all__ = [
-    "AssemblyOptions", "Discovery", "FileHeader", "Problem", "Selection", "SelectionRules", "Series", "Study",
-    "StudyInfo", "discover", "group_studies", "load_series", "select_series",
+    "Discovery", "FileHeader", "LoadedSeries", "Problem", "Selection", "Series", "Study", "discover",
+    "group_studies", "is_image_file", "load_series", "read_ct", "select_series",
 ]

@@ -22,40 +22,23 @@ from __future__ import annotations
 import io
 import zipfile
 from collections import Counter
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import pydicom
 
+from ..config import AssemblySettings
 from ..errors import InputDataError
 from ..flags import CONTRAST_SUSPECTED, Flag
 from ..volume import Volume
 from .discover import FileHeader
-from .series import Series, StudyInfo
+from .loaded import LoadedSeries
+from .series import Series
 
 DUPLICATE_SLICES = "duplicate_slices"
 MISSING_SLICES = "missing_slices_interpolated"
 UNEVEN_SPACING = "uneven_slice_spacing"
 GANTRY_TILT = "gantry_tilt"
 HU_FLOOR = -1024.0
-
-
-@dataclass(frozen=True)
-class AssemblyOptions:
-    """Tolerances of volume assembly."""
-
-    max_missing_slices: int = 0  # > 0: fill up to this many missing slices by interpolation
-    uneven_tolerance: float = 0.05  # relative deviation of a spacing from the median
-    tilt_tolerance_deg: float = 0.5  # below this a stack counts as untilted
-    max_gantry_tilt_deg: float = 30.0
-    position_tolerance_mm: float = 0.01  # positions closer than this are duplicates
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> AssemblyOptions:
-        return cls(**{k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__})
 
 
 def _read(header: FileHeader, zips: dict[str, zipfile.ZipFile]) -> pydicom.Dataset:
@@ -99,13 +82,13 @@ def _most_common(values) -> str:
     return ", ".join(f"{v} in {n} file(s)" for v, n in Counter(values).most_common(3))
 
 
-def load_series(series: Series, options: AssemblyOptions | None = None) -> Volume:
-    """Read, check and assemble ``series`` into a HU volume (z, y, x).
+def load_series(series: Series, options: AssemblySettings | None = None) -> LoadedSeries:
+    """Read, check and assemble ``series`` into a HU volume (z, y, x) with its source headers.
 
-    ``Volume.meta`` holds ``study`` (StudyInfo.to_dict()), ``ingest_flags`` (Flag dicts),
-    ``n_files`` and ``source_files``.
+    Every file is read once here (pixels decoded, then dropped from the kept header datasets);
+    the headers serve DICOM SEG/SR/SC without a second read.
     """
-    opt = options or AssemblyOptions()
+    opt = options or AssemblySettings()
     flags: list[Flag] = []
     if not series.files:
         raise InputDataError(f"series {series.series_uid} has no files")
@@ -141,7 +124,7 @@ def load_series(series: Series, options: AssemblyOptions | None = None) -> Volum
     # Sort along the normal; find duplicate positions.
     dist = ipps @ normal
     order = np.argsort(dist, kind="stable")
-    slices: list[tuple[float, np.ndarray, np.ndarray, str]] = []  # (dist, ipp, HU, source)
+    slices: list[tuple[float, np.ndarray, np.ndarray, str, pydicom.Dataset]] = []  # (dist, ipp, HU, source, header)
     integral = True
     duplicates = 0
     for i in order:
@@ -158,7 +141,9 @@ def load_series(series: Series, options: AssemblyOptions | None = None) -> Volum
             raise InputDataError(
                 f"two different images at the same slice position {dist[i]:.2f} mm ({slices[-1][3]} and {source}): "
                 f"the series mixes acquisitions; export them as separate series")
-        slices.append((float(dist[i]), ipps[i], hu, source))
+        if "PixelData" in ds:
+            del ds.PixelData  # keep the header only: SEG/SR/SC reference it
+        slices.append((float(dist[i]), ipps[i], hu, source, ds))
     if series.duplicates_dropped:
         flags.append(Flag("duplicate_instances", f"{series.duplicates_dropped} file(s) were copies of an instance "
                                                  f"already found (same SOP Instance UID) and were read once", "info"))
@@ -223,18 +208,20 @@ def load_series(series: Series, options: AssemblyOptions | None = None) -> Volum
         hu = hu.astype(np.float32)
 
     direction = np.stack([row, col, normal], axis=1)  # columns: x, y, z axes in patient space
-    info = StudyInfo.from_series(series)
-    meta = {
-        "study": info.to_dict(),
-        "ingest_flags": [f.to_dict() for f in flags],
-        "n_files": len(series.files),
-        "source_files": [s[3] for s in slices],
-        "gantry_tilt_deg": round(tilt, 3),
-    }
-    return Volume(
+    volume = Volume(
         array=hu,
         spacing_zyx=(spacing, float(pxs[0, 0]), float(pxs[0, 1])),  # PixelSpacing = (row spacing, column spacing)
         origin_xyz=tuple(float(v) for v in pos[0]),
         direction=tuple(float(v) for v in direction.ravel()),
-        meta=meta,
+    )
+    on_grid = not (missing or uneven)
+    return LoadedSeries(
+        volume=volume,
+        identity=series.identity(),
+        flags=flags,
+        # One header per volume slice, in volume order; None when slices were interpolated.
+        sources=[s[4] for s in slices] if on_grid else None,
+        source_files=[s[3] for s in slices],
+        files=len(series.files),
+        info={"gantry_tilt_deg": round(tilt, 3)},
     )

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..config import SelectionSettings
 from .series import Series, Study
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -34,28 +35,6 @@ ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
 LOCALIZER_WORDS = re.compile(r"\b(scout|topogram|localizer|localiser|surview|scanogram|pilot)\b", re.I)
 # Sharp reconstruction kernels (lung, bone, high resolution) inflate calcium; soft kernels are preferred.
 SHARP_KERNEL = re.compile(r"(lung|bone|sharp|detail|edge|b[4-9]\d|br[5-9]\d|bl\d|fc5\d|fc8\d|yc|yd|\bl\b)", re.I)
-
-
-@dataclass(frozen=True)
-class SelectionRules:
-    """Thresholds of the selection rules (all configurable from the CLI and settings)."""
-
-    min_slices: int = 100
-    min_spacing_mm: float = 0.5
-    max_spacing_mm: float = 3.0
-    max_obliquity_deg: float = 30.0  # gantry tilt stays below this; sagittal/coronal series do not
-    allow_contrast: bool = False
-    preferred_spacing_mm: float = 3.0
-    preferred_kernel: str = ""  # a regular expression; matching kernels rank first when given
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> SelectionRules:
-        d = dict(d or {})
-        known = {k: d.pop(k) for k in list(d) if k in cls.__dataclass_fields__}
-        return cls(**known)
 
 
 @dataclass
@@ -85,7 +64,7 @@ class Selection:
         return [{**s.summary(), "reason": r} for s, r in self.skipped]
 
 
-def rule_failure(series: Series, rules: SelectionRules) -> str | None:
+def rule_failure(series: Series, rules: SelectionSettings) -> str | None:
     """The first selection rule ``series`` fails, as a one-line reason (None: it qualifies)."""
     f = series.first
     if f.sop_class_uid == ENHANCED_CT_IMAGE_STORAGE or series.number_of_frames > 1:
@@ -117,7 +96,7 @@ def rule_failure(series: Series, rules: SelectionRules) -> str | None:
     return None
 
 
-def _rank(series: Series, rules: SelectionRules) -> tuple:
+def _rank(series: Series, rules: SelectionSettings) -> tuple:
     kernel = series.kernel or ""
     if rules.preferred_kernel:
         kernel_rank = 0 if re.search(rules.preferred_kernel, kernel, re.I) else 1
@@ -128,9 +107,9 @@ def _rank(series: Series, rules: SelectionRules) -> tuple:
             series.series_number if series.series_number is not None else 1 << 30)
 
 
-def select_series(study: Study, rules: SelectionRules | None = None) -> Selection:
+def select_series(study: Study, rules: SelectionSettings | None = None) -> Selection:
     """Apply the selection rules to every series of ``study``."""
-    rules = rules or SelectionRules()
+    rules = rules or SelectionSettings()
     ok: list[Series] = []
     skipped: list[tuple[Series, str]] = []
     for s in study.series:

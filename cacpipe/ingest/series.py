@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..record import StudyIdentity
 from .discover import FileHeader, Problem
 
 
@@ -53,6 +54,15 @@ class Series:
             h.update(f"{f.sop_instance_uid}|{f.source}|{f.fingerprint}\n".encode())
         return h.hexdigest()
 
+    def identity(self) -> StudyIdentity:
+        """Identifiers of the study and of this series (from the series' first file)."""
+        f = self.first
+        return StudyIdentity(
+            patient_id=f.patient_id, patient_name=f.patient_name, study_uid=f.study_uid, study_date=f.study_date,
+            accession=f.accession, series_uid=self.series_uid, series_number=f.series_number,
+            series_description=f.series_description, manufacturer=f.manufacturer, kernel=f.kernel,
+            slice_thickness_mm=f.slice_thickness_mm)
+
     def summary(self) -> dict:
         return {
             "series_uid": self.series_uid,
@@ -71,62 +81,6 @@ _SERIES_FIELDS = ("modality", "series_number", "series_description", "image_type
                   "patient_id", "study_uid")
 for _name in _SERIES_FIELDS:
     setattr(Series, _name, property(lambda self, _n=_name: getattr(self.files[0], _n)))
-
-
-@dataclass
-class StudyInfo:
-    """Identifiers of one study and its selected series: what the analysis and results carry."""
-
-    patient_id: str
-    patient_name: str
-    study_uid: str
-    study_date: str
-    accession: str
-    series_uid: str = ""
-    series_description: str = ""
-    manufacturer: str = ""
-    slice_thickness_mm: float | None = None
-    files: list[str] = field(default_factory=list)  # how to name the series' files to a user
-    file_refs: list[tuple[str, str]] = field(default_factory=list)  # (path, zip member or "") to read them
-
-    @classmethod
-    def from_series(cls, series: Series) -> StudyInfo:
-        f = series.first
-        return cls(
-            patient_id=f.patient_id, patient_name=f.patient_name, study_uid=f.study_uid,
-            study_date=f.study_date, accession=f.accession, series_uid=series.series_uid,
-            series_description=f.series_description, manufacturer=f.manufacturer,
-            slice_thickness_mm=f.slice_thickness_mm, files=[h.source for h in series.files],
-            file_refs=[(h.path, h.zip_member) for h in series.files],
-        )
-
-    def read_datasets(self, stop_before_pixels: bool = True) -> list:
-        """The series' DICOM datasets (e.g. to reference them from DICOM SEG/SR), zip members included."""
-        import io
-        import zipfile
-
-        import pydicom
-
-        out, zips = [], {}
-        try:
-            for path, member in self.file_refs:
-                if member:
-                    zf = zips.get(path) or zips.setdefault(path, zipfile.ZipFile(path))
-                    src = io.BytesIO(zf.read(member))
-                else:
-                    src = path
-                out.append(pydicom.dcmread(src, stop_before_pixels=stop_before_pixels, force=True))
-        finally:
-            for zf in zips.values():
-                zf.close()
-        return out
-
-    def to_dict(self, with_files: bool = False) -> dict:
-        d = asdict(self)
-        if not with_files:
-            d.pop("files")
-            d.pop("file_refs")
-        return d
 
 
 @dataclass

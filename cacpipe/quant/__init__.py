@@ -1,19 +1,11 @@
-"""Quantification: Agatston, volume, lesions, mass, categories, severity, quality flags, evaluation.
+"""Quantification: Agatston, volume, lesions, mass, categories, severity, quality flags, validity.
 
-Entry points: :func:`quantify` (one scan -> per-artery and total numbers), :func:`agatston_scores`,
-:class:`SeverityModel`, :func:`quality_flags` and :func:`finalise` (flags that change meaning).
+Modules (import from them directly; this package imports nothing eagerly, so that the study
+record can use the lesion model without an import cycle):
+- ``agatston``: vectorised per-artery calcium scores (the one Agatston convention);
+- ``lesions``: the one lesion model (3D lesions with their Agatston shares);
+- ``quantify``: one CT + six-class map -> per-artery numbers and lesions;
+- ``categories``: Agatston categories and CAC-DRS; ``severity`` / ``ordinal``: severity grades;
+- ``quality``: flags detectable from the image (stents, valve calcium, noise);
+- ``validity``: what flags mean for the numbers, applied once (``finalise``).
 """
-
-from .agatston import CalciumStats, agatston_scores, calcium_stats, calcium_stats_by_artery
-from .categories import CATEGORIES, cac_drs, category
-from .flags import finalise, quality_flags
-from .ordinal import GRADES
-from .quantify import quantify, total_of
-from .severity import SeverityModel
-from .table import COHORT_COLUMNS, cohort_row
-
-__all__ = [
-    "CATEGORIES", "COHORT_COLUMNS", "GRADES", "CalciumStats", "SeverityModel", "agatston_scores", "cac_drs",
-    "calcium_stats", "calcium_stats_by_artery", "category", "cohort_row", "finalise", "quality_flags", "quantify",
-    "total_of",
-]

@@ -83,6 +83,8 @@ def fit_ordinal(volume_ml: Sequence[float], grades: Sequence[str], name: str = "
 
 def ordinal_probabilities(coef: float, cutpoints: Sequence[float], x: float) -> np.ndarray:
     """Probabilities of each level at ``x`` under P(Y <= k) = logistic(cut_k - coef * x)."""
-    cum = 1.0 / (1.0 + np.exp(-(np.asarray(cutpoints, dtype=float) - coef * float(x))))
+    from scipy.special import expit  # the logistic function without overflow for large volumes
+
+    cum = expit(np.asarray(cutpoints, dtype=float) - coef * float(x))
     cum = np.concatenate([[0.0], cum, [1.0]])
     return np.clip(np.diff(cum), 0.0, 1.0)

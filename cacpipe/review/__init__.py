@@ -8,25 +8,29 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
+from ..config import ReviewSettings
 from ..errors import GeometryError
+from ..record import StudyResult
 from ..volume import Volume
-from .options import CALCIUM_WINDOW, DISPLAY_FIELDS, ReviewOptions, anonymised_id, display_items
+from .options import anonymised_id, display_items
 from .send import parse_target, send_outputs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CALCIUM_WINDOW", "DISPLAY_FIELDS", "ReviewOptions", "anonymised_id", "build_index", "build_review",
+__all__ = ["anonymised_id", "build_index", "build_review",
            "parse_target", "send_outputs"]
 
 
-def build_review(study_dir: Path, ct: Volume, labels: Volume, result: dict, source_datasets: list | None,
-                 options: ReviewOptions | None = None) -> dict:
+def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResult, source_datasets: list | None,
+                 options: ReviewSettings | None = None, *, salt: str = "", agreement=None) -> dict:
     """Write overlays, the review page and (when source slices are given) DICOM SEG/SR/SC.
 
     ``ct`` and ``labels`` are on the original scan grid; ``source_datasets`` are the source CT
-    slices sorted like the volume (slice k = ct.array[k]) or None to skip DICOM outputs.
+    slice headers sorted like the volume (slice k = ct.array[k]) or None to skip DICOM outputs.
+    ``salt`` keys the anonymised id; ``agreement`` is an optional fold-agreement volume.
     Returns paths relative to ``study_dir``: {"overlays": [...], "review_html", "review_json",
     "seg", "sr", "sc": [...]} (DICOM keys only when written; "dicom_skipped" says why not).
     """
@@ -35,7 +39,7 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: dict, sour
     from .html import study_page
     from .overlays import render_study, write_overlays
 
-    options = options or ReviewOptions()
+    options = options or ReviewSettings()
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     if ct.shape != labels.shape:
@@ -45,12 +49,12 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: dict, sour
         from .dicom_out import check_sources
 
         check_sources(labels, source_datasets)  # fail before rendering anything
-    ovs = render_study(ct, labels, result, options)
+    ovs = render_study(ct, labels, result, options, salt, agreement)
     paths = write_overlays(ovs, study_dir / "overlays")
     out: dict = {"overlays": [p.relative_to(study_dir).as_posix() for p in paths]}
     if ovs.skipped_slices:
         out["overlays_skipped_slices"] = [k + 1 for k in ovs.skipped_slices]
-    (study_dir / "review.html").write_text(study_page(ct, labels, result, ovs, options), encoding="utf-8")
+    (study_dir / "review.html").write_text(study_page(ct, labels, result, ovs, options, salt), encoding="utf-8")
     out["review_html"] = "review.html"
     if options.dicom and source_datasets:
         from .dicom_out import write_dicom_outputs
@@ -66,10 +70,10 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: dict, sour
     elif options.dicom:
         out["dicom_skipped"] = "no source DICOM slices given (CT came from NIfTI): SEG/SR/SC not written"
         log.warning("review %s: %s", study_dir, out["dicom_skipped"])
-    study = result.get("study") or {}
     review = {
-        "schema": "cacpipe.review/1", "study_uid": study.get("study_uid"), "status": result.get("status"),
-        "display": display_items(study, options), "total": result.get("total"), "flags": result.get("flags") or [],
+        "schema": "cacpipe.review/1", "study_uid": result.study.study_uid, "status": result.status,
+        "display": display_items(result.study.to_dict(), options.fields, salt), "total": asdict(result.total),
+        "flags": [f.to_dict() for f in result.flags],
         "lesions": [{"name": les.name, "artery": les.artery, "volume_mm3": les.volume_mm3, "slice": les.best_slice + 1}
                     for les in ovs.lesions],
         "review_html": "review.html", "outputs": out,

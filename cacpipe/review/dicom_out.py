@@ -22,6 +22,7 @@ from pydicom.sr.coding import Code
 from .. import __version__
 from ..errors import GeometryError, InputDataError
 from ..labels import ARTERIES, CALCIUM_ID, LABEL_CLASSES
+from ..record import StudyResult
 from ..volume import Volume
 
 MANUFACTURER = "cacpipe"
@@ -93,7 +94,7 @@ def make_seg(labels: Volume, sources: list[pydicom.Dataset], series_number: int)
     )
 
 
-def make_sr(result: dict, seg, sources: list[pydicom.Dataset], series_number: int):
+def make_sr(result: StudyResult, seg, sources: list[pydicom.Dataset], series_number: int):
     """A Comprehensive 3D SR (TID 1500) with per-artery volume, Agatston and grade."""
     import highdicom as hd
 
@@ -104,18 +105,17 @@ def make_sr(result: dict, seg, sources: list[pydicom.Dataset], series_number: in
     context = hd.sr.ObservationContext(observer_device_context=observer)
     source_series = hd.sr.SourceSeriesForSegmentation(str(sources[0].SeriesInstanceUID))
     groups = []
-    arts = result.get("arteries") or {}
     for a in ARTERIES:
-        r = arts.get(a) or {}
+        r = result.arteries[a]
         measurements, evaluations = [], []
-        if r and r.get("assessed") is not False:
-            if r.get("calcium_volume_mm3") is not None:
-                measurements.append(hd.sr.Measurement(name=codes.SCT.Volume, value=float(r["calcium_volume_mm3"]),
+        if r.assessed:
+            if r.calcium_volume_mm3 is not None:
+                measurements.append(hd.sr.Measurement(name=codes.SCT.Volume, value=float(r.calcium_volume_mm3),
                                                       unit=codes.UCUM.CubicMillimeter))
-            if r.get("agatston") is not None:
-                measurements.append(hd.sr.Measurement(name=codes.DCM.CalciumScore, value=float(r["agatston"]),
+            if r.agatston is not None:
+                measurements.append(hd.sr.Measurement(name=codes.DCM.CalciumScore, value=float(r.agatston),
                                                       unit=codes.UCUM.NoUnits, method=codes.DCM.AgatstonScoringMethod))
-            grade = str(r.get("grade") or "").lower()
+            grade = str(r.grade or "").lower()
             if grade in GRADE_CODES:
                 evaluations.append(hd.sr.QualitativeEvaluation(codes.SCT.Severity, GRADE_CODES[grade]))
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
@@ -126,13 +126,13 @@ def make_sr(result: dict, seg, sources: list[pydicom.Dataset], series_number: in
             finding_type=CALCIFICATION, finding_sites=[hd.sr.FindingSite(ARTERY_CODES[a])],
             algorithm_id=hd.sr.AlgorithmIdentification(name="cacpipe", version=__version__),
             measurements=measurements or None, qualitative_evaluations=evaluations or None))
-    tot = result.get("total") or {}
+    tot = result.total
     tm = []
-    if tot.get("calcium_volume_mm3") is not None:
-        tm.append(hd.sr.Measurement(name=codes.SCT.Volume, value=float(tot["calcium_volume_mm3"]),
+    if tot.calcium_volume_mm3 is not None:
+        tm.append(hd.sr.Measurement(name=codes.SCT.Volume, value=float(tot.calcium_volume_mm3),
                                     unit=codes.UCUM.CubicMillimeter))
-    if tot.get("agatston") is not None:
-        tm.append(hd.sr.Measurement(name=codes.DCM.CalciumScore, value=float(tot["agatston"]), unit=codes.UCUM.NoUnits,
+    if tot.agatston is not None:
+        tm.append(hd.sr.Measurement(name=codes.DCM.CalciumScore, value=float(tot.agatston), unit=codes.UCUM.NoUnits,
                                     method=codes.DCM.AgatstonScoringMethod))
     if tm:
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -166,7 +166,7 @@ def make_sc(images: list[np.ndarray], ref: pydicom.Dataset, series_number: int, 
     return out
 
 
-def write_dicom_outputs(out_dir: Path, labels: Volume, result: dict, sources: list[pydicom.Dataset],
+def write_dicom_outputs(out_dir: Path, labels: Volume, result: StudyResult, sources: list[pydicom.Dataset],
                         overlay_images: list[np.ndarray], overlay_names: list[str], series_base: int = 9100
                         ) -> dict[str, str | list[str]]:
     """Write seg.dcm, sr.dcm and sc_NNN.dcm into ``out_dir``; returns their paths (strings)."""

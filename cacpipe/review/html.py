@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..config import ReviewSettings
 from ..labels import ARTERIES, ARTERY_COLOURS, ARTERY_LONG_NAMES, CALCIUM_COLOUR
+from ..record import StudyResult
 from ..volume import Volume
-from .options import ReviewOptions, display_items
+from .options import display_items
 from .overlays import OverlaySet, _orient, label_rgba, to_grey
 
 RATING_COLUMNS: tuple[str, ...] = ("rater", "patient_id", "study_uid", "artery", "rating", "comment", "timestamp")
@@ -54,7 +56,7 @@ def _num(v, nd: int = 1) -> str:
     return "n/a" if v is None else f"{float(v):.{nd}f}"
 
 
-def viewer_slices(ct: Volume, labels: Volume, ovs: OverlaySet, options: ReviewOptions) -> list[dict]:
+def viewer_slices(ct: Volume, labels: Volume, ovs: OverlaySet, options: ReviewSettings) -> list[dict]:
     """The slices the page can scroll: the labelled z range plus 3 slices each side, superior first."""
     zs = np.nonzero(labels.array.any(axis=(1, 2)))[0]
     nz = ct.shape[0]
@@ -230,15 +232,16 @@ document.body.dataset.ready = '1';
 """
 
 
-def study_page(ct: Volume, labels: Volume, result: dict, ovs: OverlaySet, options: ReviewOptions) -> str:
+def study_page(ct: Volume, labels: Volume, result: StudyResult, ovs: OverlaySet, options: ReviewSettings,
+               salt: str = "") -> str:
     """The HTML text of one study's review page."""
-    study = result.get("study") or {}
-    shown = display_items(study, options)
+    study = result.study.to_dict()
+    shown = display_items(study, options.fields, salt)
     slices = viewer_slices(ct, labels, ovs, options)
     y0, y1, x0, x1 = ovs.box
     h, w = y1 - y0, x1 - x0
     aspect = (w * ct.spacing_zyx[2]) / (h * ct.spacing_zyx[1])
-    flags = result.get("flags") or []
+    flags = result.flags
     study_uid = str(study.get("study_uid") or "")
     data = {
         "study_uid": study_uid, "patient_id": str(study.get("patient_id") or ""),
@@ -247,29 +250,27 @@ def study_page(ct: Volume, labels: Volume, result: dict, ovs: OverlaySet, option
         "colours": {a: _rgb(ARTERY_COLOURS[a]) for a in ARTERIES}, "w": w, "h": h, "slices": slices,
     }
     head = "".join(f"<span><span class=muted>{E(k)}:</span> {E(v)}</span>" for k, v in shown)
-    status = str(result.get("status") or "unknown")
+    status = result.status or "unknown"
     banner = ""
-    if any(f.get("code") == "demo_model_not_for_clinical_use" for f in flags):
+    if result.is_demo:
         banner = "<div class=banner>Demo model: these numbers are not for clinical use.</div>"
     flag_html = "".join(
-        f"<div class='flag {E(str(f.get('severity', 'warning')))}'><b>{E(str(f.get('severity', '')))}</b> "
-        f"{E(str(f.get('code', '')))}{' [' + E(str(f['artery'])) + ']' if f.get('artery') else ''}: "
-        f"{E(str(f.get('message', '')))}</div>" for f in flags) or "<div class=muted>No flags.</div>"
+        f"<div class='flag {E(f.severity)}'><b>{E(f.severity)}</b> "
+        f"{E(f.code)}{' [' + E(f.artery) + ']' if f.artery else ''}: "
+        f"{E(f.message)}</div>" for f in flags) or "<div class=muted>No flags.</div>"
     rows = []
-    arts = result.get("arteries") or {}
     for a in ARTERIES:
-        r = arts.get(a) or {}
-        assessed = bool(r) and r.get("assessed") is not False
-        nums = (f"<td>{_num(r.get('calcium_volume_mm3'))}</td><td>{_num(r.get('agatston'))}</td>"
-                f"<td>{E(str(r.get('lesions', 'n/a')))}</td><td>{E(str(r.get('grade') or 'n/a'))}</td>") if assessed \
-            else "<td colspan=4><b>not assessed</b></td>"
-        aflags = ", ".join(E(str(f.get("code"))) for f in flags if f.get("artery") == a)
+        r = result.arteries[a]
+        nums = (f"<td>{_num(r.calcium_volume_mm3)}</td><td>{_num(r.agatston)}</td>"
+                f"<td>{E(str(r.lesions if r.lesions is not None else 'n/a'))}</td><td>{E(str(r.grade or 'n/a'))}</td>"
+                ) if r.assessed else "<td colspan=4><b>not assessed</b></td>"
+        aflags = ", ".join(E(f.code) for f in flags if f.artery == a)
         radios = "".join(f"<label class=rate><input type=radio name='rating-{a}' value='{E(v)}'> {E(v)}</label>" for v in RATINGS)
         rows.append(f"<tr id='row-{a}'><td><span class=sw style='background:{_rgb(ARTERY_COLOURS[a])}'></span>"
                     f"<b>{a}</b><div class=muted>{E(ARTERY_LONG_NAMES[a])}</div></td>{nums}<td>{aflags}</td></tr>"
                     f"<tr class=rate-row id='rate-{a}'><td colspan=6><span class=muted>rate {a}:</span> {radios}"
                     f"<input type=text id='comment-{a}' size=34 placeholder='comment on {a}'></td></tr>")
-    tot = result.get("total") or {}
+    tot = result.total
     lesion_buttons = " ".join(
         f"<button class=secondary data-slice='{les.best_slice}' style='border-left:4px solid "
         f"{_rgb(ARTERY_COLOURS[les.artery])}'>{E(les.name)} ({les.volume_mm3:.1f} mm&sup3;)</button>" for les in ovs.lesions
@@ -283,7 +284,7 @@ def study_page(ct: Volume, labels: Volume, result: dict, ovs: OverlaySet, option
 <title>cacpipe review</title><style>{_CSS}</style></head>
 <body style="--aspect:{aspect:.4f}">
 <header><h1>cacpipe review</h1>{head}<span class=status>status: {E(status)}</span>
-<span>Total Agatston {_num(tot.get('agatston'))} &middot; {_num(tot.get('calcium_volume_mm3'))} mm&sup3; &middot; {E(str(tot.get('category') or ''))} {E(str(tot.get('cac_drs') or ''))}</span></header>
+<span>Total Agatston {_num(tot.agatston)} &middot; {_num(tot.calcium_volume_mm3)} mm&sup3; &middot; {E(str(tot.category or ''))} {E(str(tot.cac_drs or ''))}</span></header>
 {banner}
 <main>
 <section>

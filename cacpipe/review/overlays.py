@@ -15,10 +15,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from ..config import ReviewSettings
 from ..labels import ARTERIES, ARTERY_COLOURS, ARTERY_ID, CALCIUM_COLOUR, CALCIUM_ID, LABEL_CLASSES
-from ..units import CALCIUM_THRESHOLD_HU
+from ..quant.lesions import Lesion
+from ..record import StudyResult
 from ..volume import Volume
-from .options import ReviewOptions, display_items
+from .options import display_items
 
 ARTERY_ALPHA = 0.45
 CALCIUM_ALPHA = 0.90
@@ -32,49 +34,7 @@ def font(size: int = 14) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
-@dataclass
-class Lesion:
-    """One calcified lesion: a 3D 26-connected component of calcium voxels (>= 130 HU) of an artery."""
-
-    artery: str
-    number: int  # 1-based within the artery, largest first
-    voxels: int
-    volume_mm3: float
-    peak_hu: float
-    best_slice: int  # slice with the largest cross-section
-    centre_yx: tuple[float, float]  # on best_slice (voxel units)
-    radius_px: float
-    slices: tuple[int, ...] = ()
-
-    @property
-    def name(self) -> str:
-        return f"{self.artery} #{self.number}"
-
-
-def find_lesions(ct: Volume, labels: Volume) -> list[Lesion]:
-    """All calcified lesions, per artery, numbered largest first (the project's lesion definition)."""
-    hu = ct.array
-    out: list[Lesion] = []
-    for artery in ARTERIES:
-        mask = (labels.array == CALCIUM_ID[artery]) & (hu >= CALCIUM_THRESHOLD_HU)
-        comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
-        found = []
-        for sl, lab in zip(ndimage.find_objects(comp), range(1, n + 1), strict=True):
-            sub = comp[sl] == lab
-            per_slice = sub.sum(axis=(1, 2))
-            kb = int(np.argmax(per_slice))
-            ys, xs = np.nonzero(sub[kb])
-            cy, cx = ys.mean() + sl[1].start, xs.mean() + sl[2].start
-            r = float(np.sqrt(((ys + sl[1].start - cy) ** 2 + (xs + sl[2].start - cx) ** 2).max())) if len(ys) else 0.0
-            slices = tuple(int(sl[0].start + i) for i in np.nonzero(per_slice)[0])
-            found.append((int(sub.sum()), float(hu[sl][sub].max()), int(sl[0].start + kb), (float(cy), float(cx)), r, slices))
-        found.sort(key=lambda f: -f[0])
-        for i, (nv, peak, kb, c, r, slices) in enumerate(found, start=1):
-            out.append(Lesion(artery, i, nv, nv * labels.voxel_volume_mm3, peak, kb, c, r, slices))
-    return out
-
-
-def crop_box(labels: Volume, options: ReviewOptions) -> tuple[int, int, int, int]:
+def crop_box(labels: Volume, options: ReviewSettings) -> tuple[int, int, int, int]:
     """(y0, y1, x0, x1): a square around all labelled voxels plus a margin; whole slice if none."""
     _, ny, nx = labels.shape
     if not options.zoom_to_heart or not labels.array.any():
@@ -173,34 +133,33 @@ def _fmt(v, nd=1, unit="") -> str:
     return "n/a" if v is None else f"{v:.{nd}f}{unit}"
 
 
-def artery_lines(result: dict) -> list[tuple[str, str]]:
+def artery_lines(result: StudyResult) -> list[tuple[str, str]]:
     """(artery, text) per artery for legends: Agatston, volume, lesions, grade; 'not assessed' explicit."""
     lines = []
-    arts = result.get("arteries", {})
     for a in ARTERIES:
-        r = arts.get(a) or {}
-        if not r or r.get("assessed") is False:
+        r = result.arteries[a]
+        if not r.assessed:
             lines.append((a, f"{a}: NOT ASSESSED"))
             continue
-        lines.append((a, f"{a}: Agatston {_fmt(r.get('agatston'))}  vol {_fmt(r.get('calcium_volume_mm3'))} mm3  "
-                         f"lesions {r.get('lesions', 'n/a')}  grade {r.get('grade') or 'n/a'}"))
-    tot = result.get("total") or {}
-    lines.append(("", f"Total: Agatston {_fmt(tot.get('agatston'))}  vol {_fmt(tot.get('calcium_volume_mm3'))} mm3  "
-                      f"{tot.get('category') or ''} {tot.get('cac_drs') or ''}".rstrip()))
+        lines.append((a, f"{a}: Agatston {_fmt(r.agatston)}  vol {_fmt(r.calcium_volume_mm3)} mm3  "
+                         f"lesions {r.lesions if r.lesions is not None else 'n/a'}  grade {r.grade or 'n/a'}"))
+    tot = result.total
+    lines.append(("", f"Total: Agatston {_fmt(tot.agatston)}  vol {_fmt(tot.calcium_volume_mm3)} mm3  "
+                      f"{tot.category or ''} {tot.cac_drs or ''}".rstrip()))
     return lines
 
 
-def _header(width: int, study: dict, options: ReviewOptions, right: str) -> Image.Image:
+def _header(width: int, shown: list[tuple[str, str]], right: str) -> Image.Image:
     img = Image.new("RGB", (width, 26), HEADER_BG)
     d = ImageDraw.Draw(img)
-    left = "   ".join(f"{k}: {v}" for k, v in display_items(study, options))
+    left = "   ".join(f"{k}: {v}" for k, v in shown)
     d.text((8, 5), left, fill=TEXT, font=font(14))
     tw = d.textlength(right, font=font(14))
     d.text((width - tw - 8, 5), right, fill=MUTED, font=font(14))
     return img
 
 
-def _legend(width: int, result: dict, extra: str = "") -> Image.Image:
+def _legend(width: int, result: StudyResult, extra: str = "") -> Image.Image:
     lines = artery_lines(result)
     h = 30 + 18 * len(lines) + (18 if extra else 0)
     img = Image.new("RGB", (width, h), HEADER_BG)
@@ -307,11 +266,10 @@ def _z_mm(vol: Volume, k: int) -> float:
     return float(vol.index_to_physical(np.array([[k, 0, 0]]))[0, 2])
 
 
-def _agreement_array(options: ReviewOptions, ct: Volume) -> np.ndarray | None:
-    ag = options.agreement
-    if ag is None:
+def _agreement_array(agreement, ct: Volume) -> np.ndarray | None:
+    if agreement is None:
         return None
-    arr = ag.array if isinstance(ag, Volume) else np.asarray(ag)
+    arr = agreement.array if isinstance(agreement, Volume) else np.asarray(agreement)
     if arr.shape != ct.shape:
         from ..errors import GeometryError
 
@@ -319,13 +277,17 @@ def _agreement_array(options: ReviewOptions, ct: Volume) -> np.ndarray | None:
     return arr
 
 
-def render_study(ct: Volume, labels: Volume, result: dict, options: ReviewOptions) -> OverlaySet:
-    """Render one composite per lesion slice (largest lesions first, capped) and the summary image."""
-    lesions = find_lesions(ct, labels)
+def render_study(ct: Volume, labels: Volume, result: StudyResult, options: ReviewSettings, salt: str = "",
+                 agreement=None) -> OverlaySet:
+    """Render one composite per lesion slice (largest lesions first, capped) and the summary image.
+
+    ``agreement``: optional fold-agreement volume (0..1, same grid as the CT) shown as a heat map.
+    """
+    lesions = result.lesions
     box = crop_box(labels, options)
     flips = display_flips(ct)
-    agreement = _agreement_array(options, ct)
-    study = result.get("study") or {}
+    agreement = _agreement_array(agreement, ct)
+    shown = display_items(result.study.to_dict(), options.fields, salt)
     wl = f"W {options.window[1]:g} / L {options.window[0]:g}"
     wanted: list[int] = []
     for les in sorted(lesions, key=lambda x: -x.voxels):
@@ -346,9 +308,9 @@ def render_study(ct: Volume, labels: Volume, result: dict, options: ReviewOption
         right = f"slice {k + 1}/{nz}  z {_z_mm(ct, k):.1f} mm  {wl}"
         extra = "on this slice: " + ", ".join(f"{les.name} {les.volume_mm3:.1f} mm3 peak {les.peak_hu:.0f} HU"
                                               for les in here)
-        comp = _stack([_header(body.width, study, options, right), body, _legend(body.width, result, extra)])
+        comp = _stack([_header(body.width, shown, right), body, _legend(body.width, result, extra)])
         ovs.slices.append(SliceView(k, _z_mm(ct, k), here, comp))
-    ovs.summary = render_summary(ct, labels, result, options, box, flips, lesions)
+    ovs.summary = render_summary(ct, labels, result, options, box, flips, lesions, shown)
     return ovs
 
 
@@ -359,10 +321,9 @@ def _mip_label(lab: np.ndarray, axis: int) -> np.ndarray:
     return np.where(calc > 0, calc, art)
 
 
-def render_summary(ct, labels, result, options, box, flips, lesions) -> Image.Image:
+def render_summary(ct, labels, result, options, box, flips, lesions, shown) -> Image.Image:
     """Thick-slab MIP through the labelled z range: axial and coronal, with labels and lesion names."""
     y0, y1, x0, x1 = box
-    study = result.get("study") or {}
     zs = np.nonzero(labels.array.any(axis=(1, 2)))[0]
     z0, z1 = (int(zs.min()), int(zs.max()) + 1) if len(zs) else (0, ct.shape[0])
     slab = ct.array[z0:z1]
@@ -406,7 +367,7 @@ def render_summary(ct, labels, result, options, box, flips, lesions) -> Image.Im
     thick = (z1 - z0) * dz
     body = _side_by_side(_panel_titles([axial, coronal], [f"axial MIP, slab {thick:.0f} mm", "coronal MIP"]))
     right = f"summary  {len(lesions)} lesion(s)  W {options.window[1]:g} / L {options.window[0]:g}"
-    return _stack([_header(body.width, study, options, right), body, _legend(body.width, result)])
+    return _stack([_header(body.width, shown, right), body, _legend(body.width, result)])
 
 
 def write_overlays(ovs: OverlaySet, out_dir: Path) -> list[Path]:

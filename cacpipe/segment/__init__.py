@@ -1,13 +1,13 @@
 """Stage 2: region-based nnU-Net fold ensemble (inference) and model installation.
 
-Public API: :func:`segment`, :class:`SegmentConfig`, :class:`SegmentResult`, :func:`find_model`,
+Public API: :func:`segment`, :class:`SegmentResult`, :func:`find_model`,
 :func:`install_model`, :func:`list_models`, :class:`InstalledModel`.
 """
 
 from .models import InstalledModel, demo_model, find_model, install_model, list_models, model_dir, read_model
-from .predict import SegmentConfig, SegmentResult, segment
+from .predict import SegmentResult, segment
 
 __all__ = [
-    "InstalledModel", "SegmentConfig", "SegmentResult", "demo_model", "find_model", "install_model",
+    "InstalledModel", "SegmentResult", "demo_model", "find_model", "install_model",
     "list_models", "model_dir", "read_model", "segment",
 ]

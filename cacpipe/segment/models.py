@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .. import env
 from ..errors import ConfigError, InputDataError, ModelMismatchError, ModelNotInstalledError
 from ..labels import REGIONS_CLASS_ORDER, nnunet_labels
 
-ENV_MODEL_DIR = "CACPIPE_MODEL_DIR"
-ENV_CACHE_DIR = "CACPIPE_CACHE_DIR"
-DEFAULT_MODEL_DIR = Path("~/.cacpipe/models")
 DEMO_ZIP = Path(__file__).resolve().parent.parent / "data" / "demo_model.zip"
 CHECKPOINT = "checkpoint_final.pth"
 INSTALL_HELP = ("install a trained model with `cacpipe models install MODEL.zip` "
@@ -56,8 +53,7 @@ class InstalledModel:
 
 def model_dir(path: str | Path | None = None) -> Path:
     """The model directory: ``path``, else $CACPIPE_MODEL_DIR, else ~/.cacpipe/models."""
-    p = path if path is not None else os.environ.get(ENV_MODEL_DIR) or DEFAULT_MODEL_DIR
-    return Path(p).expanduser()
+    return env.model_dir(path)
 
 
 _resolve_model_dir = model_dir  # find_model's ``model_dir`` argument shadows the function
@@ -191,7 +187,7 @@ def demo_model() -> InstalledModel:
         raise ModelNotInstalledError(f"no model installed and the demo model {DEMO_ZIP} is missing; "
                                      f"{INSTALL_HELP}, or build the demo with `make demo-model`")
     digest = hashlib.sha256(DEMO_ZIP.read_bytes()).hexdigest()[:12]
-    cache = Path(os.environ.get(ENV_CACHE_DIR) or "~/.cache/cacpipe").expanduser() / f"demo_model_{digest}"
+    cache = env.cache_dir() / f"demo_model_{digest}"
     try:
         if not _model_folders(cache):
             install_model(DEMO_ZIP, cache, force=True)

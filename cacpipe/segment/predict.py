@@ -13,35 +13,15 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
+from ..config import SegmentSettings, parse_device
 from ..errors import ConfigError, GeometryError, ModelNotInstalledError
 from ..volume import Volume
 from .models import CHECKPOINT, InstalledModel
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SegmentConfig:
-    """Inference settings.
-
-    mirroring: test-time mirroring (8x the work in 3D); None = off on CPU, on on GPU.
-    folds: subset of the model's folds (None = all). agreement: also return the per-voxel
-    fraction of folds whose own label equals the ensemble label (costs one resampling per fold).
-    bf16: bfloat16 autocast on CPU (about 2x faster, tiny numeric differences); CUDA always
-    uses nnU-Net's float16 autocast.
-    """
-
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    folds: tuple[int, ...] | None = None
-    mirroring: bool | None = None
-    tile_step_size: float = 0.5
-    agreement: bool = False
-    bf16: bool = False
-    threads: int | None = None  # torch CPU threads (None: leave torch's default)
 
 
 @dataclass
@@ -59,14 +39,21 @@ class SegmentResult:
 
 
 def resolve_device(device: str) -> str:
+    """A torch device name for a cacpipe device: ``auto`` -> ``cuda`` when available, else ``cpu``;
+    ``cuda`` / ``cuda:N`` checked to exist (a list ``cuda:0,1`` is for the runner: pass one device)."""
     import torch
 
+    device = parse_device(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu or auto")
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"device must be auto, cpu or cuda; got {device!r}")
+    if device == "cpu":
+        return device
+    if "," in device:
+        raise ConfigError(f"device {device!r} names several GPUs; one study runs on one (the runner spreads studies)")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but torch sees no CUDA GPU; use --device cpu or auto")
+    if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r}: torch sees {torch.cuda.device_count()} GPU(s) (cuda:0..)")
     return device
 
 
@@ -95,20 +82,20 @@ def _network_builder(trainer_name: str):
 _CACHE: dict[tuple, object] = {}
 
 
-def load_predictor(model: InstalledModel, cfg: SegmentConfig):
+def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "auto"):
     """An initialised nnUNetPredictor for ``model`` and ``cfg`` (cached per process). Returns (predictor, folds, device, mirroring)."""
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    device = resolve_device(cfg.device)
+    device = resolve_device(device)
     folds = tuple(model.folds if cfg.folds is None else cfg.folds)
     missing = sorted(set(folds) - set(model.folds))
     if missing or not folds:
         raise ModelNotInstalledError(f"model {model.full_name} has folds {list(model.folds)}; "
                                      f"requested {list(folds)} (missing {missing})")
-    mirroring = (device == "cuda") if cfg.mirroring is None else bool(cfg.mirroring)
+    mirroring = device.startswith("cuda") if cfg.mirroring is None else bool(cfg.mirroring)
     key = (str(model.path), folds, device, mirroring, float(cfg.tile_step_size))
     if key in _CACHE:
         return _CACHE[key], folds, device, mirroring
@@ -126,7 +113,7 @@ def load_predictor(model: InstalledModel, cfg: SegmentConfig):
     network = _network_builder(model.trainer).build_network_architecture(
         plans_manager, cm, n_in, n_out, enable_deep_supervision=False)
     predictor = nnUNetPredictor(tile_step_size=cfg.tile_step_size, use_gaussian=True, use_mirroring=mirroring,
-                                perform_everything_on_device=device == "cuda", device=torch.device(device),
+                                perform_everything_on_device=device.startswith("cuda"), device=torch.device(device),
                                 verbose=False, verbose_preprocessing=False, allow_tqdm=False)
     predictor.manual_initialization(network, plans_manager, cm, params, dataset_json, model.trainer, mirror_axes)
     _CACHE.clear()  # one model in memory at a time
@@ -134,7 +121,8 @@ def load_predictor(model: InstalledModel, cfg: SegmentConfig):
     return predictor, folds, device, mirroring
 
 
-def segment(ct: Volume, model: InstalledModel, cfg: SegmentConfig | None = None) -> SegmentResult:
+def segment(ct: Volume, model: InstalledModel, cfg: SegmentSettings | None = None,
+            device: str = "auto") -> SegmentResult:
     """Segment coronary arteries and their calcium in a heart-cropped CT (ideally at ``model.spacing_zyx``).
 
     nnU-Net resamples to the model spacing itself and back, so the labels are always on ``ct``'s grid.
@@ -145,11 +133,11 @@ def segment(ct: Volume, model: InstalledModel, cfg: SegmentConfig | None = None)
         convert_predicted_logits_to_segmentation_with_correct_shape,
     )
 
-    cfg = cfg or SegmentConfig()
+    cfg = cfg or SegmentSettings()
     t0 = time.perf_counter()
     if min(ct.shape) < 2:
         raise GeometryError(f"CT crop of shape {ct.shape} is too small to segment")
-    predictor, folds, device, mirroring = load_predictor(model, cfg)
+    predictor, folds, device, mirroring = load_predictor(model, cfg, device)
     old_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import totalseg as ts
+from cacpipe.heart import totalseg as ts
 
 
 def plans_dict(name: str, spacing: list[float], arch: dict | None = None, patch: list[int] | None = None,
@@ -84,7 +84,7 @@ def write_standin_model(weights_dir, dataset_id: int, class_names: dict, spacing
 
 def write_standin_home(home: str | Path, fast: bool = False) -> Path:
     """A TotalSegmentator home folder with stand-in models for the heart (298 + 293, or 297 if fast)."""
-    from .. import torchvision_fix
+    from cacpipe import torchvision_fix
 
     torchvision_fix.apply()
     from totalsegmentator.map_to_binary import class_map, class_map_5_parts

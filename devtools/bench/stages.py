@@ -28,20 +28,20 @@ def _series_dir(ctx: Context) -> Path:
 
 
 def _load(ctx: Context):
-    from ..volume import Volume
+    from cacpipe.volume import Volume
 
     return Volume.read(ctx.data / "ct.nii.gz")
 
 
 def stage_discover_load(ctx: Context) -> Measurement:
     """DICOM discovery (header-only reads) and volume assembly of the axial series."""
-    from ..ingest import discover, group_studies, load_series, select_series
+    from cacpipe.ingest import discover, group_studies, load_series, select_series
 
     def run():
         with tempfile.TemporaryDirectory() as work:
             disc = discover(ctx.data / "dicom", Path(work))
             studies, _ = group_studies(disc.headers)
-            vol = load_series(select_series(studies[0]).selected)
+            vol = load_series(select_series(studies[0]).selected).volume
         return {"files": len(disc.headers), "shape_zyx": list(vol.shape)}
 
     return measure(run)
@@ -66,8 +66,8 @@ def stage_dcm2niix(ctx: Context) -> Measurement:
 
 def stage_resample(ctx: Context) -> Measurement:
     """Resampling the whole CT to the paper's training spacing (0.8, 0.73, 0.73) mm."""
-    from ..heart import resample_to_spacing
-    from ..units import PAPER_SPACING_ZYX
+    from cacpipe.heart import resample_to_spacing
+    from cacpipe.units import PAPER_SPACING_ZYX
 
     ct = _load(ctx)
     return measure(lambda: {"shape_zyx": list(resample_to_spacing(ct, PAPER_SPACING_ZYX, is_label=False).shape)})
@@ -75,10 +75,12 @@ def stage_resample(ctx: Context) -> Measurement:
 
 def stage_heart_fallback(ctx: Context) -> Measurement:
     """Stage 1 with the classical fallback locator (heart mask, resample, crop, QC)."""
-    from ..heart import Stage1Config, heart_crop
+    from cacpipe.config import HeartMethod, HeartSettings
+    from cacpipe.heart import heart_crop
 
     ct = _load(ctx)
-    return measure(lambda: {"cropped_shape_zyx": list(heart_crop(ct, Stage1Config(method="fallback")).cropped_ct.shape)})
+    cfg = HeartSettings(method=HeartMethod.FALLBACK)
+    return measure(lambda: {"cropped_shape_zyx": list(heart_crop(ct, cfg).cropped_ct.shape)})
 
 
 def stage_heart_totalseg(ctx: Context) -> Measurement:
@@ -87,31 +89,34 @@ def stage_heart_totalseg(ctx: Context) -> Measurement:
     Times TotalSegmentator's own pre/post-processing and nnU-Net plumbing; the real networks cost
     more (published: 77 s at 1.5 mm on an RTX 3090 for a 512x512x280 scan).
     """
-    from ..heart import Stage1Config, heart_crop
-    from ..heart.standin import write_standin_home
+    from cacpipe.config import HeartMethod, HeartSettings
+    from cacpipe.heart import heart_crop
+    from devtools.standin import write_standin_home
 
     ct = _load(ctx)
     home = write_standin_home(Path(tempfile.mkdtemp()) / "totalseg", fast=ctx.quick)
-    cfg = Stage1Config(method="totalsegmentator", fast=ctx.quick, device=ctx.device, totalseg_home=home)
-    m = measure(lambda: {"method": heart_crop(ct, cfg).method, "fast": ctx.quick, "weights": "stand-in (random)"})
+    cfg = HeartSettings(method=HeartMethod.TOTALSEGMENTATOR, fast=ctx.quick, totalseg_home=str(home))
+    m = measure(lambda: {"method": heart_crop(ct, cfg, device=ctx.device).method, "fast": ctx.quick,
+                         "weights": "stand-in (random)"})
     shutil.rmtree(home.parent, ignore_errors=True)
     return m
 
 
 def stage_quantify(ctx: Context) -> Measurement:
     """Quantification of a 512 x 512 x 400 scan (vectorised Agatston, volume, lesions, grades)."""
-    from ..phantom import PhantomConfig, generate
-    from ..quant import quantify
+    from cacpipe.phantom import PhantomConfig, generate
+    from cacpipe.quant.quantify import quantify
+    from cacpipe.quant.validity import total_of
 
     ph = generate(PhantomConfig.preset("thin", n_slices=400, noise_hu=0))
-    return measure(lambda: {"total_agatston": quantify(ph.ct, ph.labels)["total"]["agatston"],
+    return measure(lambda: {"total_agatston": total_of(quantify(ph.ct, ph.labels).arteries).agatston,
                             "shape_zyx": list(ph.ct.shape)}, repeat=3)
 
 
 def stage_agatston_reference(ctx: Context) -> Measurement:
     """The straightforward per-slice loop reference (cacpipe.phantom.truth) on the same scan."""
-    from ..labels import CALCIUM_IDS
-    from ..phantom import PhantomConfig, agatston_reference, generate
+    from cacpipe.labels import CALCIUM_IDS
+    from cacpipe.phantom import PhantomConfig, agatston_reference, generate
 
     ph = generate(PhantomConfig.preset("thin", n_slices=400, noise_hu=0))
     lab = ph.labels.array
@@ -121,22 +126,24 @@ def stage_agatston_reference(ctx: Context) -> Measurement:
 
 def stage_review(ctx: Context) -> Measurement:
     """Overlays, HTML review page, DICOM SEG + SR + secondary captures for one study."""
-    import json
+    from cacpipe.config import Settings
+    from cacpipe.ingest import read_ct
+    from cacpipe.quant.quantify import quantify
+    from cacpipe.quant.validity import finalise
+    from cacpipe.record import StudyResult
+    from cacpipe.review import build_review
+    from cacpipe.volume import Volume
 
-    from ..review import ReviewOptions, build_review
-    from ..review.source import load_series
-    from ..volume import Volume
-
-    ct, sources = load_series(ctx.data / "dicom")
+    loaded = read_ct(ctx.data / "dicom", Settings())
+    ct, sources = loaded.volume, loaded.sources
     labels = Volume.read(ctx.data / "labels.nii.gz")
-    truth = json.loads((ctx.data / "truth.json").read_text())
-    result = {"status": "done", "study": ct.meta["study"], "flags": [],
-              "arteries": {a: {**v, "assessed": True, "grade": None} for a, v in truth["arteries"].items()},
-              "total": truth["total"]}
+    labels = ct.with_array(labels.array)
+    q = quantify(ct, labels)
+    result = finalise(StudyResult(study=loaded.identity, arteries=q.arteries, lesions=q.lesions))
     out = Path(tempfile.mkdtemp())
 
     def run():
-        written = build_review(out, ct, labels, result, sources, ReviewOptions())
+        written = build_review(out, ct, labels, result, sources)
         return {"dicom": sorted(k for k in written if k in ("seg", "sr", "sc"))}
 
     m = measure(run)
@@ -146,7 +153,9 @@ def stage_review(ctx: Context) -> Measurement:
 
 def heart_crop_for_bench(ctx: Context, spacing_zyx):
     """The heart crop of the bench CT at a model's spacing (fallback locator)."""
-    from ..heart import Stage1Config, heart_crop
+    from cacpipe.config import HeartMethod, HeartSettings
+    from cacpipe.heart import heart_crop
 
-    return heart_crop(_load(ctx), Stage1Config(method="fallback", target_spacing_zyx=tuple(spacing_zyx))).cropped_ct
+    return heart_crop(_load(ctx), HeartSettings(method=HeartMethod.FALLBACK),
+                      target_spacing_zyx=tuple(spacing_zyx)).cropped_ct
 

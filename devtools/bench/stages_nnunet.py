@@ -26,12 +26,12 @@ from .stages import Context, heart_crop_for_bench
 def write_random_paper_model(root: Path, folds: int) -> Path:
     """A 5-fold-capable model folder with the paper architecture and random weights."""
     import torch
-    from nnunet_plans.plans import configuration_from_spec, load_spec
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from ..heart.standin import plans_dict
-    from ..labels import nnunet_dataset_json
+    from cacpipe.labels import nnunet_dataset_json
+    from devtools.standin import plans_dict
+    from nnunet_plans.plans import configuration_from_spec, load_spec
 
     spec = load_spec("paper")
     conf = configuration_from_spec(spec)
@@ -62,11 +62,12 @@ def _tiles(shape, patch, step=0.5) -> int:
 
 def _variant(folds: int, mirroring: bool, bf16: bool):
     def stage(ctx: Context):
-        from .. import torchvision_fix
+        from cacpipe import torchvision_fix
 
         torchvision_fix.apply()
-        from ..segment import SegmentConfig, read_model, segment
-        from ..volume import Volume
+        from cacpipe.config import SegmentSettings
+        from cacpipe.segment import read_model, segment
+        from cacpipe.volume import Volume
 
         root = Path(tempfile.mkdtemp())
         model = read_model(write_random_paper_model(root, folds))
@@ -78,9 +79,8 @@ def _variant(folds: int, mirroring: bool, bf16: bool):
             sl = tuple(slice(max(0, (s - p) // 2), max(0, (s - p) // 2) + p) for s, p in zip(crop.shape, patch, strict=True))
             block = np.ascontiguousarray(crop.array[sl])
             ct = Volume(block, crop.spacing_zyx, crop.origin_xyz, crop.direction)
-        cfg = SegmentConfig(device=ctx.device, folds=tuple(range(folds)), mirroring=mirroring,
-                            bf16=bf16 and ctx.device == "cpu")
-        m = measure(lambda: {"input_zyx": list(ct.shape), "device": segment(ct, model, cfg).device})
+        cfg = SegmentSettings(folds=tuple(range(folds)), mirroring=mirroring, bf16=bf16 and ctx.device == "cpu")
+        m = measure(lambda: {"input_zyx": list(ct.shape), "device": segment(ct, model, cfg, ctx.device).device})
         tiles = _tiles(ct.shape, patch)
         m.details.update(folds=folds, mirroring=mirroring, precision="bf16" if bf16 else "fp32",
                          tiles=tiles, crop_zyx=list(crop.shape), crop_tiles=full_tiles)

@@ -1,4 +1,4 @@
-"""``make bench`` / ``python -m cacpipe.bench``: per-stage time and peak memory, as markdown + JSON.
+"""``make bench`` / ``python -m devtools.bench``: per-stage time and peak memory, as markdown + JSON.
 
 Each stage runs in its own Python process (fresh peak-memory accounting); results are gathered
 here, ratios computed, and the table written to OUT/bench.md and OUT/bench.json.
@@ -17,6 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import stages
+
+REPO = Path(__file__).resolve().parents[2]
 
 # name -> (function, what it measures); order = pipeline order.
 STAGES: dict[str, tuple] = {
@@ -51,8 +53,8 @@ def device_info() -> dict:
 
 def prepare_data(data: Path, quick: bool) -> Path:
     """The phantom study all stages share: thin preset (512x512, 1 mm), 300 slices (quick) or 400."""
-    from ..phantom import PhantomConfig
-    from ..phantom.writer import write_phantom
+    from cacpipe.phantom import PhantomConfig
+    from cacpipe.phantom.writer import write_phantom
 
     n = 300 if quick else 400
     marker = data / f".ready-{n}"
@@ -63,11 +65,12 @@ def prepare_data(data: Path, quick: bool) -> Path:
 
 
 def run_stage(name: str, data: Path, quick: bool, device: str, timeout_s: int = 1800) -> dict:
-    cmd = [sys.executable, "-m", "cacpipe.bench.runner", "--stage", name, "--data", str(data), "--device", device]
+    cmd = [sys.executable, "-m", "devtools.bench.runner", "--stage", name, "--data", str(data), "--device", device]
     if quick:
         cmd.append("--quick")
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    # Run from the repository root: devtools is not an installed package.
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=REPO)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
         return {"stage": name, "error": tail[0], "wall_s": time.perf_counter() - t0}
@@ -116,7 +119,7 @@ def ratios_of(rows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m cacpipe.bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m devtools.bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="Smaller work (a few minutes on 2 CPU cores).")
     p.add_argument("--out", type=Path, default=Path("bench_out"), help="Where bench.md / bench.json go.")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         r.setdefault("what", all_stages()[name][1])
         rows.append(r)
         print(f"[bench] {name}: {_fmt(r.get('seconds'))} s {r.get('error', '')}", file=sys.stderr, flush=True)
-    md, js = write_report(rows, ratios_of(rows), device_info(), a.out, ["python -m cacpipe.bench", *argv])
+    md, js = write_report(rows, ratios_of(rows), device_info(), a.out, ["python -m devtools.bench", *argv])
     print(md.read_text())
     print(f"written: {md} {js}")
 

@@ -1,4 +1,4 @@
-"""Quality flags detectable from the image + segmentation, and the meaning changes flags imply.
+"""Quality flags detectable from the image + segmentation (stents, valve calcium, noise).
 
 :func:`quality_flags` looks for
 - a suspected **stent**: a tubular (elongated) component of metal-like density (default >= 1500 HU,
@@ -8,18 +8,13 @@
 - **high noise**: robust SD (1.4826 x MAD) of HU in the heart interior (or a ball at the centre of
   the coronary tree when no heart mask is given) above 35 HU -> ``warning``; above 70 HU the
   study is ``not_assessable`` (noise at the 130 HU threshold makes and hides lesions).
-Motion is not detected here.
-
-:func:`finalise` applies what flags mean to a result dict: contrast suspected -> Agatston marked
-not valid (numbers kept, category/CAC-DRS withheld); stent -> that artery's Agatston not valid;
-not assessable (study or artery) -> null numbers and status ``not_assessable`` when no artery
-is left. Numbers are never hidden silently: each change comes with its flag.
+Motion is not detected here. What the flags mean for the numbers is decided once, in
+:mod:`cacpipe.quant.validity`.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import numpy as np
 from scipy import ndimage
@@ -29,7 +24,6 @@ from ..flags import Flag
 from ..labels import ARTERIES, ARTERY_ID, CALCIUM_ID
 from ..volume import Volume
 from .agatston import _as_label_array, label_boxes
-from .quantify import not_assessed_artery, total_of
 
 STENT_HU = 1500.0
 STENT_MIN_LENGTH_MM = 5.0
@@ -198,60 +192,3 @@ def quality_flags(ct: Volume, labels: Volume, heart: Volume | None = None, *,
             out.append(Flag(F.HIGH_NOISE, f"image noise SD {sd:.0f} HU (> {noise_warn_hu:.0f} HU): noise can create "
                             "or hide small lesions; review the calcium overlays", "warning"))
     return out
-
-
-# --- meaning changes -------------------------------------------------------------------------
-def _as_flag(f) -> Flag:
-    return f if isinstance(f, Flag) else Flag.from_dict(f)
-
-
-def finalise(result: Mapping, flags: Iterable[Flag | dict]) -> dict:
-    """Apply what ``flags`` (plus those already in ``result["flags"]``) mean to a result dict.
-
-    Returns a new dict with merged ``flags``, per-artery and total ``agatston_valid``, nulls for
-    arteries not assessed, recomputed totals and ``status``.
-    """
-    res = copy.deepcopy(dict(result))
-    merged: list[Flag] = []
-    for f in [*map(_as_flag, res.get("flags") or []), *map(_as_flag, flags)]:
-        if f not in merged:
-            merged.append(f)
-    arteries: dict = res.get("arteries") or {}
-    for a in ARTERIES:
-        arteries.setdefault(a, not_assessed_artery())
-
-    study_na = [f for f in merged if f.code == F.NOT_ASSESSABLE and f.artery is None and f.severity == "invalid"]
-    for a in ARTERIES:
-        artery_na = any(f.code == F.NOT_ASSESSABLE and f.artery == a for f in merged)
-        if study_na or artery_na:
-            arteries[a] = not_assessed_artery()
-        if not arteries[a].get("assessed") and not artery_na:
-            why = "the whole study is not assessable" if study_na else "the artery was not found by the segmentation"
-            merged.append(Flag(F.NOT_ASSESSABLE, f"{a} not assessed ({why}): its numbers are null, not 0",
-                               "invalid", a))
-
-    contrast = [f for f in merged if f.code == F.CONTRAST_SUSPECTED]
-    stents = {f.artery for f in merged if f.code == F.STENT_SUSPECTED and f.artery}
-    for a in ARTERIES:
-        art = arteries[a]
-        art["agatston_valid"] = bool(art.get("assessed")) and not contrast and a not in stents
-    total = total_of(arteries)
-    total["agatston_valid"] = bool(total["complete"]) and not contrast and not stents
-    if not total["agatston_valid"]:
-        total["category"] = None
-        total["cac_drs"] = None
-    reasons = (["contrast suspected: Agatston is defined on non-contrast CT only"] if contrast else []) + \
-        [f"stent suspected in {a}" for a in sorted(stents)] + \
-        ([] if total["complete"] else ["not every artery was assessed: totals are lower bounds"])
-    total["agatston_note"] = "; ".join(reasons) or None
-
-    res["arteries"] = arteries
-    res["total"] = total
-    res["flags"] = [f.to_dict() for f in merged]
-    if res.get("status") == "failed":
-        pass  # a failed run stays failed; its flags say why
-    elif not total["assessed_arteries"]:
-        res["status"] = "not_assessable"
-    else:
-        res["status"] = "done"
-    return res

@@ -1,0 +1,47 @@
+"""cohort.csv: one row per study of the manifest, in the columns ``cacpipe evaluate`` reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..csvout import csv_text
+from ..errors import InputDataError
+from ..record import COHORT_COLUMNS as RESULT_COLUMNS
+from ..record import StudyResult, cohort_row
+from .layout import COHORT, write_atomic
+
+COHORT_COLUMNS = (*RESULT_COLUMNS, "reason")
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""  # not assessed: empty, never 0
+    if isinstance(v, float):
+        return f"{v:.4f}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))
+    return str(v)
+
+
+def cohort_rows(out: Path, manifest: dict) -> list[dict]:
+    """One row per study of the manifest; numbers come from each done study's result.json."""
+    rows = []
+    for entry in sorted(manifest["studies"].values(),
+                        key=lambda e: (e.get("patient_id", ""), e.get("study_date", ""), e.get("study_uid", ""))):
+        row = {c: "" for c in COHORT_COLUMNS}
+        row.update(patient_id=entry.get("patient_id", ""), study_uid=entry.get("study_uid", ""),
+                   study_date=entry.get("study_date", ""), series_uid=entry.get("series_uid", ""),
+                   status=entry.get("status", ""), reason=entry.get("reason", ""))
+        if entry.get("status") == "done" and entry.get("result"):
+            try:
+                res = StudyResult.load(out / entry["result"])
+            except (OSError, InputDataError) as exc:
+                row.update(status="failed", reason=f"result unreadable: {exc}")
+                rows.append(row)
+                continue
+            row.update({k: _cell(v) for k, v in cohort_row(res).items() if v is not None and v != ""})
+        rows.append(row)
+    return rows
+
+
+def write_cohort(out: Path, manifest: dict) -> Path:
+    write_atomic(out / COHORT, csv_text(cohort_rows(out, manifest), COHORT_COLUMNS))
+    return out / COHORT

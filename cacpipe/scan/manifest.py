@@ -1,0 +1,127 @@
+"""The scan manifest (status of every study), the one-scan-per-folder lock, and resume decisions.
+
+The manifest is a cache: ``result.json`` carries the input fingerprint and settings hash, and a
+result found on disk with matching values counts as done even if the manifest missed it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+from .layout import LOCK, MANIFEST, RESULT, now, write_atomic
+
+MANIFEST_SCHEMA = "cacpipe.manifest/1"
+
+
+def settings_hash(obj) -> str:
+    """A stable hash of anything JSON-like (the analysis name and its settings)."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def load_manifest(out: Path) -> dict:
+    path = out / MANIFEST
+    if not path.exists():
+        return {"schema": MANIFEST_SCHEMA, "studies": {}, "problems": []}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"manifest {path} is unreadable ({exc}); move it away to rescan from scratch") from exc
+    if data.get("schema") != MANIFEST_SCHEMA:
+        raise ConfigError(f"{path} is not a cacpipe scan manifest (schema {data.get('schema')!r})")
+    return data
+
+
+class ManifestWriter:
+    """Writes the manifest atomically; ``throttled`` writes are skipped when the last write was so
+    recent that writing would take over ~5 % of the time (huge manifests). A result missed this
+    way is recovered from its result.json by the next run."""
+
+    def __init__(self, out: Path, manifest: dict):
+        self.out, self.manifest = out, manifest
+        self._cost = 0.0
+        self._last = 0.0
+
+    def save(self, throttled: bool = False) -> None:
+        t = time.perf_counter()
+        if throttled and t - self._last < 20 * self._cost:
+            return
+        self.manifest["updated"] = now()
+        write_atomic(self.out / MANIFEST, json.dumps(self.manifest, indent=1, default=str))
+        self._last = time.perf_counter()
+        self._cost = self._last - t
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ScanLock:
+    """One scan at a time per output folder; a lock left by a dead process on this host is taken over."""
+
+    def __init__(self, out: Path):
+        self.path = out / LOCK
+
+    def __enter__(self):
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": now()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    other = json.loads(self.path.read_text())
+                except (OSError, json.JSONDecodeError):
+                    other = {}
+                if other.get("host") == me["host"] and not _pid_alive(int(other.get("pid", 0) or 0)):
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                raise ConfigError(f"another cacpipe scan (pid {other.get('pid')} on {other.get('host')}) is writing "
+                                  f"to {self.path.parent}; wait for it, or delete {self.path} if it is not running") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            return self
+        raise ConfigError(f"cannot take the scan lock {self.path}")
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def redo_reason(entry: dict | None, fp: str, cfg: str, out: Path, force: bool) -> str | None:
+    """Why a study must be (re)analysed; None when its result is up to date."""
+    if force:
+        return "forced"
+    if entry is None:
+        return "new"
+    if entry.get("status") != "done":
+        return f"was {entry.get('status', 'unknown')}"
+    if entry.get("input_fingerprint") != fp:
+        return "inputs changed"
+    if entry.get("config_hash") != cfg:
+        return "settings changed"
+    if not entry.get("result") or not (out / entry["result"]).exists():
+        return "result missing"
+    return None
+
+
+def recover(out: Path, rel: str, fp: str, cfg: str) -> str | None:
+    """The series UID of a complete result on disk with these fingerprints (the manifest write
+    was missed when a run was killed), or None."""
+    try:
+        res = json.loads((out / rel / RESULT).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    ing = res.get("ingest", {})
+    if ing.get("input_fingerprint") == fp and ing.get("config_hash") == cfg and res.get("status") != "failed":
+        return str((res.get("study") or {}).get("series_uid", ""))
+    return None

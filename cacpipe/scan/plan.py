@@ -1,0 +1,67 @@
+"""Planning a scan: discover the export, group, select one series per study, decide what to (re)do."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .. import __version__
+from ..config import Settings
+from ..ingest import discover, group_studies, select_series
+from .layout import RESULT, now, study_folder
+from .manifest import recover, redo_reason, settings_hash
+from .worker import Analyse, StudyTask
+
+log = logging.getLogger(__name__)
+
+
+def analyse_name(analyse: Analyse) -> str:
+    return f"{getattr(analyse, '__module__', '?')}.{getattr(analyse, '__qualname__', repr(analyse))}"
+
+
+def plan(export: Path, out: Path, manifest: dict, analyse: Analyse, settings: Settings, force: bool,
+         workdir: Path, summary, progress: bool) -> list[StudyTask]:
+    """Discover, group, select; record skipped and up-to-date studies in ``manifest``; return the
+    studies to run. ``summary`` (a ScanSummary) gets the counts."""
+    disc = discover(export, workdir, progress=progress, exclude=(out,))
+    studies, group_problems = group_studies(disc.headers)
+    problems = disc.problems + group_problems
+    manifest.update(export=str(export.resolve()), cacpipe_version=__version__, scanned=now(),
+                    problems=[p.to_dict() for p in problems], ignored_files=len(disc.ignored),
+                    settings=settings.to_dict())
+    summary.problems, summary.ignored_files, summary.studies = len(problems), len(disc.ignored), len(studies)
+    for p in problems:
+        log.warning("unreadable input: %s: %s", p.source, p.reason)
+    cfg = settings_hash({"analyse": analyse_name(analyse), "settings": settings.to_dict()})
+    for entry in manifest["studies"].values():
+        entry["in_last_scan"] = False
+    tasks = []
+    for study in studies:
+        sel = select_series(study, settings.selection)
+        rel = study_folder(study.patient_id, study.study_uid)
+        entry = manifest["studies"].get(study.key)
+        base = {"patient_id": study.patient_id, "study_uid": study.study_uid, "study_date": study.study_date,
+                "accession": study.accession, "in_last_scan": True, "skipped_series": sel.skipped_dicts(),
+                "notes": study.notes}
+        if sel.selected is None:
+            manifest["studies"][study.key] = {**base, "status": "skipped", "reason": sel.reason, "series_uid": ""}
+            summary.skipped += 1
+            continue
+        fp = sel.fingerprint()
+        why = redo_reason(entry, fp, cfg, out, force)
+        recovered = recover(out, rel, fp, cfg) if why and not force else None
+        if recovered is not None:
+            why, entry = None, {**(entry or {}), "status": "done", "result": f"{rel}/{RESULT}", "reason": "",
+                                "input_fingerprint": fp, "config_hash": cfg, "series_uid": recovered}
+        if why is None:
+            # series_uid stays the one the result was computed from (a fallback may have been used).
+            manifest["studies"][study.key] = {"series_uid": sel.selected.series_uid, **entry, **base}
+            summary.up_to_date += 1
+            continue
+        manifest["studies"][study.key] = {**(entry or {}), **base, "status": "pending", "reason": why,
+                                          "series_uid": sel.selected.series_uid, "input_fingerprint": fp,
+                                          "config_hash": cfg, "result": None}
+        tasks.append(StudyTask(key=study.key, candidates=sel.candidates, out_dir=str(out / rel),
+                               input_fingerprint=fp, config_hash=cfg, analyse=analyse, settings=settings,
+                               skipped_series=sel.skipped_dicts()))
+    return tasks
