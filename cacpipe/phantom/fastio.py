@@ -9,7 +9,6 @@ spliced in, in tag order. The bytes equal what ``Dataset.save_as`` writes for th
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -90,39 +89,64 @@ def write_files(paths_and_bytes, threads: int = 2) -> None:
         list(ex.map(write, paths_and_bytes))
 
 
-def gzip_parallel(raw: bytes, out: Path, level: int = 1, chunk: int = 16 << 20, threads: int = 2) -> None:
-    """Write ``raw`` as a multi-member gzip file (readers treat it as one stream), members compressed in parallel."""
-    pieces = [raw[i:i + chunk] for i in range(0, len(raw), chunk)] or [b""]
+def gzip_parallel(parts, out: Path, level: int = 1, chunk: int = 16 << 20, threads: int = 2) -> None:
+    """Write the concatenated ``parts`` (bytes-like) as a multi-member gzip file, members compressed in parallel.
 
-    def member(data: bytes) -> bytes:
+    Readers (zlib, Python's gzip, ITK, nibabel) treat consecutive members as one stream.
+    """
+    pieces = []
+    for p in parts:
+        mv = memoryview(p).cast("B")
+        pieces += [mv[i:i + chunk] for i in range(0, len(mv), chunk)]
+
+    def member(data) -> bytes:
         c = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip header and trailer
         return c.compress(data) + c.flush()
 
     with ThreadPoolExecutor(threads) as ex:
-        members = list(ex.map(member, pieces))
+        members = list(ex.map(member, pieces or [b""]))
     with open(out, "wb") as f:
         for m in members:
             f.write(m)
 
 
-def write_nifti(volume, path: str | Path, level: int = 1) -> Path:
-    """Write a Volume as NIfTI; ``.nii.gz`` is compressed in parallel at a fast level."""
-    import SimpleITK as sitk
+def nifti_header(volume) -> bytes:
+    """NIfTI-1 header (348 bytes + empty extension) of a Volume, geometry as SimpleITK writes it."""
+    import nibabel as nib
 
+    d = np.asarray(volume.direction, float).reshape(3, 3)
+    sp = np.asarray(volume.spacing_zyx[::-1], float)
+    lps = np.eye(4)
+    lps[:3, :3] = d * sp[None, :]
+    lps[:3, 3] = volume.origin_xyz
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # NIfTI is RAS, ITK is LPS
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(volume.array.dtype)
+    hdr.set_data_shape(volume.shape[::-1])
+    hdr.set_zooms(tuple(sp))
+    hdr.set_qform(ras, code=1)
+    hdr.set_sform(ras, code=1)
+    hdr.set_xyzt_units("mm", "sec")
+    hdr["vox_offset"] = 352
+    return hdr.binaryblock + b"\0\0\0\0"
+
+
+def write_nifti(volume, path: str | Path, level: int = 1) -> Path:
+    """Write a Volume as NIfTI-1 (``.nii.gz``: gzip members compressed in parallel at a fast level)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = memoryview(np.ascontiguousarray(volume.array)).cast("B")  # x fastest, as NIfTI stores it
     if not str(path).endswith(".gz"):
-        sitk.WriteImage(volume.to_sitk(), str(path), useCompression=False)
+        with open(path, "wb") as f:
+            f.write(nifti_header(volume))
+            f.write(data)
         return path
-    tmp = path.with_name(f".{path.name[:-3]}.{os.getpid()}.tmp.nii")
-    try:
-        sitk.WriteImage(volume.to_sitk(), str(tmp), useCompression=False)
-        gzip_parallel(tmp.read_bytes(), path, level=level)
-    finally:
-        tmp.unlink(missing_ok=True)
+    gzip_parallel([nifti_header(volume), data], path, level=level)
     return path
 
 
 def hu_to_stored(hu: np.ndarray) -> np.ndarray:
-    """HU -> unsigned stored values (HU + 1024), little endian uint16 (RescaleIntercept -1024)."""
+    """HU -> unsigned stored values (HU + 1024, clipped to 0..65535), little endian uint16."""
+    if hu.dtype == np.int16 and hu.size and int(hu.min()) >= -1024:
+        return (hu.view(np.uint16) + np.uint16(1024)).astype("<u2", copy=False)  # exact: no wrap-around
     return np.clip(hu.astype(np.int32) + 1024, 0, 65535).astype("<u2")

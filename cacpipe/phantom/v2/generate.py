@@ -97,9 +97,16 @@ def generate(cfg: ChestConfig, with_clean: bool = False) -> ChestPhantom:
     all_pts = np.concatenate([b.points for b in tree.values()])
     margin = 6.0 + max_d
     hb = grid.index_box(all_pts.min(axis=0) - margin, all_pts.max(axis=0) + margin)
+    art_still = None  # (box, still - moving): the arteries of the still heart, for the reference truth
     if hb is not None:
-        paint_arteries(obj[hb], labels[hb], hb, tree, grid, motion, max_d, mats,
-                       contrast=acq.contrast_phase != "none")
+        contrast = acq.contrast_phase != "none"
+        before = obj[hb].copy() if motion.moving and cfg.plaques else None
+        paint_arteries(obj[hb], labels[hb], hb, tree, grid, motion, max_d, mats, contrast=contrast)
+        if before is not None:
+            paint_arteries(before, np.zeros(before.shape, np.uint8), hb, tree, grid, static_displacer, 0.0, mats,
+                           contrast=contrast)
+            art_still = (hb, before - obj[hb])
+            del before
 
     # --- calcium and metal (sub-voxel, moving where they sit on the heart) ----------------------
     centre = hm.frame.centre
@@ -168,7 +175,7 @@ def generate(cfg: ChestConfig, with_clean: bool = False) -> ChestPhantom:
         clean_cb = None
     lesion_map = np.zeros(shape, np.uint16)
     truth_parts = lesion_truth(plaque_imgs, obj_cb, clean_cb, cb, pre_bloom, spacing, acq, lesion_map, labels,
-                               lambda a: bloom(a, px, acq.slice_thickness_mm))
+                               lambda a: bloom(a, px, acq.slice_thickness_mm), art_still)
     overlap = 1.0 - acq.slice_spacing_mm / acq.slice_thickness_mm
     add_noise(spec, acq.kernel, px, (ny, nx), sd, overlap, np.random.default_rng([cfg.seed, 3]))
     img = to_image(spec, (ny, nx), overwrite=True)

@@ -265,5 +265,5 @@ def fit_heart(cfg: ChestConfig, rng) -> ChestConfig:
     over = (cx + hi[0]) - (h.body_offset_xy_mm[0] + cavity_a - 25.0)
     if over > 0:
         cx -= over
-    return replace(cfg, habitus=replace(h, body_depth_mm=round(depth, 1)),
-                   heart=replace(hs, centre_mm=(round(cx, 2), round(cy, 2), hs.centre_mm[2])))
+    return replace(cfg, habitus=replace(h, body_depth_mm=round(float(depth), 1)),
+                   heart=replace(hs, centre_mm=(round(float(cx), 2), round(float(cy), 2), hs.centre_mm[2])))

@@ -102,12 +102,13 @@ def plaque_region(pis: list[PlaqueImage], shape, acq):
 
 def lesion_truth(pis: list[PlaqueImage], obj_cb: np.ndarray | None, clean_cb: np.ndarray | None, cb,
                  pre_bloom: np.ndarray | None, spacing, acq, lesion_map: np.ndarray, labels: np.ndarray,
-                 bloom_fn) -> dict:
+                 bloom_fn, art_still=None) -> dict:
     """Fill ``lesion_map`` and the calcium classes of ``labels`` (imaged) inside the plaque region ``cb``.
 
     ``obj_cb`` / ``pre_bloom``: the object in ``cb`` after / before blooming; ``clean_cb``: the
-    noise-free image there (exact, from the same FFT as the CT). Returns the clean images and
-    owner maps of ``cb`` for :func:`assemble_truth`.
+    noise-free image there (exact, from the same FFT as the CT); ``art_still``: (box, change) that
+    puts the coronary arteries where the still heart has them. Returns the clean images and owner
+    maps of ``cb`` for :func:`assemble_truth`.
     """
     have = [p for p in pis if p.moving is not None or p.still is not None]
     if cb is None or not have:
@@ -123,6 +124,11 @@ def lesion_truth(pis: list[PlaqueImage], obj_cb: np.ndarray | None, clean_cb: np
         still = pre_bloom.copy()
         for _, box, _, delta in moving_parts:
             still[box] -= delta
+        if art_still is not None:  # the still heart's arteries under its plaques
+            hb, change = art_still
+            inter = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(cb, hb, strict=True))
+            if all(s.start < s.stop for s in inter):
+                still[_rel(inter, cb)] += change[_rel(inter, hb)]
         still_parts = []
         for p in have:
             if p.still is None:
