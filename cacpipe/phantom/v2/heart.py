@@ -143,7 +143,9 @@ def build_heart(spec: HeartSpec, carina_z: float = 0.0) -> HeartModel:
 
     # Atria, appendages (reference-orientation LPS offsets from the base centre, carried rigidly).
     def ref_ellipsoid(off, semi):
-        return Ellipsoid(f.ref_offset(base, off), np.asarray(semi) * sc, ref_rot)
+        # 9 mm towards the apex: the atria sit on the ventricular base (blood and muscle join across
+        # the AV junction; the AV-groove fat stays at the outer rim)
+        return Ellipsoid(f.ref_offset(base, off) + 9.0 * sc * f.axes[:, 2], np.asarray(semi) * sc, ref_rot)
 
     la_off, la_semi = (6.0, 24.0, 10.0), (30.0, 16.0, 21.0)
     ra_off, ra_semi = (-33.0, 4.0, -2.0), (21.0, 24.0, 27.0)
@@ -205,7 +207,8 @@ def build_heart(spec: HeartSpec, carina_z: float = 0.0) -> HeartModel:
     return HeartModel(
         frame=f, layers=layers, ostium_rca=ostium_rca, ostium_lm=ostium_lm, root_centre=root_c,
         root_axis=root_axis, root_radius=root_r, ascending_top=asc_top, rvot=rvot,
-        ra_centre=f.ref_offset(base, ra_off), la_centre=f.ref_offset(base, la_off), mitral_centre=mitral_c,
+        ra_centre=f.ref_offset(base, ra_off) + 9.0 * sc * f.axes[:, 2],
+        la_centre=f.ref_offset(base, la_off) + 9.0 * sc * f.axes[:, 2], mitral_centre=mitral_c,
         mitral_radius=14.0 * sc, lv_apex=lv_apex, rv_apex=rv_apex,
         envelope_solids=[ventricles, *atria[:2], root_tube, rvot_tube],
     )

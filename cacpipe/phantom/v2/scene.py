@@ -80,7 +80,9 @@ def build_scene(cfg: ChestConfig, body: Body, hm: HeartModel, tree: dict[str, Br
     for i, (s, m) in enumerate(great):
         add(s, m, 0 if i < 5 else None)  # aorta, arch branches, pulmonary trunk/arteries leave the heart mask
     for b in tree.values():  # fat round every coronary branch: the grooves they run in
-        keep = b.s > 3.0
+        if b.name == "LM":  # it runs from the aortic root between the atrial appendage and the outflow tract
+            continue
+        keep = b.s > (14.0 if b.name == "RCA" else 3.0)
         if keep.sum() >= 2:
             add(Capsules(b.points[keep][::4], outer_radius(b)[keep][::4] + 2.5), "epicardial_fat")
     for s, m in skeleton_solids(cfg, body):
