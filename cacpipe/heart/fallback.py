@@ -11,9 +11,13 @@ Steps, on a copy block-averaged to about 3 mm (speed and noise):
    the last slice of that run is the carina; the heart lies below it;
 4. mediastinum = per slice, the convex hull of the lungs minus the lungs, in slices that have
    lung on both sides;
-5. heart = soft tissue / blood (-30..500 HU) in the mediastinum below the carina, opened to cut
-   thin links (vessels, pleura), largest 3D component, grown back inside the candidate region,
-   holes filled.
+5. the vertebral column (found along the posterior midline: the first bony run >= 18 mm deep,
+   from the back) and everything behind its front within 40 mm of the midline (descending aorta,
+   rib heads) are taken out of the mediastinum;
+6. heart = soft tissue / blood (-30..500 HU) in the mediastinum below the carina, opened to cut
+   thin links (vessels, pleura), largest 3D component, grown back inside the candidate region;
+   then tubes are cut off (what a 16 mm ball cannot enter: aorta, pulmonary trunk, venae cavae,
+   oesophagus; an opening computed with distance maps), 4 mm grown back, holes filled.
 The mask goes back to the CT grid by nearest neighbour. Nothing here uses phantom coordinates.
 """
 

@@ -113,12 +113,12 @@ def _heart(rng, h: Habitus) -> HeartSpec:
         lv_wall_mm=float(np.clip(rng.normal(10 + 0.05 * (h.age - 60), 1.4), 7, 16)),
         epicardial_fat_mm=float(np.clip(4.5 + 2.5 * z + 0.05 * (h.age - 60) + rng.normal(0, 1.2), 1.5, 14)),
         pericardial_effusion_mm=float(rng.uniform(4, 18)) if rng.random() < 0.05 else 0.0,
-        dominance=_choice(rng, ("right", "co", "left"), (0.75, 0.15, 0.10)),
+        dominance=_choice(rng, ("right", "co", "left"), (0.80, 0.10, 0.10)),
         lm_length_mm=float(np.clip(rng.normal(10.5, 4.5), 2, 22)),
         n_diagonals=int(rng.choice([1, 2, 3], p=[0.3, 0.5, 0.2])),
         n_marginals=int(rng.choice([1, 2, 3], p=[0.3, 0.5, 0.2])),
         lad_wraps_apex=bool(rng.random() < 0.7),
-        calibre_scale=float((1.0 if male else 0.9) * np.clip(rng.normal(1.0, 0.06), 0.85, 1.15)),
+        calibre_scale=float((1.0 if male else 0.91) * np.clip(rng.normal(1.0, 0.06), 0.85, 1.15)),
         shape_seed=int(rng.integers(2**31)),
     )
 
