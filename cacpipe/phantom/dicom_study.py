@@ -157,9 +157,9 @@ def write_localizer(vol: Volume, out_dir: Path, patient: PatientInfo, study_uid:
     """A frontal scout: the attenuation sum along y, as one LOCALIZER image."""
     out_dir.mkdir(parents=True, exist_ok=True)
     series_uid = uid(study_uid, "series", series_number, "localizer")
-    # ~ attenuation: HU + 1000 clipped at 0, summed along y (integers: exact, as a float32 sum would be)
+    # ~ attenuation: HU + 1000 clipped at 0, summed along y (integer sums: exact, as the float32 sum was)
     a = vol.array
-    mu = (np.maximum(a, -1000) if a.dtype.kind in "iu" else np.clip(a, -1000, None)).sum(axis=1, dtype=np.int64)
+    mu = (np.maximum(a, -1000) if a.dtype.kind in "iu" else np.clip(a, -1000, None)).sum(axis=1, dtype=np.int32)
     proj = (mu + 1000 * a.shape[1]).astype(np.float32)[::-1]  # (z, x), superior at the top row
     img = (proj / max(float(proj.max()), 1.0) * 2000 - 1000).astype(np.int16)
     path = out_dir / "IM00001.dcm"

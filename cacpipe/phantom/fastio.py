@@ -27,6 +27,8 @@ _POSITION = Tag(0x0020, 0x0032)
 _LOCATION = Tag(0x0020, 0x1041)
 _PIXELS = Tag(0x7FE0, 0x0010)
 _SPLITS = (_SOP, _INSTANCE, _POSITION, _LOCATION, _PIXELS)
+_GROUP_LENGTH = Tag(0x0002, 0x0000)
+_META_SOP = Tag(0x0002, 0x0003)
 
 
 def _encode(ds: Dataset) -> bytes:
@@ -58,18 +60,25 @@ class SeriesTemplate:
             i = sum(1 for t in _SPLITS if elem.tag > t)
             chunks[i].add(elem)
         self.chunks = [_encode(c) for c in chunks]
-        self.meta = meta
+        # File meta: let pydicom complete it once (version, implementation UID and name), then
+        # keep the elements before and after the SOP instance UID; the group length is recomputed.
+        full = Dataset()
+        full.update(meta)
+        full.MediaStorageSOPInstanceUID = "1.2"
+        write_file_meta_info(DicomBytesIO(), full, enforce_standard=True)
+        before, after = Dataset(), Dataset()
+        for elem in full:
+            if elem.tag in (_GROUP_LENGTH, _META_SOP):
+                continue
+            (before if elem.tag < _META_SOP else after).add(elem)
+        self.meta_before, self.meta_after = _encode(before), _encode(after)
 
     def file_bytes(self, sop_uid: str, instance: int, position: tuple[str, str, str], location: str,
                    pixels: bytes) -> bytes:
-        meta = Dataset()
-        meta.update(self.meta)
-        meta.MediaStorageSOPInstanceUID = sop_uid
-        fp = DicomBytesIO()
-        fp.is_little_endian = True
-        fp.is_implicit_VR = False
-        write_file_meta_info(fp, meta, enforce_standard=True)
-        parts = [b"\0" * 128, b"DICM", fp.getvalue(), self.chunks[0],
+        meta_sop = _short(_META_SOP, b"UI", _text(sop_uid, b"\0"))
+        group = len(self.meta_before) + len(meta_sop) + len(self.meta_after)
+        parts = [b"\0" * 128, b"DICM", _short(_GROUP_LENGTH, b"UL", struct.pack("<I", group)), self.meta_before,
+                 meta_sop, self.meta_after, self.chunks[0],
                  _short(_SOP, b"UI", _text(sop_uid, b"\0")), self.chunks[1],
                  _short(_INSTANCE, b"IS", _text(str(instance))), self.chunks[2],
                  _short(_POSITION, b"DS", _text("\\".join(position))), self.chunks[3],
