@@ -65,6 +65,11 @@ def test_seed_ranges_are_disjoint_and_guarded():
     assert seeds.purpose_of(110) == "v1_training" and seeds.purpose_of(5003) == "v1_heldout"
     with pytest.raises(Exception, match="cannot take"):
         seeds.seeds_for("demo", 101)
+    from cacpipe.phantom.cohort import cohort_configs
+
+    train_cfgs, eval_cfgs = cohort_configs("training", 3, "v2-small"), cohort_configs("heldout", 3, "v2-small")
+    seeds.check_disjoint(training=[c.seed for c in train_cfgs], heldout=[c.seed for c in eval_cfgs])
+    assert [c.seed for c in eval_cfgs] == held[:3] and train_cfgs[0] == random_config(train[0], "v2-small")
 
 
 def test_random_config_is_deterministic_varied_and_round_trips():

@@ -34,6 +34,14 @@ TRUTH_COLUMNS: tuple[str, ...] = (
 EXTRA_P = {"thick": 0.3, "lung": 0.25, "derived": 0.15, "contrast": 0.1}
 
 
+def cohort_configs(purpose: str, n: int, preset: str = "v2", offset: int = 0, **overrides) -> list:
+    """``n`` varied v2 configs whose seeds are reserved for ``purpose`` (``training``, ``heldout``, ...).
+
+    What a training cohort or an accuracy benchmark draws from: the seed ranges keep them apart.
+    """
+    return [random_config(s, preset, **overrides) for s in seed_ranges.seeds_for(purpose, n, offset)]
+
+
 def truth_row(truth: dict, patient_id: str, study_uid: str) -> dict:
     """One truth.csv row from a v2 truth dict."""
     row: dict = {"patient_id": patient_id, "study_uid": study_uid}
