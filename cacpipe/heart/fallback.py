@@ -17,7 +17,8 @@ Steps, on a copy block-averaged to about 3 mm (speed and noise):
 6. heart = soft tissue / blood (-30..500 HU) in the mediastinum below the carina, opened to cut
    thin links (vessels, pleura), largest 3D component, grown back inside the candidate region;
    then tubes are cut off (what a 16 mm ball cannot enter: aorta, pulmonary trunk, venae cavae,
-   oesophagus; an opening computed with distance maps), 4 mm grown back, holes filled.
+   oesophagus; an opening computed with distance maps), 4 mm grown back, the vessel roots within
+   15 mm above the heart given back (the coronary ostia lie there), holes filled.
 The mask goes back to the CT grid by nearest neighbour. Nothing here uses phantom coordinates.
 """
 
@@ -48,6 +49,7 @@ SPINE_MIN_RUN_MM = 18.0  # the vertebral body: the first bony run this deep, fro
 SPINE_KEEP_OUT_MM = 40.0  # half-width of the strip behind the vertebral front that is never heart
 TUBE_MM = 16.0  # vessels thinner than twice this are cut off the heart
 REGROW_MM = 4.0  # what the tube cut shaved off the heart's surface grows back this far
+ROOT_KEEP_MM = 15.0  # the great vessels' roots kept above the heart (the coronary ostia are there)
 
 
 @dataclass
@@ -141,6 +143,22 @@ def _without_tubes(mask: np.ndarray, sp: np.ndarray) -> np.ndarray:
         return mask
     cover = ndi.distance_transform_edt(~core, sampling=sp) <= TUBE_MM + REGROW_MM
     return _largest(cover & mask)
+
+
+def _keep_root(before: np.ndarray, cut: np.ndarray, sp: np.ndarray) -> np.ndarray:
+    """Give back the vessel roots within ROOT_KEEP_MM above the cut heart: the coronary ostia sit in the
+    aortic root, and the crop box must keep a margin above them."""
+    zs = np.nonzero(cut.any(axis=(1, 2)))[0]
+    if zs.size == 0:
+        return cut
+    top = int(zs.max())
+    roots = before.copy()
+    roots[: top + 1] = False  # only above the cut heart ...
+    roots[top + 1 + int(round(ROOT_KEEP_MM / sp[0])):] = False  # ... and at most ROOT_KEEP_MM above it
+    roots[top] = cut[top]  # the slice they stand on, to connect them
+    lab, _ = ndi.label(roots)
+    keep = np.unique(lab[top][cut[top] & (lab[top] > 0)])
+    return cut | (np.isin(lab, keep[keep > 0]) & before)
 
 
 def locate_heart(ct: Volume) -> FallbackResult:
@@ -240,7 +258,7 @@ def locate_heart(ct: Volume) -> FallbackResult:
         heart = ndi.binary_dilation(heart, structure=_ball(r), iterations=1) & cand_p
         heart = _largest(heart)
         heart = ndi.binary_closing(heart, structure=_ball(r))
-        heart = _without_tubes(heart, sp)
+        heart = _keep_root(heart, _without_tubes(heart, sp), sp)
     heart = heart[tuple(slice(a, a + n) for (a, _), n in zip(pw, cand.shape, strict=True))]
     if heart.any():
         heart = _fill_slices(heart)
