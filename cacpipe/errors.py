@@ -1,13 +1,32 @@
-"""Exception types. Every message says what went wrong and what the user can do about it.
+"""Exception types and exit codes. Every message says what went wrong and what the user can do about it.
 
-The CLI prints ``str(error)`` on one line and exits non-zero; batch runs record it per study.
+The CLI prints ``str(error)`` on one line and exits with the error's ``exit_code``; batch runs
+record it per study and go on. The exit codes of every cacpipe command are defined here, once
+(docs/cli.md shows :data:`EXIT_CODES`; a test keeps it current).
 """
+
+EXIT_OK = 0
+EXIT_STUDY_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOTHING_TO_SCORE = 3
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success: every study found was analysed (done, or not assessable with a reason) or already up to date",
+    EXIT_STUDY_FAILED: "the run finished but at least one study failed (each failure has a one-line reason in "
+                       "manifest.json and on the console); other studies were written",
+    EXIT_USAGE: "nothing was run: a usage, settings or input error, or a start check failed (device, model, "
+                "output folder, lock held); the one-line message says what to change",
+    EXIT_NOTHING_TO_SCORE: "the input holds no scorable CT series (no DICOM CT study, or every series skipped; "
+                           "the reasons are in manifest.json and `cacpipe scan --dry-run`)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); run the same command again to resume",
+}
 
 
 class CacpipeError(Exception):
     """Base class for every error cacpipe raises on purpose."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class InputDataError(CacpipeError):
@@ -28,3 +47,9 @@ class ModelMismatchError(CacpipeError):
 
 class ConfigError(CacpipeError):
     """A setting, option or configuration file is invalid."""
+
+
+class NothingToScoreError(CacpipeError):
+    """The input holds no CT series that meets the selection rules."""
+
+    exit_code = EXIT_NOTHING_TO_SCORE
