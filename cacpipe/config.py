@@ -281,7 +281,7 @@ class SegmentSettings(Section):
 
     model: str | None = setting(None, "installed model (see `cacpipe models list`); null: the only installed one")
     model_dir: str | None = setting(None, "model folder; null: $CACPIPE_MODEL_DIR or ~/.cacpipe/models")
-    allow_demo_model: bool = setting(True, "with no model installed, use the phantom-trained demo model "
+    allow_demo_model: bool = setting(False, "with no model installed, use the phantom-trained demo model "
                                            "(NOT FOR CLINICAL USE; every output says so)")
     folds: tuple[int, ...] | None = setting(None, "subset of the ensemble's folds; null: all")
     mirroring: bool | None = setting(None, "test-time mirroring (never left-right); null: off on CPU, on on GPU")

@@ -11,15 +11,16 @@ EXIT_USAGE = 2
 EXIT_NOTHING_TO_SCORE = 3
 EXIT_INTERRUPTED = 130
 
-EXIT_CODES: dict[int, str] = {
-    EXIT_OK: "success: every study found was analysed (done, or not assessable with a reason) or already up to date",
-    EXIT_STUDY_FAILED: "the run finished but at least one study failed (each failure has a one-line reason in "
-                       "manifest.json and on the console); other studies were written",
+EXIT_CODES: dict[int, str] = {  # "short: detail"
+    EXIT_OK: "success: every study found was analysed (done, or not assessable with a reason) or was already "
+             "up to date",
+    EXIT_STUDY_FAILED: "some study failed: the run finished and wrote the other studies; each failure has a "
+                       "one-line reason on the console and in manifest.json",
     EXIT_USAGE: "nothing was run: a usage, settings or input error, or a start check failed (device, model, "
                 "output folder, lock held); the one-line message says what to change",
-    EXIT_NOTHING_TO_SCORE: "the input holds no scorable CT series (no DICOM CT study, or every series skipped; "
-                           "the reasons are in manifest.json and `cacpipe scan --dry-run`)",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C); run the same command again to resume",
+    EXIT_NOTHING_TO_SCORE: "nothing to score: the input holds no DICOM CT study, or every series was skipped "
+                           "(reasons in manifest.json and `cacpipe scan --dry-run`)",
+    EXIT_INTERRUPTED: "interrupted: Ctrl-C; run the same command again to resume",
 }
 
 

@@ -1,7 +1,8 @@
 """What the command line shows and logs: one setup for the console, the log file and worker processes.
 
 - ``cacpipe.report`` carries what a user reads: one line per finished study and the run's summary.
-  It goes to stdout (unless ``-q``, which keeps failures and the summary) and to the log file.
+  It goes to stdout (``-q`` keeps only the summary), failures and errors to stderr, and all of it
+  to the log file.
 - Every other cacpipe logger goes to stderr from WARNING (``-v``: INFO, ``-vv``: DEBUG).
 - Third-party libraries (nnU-Net, TotalSegmentator, torch, Dask, pydicom, ...) are quieted to
   errors, and their Python warnings hidden, unless ``-v`` (warnings) or ``-vv`` (everything).
@@ -93,8 +94,11 @@ def setup(verbosity: int = 0) -> None:
     root.setLevel(min(console_level(verbosity), logging.INFO))
     cac.setLevel(min(console_level(verbosity), logging.INFO))  # INFO always reaches the log file
     out = _tag(_ConsoleHandler(err=False, level=NOTE if verbosity < 0 else logging.INFO))
-    out.setFormatter(logging.Formatter("%(message)s"))
-    rep.addHandler(out)
+    out.addFilter(lambda r: r.levelno < logging.WARNING)
+    bad = _tag(_ConsoleHandler(err=True, level=logging.WARNING))
+    for h in (out, bad):
+        h.setFormatter(logging.Formatter("%(message)s"))
+        rep.addHandler(h)
     rep.setLevel(logging.INFO)
     rep.propagate = False  # shown once, on stdout
     quiet_third_party(verbosity)
@@ -135,16 +139,3 @@ def log_file(path: str | Path) -> Iterator[Path]:
         root.removeHandler(h)
         rep.removeHandler(h)
         h.close()
-
-
-@contextlib.contextmanager
-def quiet_stdout(verbosity_: int | None = None) -> Iterator[None]:
-    """Swallow what libraries ``print`` (nnU-Net, TotalSegmentator) unless -v."""
-    v = verbosity() if verbosity_ is None else verbosity_
-    if v >= 1:
-        yield
-        return
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield

@@ -9,7 +9,9 @@ import click
 
 
 @click.command("phantom")
-@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out_arg", metavar="[OUT]", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (same as OUT).")
 @click.option("--preset", type=click.Choice(["full", "small", "thin"]), default="full", show_default=True,
               help="full: 512x512x120 at 2.5 mm (a routine chest CT); small: 256x256x100 at 2 mm, fast; "
                    "thin: 512x512x300 at 1 mm.")
@@ -26,7 +28,7 @@ import click
 @click.option("--no-dicom", is_flag=True, help="Write NIfTI and ground truth only.")
 @click.option("--patient-id", default="PHANTOM0001", show_default=True)
 @click.option("--patient-name", default="PHANTOM^ALPHA", show_default=True)
-def command(out: Path, preset: str, seed: int, noise_hu: float | None, plaques: tuple[str, ...], no_calcium: bool,
+def command(out_arg: Path | None, out: Path | None, preset: str, seed: int, noise_hu: float | None, plaques: tuple[str, ...], no_calcium: bool,
             contrast: bool, no_valve_calcium: bool, contrast_series: bool, thin_series: bool, no_dicom: bool,
             patient_id: str, patient_name: str) -> None:
     """Write a synthetic chest CT phantom with exact ground truth to OUT.
@@ -35,9 +37,12 @@ def command(out: Path, preset: str, seed: int, noise_hu: float | None, plaques: 
     truth.json (per-artery calcium volume, Agatston, lesions) and dicom/ (a multi-series CT
     study with a localizer, as a PACS would export it). Synthetic data, no real patient.
     """
+    from ..clitools import one_of, require
     from ..errors import ConfigError
     from ..phantom import PatientInfo, PhantomConfig, Plaque
     from ..phantom.writer import write_phantom
+
+    out = require(one_of(out_arg, out, "the output folder", "-o/--out"), "the output folder", "-o OUT")
 
     overrides: dict = {"seed": seed, "contrast": contrast}
     if noise_hu is not None:

@@ -96,7 +96,13 @@ def check_model(settings: Settings):
     from ..segment import find_model
 
     seg = settings.segment
-    model = find_model(seg.model, seg.model_dir, allow_demo=seg.allow_demo_model)
+    try:
+        model = find_model(seg.model, seg.model_dir, allow_demo=seg.allow_demo_model)
+    except ModelNotInstalledError as exc:
+        if seg.model or seg.allow_demo_model:
+            raise
+        raise ModelNotInstalledError(f"{exc}; or, to try cacpipe without one, --allow-demo-model (a phantom-"
+                                     "trained model, NOT FOR CLINICAL USE)") from exc
     if seg.folds is not None:
         missing = sorted(set(seg.folds) - set(model.folds))
         if missing:

@@ -81,7 +81,7 @@ def preview_lines(preview: dict) -> list[str]:
 def _series_text(s: dict) -> str:
     parts = [f"#{s['series_number']}" if s.get("series_number") is not None else "",
              repr(s.get("series_description") or "") if s.get("series_description") is not None else "",
-             f"{s['files']} images" if s.get("files") is not None else "",
+             f"{s['files']} image{'s' if s['files'] != 1 else ''}" if s.get("files") is not None else "",
              f"{s['spacing_mm']:g} mm" if s.get("spacing_mm") else "",
              f"kernel {s['kernel']}" if s.get("kernel") else "",
              f"({s['shape']})" if s.get("shape") else ""]

@@ -71,7 +71,7 @@ class ScanSummary:
         return self.out / COHORT
 
     def lines(self) -> list[str]:
-        out = [f"{self.studies} studies: {self.done} done now, {self.up_to_date} already done, "
+        out = [f"{self.studies} {'study' if self.studies == 1 else 'studies'}: {self.done} done now, {self.up_to_date} already done, "
                f"{self.failed} failed, {self.skipped} skipped; {self.problems} unreadable files, "
                f"{self.ignored_files} non-DICOM files ignored ({self.seconds:.1f} s)"]
         out += [f"FAILED {k}: {r}" for k, r in self.failures]
