@@ -92,7 +92,8 @@ def test_calcium_found_in_the_calcified_phantom_and_total_is_consistent(demo_run
 def test_contrast_scan_is_flagged_and_agatston_marked_invalid(tmp_path):
     ph = generate(PhantomConfig.preset("small", contrast=True, seed=4))
     series = LoadedSeries(ph.ct, StudyIdentity(patient_id="C1", study_uid="1.2.3"))
-    result = analyse_series(series, tmp_path, Settings().merged({"review": {"enabled": False}}))
+    result = analyse_series(series, tmp_path, Settings().merged({"review": {"enabled": False},
+                                                                 "segment": {"allow_demo_model": True}}))
     codes = {f.code for f in result.flags}
     assert F.CONTRAST_SUSPECTED in codes
     assert result.total.agatston_valid is False and result.total.category is None
@@ -100,12 +101,12 @@ def test_contrast_scan_is_flagged_and_agatston_marked_invalid(tmp_path):
 
 
 def test_no_model_and_no_demo_fallback_is_a_clear_error(tmp_path, small_phantom_dir):
+    # No model installed and no --allow-demo-model: the scan stops at start (exit 2), nothing runs.
     res = CliRunner().invoke(cli, ["scan", str(small_phantom_dir / "dicom"), "--out", str(tmp_path / "r"),
-                                   "--no-demo-model", "--no-progress"])
-    assert res.exit_code == 1
-    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
-    (entry,) = manifest["studies"].values()
-    assert entry["status"] == "failed" and "cacpipe models install" in entry["reason"]
+                                   "--no-progress"])
+    assert res.exit_code == 2
+    assert "cacpipe models install" in res.output and "--allow-demo-model" in res.output
+    assert not (tmp_path / "r" / "manifest.json").exists()
 
 
 def _plaques(items):
