@@ -8,13 +8,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import click
 
-from .errors import EXIT_INTERRUPTED, CacpipeError, InputDataError
+from .errors import EXIT_INTERRUPTED, CacpipeError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 IO_SECTION = "Input and output"
@@ -89,13 +88,3 @@ def require(value, what: str, flag: str):
         raise click.UsageError(f"missing {what}: give {flag}")
     return value
 
-
-def load_json(path: str | Path, what: str, error: type[CacpipeError] = InputDataError, hint: str = "") -> dict:
-    """Read a JSON file a user gave us; missing or invalid files raise ``error`` naming ``what``."""
-    path = Path(path)
-    if not path.exists():
-        raise error(f"{what} not found: {path}" + (f" ({hint})" if hint else ""))
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise error(f"{what} {path} is not valid JSON: {exc}") from exc
