@@ -100,11 +100,12 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = result.outputs
     labels.write(out_dir / "labels.nii.gz")
-    # The scored CT as the pipeline read it, on the labels' grid: any viewer opens the pair.
-    volume.write(out_dir / "ct.nii.gz")
+    if s.review.ct_nifti:  # the scored CT as the pipeline read it, on the labels' grid: any viewer opens the pair
+        volume.write(out_dir / "ct.nii.gz")
+        outputs["ct"] = "ct.nii.gz"
     st1.heart_mask.write(out_dir / "heart_mask.nii.gz")
     st1.record.save(out_dir / "crop.json")
-    outputs.update(labels="labels.nii.gz", ct="ct.nii.gz", heart_mask="heart_mask.nii.gz", crop_record="crop.json",
+    outputs.update(labels="labels.nii.gz", heart_mask="heart_mask.nii.gz", crop_record="crop.json",
                    **write_legends(out_dir))
     if agreement is not None:
         agreement.write(out_dir / "agreement.nii.gz")

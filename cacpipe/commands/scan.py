@@ -209,6 +209,8 @@ def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patien
 @option(OUTPUTS, "--severity-model", type=click.Path(exists=True, dir_okay=False), default=None,
         help="Severity model from `cacpipe severity fit` [default: the packaged model].")
 @option(OUTPUTS, "--no-review", is_flag=True, default=None, help="Skip overlays, review page and DICOM outputs.")
+@option(OUTPUTS, "--no-ct-nifti", is_flag=True, default=None,
+        help="Do not write ct.nii.gz (the scored CT for viewers, ~80 MB per 512x512x300 scan) next to labels.nii.gz.")
 @option(OUTPUTS, "--no-dicom-out", is_flag=True, default=None, help="Skip DICOM SEG/SR/secondary captures.")
 @option(PACS, "--send", default=None, metavar="AE@HOST:PORT",
         help="C-STORE each study's SEG/SR/SC to this PACS node.")
@@ -230,7 +232,7 @@ def command(ctx: click.Context, export: Path | None, input_path: Path | None, pa
             no_demo_model: bool | None, folds: str | None, mirroring: bool | None, heart_method: str | None,
             heart_fast: bool | None, analyse_ref: str | None, agreement: bool | None,
             calibration_factor: float | None, severity_model: str | None, no_review: bool | None,
-            no_dicom_out: bool | None, send: str | None, device: str | None, jobs: int, scheduler: str | None,
+            no_ct_nifti: bool | None, no_dicom_out: bool | None, send: str | None, device: str | None, jobs: int, scheduler: str | None,
             no_progress: bool, settings_file: Path | None) -> None:
     """Score coronary calcium in every CT study of INPUT and write the results to OUT.
 
@@ -269,6 +271,7 @@ def command(ctx: click.Context, export: Path | None, input_path: Path | None, pa
         "segment.folds": fold_list, "segment.mirroring": mirroring, "segment.agreement": agreement,
         "quant.calibration_factor": calibration_factor, "quant.severity_model": severity_model,
         "review.enabled": None if no_review is None else not no_review,
+        "review.ct_nifti": None if no_ct_nifti is None else not no_ct_nifti,
         "review.dicom": None if no_dicom_out is None else not no_dicom_out, "review.send": send,
     })
     if dry_run:

@@ -135,20 +135,23 @@ class StartReport:
 
     devices: list[str]
     model: object | None = None  # InstalledModel, when the cacpipe pipeline runs
+    folds: tuple[int, ...] | None = None  # the folds asked for (None: all of the model's)
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         from collections import Counter
 
         per = Counter(self.devices)
-        devs = ", ".join(f"{d} x{n}" if n > 1 else d for d, n in per.items())
+        names = ", ".join(f"{d} x{c}" if c > 1 else d for d, c in per.items())
         if "auto" in per:
-            devs += f"; auto = {'cuda' if gpu_count() else 'cpu (no CUDA GPU)'}"
-        out = [f"workers: {len(self.devices)} ({devs})"]
+            names = names.replace("auto", "auto (" + ("cuda" if gpu_count() else "cpu: torch sees no CUDA GPU") + ")")
+        n = len(self.devices)
+        out = [f"device: {names}; {n} worker{'s' if n != 1 else ''}"]
         if self.model is not None:
             m = self.model
             demo = "  [phantom demo model: NOT FOR CLINICAL USE]" if m.is_demo else ""
-            out.append(f"model: {m.full_name} (folds {','.join(map(str, m.folds))}){demo}")
+            folds = ",".join(map(str, self.folds or m.folds))
+            out.append(f"model: {m.full_name} (folds {folds} of {len(m.folds)}){demo}")
         return out + self.notes
 
 
@@ -174,4 +177,4 @@ def start_checks(input_path: Path, out: Path, settings: Settings, jobs: int = 1,
                 notes.append("heart locator: TotalSegmentator weights not installed, the classical fallback locator "
                              "is used (flagged in every result; `cacpipe heart --status` says how to install)")
     check_output(out)
-    return StartReport(devices=devices, model=model, notes=notes)
+    return StartReport(devices=devices, model=model, folds=settings.segment.folds, notes=notes)
