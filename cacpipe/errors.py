@@ -48,9 +48,3 @@ class ModelMismatchError(CacpipeError):
 
 class ConfigError(CacpipeError):
     """A setting, option or configuration file is invalid."""
-
-
-class NothingToScoreError(CacpipeError):
-    """The input holds no CT series that meets the selection rules."""
-
-    exit_code = EXIT_NOTHING_TO_SCORE

@@ -108,6 +108,16 @@ def test_series_folder_zip_and_dicomdir_inputs(demo_export, tmp_path):
         assert entry["status"] == "done" and (out / entry["result"]).exists()
 
 
+def test_image_input_resume_key_matches_dicom_planning(demo_export, tmp_path):
+    # plan_image computes the settings part of the resume key itself: it must equal plan.plan's.
+    from cacpipe.scan.inputs import config_hash
+
+    settings = Settings().merged({"selection": {"min_slices": MIN_SLICES}})
+    run_scan(demo_export, tmp_path / "out", analyse=threshold_analyse, settings=settings, progress=False)
+    hashes = {e["config_hash"] for e in _manifest(tmp_path / "out")["studies"].values()}
+    assert hashes == {config_hash(threshold_analyse, settings)}
+
+
 def test_id_only_for_image_files_and_input_given_once(demo_export, tmp_path):
     r = invoke("scan", "-i", demo_export, "-o", tmp_path / "o", "--id", "X", *FAST)
     assert r.exit_code == 2 and "--id names the patient of a CT image file" in r.output
