@@ -124,8 +124,10 @@ def run_logged(input_path: Path, out: Path, settings: Settings, *, analyse=None,
     from ..errors import CacpipeError
     from ..scan import run_scan
     from ..scan.checks import start_checks
+    from ..scan.inputs import resolve_input
 
-    start = start_checks(input_path, out, settings, jobs, scheduler, pipeline=analyse is None)
+    inp = resolve_input(input_path, patient_id)
+    start = start_checks(inp, out, settings, jobs, scheduler, pipeline=analyse is None)
     rep = logs.report()
     with logs.log_file(out / LOG):
         rep.log(logs.NOTE, f"cacpipe {__version__} {command}: {input_path} -> {out}")
@@ -164,7 +166,7 @@ def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patien
     if out is not None:
         from ..scan.checks import check_output
 
-        check_output(out)
+        check_output(out, inp)
         write_atomic(out / PREVIEW_FILE, text)
         click.echo(f"written: {out / PREVIEW_FILE}", err=as_json)
     if res["counts"]["scorable"] == 0:

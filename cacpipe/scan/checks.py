@@ -9,12 +9,14 @@ the input holds a scorable series is known after planning (``ScanSummary.nothing
 from __future__ import annotations
 
 import os
-import uuid
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import HeartMethod, Settings, parse_device
 from ..errors import ConfigError, InputDataError
+from .inputs import ScanInput
+from .layout import check_output_folder
 
 
 def gpu_count() -> int:
@@ -72,18 +74,18 @@ def check_devices(device: str, jobs: int, scheduler: str | None = None) -> list[
     return local_devices(spec, jobs)
 
 
-def check_output(out: Path) -> None:
-    """OUT is a folder that can be created and written (a probe file is written and removed)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output {out} is a file; give a folder (-o OUT)")
-    try:
+def check_output(out: Path, inp: ScanInput) -> None:
+    """OUT can be created and written, and (for DICOM input) does not overlap the export."""
+    if inp.kind == "dicom":
+        check_output_folder(inp.root, out)
+        return
+    try:  # one image file: OUT may hold it; only writability matters
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".cacpipe-write-test-{uuid.uuid4().hex[:8]}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".cacpipe-write-test-")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
-        raise ConfigError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"--out {out} is not a writable folder ({exc.strerror or exc})") from None
 
 
 def check_model(settings: Settings):
@@ -120,13 +122,10 @@ def check_heart(settings: Settings) -> None:
         require_weights(None if home is None else Path(home), settings.heart.fast)
 
 
-def check_input(path: Path) -> None:
-    """The input exists and can be read (its content is checked by planning)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputDataError(f"input not found: {path}")
-    if not os.access(path, os.R_OK):
-        raise InputDataError(f"input {path} cannot be read (permissions)")
+def check_input(inp: ScanInput) -> None:
+    """The input can be read (its content is checked by planning)."""
+    if not os.access(inp.path, os.R_OK):
+        raise InputDataError(f"input {inp.path} cannot be read (permissions)")
 
 
 @dataclass
@@ -155,14 +154,14 @@ class StartReport:
         return out + self.notes
 
 
-def start_checks(input_path: Path, out: Path, settings: Settings, jobs: int = 1, scheduler: str | None = None,
+def start_checks(inp: ScanInput, out: Path, settings: Settings, jobs: int = 1, scheduler: str | None = None,
                  pipeline: bool = True) -> StartReport:
     """Run every check that does not need a study; raise the first failure (a CacpipeError, exit 2).
 
     ``pipeline`` is False when a custom ``--analyse`` function replaces the cacpipe pipeline (then
     its model and heart locator are not cacpipe's business).
     """
-    check_input(input_path)
+    check_input(inp)
     devices = check_devices(settings.device, jobs, scheduler)
     model = None
     notes = []
@@ -176,5 +175,5 @@ def start_checks(input_path: Path, out: Path, settings: Settings, jobs: int = 1,
                                    settings.heart.fast)["installed"]:
                 notes.append("heart locator: TotalSegmentator weights not installed, the classical fallback locator "
                              "is used (flagged in every result; `cacpipe heart --status` says how to install)")
-    check_output(out)
+    check_output(out, inp)
     return StartReport(devices=devices, model=model, folds=settings.segment.folds, notes=notes)

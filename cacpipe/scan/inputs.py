@@ -17,11 +17,11 @@ from pathlib import Path
 from .. import __version__
 from ..config import Settings
 from ..errors import ConfigError, InputDataError
-from ..ingest import is_image_file
+from ..ingest import Study, is_image_file
 from ..ingest.loaded import image_identity
-from .layout import RESULT, now, study_folder
-from .manifest import recover, redo_reason, settings_hash
-from .plan import analyse_name
+from .layout import RESULT, now, study_folders
+from .manifest import recover, redo_reason
+from .plan import config_hash
 from .worker import Analyse, StudyTask
 
 
@@ -56,11 +56,6 @@ def resolve_input(path: str | Path, patient_id: str | None = None) -> ScanInput:
     return ScanInput(p, "dicom", p)
 
 
-def config_hash(analyse: Analyse, settings: Settings) -> str:
-    """The settings part of a study's resume key (the same as ``plan.plan`` computes; a test checks it)."""
-    return settings_hash({"analyse": analyse_name(analyse), "settings": settings.to_dict()})
-
-
 def image_fingerprint(path: Path) -> str:
     st = path.stat()
     return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
@@ -93,14 +88,18 @@ def plan_image(inp: ScanInput, out: Path, manifest: dict, analyse: Analyse, sett
     summary.problems, summary.ignored_files, summary.studies = 0, 0, 1
     for entry in manifest["studies"].values():
         entry["in_last_scan"] = False
-    key, rel = ident.key, study_folder(ident.patient_id, ident.study_uid)
+    key = Study(ident.patient_id, "", ident.study_uid, "", "").key  # the manifest key DICOM studies get
+    # Folders of earlier studies take part, as in plan.plan (no two folders differ only in case).
+    rel = study_folders([(ident.patient_id, ident.study_uid)]
+                        + [(str(e.get("patient_id", "")), str(e.get("study_uid", "")))
+                           for e in manifest["studies"].values()])[(ident.patient_id, ident.study_uid)]
     fp, cfg = image_fingerprint(inp.path), config_hash(analyse, settings)
     entry = manifest["studies"].get(key)
     base = {"patient_id": ident.patient_id, "study_uid": ident.study_uid, "study_date": "", "accession": "",
             "in_last_scan": True, "skipped_series": [], "series_uid": ident.series_uid,
             "notes": [f"CT image file {inp.path.name} ({'x'.join(map(str, size_xyz))} voxels, x y z)"]}
-    why = redo_reason(entry, fp, cfg, out, force)
-    if why and not force and recover(out, rel, fp, cfg) is not None:
+    why = redo_reason(entry, fp, cfg, out, force, rel, ident.study_uid)
+    if why and not force and recover(out, rel, fp, cfg, ident.study_uid) is not None:
         why, entry = None, {**(entry or {}), "status": "done", "result": f"{rel}/{RESULT}", "reason": ""}
     if why is None:
         manifest["studies"][key] = {**entry, **base, "input_fingerprint": fp, "config_hash": cfg}

@@ -58,11 +58,18 @@ def preview(inp: ScanInput, settings: Settings | None = None, out: Path | None =
                         "fallbacks": [], "skipped": []})
     else:
         with tempfile.TemporaryDirectory(prefix="cacpipe_preview_") as work:
-            disc = discover(inp.root, Path(work), progress=progress, exclude=(out,) if out else ())
+            disc = discover(inp.root, Path(work), progress=progress, exclude=(out,) if out else (),
+                            follow_symlinks=settings.discovery.follow_symlinks)
         found, group_problems = group_studies(disc.headers)
         problems = [p.to_dict() for p in disc.problems + group_problems]
         ignored = len(disc.ignored)
         for study in found:
+            if study.conflict:  # refused by the scan (several patients under one StudyInstanceUID)
+                studies.append({"key": study.key, "patient_id": study.patient_id, "study_uid": study.study_uid,
+                                "study_date": study.study_date, "last_status": last.get(study.key, ""),
+                                "selected": None, "fallbacks": [], "skipped": [], "reason": study.conflict,
+                                "notes": list(study.notes)})
+                continue
             sel = select_series(study, settings.selection)
             fallback_uids = {s.series_uid for s in sel.candidates[1:]}
             studies.append({

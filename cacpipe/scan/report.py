@@ -64,7 +64,7 @@ def preview_lines(preview: dict) -> list[str]:
         if sel:
             out.append(f"  SCORE  {_series_text(sel)}")
         else:
-            out.append("  NOTHING TO SCORE (no series meets the selection rules)")
+            out.append(f"  NOTHING TO SCORE: {st.get('reason') or 'no series meets the selection rules'}")
         for fb in st.get("fallbacks", []):
             out.append(f"  fallback  {_series_text(fb)}: {fb['reason']}")
         for sk in st.get("skipped", []):
