@@ -183,7 +183,9 @@ def test_unknown_settings_key_and_unwritable_output(demo_export, tmp_path):
     afile = tmp_path / "a_file"
     afile.write_text("x")
     r = invoke("scan", "-i", demo_export, "-o", afile, *FAST)
-    assert r.exit_code == 2 and "not a writable folder" in r.output
+    assert r.exit_code == 2 and "is a file" in r.output
+    r = invoke("scan", "-i", demo_export, "-o", demo_export / "results", *FAST)
+    assert r.exit_code == 2 and "inside the export" in r.output and not (demo_export / "results").exists()
 
 
 def test_nothing_to_score_has_its_own_exit_code(demo_export, tmp_path):
