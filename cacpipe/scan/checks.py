@@ -162,6 +162,7 @@ def start_checks(inp: ScanInput, out: Path, settings: Settings, jobs: int = 1, s
     its model and heart locator are not cacpipe's business).
     """
     check_input(inp)
+    check_output(out, inp)
     devices = check_devices(settings.device, jobs, scheduler)
     model = None
     notes = []
@@ -175,5 +176,4 @@ def start_checks(inp: ScanInput, out: Path, settings: Settings, jobs: int = 1, s
                                    settings.heart.fast)["installed"]:
                 notes.append("heart locator: TotalSegmentator weights not installed, the classical fallback locator "
                              "is used (flagged in every result; `cacpipe heart --status` says how to install)")
-    check_output(out, inp)
     return StartReport(devices=devices, model=model, folds=settings.segment.folds, notes=notes)
