@@ -30,6 +30,8 @@ STAGES: dict[str, tuple] = {
     "quantify": (stages.stage_quantify, "quantification, 512x512x400 (vectorised)"),
     "agatston_reference": (stages.stage_agatston_reference, "per-slice loop Agatston reference, same scan"),
     "review": (stages.stage_review, "overlays + HTML + DICOM SEG/SR/SC"),
+    "review_page": (stages.stage_review_page, "review page opened in headless Chromium (basic viewer)"),
+    "review_page_niivue": (stages.stage_review_page_niivue, "same page, NiiVue on software WebGL (SwiftShader)"),
 }
 
 
