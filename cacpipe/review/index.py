@@ -15,7 +15,9 @@ import logging
 from pathlib import Path
 
 from ..config import ReviewSettings
+from ..errors import InputDataError
 from ..labels import ARTERIES
+from ..record import DEMO_MODEL_STATEMENT, RESEARCH_USE, StudyResult
 from .assets import CSP, E, inline_script, script_json, static_text
 from .corrections import SCHEMA as CORRECTIONS_SCHEMA
 from .options import display_items
@@ -52,6 +54,14 @@ def _row(results_dir: Path, study_dir: Path | None, entry: dict | None, fields, 
     reason = entry.get("reason") or (res or {}).get("reason") or ""
     if status == "done" and res is not None and res.get("status") == "not_assessable":
         status = "not_assessable"
+    made = ""
+    demo = False
+    if res is not None:
+        try:
+            prov = StudyResult.from_json(res).provenance()
+            made, demo = " | ".join([*prov.warnings, prov.made_by()]), prov.model_is_demo
+        except InputDataError:
+            made = "result.json of another cacpipe version"
     href = None
     if rev is not None:
         href = (study_dir / rev.get("review_html", "review.html")).relative_to(results_dir).as_posix()
@@ -61,6 +71,7 @@ def _row(results_dir: Path, study_dir: Path | None, entry: dict | None, fields, 
         "arteries": {a: (arteries.get(a) or {}) for a in ARTERIES}, "total": total,
         "flags": [f for f in flags if isinstance(f, dict)],
         "applied": sorted({str(f.get("reader", "")) for f in corr.get("files") or []}),
+        "made_by": made, "demo": demo,
     }
 
 
@@ -121,9 +132,11 @@ def index_page(rows: list[dict]) -> str:
         codes = " ".join(str(f.get("code", "")) for f in r["flags"])
         cells.append(f"<td data-sort='{E(codes)}'>" + (f"<ul class=flags>{flags}</ul>" if flags else "-") + "</td>")
         cells.append(f"<td data-sort='{E(r['reason'])}'>{E(r['reason'])}</td>")
+        cells.append(f"<td data-sort='{E(r['made_by'])}' class=small>{E(r['made_by'])}</td>")
         cls = E(r["status"])
         body.append(f"<tr class='{cls}' data-study='{E(r['study_uid'])}'>{''.join(cells)}</tr>")
-    heads = ["study", "status", "review", *ARTERIES, "total Agatston", "category", "CAC-DRS", "flags", "reason"]
+    heads = ["study", "status", "review", *ARTERIES, "total Agatston", "category", "CAC-DRS", "flags", "reason",
+             "made by"]
     numeric = {"RCA", "LAD", "LCX", "total Agatston"}
     th = "".join(f"<th scope=col aria-sort=none{' class=num' if h in numeric else ''} data-type="
                  f"{'num' if h in numeric else 'text'}><button type=button class=sort>{E(h)}</button></th>"
@@ -132,6 +145,9 @@ def index_page(rows: list[dict]) -> str:
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     summary = ", ".join(f"{n} {E(s or 'unknown')}" for s, n in sorted(counts.items()))
+    n_demo = sum(1 for r in rows if r["demo"])
+    banner = (f"<div class=banner>{n_demo} of {len(rows)} studies were segmented with the phantom-trained "
+              f"{E(DEMO_MODEL_STATEMENT)}: their numbers are NOT FOR CLINICAL USE.</div>") if n_demo else ""
     data = {"columns": list(RATING_COLUMNS), "storage": STORAGE, "arteries": list(ARTERIES),
             "corrections_schema": CORRECTIONS_SCHEMA}
     return f"""<!DOCTYPE html>
@@ -139,7 +155,9 @@ def index_page(rows: list[dict]) -> str:
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>cacpipe review index</title><style>{static_text("review.css")}</style></head>
-<body><header><h1>cacpipe review index</h1><span>{len(rows)} studies: {summary}</span></header>
+<body><header><h1>cacpipe review index</h1><span>{len(rows)} studies: {summary}</span>
+<strong>{E(RESEARCH_USE)}</strong></header>
+{banner}
 <main class=index>
 <div class=controls><label>Reader <input type=text id=rater size=16 placeholder="all readers" autocomplete=off></label>
 <button type=button id=download-all>Download all ratings CSV</button>

@@ -152,15 +152,8 @@ def page_data(ct: Volume, labels: Volume, result: StudyResult, options: ReviewSe
 
 
 def _provenance(result: StudyResult) -> str:
-    model = result.model
-    name = model.get("name") or "unknown model"
-    heart = result.heart_method or "unknown"
-    text = f"model {E(str(name))}; heart locator {E(heart)}"
-    if result.is_demo:
-        text += " &middot; <strong>phantom-trained demo model: NOT FOR CLINICAL USE</strong>"
-    if result.fallback_heart:
-        text += " &middot; classical fallback heart locator (check the heart region)"
-    return text
+    """The record's one provenance statement (research use, demo model, heart locator, model id)."""
+    return "<strong>" + " &middot; ".join(E(s) for s in result.provenance().statements()) + "</strong>"
 
 
 def study_page(ct: Volume, labels: Volume, result: StudyResult, summary_png, options: ReviewSettings,

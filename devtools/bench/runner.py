@@ -154,10 +154,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def all_stages() -> dict:
-    """Pipeline stages plus the nnU-Net inference variants (added by stages_nnunet)."""
+    """Pipeline stages plus the nnU-Net inference variants (stages_nnunet) and the phantom stages."""
     from .stages_nnunet import NNUNET_STAGES
+    from .stages_phantom import PHANTOM_STAGES
 
-    return {**STAGES, **NNUNET_STAGES}
+    return {**STAGES, **NNUNET_STAGES, **PHANTOM_STAGES}
 
 
 if __name__ == "__main__":
