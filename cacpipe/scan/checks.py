@@ -9,7 +9,6 @@ the input holds a scorable series is known after planning (``ScanSummary.nothing
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,17 +74,9 @@ def check_devices(device: str, jobs: int, scheduler: str | None = None) -> list[
 
 
 def check_output(out: Path, inp: ScanInput) -> None:
-    """OUT can be created and written, and (for DICOM input) does not overlap the export."""
-    if inp.kind == "dicom":
-        check_output_folder(inp.root, out)
-        return
-    try:  # one image file: OUT may hold it; only writability matters
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".cacpipe-write-test-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ConfigError(f"--out {out} is not a writable folder ({exc.strerror or exc})") from None
+    """OUT can be created and written, and (for DICOM input) does not overlap the export; one image
+    file as input may lie in OUT (:func:`cacpipe.scan.layout.check_output_folder`)."""
+    check_output_folder(inp.root if inp.kind == "dicom" else None, out)
 
 
 def check_model(settings: Settings):

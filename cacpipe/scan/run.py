@@ -11,11 +11,11 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import EXIT_NOTHING_TO_SCORE, EXIT_OK, EXIT_STUDY_FAILED, ConfigError
-from .checks import local_devices
+from .checks import check_output, local_devices
 from .cohort import write_cohort
 from .executors import execute, record_outcome
 from .inputs import plan_image, resolve_input
-from .layout import COHORT, MANIFEST, WORK, check_output_folder, cleanup_stale
+from .layout import COHORT, MANIFEST, WORK, cleanup_stale
 from .manifest import ManifestWriter, ScanLock, load_manifest
 from .plan import analyse_name, plan
 from .worker import Analyse
@@ -129,10 +129,7 @@ def run_scan(
         except Exception as exc:
             raise ConfigError(f"the analyse function {analyse_name(analyse)} cannot be sent to worker processes "
                               f"({exc}); define it at module level") from exc
-    if inp.kind == "dicom":
-        check_output_folder(inp.root, out)
-    else:  # one image file: an OUT next to it (or holding it) is fine
-        out.mkdir(parents=True, exist_ok=True)
+    check_output(out, inp)
     summary = ScanSummary(out=out, input=inp.describe())
     with ScanLock(out):
         cleanup_stale(out)
