@@ -270,8 +270,8 @@ def test_scan_help_is_grouped_and_io_convention_everywhere(tmp_path):
               "Performance:", "Settings:"]
     assert [text.index(t) for t in titles] == sorted(text.index(t) for t in titles)
     assert "--no-demo-model" not in text and "-i, --input" in text and "-o, --out" in text
-    for cmd in ("demo", "heart", "phantom", "list", "evaluate"):
-        assert "-o, --out" in invoke(cmd, "--help").output, cmd
+    for cmd in (["demo"], ["heart"], ["phantom", "write"], ["phantom", "cohort"], ["list"], ["evaluate"]):
+        assert "-o, --out" in invoke(*cmd, "--help").output, cmd
     r = invoke("phantom", "-o", tmp_path / "p", "--preset", "small", "--no-dicom")
     assert r.exit_code == 0 and (tmp_path / "p" / "ct.nii.gz").exists()
     r = invoke("heart", "-i", tmp_path / "p" / "ct.nii.gz", "-o", tmp_path / "h", "--method", "fallback")
