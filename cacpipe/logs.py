@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -123,9 +124,14 @@ class _FileFilter(logging.Filter):
 
 @contextlib.contextmanager
 def log_file(path: str | Path) -> Iterator[Path]:
-    """Append the report lines, cacpipe's INFO messages and all warnings to ``path`` for the block."""
+    """Append the report lines, cacpipe's INFO messages and all warnings to ``path`` for the block.
+    The log names patients and folders: it is owner-only, as every output with patient data (cacpipe.files)."""
+    from .files import FILE_MODE, make_private_dir
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE))
+    os.chmod(path, FILE_MODE)  # the umask filters os.open's mode; an old log keeps its mode otherwise
     h = _tag(logging.FileHandler(path, encoding="utf-8"))
     h.setLevel(logging.INFO)
     h.addFilter(_FileFilter())
