@@ -15,8 +15,8 @@ def command() -> None:
 
     A model is the zip that `make train` (or nnUNetv2_export_model_to_zip) writes. Installing
     checks that its labels, regions and input channel match cacpipe's six-class scheme and
-    refuses any other model. Without an installed model, cacpipe falls back to the shipped
-    phantom-trained demo model, which is NOT FOR CLINICAL USE.
+    refuses any other model. Without an installed model `cacpipe scan` stops at start; with
+    --allow-demo-model it uses the shipped phantom-trained demo model, NOT FOR CLINICAL USE.
     """
 
 
@@ -52,7 +52,8 @@ def list_(model_dir: Path | None) -> None:
     if not models:
         click.echo("  (none installed)")
     try:
-        used = find_model(None, model_dir)
-        click.echo(f"in use: {used.full_name}" + ("  (shipped demo model, NOT FOR CLINICAL USE)" if used.is_demo else ""))
+        used = find_model(None, model_dir, allow_demo=False)
+        click.echo(f"in use: {used.full_name}" + ("  (demo model, NOT FOR CLINICAL USE)" if used.is_demo else ""))
     except CacpipeError as exc:
-        click.echo(f"in use: none ({exc})")
+        click.echo(f"in use: none ({exc}); `cacpipe scan --allow-demo-model` would use the shipped phantom demo "
+                   "model, NOT FOR CLINICAL USE")
