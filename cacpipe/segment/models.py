@@ -39,6 +39,7 @@ class InstalledModel:
     folds: tuple[int, ...]
     spacing_zyx: tuple[float, float, float]  # the pipeline resamples the heart crop to this
     is_demo: bool = False
+    card_id: str | None = None  # its model card's id (cacpipe.segment.card), None without a card
 
     @property
     def full_name(self) -> str:
@@ -48,7 +49,13 @@ class InstalledModel:
         """The ``pipeline.model`` entry of the result JSON."""
         return {"name": self.full_name, "path": str(self.path), "is_demo": self.is_demo,
                 "folds": list(self.folds), "trainer": self.trainer, "configuration": self.configuration,
-                "spacing_zyx": list(self.spacing_zyx)}
+                "spacing_zyx": list(self.spacing_zyx), "card_id": self.card_id}
+
+    def card(self) -> dict | None:
+        """The model card (cacpipe.segment.card), None when the model has none."""
+        from .card import read_card
+
+        return read_card(self.path)
 
 
 def model_dir(path: str | Path | None = None) -> Path:
@@ -101,7 +108,29 @@ def read_model(path: str | Path, is_demo: bool | None = None) -> InstalledModel:
     back = plans.get("transpose_backward", [0, 1, 2])
     spacing = tuple(float(cfg["spacing"][j]) for j in back)
     demo = bool(dataset_json.get("cacpipe_demo", False)) if is_demo is None else is_demo
-    return InstalledModel(path, path.parent.name, configuration, trainer, plans_name, folds, spacing, demo)
+    card = _card_of(path)
+    return InstalledModel(path, path.parent.name, configuration, trainer, plans_name, folds, spacing, demo,
+                          card.get("id") if card else None)
+
+
+def _card_of(path: Path) -> dict | None:
+    from .card import read_card
+
+    return read_card(path)
+
+
+def check_card(path: Path, folds, where: str) -> dict | None:
+    """The model folder's card after checking that it belongs to these weights (ModelMismatchError if not)."""
+    from .card import verify_card
+
+    card = _card_of(path)
+    if card is not None:
+        problems = verify_card(path, card, folds)
+        if problems:
+            raise ModelMismatchError(f"{where}: its model card does not belong to it: " + "; ".join(problems)
+                                     + ". Re-export the model with `make train`, or remove the card file to "
+                                     "install it without one.")
+    return card
 
 
 def _resolved_configuration(plans: dict, name: str) -> dict:
@@ -172,6 +201,10 @@ def install_model(zip_path: str | Path, model_dir_: str | Path | None = None, fo
         root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=root, prefix=".installing-") as tmp:
             zf.extractall(tmp)
+            for pre in prefixes:  # every card must belong to its model's weights before anything is installed
+                unpacked = Path(tmp) / pre
+                check_card(unpacked, [int(p.name[5:]) for p in unpacked.glob("fold_*")
+                                      if p.name[5:].isdigit() and (p / CHECKPOINT).exists()], f"{zip_path} ({pre})")
             for pre in prefixes:
                 dest = root / pre
                 if dest.exists():
