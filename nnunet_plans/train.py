@@ -102,6 +102,7 @@ def preprocess_with_parent_plans(dataset_id: int, init, num_processes: int = 2) 
         with _planner_threads():
             extract_fingerprints([dataset_id], num_processes=num_processes, check_dataset_integrity=True)
         transfer_plans(init, pre, PLANS_ID, ds)
+        shutil.copy(env.nnunet_path("nnUNet_raw") / ds / "dataset.json", pre / "dataset.json")  # planning would copy it
         preprocess([dataset_id], PLANS_ID, [config], [num_processes])
     return config
 
