@@ -252,7 +252,7 @@ def _hours(h: float) -> str:
 
 
 def format_report(checks: list[CaseCheck], plan: dict | None = None, disk: dict | None = None,
-                  timing: dict | None = None, step: dict | None = None) -> str:
+                  timing: dict | None = None, step: dict | None = None, parameters: int | None = None) -> str:
     """The dry run's printed report."""
     s = summarise(checks)
     lines = [f"cases: {s['cases']} ({s['cases_ok']} ok, {len(s['cases_failed'])} failed) from "
@@ -281,9 +281,11 @@ def format_report(checks: list[CaseCheck], plan: dict | None = None, disk: dict 
         if plan.get("fold_patients"):
             lines.append(f"folds: {plan['fold_patients']} patients per validation fold")
     if step:
-        lines.append(f"network: {step['parameters'] / 1e6:.2f} M parameters; one training step "
+        lines.append(f"network: {step['parameters']:,} parameters; one training step "
                      f"{step['seconds_per_step']:.3f} s on {step['device']} ({step['device_name']}), "
                      f"median of {step['steps_timed']} after a warm-up")
+    elif parameters:
+        lines.append(f"network: {parameters:,} parameters (step not timed)")
     if timing:
         par = (f"{timing['parallel_folds']} folds at a time" if timing["parallel_folds"] > 1
                else "one fold after another")

@@ -328,7 +328,15 @@ def _fold_patients(checks, n_splits: int) -> list[int]:
 
 def dry_run(args: argparse.Namespace, plan: Plan, checks, work: Path) -> dict:
     """Print the dry-run report (checks, data summary, disk, time measured here); returns its numbers."""
-    from .dryrun import disk_estimate, format_report, measure_step, run_length, time_estimate, write_preflight
+    from .dryrun import (
+        build_network,
+        disk_estimate,
+        format_report,
+        measure_step,
+        run_length,
+        time_estimate,
+        write_preflight,
+    )
 
     try:
         fold_patients = _fold_patients(checks, plan.n_splits)
@@ -342,10 +350,10 @@ def dry_run(args: argparse.Namespace, plan: Plan, checks, work: Path) -> dict:
     epochs, iters, val_iters = run_length(plan.spec, plan.trainer, args.epochs)
     gpus = len(args.gpus) if args.gpus else 1
     timing = time_estimate(step, epochs, iters, val_iters, len(plan.folds), gpus) if step else None
-    params = step["parameters"] if step else 0
+    params = step["parameters"] if step else sum(p.numel() for p in build_network(plan.cfg).parameters())
     disk = disk_estimate(checks, plan.spacing_zyx, params, len(plan.folds))
-    print(format_report(checks, plan.describe(fold_patients), disk, timing, step))
-    extra = {"plan": plan.describe(fold_patients), "step": step, "time": timing, "disk": disk,
+    print(format_report(checks, plan.describe(fold_patients), disk, timing, step, int(params)))
+    extra = {"plan": plan.describe(fold_patients), "parameters": int(params), "step": step, "time": timing, "disk": disk,
              "sources": _sources(args)}
     path = write_preflight(checks, work, extra)
     print(f"report: {path} and {path.with_suffix('.csv')}")
