@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from cacpipe import __version__
-from cacpipe.segment.card import CHECKPOINT, file_digests, write_card
+from cacpipe.segment.card import CHECKPOINT, file_digests, read_card, write_card
 
 INTENDED_USE = ("Research use: stage 2 of cacpipe (coronary arteries and their calcium, per artery) on "
                 "non-contrast, non-ECG-gated chest CT like the training data above (scanners, slice thicknesses). "
@@ -142,4 +142,14 @@ def build_card(folder: str | Path, *, folds, checks, splits: list[dict], patient
         "init": init,
         "files": file_digests(folder, folds),
     }
+    old = read_card(folder)
+    if old is not None and _same(old, card):  # a resumed run that changed nothing keeps its card (and id)
+        return old
     return write_card(folder, card)
+
+
+def _same(old: dict, new: dict) -> bool:
+    def body(c: dict) -> dict:
+        return {k: v for k, v in c.items() if k not in ("schema", "id", "created")}
+
+    return json.loads(json.dumps(body(old), default=str)) == json.loads(json.dumps(body(new), default=str))
