@@ -50,6 +50,7 @@ def analyse_series(series, out_dir: Path, settings: Settings) -> StudyResult:
     return scan_analyse(series, out_dir, settings)
 
 
+# The one function cross-validation analyses a case with; tests may point it at known predictions.
 ANALYSE: Callable = analyse_series
 
 
@@ -92,10 +93,11 @@ def run_case(case, fold: int, model_folder: Path, settings: Settings, out_dir: P
     entry = {"patient_id": case.patient_id, "study_uid": case.case, "fold": fold, "result": f"{case.case}/result.json"}
     loaded = case.load(mapping, options)
     loaded.series.identity = replace(loaded.series.identity, patient_id=case.patient_id, study_uid=case.case)
-    ref_dir.mkdir(parents=True, exist_ok=True)
-    loaded.labels.write(ref_dir / "labels.nii.gz")
-    ct = loaded.ct
-    ct.with_array(np.clip(np.rint(ct.array), -32768, 32767).astype(np.int16)).write(ref_dir / "ct.nii.gz")
+    if not (ref_dir / "ct.nii.gz").exists():  # the reference of a case never changes within one WORK
+        ref_dir.mkdir(parents=True, exist_ok=True)
+        loaded.labels.write(ref_dir / "labels.nii.gz")
+        ct = loaded.ct
+        ct.with_array(np.clip(np.rint(ct.array), -32768, 32767).astype(np.int16)).write(ref_dir / "ct.nii.gz")
     ref = reference_row(case, loaded)
     ckpt = Path(model_folder) / f"fold_{fold}" / CHECKPOINT
     if _is_current(res_dir / "result.json", ckpt):

@@ -81,13 +81,12 @@ def transfer_plans(init: InitModel, pre_dir: Path, plans_id: str, dataset_name: 
 
 
 def parent_configuration(init: InitModel) -> dict:
-    """The parent's configuration, resolved (``inherits_from`` followed)."""
+    """The parent's configuration, resolved (``inherits_from`` followed); axes in the network's order."""
     plans = json.loads((init.model.path / "plans.json").read_text())
     cfg = dict(plans["configurations"][init.model.configuration])
     while "inherits_from" in cfg:
         cfg = {**plans["configurations"][cfg.pop("inherits_from")], **cfg}
-    back = plans.get("transpose_backward", [0, 1, 2])
-    return {**cfg, "patch_size": [int(cfg["patch_size"][j]) for j in back]}
+    return cfg
 
 
 def weights_file(init: InitModel, parent_fold: int, out_dir: str | Path) -> Path:

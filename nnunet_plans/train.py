@@ -339,10 +339,9 @@ def dry_run(args: argparse.Namespace, plan: Plan, checks, work: Path) -> dict:
     )
 
     try:
-        fold_patients = _fold_patients(checks, plan.n_splits)
+        fold_patients, fold_problem = _fold_patients(checks, plan.n_splits), None
     except InputDataError as exc:
-        fold_patients = None
-        print(f"FOLDS: {exc}")
+        fold_patients, fold_problem = None, str(exc)
     step = None
     if not args.no_timing:
         print(f"timing {args.time_steps} training step(s) of the plan's network on this machine ...", flush=True)
@@ -357,6 +356,9 @@ def dry_run(args: argparse.Namespace, plan: Plan, checks, work: Path) -> dict:
              "sources": _sources(args)}
     path = write_preflight(checks, work, extra)
     print(f"report: {path} and {path.with_suffix('.csv')}")
+    if fold_problem:
+        print(f"FOLDS: {fold_problem}")
+    extra["fold_problem"] = fold_problem
     return extra
 
 
@@ -394,11 +396,13 @@ def run(args: argparse.Namespace) -> Path | None:
         print("checking every case ...", flush=True)
         mapping, options = _conversion(args)
         checks = preflight(_cases(args), mapping, options)
-        dry_run(args, plan, checks, work)
+        report = dry_run(args, plan, checks, work)
         failed = [c.case for c in checks if not c.ok]
         if failed:
             raise InputDataError(f"{len(failed)} case(s) failed the checks ({', '.join(failed)}); training would "
                                  "refuse them: fix them, or leave them out with SKIP_FAILED=1 (--skip-failed)")
+        if report["fold_problem"]:
+            raise InputDataError(f"{report['fold_problem']}: add patients or use fewer splits (SPLITS=N)")
         return None
     lap = _Laps()
     checks = _check_cases(args, work, raw_ds)
@@ -414,6 +418,10 @@ def run(args: argparse.Namespace) -> Path | None:
         raise InputDataError("no case passed the checks; nothing to train on")
     if failed:
         print(f"leaving out {len(failed)} failed case(s): {', '.join(failed)}")
+    try:
+        _fold_patients(checks, plan.n_splits)
+    except InputDataError as exc:
+        raise InputDataError(f"{exc}: add patients or use fewer splits (SPLITS=N)") from None
     settings = _settings(args)
     mapping, options = _conversion(args)
     if not (raw_ds / "dataset.json").exists():
