@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cacpipe import __version__
 from cacpipe.segment.card import CHECKPOINT, file_digests, read_card, write_card
+from cacpipe.segment.models import resolved_configuration
 
 INTENDED_USE = ("Research use: stage 2 of cacpipe (coronary arteries and their calcium, per artery) on "
                 "non-contrast, non-ECG-gated chest CT like the training data above (scanners, slice thicknesses). "
@@ -37,13 +38,6 @@ def software() -> dict:
             "python": platform.python_version()}
 
 
-def _resolved(plans: dict, name: str) -> dict:
-    cfg = dict(plans["configurations"][name])
-    while "inherits_from" in cfg:
-        cfg = {**plans["configurations"][cfg.pop("inherits_from")], **cfg}
-    return cfg
-
-
 def left_right_network_axis(transpose_forward) -> int:
     """The network axis along the patient's left-right axis for cacpipe's axial crops: the array's
     x axis (columns, axis 2 of (z, y, x)) after nnU-Net's ``transpose_forward``."""
@@ -56,7 +50,7 @@ def model_section(folder: Path, folds, spec: dict | None) -> dict:
 
     trainer, plans_name, configuration = folder.name.split("__")
     plans = json.loads((folder / "plans.json").read_text())
-    cfg = _resolved(plans, configuration)
+    cfg = resolved_configuration(plans, configuration)
     back = plans.get("transpose_backward", [0, 1, 2])
     kwargs = cfg["architecture"]["arch_kwargs"]
     mirror, epochs, params = {}, {}, None

@@ -35,8 +35,8 @@ from cacpipe.config import Settings
 from cacpipe.errors import CacpipeError
 from cacpipe.labels import ARTERIES, REGIONS
 from cacpipe.record import StudyResult
+from cacpipe.segment.card import CHECKPOINT
 
-CHECKPOINT = "checkpoint_final.pth"
 METHOD = ("Each validation fold's cases analysed on their original CT by cacpipe's scan pipeline (stage-1 heart "
           "crop, the fold's network, uncrop, post-processing, quantification, flags) and compared with the "
           "annotations quantified on the same grid; presence = calcium volume > 0.")

@@ -12,13 +12,12 @@ copied too. The new model card records the parent's card id and its lineage.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from cacpipe.errors import ConfigError
-from cacpipe.segment.card import CHECKPOINT
+from cacpipe.segment.card import CHECKPOINT, file_sha256
 
 
 @dataclass
@@ -45,14 +44,6 @@ class InitModel:
         return [entry, *(card.get("lineage") or [])]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def resolve_init(init: str, work: str | Path) -> InitModel:
     """The parent model: a zip is checked and unpacked (as ``cacpipe models install`` would) into
     ``WORK/init/``; a model folder is read in place; anything else is an installed model's name."""
@@ -60,7 +51,7 @@ def resolve_init(init: str, work: str | Path) -> InitModel:
 
     p = Path(init).expanduser()
     if p.is_file():
-        digest = _sha256(p)
+        digest = file_sha256(p)
         model = install_model(p, Path(work) / "init" / digest[:12], force=True)
         return InitModel(model, str(p), digest, model.card())
     if p.is_dir():
@@ -82,11 +73,10 @@ def transfer_plans(init: InitModel, pre_dir: Path, plans_id: str, dataset_name: 
 
 def parent_configuration(init: InitModel) -> dict:
     """The parent's configuration, resolved (``inherits_from`` followed); axes in the network's order."""
+    from cacpipe.segment.models import resolved_configuration
+
     plans = json.loads((init.model.path / "plans.json").read_text())
-    cfg = dict(plans["configurations"][init.model.configuration])
-    while "inherits_from" in cfg:
-        cfg = {**plans["configurations"][cfg.pop("inherits_from")], **cfg}
-    return cfg
+    return resolved_configuration(plans, init.model.configuration)
 
 
 def weights_file(init: InitModel, parent_fold: int, out_dir: str | Path) -> Path:

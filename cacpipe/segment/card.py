@@ -28,7 +28,7 @@ from ..errors import ModelMismatchError
 CARD_JSON = "cacpipe_model_card.json"
 CARD_MD = "MODEL_CARD.md"
 CARD_SCHEMA = "cacpipe.model_card/1"
-CHECKPOINT = "checkpoint_final.pth"
+CHECKPOINT = "checkpoint_final.pth"  # every fold's trained weights (nnU-Net's name)
 ARTERY_SCOPES = ("RCA", "LAD", "LCX", "any")
 
 

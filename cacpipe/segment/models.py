@@ -20,9 +20,9 @@ from pathlib import Path, PurePosixPath
 from .. import env
 from ..errors import ConfigError, InputDataError, ModelMismatchError, ModelNotInstalledError
 from ..labels import REGIONS_CLASS_ORDER, nnunet_labels
+from .card import CHECKPOINT, read_card, verify_card
 
 DEMO_ZIP = Path(__file__).resolve().parent.parent / "data" / "demo_model.zip"
-CHECKPOINT = "checkpoint_final.pth"
 INSTALL_HELP = ("install a trained model with `cacpipe models install MODEL.zip` "
                 "(a zip from `make train` or nnUNetv2_export_model_to_zip)")
 
@@ -53,8 +53,6 @@ class InstalledModel:
 
     def card(self) -> dict | None:
         """The model card (cacpipe.segment.card), None when the model has none."""
-        from .card import read_card
-
         return read_card(self.path)
 
 
@@ -100,32 +98,28 @@ def read_model(path: str | Path, is_demo: bool | None = None) -> InstalledModel:
     trainer, plans_name, configuration = parts
     if configuration not in plans.get("configurations", {}):
         raise ModelMismatchError(f"model {path}: plans.json has no configuration {configuration!r}")
-    folds = tuple(sorted(int(p.name[5:]) for p in path.glob("fold_*")
-                         if p.name[5:].isdigit() and (p / CHECKPOINT).exists()))
+    folds = _trained_folds(path)
     if not folds:
         raise ModelNotInstalledError(f"model {path} has no fold_K/{CHECKPOINT}; {INSTALL_HELP}")
-    cfg = _resolved_configuration(plans, configuration)
+    cfg = resolved_configuration(plans, configuration)
     back = plans.get("transpose_backward", [0, 1, 2])
     spacing = tuple(float(cfg["spacing"][j]) for j in back)
     demo = bool(dataset_json.get("cacpipe_demo", False)) if is_demo is None else is_demo
-    card = _card_of(path)
+    card = read_card(path)
     return InstalledModel(path, path.parent.name, configuration, trainer, plans_name, folds, spacing, demo,
                           card.get("id") if card else None)
 
 
-def _card_of(path: Path) -> dict | None:
-    from .card import read_card
+def _trained_folds(path: Path) -> tuple[int, ...]:
+    return tuple(sorted(int(p.name[5:]) for p in path.glob("fold_*")
+                        if p.name[5:].isdigit() and (p / CHECKPOINT).exists()))
 
-    return read_card(path)
 
-
-def check_card(path: Path, folds, where: str) -> dict | None:
+def check_card(path: Path, where: str) -> dict | None:
     """The model folder's card after checking that it belongs to these weights (ModelMismatchError if not)."""
-    from .card import verify_card
-
-    card = _card_of(path)
+    card = read_card(path)
     if card is not None:
-        problems = verify_card(path, card, folds)
+        problems = verify_card(path, card, _trained_folds(path))
         if problems:
             raise ModelMismatchError(f"{where}: its model card does not belong to it: " + "; ".join(problems)
                                      + ". Re-export the model with `make train`, or remove the card file to "
@@ -133,7 +127,8 @@ def check_card(path: Path, folds, where: str) -> dict | None:
     return card
 
 
-def _resolved_configuration(plans: dict, name: str) -> dict:
+def resolved_configuration(plans: dict, name: str) -> dict:
+    """A plans.json configuration with its ``inherits_from`` chain applied."""
     cfg = dict(plans["configurations"][name])
     seen = {name}
     while "inherits_from" in cfg:
@@ -202,9 +197,7 @@ def install_model(zip_path: str | Path, model_dir_: str | Path | None = None, fo
         with tempfile.TemporaryDirectory(dir=root, prefix=".installing-") as tmp:
             zf.extractall(tmp)
             for pre in prefixes:  # every card must belong to its model's weights before anything is installed
-                unpacked = Path(tmp) / pre
-                check_card(unpacked, [int(p.name[5:]) for p in unpacked.glob("fold_*")
-                                      if p.name[5:].isdigit() and (p / CHECKPOINT).exists()], f"{zip_path} ({pre})")
+                check_card(Path(tmp) / pre, f"{zip_path} ({pre})")
             for pre in prefixes:
                 dest = root / pre
                 if dest.exists():
