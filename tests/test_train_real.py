@@ -28,6 +28,8 @@ from click.testing import CliRunner
 from cacpipe.cli import cli
 from cacpipe.errors import ModelMismatchError
 from cacpipe.phantom import PatientInfo, PhantomConfig, Plaque, generate, write_study
+from cacpipe.phantom.seeds import seeds_for
+from cacpipe.record import StudyResult
 from cacpipe.segment import install_model
 from cacpipe.segment.card import CARD_JSON, CARD_MD, card_id, file_sha256
 from cacpipe.volume import Volume
@@ -42,7 +44,9 @@ TINY = {
     "trainer": "nnUNetTrainer_cacpipeShort", "num_epochs": 1, "iterations_per_epoch": 3,
     "val_iterations_per_epoch": 1, "oversample_foreground_percent": 1.0, "folds": 2,
 }
-SEEDS = (2100, 2101, 2102, 2103)  # test seeds (nnunet_plans.data: TEST_SEEDS), never a training or held-out seed
+SEEDS = tuple(seeds_for("tests", 4, offset=900))  # 1900-1903: never a training or held-out seed (cacpipe.phantom.seeds)
+BROKEN, OTHER = seeds_for("tests", 2, offset=990)  # the broken case's CT and the contours drawn on it
+SITE = seeds_for("tests", 2, offset=910)  # fine-tuning cases
 PLAQUES = (Plaque("RCA", 0.3, 2.2, 500.0), Plaque("LAD", 0.2, 2.0, 420.0))
 MANUFACTURER = "GE MEDICAL SYSTEMS Phantom CT 64"
 
@@ -77,10 +81,10 @@ def ann(tmp_path_factory):
         export_con(ph.labels, root / "contours" / f"{case}.con")
         rows.append((case, pid, image))
     # broken: the contours of another patient's heart on this CT, so its calcium lies on soft tissue
-    generate(PhantomConfig.preset("small", seed=2190)).ct.write(root / "images" / "case_broken.nii.gz")
-    other = generate(_phantom(2191, 0, (Plaque("RCA", 0.5, 2.2, 500.0),), shift=(25.0, 0.0, 0.0)))
+    generate(PhantomConfig.preset("small", seed=BROKEN)).ct.write(root / "images" / "case_broken.nii.gz")
+    other = generate(_phantom(OTHER, 0, (Plaque("RCA", 0.5, 2.2, 500.0),), shift=(25.0, 0.0, 0.0)))
     export_con(other.labels, root / "contours" / "case_broken.con")
-    rows.append(("case_broken", "PATIENT_2190", ""))
+    rows.append(("case_broken", f"PATIENT_{BROKEN}", ""))
     with open(root / "cases.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["case", "patient_id", "image"])
@@ -121,7 +125,7 @@ def test_dry_run_summarises_the_data_and_catches_the_broken_case(trained):
     out = dry.stdout
     assert dry.returncode == 2, out + dry.stderr
     assert "cases: 5 (4 ok, 1 failed)" in out
-    assert "FAILED case_broken (patient PATIENT_2190): only 0% of the calcium-labelled voxels are >= 130 HU" in out
+    assert f"FAILED case_broken (patient PATIENT_{BROKEN}): only 0% of the calcium-labelled voxels are >= 130 HU" in out
     assert "patients: 4" in out and "folds: [2, 2] patients per validation fold" in out
     assert f"scanners: unknown (no DICOM header) (3), {MANUFACTURER} (1)" in out
     assert "slice thickness (DICOM tag): unknown (3), 2 mm (1)" in out and "slice spacing: 2 mm (4)" in out
@@ -129,7 +133,7 @@ def test_dry_run_summarises_the_data_and_catches_the_broken_case(trained):
     assert "one training step" in out and "time: about" in out and "disk: about" in out
     assert "training would refuse them" in dry.stderr
     rows = {r["case"]: r for r in csv.DictReader(open(trained["work"] / "preflight.csv"))}
-    assert rows["case_broken"]["status"] == "failed" and rows["case_2101"]["status"] == "ok"
+    assert rows["case_broken"]["status"] == "failed" and rows[f"case_{SEEDS[1]}"]["status"] == "ok"
     est = trained["dry_report"]
     assert est["step"]["parameters"] > 0 and est["time"]["epochs"] == 1 and est["disk"]["total_bytes"] > 0
 
@@ -168,7 +172,7 @@ def test_zip_carries_a_card_bound_to_its_weights(trained):
     for rel, digest in card["files"].items():
         assert hashlib.sha256(zf.read(f"{prefix}/{rel}")).hexdigest() == digest
     text = zf.read(f"{prefix}/{CARD_JSON}").decode()
-    assert "PATIENT_" not in text and "case_2" not in text  # counts only: no ids leave the site in the card
+    assert "PATIENT_" not in text and "case_1" not in text  # counts only: no ids leave the site in the card
 
 
 def test_cross_validation_runs_the_scan_pipeline_against_the_annotations(trained):
@@ -189,7 +193,7 @@ def test_cross_validation_runs_the_scan_pipeline_against_the_annotations(trained
         assert lab.same_grid(ref, tol=1e-3) and ref.shape == (100, 256, 256)  # the original CT grid, not the crop
     refs = {r["study_uid"]: r for r in csv.DictReader(open(work / "crossval" / "reference.csv"))}
     for case, r in refs.items():
-        calcified = case != "case_2103"
+        calcified = case != f"case_{SEEDS[3]}"
         assert (r["RCA_present"], r["LAD_present"], r["LCX_present"]) == (str(int(calcified)),) * 2 + ("0",)
         assert (float(r["total_agatston"]) > 0) == calcified
     anyp = cv["presence"]["any"]
@@ -247,9 +251,14 @@ def test_scan_result_names_the_model_card(trained, tmp_path):
     r = CliRunner().invoke(cli, ["scan", str(trained["root"] / "dicom"), "--out", str(tmp_path / "out"),
                                  "--model-dir", str(tmp_path / "models"), "--no-review", "--no-progress"])
     assert r.exit_code == 0, r.output
-    res = json.loads(next((tmp_path / "out").rglob("result.json")).read_text())
+    res_path = next((tmp_path / "out").rglob("result.json"))
+    res = json.loads(res_path.read_text())
     assert res["pipeline"]["model"]["card_id"] == card["id"]
     assert res["pipeline"]["model"]["name"] == card["model"]["name"]
+    # every output states it (main's provenance: statement, cohort.csv)
+    assert f"card {card['id']}" in StudyResult.load(res_path).provenance_statement()
+    (row,) = csv.DictReader(open(tmp_path / "out" / "cohort.csv"))
+    assert row["model_card_id"] == card["id"] and f"card {card['id']}" in row["statement"]
 
 
 # --- fine-tuning ----------------------------------------------------------------------------------
@@ -257,7 +266,7 @@ def test_scan_result_names_the_model_card(trained, tmp_path):
 def test_fine_tuning_starts_from_the_parent_and_keeps_the_lineage(trained, tmp_path):
     parent_card, prefix, zf = _card_in(trained["zip"])
     cases = tmp_path / "site_cases"  # the case-folder layout `cacpipe review apply --training-cases` writes
-    for i, seed in enumerate((2110, 2111)):
+    for i, seed in enumerate(SITE):
         ph = generate(_phantom(seed, i))
         d = cases / f"site_{seed}"
         ph.ct.write(d / "ct.nii.gz")
