@@ -66,16 +66,33 @@ bench: $(STAMP) dcm2niix
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info cacpipe/review/static/vendor
 
-# Stage-2 retraining (nnunet_plans/README.md): make train DATA=cases/ [FOLDS="0 1 2 3 4"] [GPUS="0 1"]
+# Stage-2 retraining (nnunet_plans/README.md, README "For real use"):
+#   make train DATA=ANNOTATIONS [DATA="ANNOTATIONS corrected_cases/"] [DRY_RUN=1] [SKIP_FAILED=1] [INIT=MODEL.zip]
+#              [PLAN=paper] [FOLDS="0 1 2 3 4"] [SPLITS=5] [GPUS="0 1 2 3 4"] [EPOCHS=N] [MAPPING=mapping.json]
+#              [SLICE_ORDER=forward|reversed] [SETTINGS=settings.json] [WORK=nnunet_work] [MODEL=cacpipe_model.zip]
+#              [TRAIN_ARGS="--dataset-id 502 --name mysite"]
 DATA    ?=
-FOLDS   ?= 0 1 2 3 4
+FOLDS   ?=
+SPLITS  ?=
 GPUS    ?=
 PLAN    ?= paper
 WORK    ?= nnunet_work
 MODEL   ?= cacpipe_model.zip
+INIT    ?=
+EPOCHS  ?=
+MAPPING ?=
+SLICE_ORDER ?= forward
+SETTINGS ?=
+DRY_RUN ?=
+SKIP_FAILED ?=
+TRAIN_ARGS ?=
 train: $(STAMP)
-	@test -n "$(DATA)" || { echo "usage: make train DATA=folder-of-cases [FOLDS='0 1 2 3 4'] [GPUS='0 1'] [PLAN=paper]"; exit 2; }
-	$(BIN)/python -m nnunet_plans.train --data $(DATA) --plan $(PLAN) --folds $(FOLDS) --work $(WORK) --out $(MODEL) $(if $(GPUS),--gpus $(GPUS),)
+	@test -n "$(DATA)" || { echo "usage: make train DATA=ANNOTATIONS [DRY_RUN=1] [SKIP_FAILED=1] [INIT=MODEL.zip] [GPUS='0 1'] (see README, For real use)"; exit 2; }
+	$(BIN)/python -m nnunet_plans.train --data $(DATA) --plan $(PLAN) --work $(WORK) --out $(MODEL) \
+		--slice-order $(SLICE_ORDER) $(if $(FOLDS),--folds $(FOLDS),) $(if $(SPLITS),--n-splits $(SPLITS),) \
+		$(if $(GPUS),--gpus $(GPUS),) $(if $(INIT),--init $(INIT),) $(if $(EPOCHS),--epochs $(EPOCHS),) \
+		$(if $(MAPPING),--mapping $(MAPPING),) $(if $(SETTINGS),--settings $(SETTINGS),) \
+		$(if $(DRY_RUN),--dry-run,) $(if $(SKIP_FAILED),--skip-failed,) $(TRAIN_ARGS)
 
 # The phantom-trained demo model shipped in cacpipe/data (NOT FOR CLINICAL USE; see cacpipe/data/DEMO_MODEL.md).
 demo-model: $(STAMP)

@@ -1,16 +1,35 @@
-"""Small pieces shared by cacpipe's command lines (``cacpipe`` and ``cacpipe-labels``)."""
+"""Small pieces shared by cacpipe's command lines (``cacpipe`` and ``cacpipe-labels``).
+
+- :class:`OneLineErrorGroup`: cacpipe errors become one line on stderr and the error's exit code
+  (cacpipe.errors.EXIT_CODES); Ctrl-C exits 130; ``-v``/``-q`` may be given after the sub-command too.
+- :class:`SectionedCommand` / :func:`option`: ``--help`` with the options in titled sections.
+- :func:`one_of`: the ``-i/-o`` convention next to the positional arguments commands always had.
+"""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import click
 
-from .errors import CacpipeError
+from .errors import EXIT_INTERRUPTED, CacpipeError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+IO_SECTION = "Input and output"
+VERBOSITY_TOKEN = re.compile(r"^(-v+|--verbose|-q|--quiet)$")
 
 
 class OneLineErrorGroup(click.Group):
-    """A click group that prints cacpipe errors as one line on stderr and exits non-zero."""
+    """A click group that prints cacpipe errors as one line on stderr and exits with their code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # `cacpipe scan -v ...` = `cacpipe -v scan ...`: verbosity flags may follow the sub-command.
+        if any(p.name == "verbose" for p in self.params) and ctx.parent is None:
+            cut = args.index("--") if "--" in args else len(args)
+            flags = [a for a in args[:cut] if VERBOSITY_TOKEN.match(a)]
+            args = flags + [a for a in args[:cut] if not VERBOSITY_TOKEN.match(a)] + args[cut:]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -18,3 +37,54 @@ class OneLineErrorGroup(click.Group):
         except CacpipeError as exc:
             click.echo(f"{ctx.find_root().info_name}: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo(f"{ctx.find_root().info_name}: interrupted; run the same command again to resume", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+class SectionedOption(click.Option):
+    """An option that belongs to a titled section of its command's ``--help``."""
+
+    def __init__(self, *args, section: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.section = section
+
+
+def option(section: str, *param_decls: str, **attrs):
+    """``click.option`` shown under ``section`` in the help of a :class:`SectionedCommand`."""
+    return click.option(*param_decls, cls=SectionedOption, section=section, **attrs)
+
+
+class SectionedCommand(click.Command):
+    """A command whose ``--help`` lists options by section, in the order the sections first appear."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            rec = param.get_help_record(ctx)
+            if rec is None or isinstance(param, click.Argument):  # arguments: in the usage line and text
+                continue
+            title = getattr(param, "section", None) or "Other options"
+            sections.setdefault(title, []).append(rec)
+        other = sections.pop("Other options", None)
+        if other:
+            sections["Other options"] = other
+        for title, rows in sections.items():
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+
+def one_of(positional, given, what: str, flag: str):
+    """The value of an argument that may come positionally or as ``flag`` (e.g. ``-i/--input``);
+    both at once is a usage error, neither returns None."""
+    if positional is not None and given is not None and Path(str(positional)) != Path(str(given)):
+        raise click.UsageError(f"{what} given twice ({positional} and {flag} {given}); give it once")
+    return given if given is not None else positional
+
+
+def require(value, what: str, flag: str):
+    """``value`` or a usage error naming ``flag``."""
+    if value is None:
+        raise click.UsageError(f"missing {what}: give {flag}")
+    return value
+

@@ -21,6 +21,7 @@ from .config import Settings
 from .files import make_private_dir, protect
 from .flags import DEMO_MODEL, SEVERITY_NOT_FITTED, Flag
 from .ingest import LoadedSeries
+from .legend import write_legends
 from .record import StudyResult
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
     """Analyse one assembled CT series and write its outputs into ``out_dir``.
 
     The signature is the one ``cacpipe.scan.run_scan`` calls. Writes labels.nii.gz (six-class
-    map on the original CT grid), heart_mask.nii.gz, crop.json and, unless switched off, the
+    map on the original CT grid), ct.nii.gz (the scored CT, same grid) with label legends for
+    ITK-SNAP and 3D Slicer (cacpipe.legend), heart_mask.nii.gz, crop.json and, unless switched off, the
     review page, overlays and DICOM SEG/SR/SC. Returns the finalised result; the runner adds what
     it knows about the input files and writes result.json.
     """
@@ -104,9 +106,13 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
     make_private_dir(out_dir)
     outputs = result.outputs
     labels.write(out_dir / "labels.nii.gz")
+    if s.review.ct_nifti:  # the scored CT as the pipeline read it, on the labels' grid: any viewer opens the pair
+        volume.write(out_dir / "ct.nii.gz")
+        outputs["ct"] = "ct.nii.gz"
     st1.heart_mask.write(out_dir / "heart_mask.nii.gz")
     st1.record.save(out_dir / "crop.json")
-    outputs.update(labels="labels.nii.gz", heart_mask="heart_mask.nii.gz", crop_record="crop.json")
+    outputs.update(labels="labels.nii.gz", heart_mask="heart_mask.nii.gz", crop_record="crop.json",
+                   **write_legends(out_dir))
     if agreement is not None:
         agreement.write(out_dir / "agreement.nii.gz")
         outputs["agreement"] = "agreement.nii.gz"
@@ -123,7 +129,9 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
                                                 "slices interpolated at assembly)")
         result.pipeline["anonymisation"] = {"secret": "given" if s.review.salt else "installation",
                                             "secret_id": salt_id(s.review.salt)}
-        written = build_review(out_dir, volume, labels, result, sources, s.review, salt=s.review.salt,
+        # Without source headers (image input) DICOM outputs cannot be made: said once, in the result.
+        review = s.review if sources is not None else s.review.replace(dicom=False)
+        written = build_review(out_dir, volume, labels, result, sources, review, salt=s.review.salt,
                                agreement=agreement)
         outputs.update({k: v for k, v in written.items() if k != "dicom_skipped"})
         lap("review")

@@ -114,6 +114,7 @@ class Provenance:
     cacpipe_version: str = ""
     model_name: str = ""  # DatasetXXX_name/<trainer>__<plans>__<configuration>
     model_id: str = ""  # content fingerprint of the model files (12 hex digits)
+    model_card_id: str = ""  # id of the model's card (cacpipe.segment.card, 16 hex digits); "" without a card
     model_is_demo: bool = False
     heart_locator: str = ""  # "totalsegmentator" | "fallback" | "" (unknown)
     severity_fitted: bool | None = None  # None: no grades in the result
@@ -136,8 +137,10 @@ class Provenance:
         return out
 
     def made_by(self) -> str:
-        """'model Dataset990_x (id 1a2b3c4d5e6f), cacpipe 0.1.0'."""
-        model = self.model_short + (f" (id {self.model_id})" if self.model_id else "")
+        """'model Dataset990_x (id 1a2b3c4d5e6f, card 0123456789abcdef), cacpipe 0.1.0'."""
+        ids = ", ".join(x for x in (self.model_id and f"id {self.model_id}",
+                                    self.model_card_id and f"card {self.model_card_id}") if x)
+        model = self.model_short + (f" ({ids})" if ids else "")
         return f"model {model}, cacpipe {self.cacpipe_version or 'unknown'}"
 
     def statements(self) -> list[str]:
@@ -227,6 +230,7 @@ class StudyResult:
             cacpipe_version=str(self.pipeline.get("version") or ""),
             model_name=str(model.get("name") or ""),
             model_id=str(model.get("id") or ""),
+            model_card_id=str(model.get("card_id") or ""),
             model_is_demo=self.is_demo,
             heart_locator="fallback" if self.fallback_heart else self.heart_method,
             severity_fitted=self.severity_fitted,
@@ -302,7 +306,7 @@ ARTERY_FIELDS: tuple[str, ...] = (
 TOTAL_FIELDS: tuple[str, ...] = ("calcium_volume_mm3", "calcium_volume_ml", "agatston", "lesions", "mass_mg")
 STUDY_FIELDS: tuple[str, ...] = ("patient_id", "study_uid", "series_uid", "study_date", "manufacturer",
                                  "slice_thickness_mm")
-PROVENANCE_FIELDS: tuple[str, ...] = ("model_name", "model_id", "model_is_demo", "heart_locator",
+PROVENANCE_FIELDS: tuple[str, ...] = ("model_name", "model_id", "model_card_id", "model_is_demo", "heart_locator",
                                       "severity_model_fitted", "cacpipe_version", "statement")
 COHORT_COLUMNS: tuple[str, ...] = (
     *STUDY_FIELDS, "status",
@@ -335,7 +339,8 @@ def cohort_row(result: StudyResult) -> dict:
     for f in ("agatston", "category", "cac_drs"):
         row[f"original_{'total_' if f == 'agatston' else ''}{f}"] = original.get(f) if files else None
     prov = result.provenance()
-    row.update(model_name=prov.model_name, model_id=prov.model_id, model_is_demo=prov.model_is_demo,
+    row.update(model_name=prov.model_name, model_id=prov.model_id, model_card_id=prov.model_card_id or None,
+               model_is_demo=prov.model_is_demo,
                heart_locator=prov.heart_locator, severity_model_fitted=prov.severity_fitted,
                cacpipe_version=prov.cacpipe_version, statement=prov.line())
     return row

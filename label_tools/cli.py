@@ -9,10 +9,12 @@ from pathlib import Path
 
 import click
 
+from cacpipe import __version__
 from cacpipe.clitools import CONTEXT_SETTINGS, OneLineErrorGroup
 
 
 @click.group(cls=OneLineErrorGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="cacpipe-labels")
 def cli() -> None:
     """Convert MASS (LUMC 2021EXP) coronary CT annotations for cacpipe retraining.
 

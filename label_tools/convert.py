@@ -15,7 +15,7 @@ from cacpipe.labels import LABEL_CLASSES
 from cacpipe.units import CALCIUM_THRESHOLD_HU
 from cacpipe.volume import Volume
 
-from .annotations import Case, read_cases, read_image
+from .annotations import Case, load_ct, read_cases, read_image
 from .calcium import CalciumRules, six_to_mass, split_calcium
 from .con_format import parse_con, write_con
 from .errors import ConFormatError
@@ -60,6 +60,51 @@ def convert_case(con_path: str | Path, ct: Volume | str | Path, mapping: Contour
         "slice_order_check": order_check,
     }
     return ct_vol.with_array(labels), report
+
+
+@dataclass
+class LoadedCase:
+    """A training case in memory: the CT as the scan reads it and its six-class labels on that grid."""
+
+    series: object  # cacpipe.ingest.LoadedSeries (volume, identity, flags, DICOM headers)
+    labels: Volume  # uint8 six-class map, (z, y, x), same grid as series.volume
+    report: dict  # how the labels were made (conversion report, or the label file's counts)
+
+    @property
+    def ct(self) -> Volume:
+        return self.series.volume
+
+
+def labels_report(path: str | Path, ct: Volume, labels: np.ndarray) -> dict:
+    """The report of a case whose labels came as a six-class map (no conversion)."""
+    calcium = np.isin(labels, [c.id for c in LABEL_CLASSES if c.is_calcium])
+    return {
+        "labels": str(path),
+        "shape_zyx": list(ct.shape),
+        "voxels_by_class": {c.name: int((labels == c.id).sum()) for c in LABEL_CLASSES},
+        "slice_order_check": slice_order_check(ct.array, calcium),
+    }
+
+
+def load_case(case: Case, mapping: ContourMapping | None = None, options: ConvertOptions | None = None) -> LoadedCase:
+    """Read one case: the CT (``annotations.load_ct``) and its labels, from the ``.con`` file
+    (converted on the CT grid) or from the label map (checked: same grid, ids of the six-class scheme)."""
+    series = load_ct(case.image)
+    ct = series.volume
+    if case.contour is not None:
+        labels, report = convert_case(case.contour, ct, mapping, options)
+        return LoadedCase(series, labels, report)
+    if case.labels is None:
+        raise GeometryError(f"case {case.case}: neither a .con file nor a label map")
+    lab = Volume.read(case.labels)
+    if not lab.same_grid(ct, tol=1e-3):
+        raise GeometryError(f"{case.labels}: label map grid (shape {lab.shape}, spacing {lab.spacing_zyx}) differs "
+                            f"from the CT's {case.image} (shape {ct.shape}, spacing {ct.spacing_zyx})")
+    bad = sorted(set(np.unique(lab.array).tolist()) - {0, *(c.id for c in LABEL_CLASSES)})
+    if bad:
+        raise GeometryError(f"{case.labels}: label ids {bad} are not in the six-class scheme (0-6, cacpipe.labels)")
+    arr = lab.array.astype(np.uint8)
+    return LoadedCase(series, ct.with_array(arr), labels_report(case.labels, ct, arr))
 
 
 def slice_order_check(hu: np.ndarray, calcium: np.ndarray) -> dict:
@@ -113,11 +158,14 @@ def case_row(case: Case, report: dict | None, error: BaseException | None) -> di
             row.update(file=error.path or "", line=error.line or "")
         return row
     assert report is not None
-    comp = report["calcium"]["components"]
-    row.update(status="done", contours=report["contours"], calcium_components=report["calcium"]["calcium_components"],
-               ambiguous=comp["ambiguous"], orphan_assigned=comp["orphan_assigned"],
-               orphan_dropped=comp["orphan_dropped"], artery_overlap_voxels=report["calcium"]["artery_overlap_voxels"],
-               calcium_fraction_ge_130=report["slice_order_check"]["fraction_ge_130"],
+    if "calcium" in report:  # converted from a .con file
+        comp = report["calcium"]["components"]
+        row.update(contours=report["contours"], calcium_components=report["calcium"]["calcium_components"],
+                   ambiguous=comp["ambiguous"], orphan_assigned=comp["orphan_assigned"],
+                   orphan_dropped=comp["orphan_dropped"], artery_overlap_voxels=report["calcium"]["artery_overlap_voxels"])
+    else:
+        row.update(file=report.get("labels", ""))
+    row.update(status="done", calcium_fraction_ge_130=report["slice_order_check"]["fraction_ge_130"],
                suspect_slice_order=report["slice_order_check"]["suspect"],
                **report["voxels_by_class"])
     return row

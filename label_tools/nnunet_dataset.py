@@ -1,6 +1,7 @@
 """Write an nnU-Net v2 raw dataset (imagesTr/labelsTr, dataset.json, splits_final.json).
 
-``build_dataset`` turns an ANNOTATIONS folder (cases.csv, images/, contours/) into one.
+``build_dataset`` turns labelled cases (an ANNOTATIONS folder, case folders, or a list of cases)
+into one.
 
 dataset.json comes from the label scheme (cacpipe.labels), never written by hand.
 """
@@ -58,8 +59,9 @@ def patient_folds(case_ids: Sequence[str], patient_of: Mapping[str, str], n_fold
 
 # --- building a dataset from ANNOTATIONS ---------------------------------------------------
 
-CropFn = Callable[[Volume, Volume], tuple[Volume, Volume]]
-"""(ct, labels) -> (cropped ct, cropped labels), both on the same grid."""
+CropFn = Callable[[Volume, Volume], tuple]
+"""(ct, labels) -> (cropped ct, cropped labels[, info dict]), both on the same grid; the optional
+info (e.g. the heart locator used) goes into the case's report under ``crop``."""
 
 
 def write_splits(ds_dir: str | Path, splits: list[dict]) -> Path:
@@ -74,31 +76,37 @@ def stage1_heart_crop(spacing_zyx, settings=None) -> CropFn:
     """The stage-1 heart crop of inference (``cacpipe.heart.crop_case``) at the plan's spacing (mm, z y x).
 
     ``settings`` is a ``cacpipe.config.Settings`` (default: the defaults, as ``cacpipe scan``).
+    The crop function returns (ct, labels, info) with the heart locator used and its warnings.
     """
     from cacpipe.config import Settings
     from cacpipe.heart import crop_case
 
     s = settings or Settings()
 
-    def crop(ct: Volume, labels: Volume) -> tuple[Volume, Volume]:
-        ct_c, lab_c, _ = crop_case(ct, labels, s.heart, target_spacing_zyx=tuple(spacing_zyx), device=s.device)
-        return ct_c, lab_c
+    def crop(ct: Volume, labels: Volume) -> tuple[Volume, Volume, dict]:
+        ct_c, lab_c, res = crop_case(ct, labels, s.heart, target_spacing_zyx=tuple(spacing_zyx), device=s.device)
+        return ct_c, lab_c, {"heart_method": res.method, "heart_warnings": list(res.warnings)}
 
     return crop
 
 
-def build_dataset(ann_dir: str | Path, raw_root: str | Path, dataset_id: int, name: str = "cacpipe_coronary",
+def build_dataset(source, raw_root: str | Path, dataset_id: int, name: str = "cacpipe_coronary",
                   mapping=None, options=None, crop: CropFn | None = None, n_folds: int = 5,
-                  preprocessed_root: str | Path | None = None, overwrite: bool = False) -> dict:
-    """ANNOTATIONS (cases.csv, images/, contours/) -> nnU-Net v2 raw dataset.
+                  preprocessed_root: str | Path | None = None, overwrite: bool = False,
+                  extra_json: Mapping | None = None) -> dict:
+    """Labelled cases -> nnU-Net v2 raw dataset.
 
-    Writes ``<raw_root>/DatasetXXX_name/{imagesTr,labelsTr,dataset.json,splits_final.json}`` and
+    ``source``: an ANNOTATIONS folder (cases.csv, images/, contours/), a folder of case folders,
+    or a list of cases (:class:`label_tools.annotations.Case` or any object with ``case``,
+    ``patient_id`` and ``load(mapping, options)``). Writes
+    ``<raw_root>/DatasetXXX_name/{imagesTr,labelsTr,dataset.json,splits_final.json}`` and
     ``build_report.{csv,json}``; the split is also written to
     ``<preprocessed_root>/DatasetXXX_name/splits_final.json`` when given. Cases that fail are
-    recorded and left out; labelled voxels a crop removes are counted per case.
+    recorded and left out; labelled voxels a crop removes are counted per case. ``extra_json``
+    adds keys to dataset.json (e.g. the demo-model marker).
     """
-    from .annotations import read_cases, read_image
-    from .convert import case_row, convert_case, write_reports
+    from .annotations import read_training_cases
+    from .convert import case_row, write_reports
 
     ds = dataset_dir(raw_root, dataset_id, name)
     if ds.exists() and any(ds.iterdir()):
@@ -107,16 +115,19 @@ def build_dataset(ann_dir: str | Path, raw_root: str | Path, dataset_id: int, na
         for sub in ("imagesTr", "labelsTr"):
             for f in (ds / sub).glob("*.nii.gz"):
                 f.unlink()
-    cases = read_cases(ann_dir)
+    cases = list(source) if isinstance(source, (list, tuple)) else read_training_cases([source])
     rows, details, ok = [], {}, []
     for case in cases:
         try:
-            ct = read_image(case.image)
-            labels, rep = convert_case(case.contour, ct, mapping, options)
+            loaded = case.load(mapping, options)
+            ct, labels, rep = loaded.ct, loaded.labels, loaded.report
             if crop is not None:
                 before = int((labels.array > 0).sum())
-                ct, labels = crop(ct, labels)
-                rep["crop"] = {"shape_zyx": list(ct.shape), "labelled_voxels_lost": before - int((labels.array > 0).sum())}
+                out = crop(ct, labels)
+                ct, labels = out[0], out[1]
+                rep["crop"] = {"shape_zyx": list(ct.shape),
+                               "labelled_voxels_lost": before - int((labels.array > 0).sum()),
+                               **(out[2] if len(out) > 2 else {})}
             write_case(ds, case.case, ct, labels)
             rows.append(case_row(case, rep, None))
             details[case.case] = rep
@@ -125,13 +136,15 @@ def build_dataset(ann_dir: str | Path, raw_root: str | Path, dataset_id: int, na
             rows.append(case_row(case, None, exc))
     write_reports(rows, details, ds / "build_report")
     if not ok:
-        raise InputDataError(f"no case of {ann_dir} could be converted; see {ds / 'build_report.csv'}")
+        raise InputDataError(f"no case could be converted; see {ds / 'build_report.csv'}")
     write_dataset_json(ds, len(ok), name)
+    if extra_json:
+        p = ds / "dataset.json"
+        p.write_text(json.dumps({**json.loads(p.read_text()), **dict(extra_json)}, indent=2, sort_keys=False))
     patient_of = {c.case: c.patient_id for c in cases}
     splits = patient_folds(ok, patient_of, n_folds)
     paths = [str(write_splits(ds, splits))]
     if preprocessed_root is not None:
         paths.append(str(write_splits(dataset_dir(preprocessed_root, dataset_id, name), splits)))
     return {"dataset_dir": str(ds), "cases": len(cases), "written": len(ok), "failed": len(cases) - len(ok),
-            "splits": paths, "report": str(ds / "build_report.csv")}
-
+            "splits": paths, "report": str(ds / "build_report.csv"), "cases_written": ok}

@@ -8,14 +8,15 @@ crops it will segment.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cacpipe.errors import InputDataError
-from cacpipe.labels import ARTERIES, LABEL_BY_ID
+from cacpipe.labels import ARTERIES
 from cacpipe.volume import Volume
-from label_tools.nnunet_dataset import dataset_dir, patient_folds, write_case, write_dataset_json
+from label_tools.convert import LoadedCase
 
 
 def phantom_cohort_configs(n: int, seed0: int = 100, preset: str = "small"):
@@ -53,31 +54,47 @@ def phantom_case(cfg, spacing_zyx) -> tuple[Volume, Volume]:
     return ct, lab
 
 
-def _finish(ds: Path, case_patient: dict[str, str], n_folds: int, extra: dict | None) -> Path:
-    write_dataset_json(ds, len(case_patient), name=ds.name.split("_", 1)[1])
-    if extra:
-        p = ds / "dataset.json"
-        d = json.loads(p.read_text())
-        d.update(extra)
-        p.write_text(json.dumps(d, indent=2, sort_keys=False))
-    splits = patient_folds(sorted(case_patient), case_patient, n_folds)
-    (ds / "splits_final.json").write_text(json.dumps(splits, indent=2))
-    return ds
+@dataclass(frozen=True)
+class PhantomCase:
+    """A synthetic training case: generated (deterministically) whenever it is loaded."""
+
+    case: str
+    patient_id: str
+    config: object  # cacpipe.phantom.PhantomConfig
+    source: str = "phantoms"
+
+    def load(self, mapping=None, options=None) -> LoadedCase:
+        """The phantom's CT and exact six-class labels (``mapping``/``options`` unused: no contours)."""
+        from cacpipe.ingest import LoadedSeries
+        from cacpipe.phantom import generate
+        from cacpipe.record import StudyIdentity
+        from label_tools.convert import labels_report
+
+        ph = generate(self.config)
+        ident = StudyIdentity(patient_id=self.patient_id, study_uid=self.case, series_uid=self.case,
+                              series_description="synthetic phantom", input_kind="phantom")
+        lab = ph.labels.array.astype(np.uint8)
+        return LoadedCase(LoadedSeries(volume=ph.ct, identity=ident), ph.labels.with_array(lab),
+                          labels_report(f"phantom seed {self.config.seed}", ph.ct, lab))
+
+
+def phantom_cases(n_cases: int, seed0: int = 100) -> list[PhantomCase]:
+    """The phantom cohort of :func:`phantom_cohort_configs` as training cases ``phantom_000``... (one patient each)."""
+    return [PhantomCase(f"phantom_{i:03d}", f"phantom_{i:03d}", cfg)
+            for i, cfg in enumerate(phantom_cohort_configs(n_cases, seed0))]
+
+
+DEMO_JSON = {"cacpipe_demo": True, "cacpipe_note": "trained on synthetic phantoms only; NOT FOR CLINICAL USE"}
 
 
 def build_phantom_dataset(raw_root: str | Path, dataset_id: int, name: str, n_cases: int, n_folds: int,
                           spacing_zyx, seed0: int = 100, demo: bool = True) -> Path:
     """Write a heart-cropped phantom cohort as nnU-Net raw dataset ``DatasetXXX_name`` (+ splits)."""
-    ds = dataset_dir(raw_root, dataset_id, name)
-    case_patient = {}
-    for i, cfg in enumerate(phantom_cohort_configs(n_cases, seed0)):
-        case = f"phantom_{i:03d}"
-        ct, lab = phantom_case(cfg, spacing_zyx)
-        write_case(ds, case, ct, lab)
-        case_patient[case] = case
-    extra = {"cacpipe_demo": True,
-             "cacpipe_note": "trained on synthetic phantoms only; NOT FOR CLINICAL USE"} if demo else None
-    return _finish(ds, case_patient, n_folds, extra)
+    from label_tools.nnunet_dataset import build_dataset, stage1_heart_crop
+
+    s = build_dataset(phantom_cases(n_cases, seed0), raw_root, dataset_id, name, crop=stage1_heart_crop(spacing_zyx),
+                      n_folds=n_folds, extra_json=DEMO_JSON if demo else None)
+    return Path(s["dataset_dir"])
 
 
 def build_dataset_from_dir(data: str | Path, raw_root: str | Path, dataset_id: int, name: str, spacing_zyx,
@@ -86,26 +103,18 @@ def build_dataset_from_dir(data: str | Path, raw_root: str | Path, dataset_id: i
     (six-class map, cacpipe.labels) and optionally ``patient.txt`` (patient id: cases of one patient
     stay in one fold). Each case gets the stage-1 heart crop of inference at ``spacing_zyx``.
 
-    This is the layout ``cacpipe phantom`` and label_tools write.
+    This is the layout ``cacpipe phantom``, ``cacpipe review apply --training-cases`` and label_tools write.
+    A case that cannot be read is an error (``make train`` checks every case first).
     """
-    from label_tools.nnunet_dataset import stage1_heart_crop
+    from label_tools.annotations import read_case_folders
+    from label_tools.nnunet_dataset import build_dataset, stage1_heart_crop
 
-    stage1_crop = stage1_heart_crop(spacing_zyx)
-    data = Path(data)
-    cases = sorted(p for p in data.iterdir() if (p / "ct.nii.gz").exists()) if data.is_dir() else []
+    cases = read_case_folders(data)
     if not cases:
         raise InputDataError(f"no training cases under {data}: expected folders with ct.nii.gz and labels.nii.gz")
-    ds = dataset_dir(raw_root, dataset_id, name)
-    case_patient = {}
-    for c in cases:
-        if not (c / "labels.nii.gz").exists():
-            raise InputDataError(f"case {c} has ct.nii.gz but no labels.nii.gz")
-        ct, lab = Volume.read(c / "ct.nii.gz"), Volume.read(c / "labels.nii.gz")
-        bad = sorted(set(np.unique(lab.array).tolist()) - {0, *LABEL_BY_ID})
-        if bad:
-            raise InputDataError(f"{c / 'labels.nii.gz'}: label ids {bad} are not in the six-class scheme (0-6)")
-        ct, lab = stage1_crop(ct, lab)
-        write_case(ds, c.name, ct, lab)
-        pf = c / "patient.txt"
-        case_patient[c.name] = pf.read_text().strip() if pf.exists() else c.name
-    return _finish(ds, case_patient, n_folds, None)
+    s = build_dataset(cases, raw_root, dataset_id, name, crop=stage1_heart_crop(spacing_zyx), n_folds=n_folds)
+    if s["failed"]:
+        report = json.loads((Path(s["dataset_dir"]) / "build_report.json").read_text())
+        bad = [f"{r['case']}: {r['error']}" for r in report["cases"] if r["status"] == "failed"]
+        raise InputDataError(f"{s['failed']} case(s) of {data} could not be used: " + "; ".join(bad))
+    return Path(s["dataset_dir"])

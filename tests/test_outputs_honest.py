@@ -132,6 +132,11 @@ def test_provenance_states_what_applies_and_fills_the_cohort_columns(phantom_stu
     trained.flags = []
     assert trained.provenance().statements() == [RESEARCH_USE, "model Dataset101_CAC (id 0123456789ab), cacpipe "
                                                  + __version__]
+    assert cohort_row(trained)["model_card_id"] is None
+    trained.pipeline["model"]["card_id"] = "fedcba9876543210"  # a model from `make train` has a card
+    assert trained.provenance().made_by() == ("model Dataset101_CAC (id 0123456789ab, card fedcba9876543210), "
+                                              f"cacpipe {__version__}")
+    assert cohort_row(trained)["model_card_id"] == "fedcba9876543210"
 
 
 def test_statement_is_burned_into_every_png_and_secondary_capture(phantom_study, tmp_path):

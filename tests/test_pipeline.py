@@ -138,12 +138,12 @@ def _sr_items(ds):
 
 
 def test_no_model_and_no_demo_fallback_is_a_clear_error(tmp_path, small_phantom_dir):
+    # No model installed and no --allow-demo-model: the scan stops at start (exit 2), nothing runs.
     res = CliRunner().invoke(cli, ["scan", str(small_phantom_dir / "dicom"), "--out", str(tmp_path / "r"),
-                                   "--no-demo-model", "--no-progress"])
-    assert res.exit_code == 1
-    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
-    (entry,) = manifest["studies"].values()
-    assert entry["status"] == "failed" and "cacpipe models install" in entry["reason"]
+                                   "--no-progress"])
+    assert res.exit_code == 2
+    assert "cacpipe models install" in res.output and "--allow-demo-model" in res.output
+    assert not (tmp_path / "r" / "manifest.json").exists()
 
 
 def _plaques(items):

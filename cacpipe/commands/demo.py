@@ -6,37 +6,46 @@ from pathlib import Path
 
 import click
 
+from ..clitools import one_of, require
+
 
 @click.command("demo")
-@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out_arg", metavar="[OUT]", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (same as OUT): OUT/export, OUT/truth, OUT/results.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="Studies analysed at once.")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|cuda:0,1",
+              help="Where the networks run.")
 @click.option("--preset", type=click.Choice(["small", "full"]), default="small", show_default=True,
               help="Phantom size: small (256x256x100, fast) or full (512x512x120).")
 @click.option("--force", is_flag=True, help="Redo every study even if OUT/results already has it.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
-def command(ctx: click.Context, out: Path, jobs: int, preset: str, force: bool, no_progress: bool) -> None:
+def command(ctx: click.Context, out_arg: Path | None, out: Path | None, jobs: int, device: str, preset: str,
+            force: bool, no_progress: bool) -> None:
     """Write a synthetic PACS export to OUT/export and scan it to OUT/results.
 
     The export holds three phantom patients (one without coronary calcium), a localizer, a
     contrast series and a thin lung-kernel series (skipped, with their reasons in
-    manifest.json), one study as a zip file. The scan uses the installed models; without them it
-    uses the phantom demo model and the fallback heart locator, and the results say so in their
-    flags. An existing OUT/export is reused. Synthetic data: no real patient.
+    manifest.json), one study as a zip file. The scan uses the installed model; without one it
+    uses the phantom demo model (the demo allows it, `cacpipe scan` needs --allow-demo-model)
+    and, without TotalSegmentator weights, the fallback heart locator; every result says so in
+    its flags. An existing OUT/export is reused. Synthetic data: no real patient.
     """
+    from ..config import Settings
     from ..phantom.demo_export import write_demo_export
-    from ..scan import run_scan
-    from .scan import print_summary
+    from .scan import run_logged
 
+    out = require(one_of(out_arg, out, "the output folder", "-o/--out"), "the output folder", "-o OUT")
+    settings = Settings().merged({"device": device, "segment": {"allow_demo_model": True}})
     export = out / "export"
     if export.exists() and any(export.iterdir()):
         click.echo(f"reusing the phantom export in {export}")
     else:
         write_demo_export(export, preset=preset, truth_dir=out / "truth")
         click.echo(f"phantom PACS export written to {export} (ground truth: {out / 'truth'})")
-    summary = run_scan(export, out / "results", jobs=jobs, progress=not no_progress, force=force)
-    print_summary(summary)
-    click.echo("Synthetic phantom data; check each result's 'pipeline' and 'flags' for the model and heart "
-               "locator used.")
+    summary = run_logged(export, out / "results", settings, jobs=jobs, progress=not no_progress, force=force,
+                         command="demo")
+    click.echo("Synthetic phantom data; each line and result says which model and heart locator made it.")
     ctx.exit(summary.exit_code)

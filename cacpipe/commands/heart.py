@@ -11,8 +11,12 @@ from ..config import HeartSettings, SelectionSettings
 
 
 @click.command("heart")
-@click.argument("ct", required=False, type=click.Path(exists=True, path_type=Path))
-@click.argument("out", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("ct_arg", metavar="[CT]", required=False, type=click.Path(exists=True, path_type=Path))
+@click.argument("out_arg", metavar="[OUT]", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-i", "--input", "ct", type=click.Path(exists=True, path_type=Path), default=None,
+              help="The CT (same as CT): a NIfTI/NRRD file, or a DICOM series folder, zip or DICOMDIR.")
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (same as OUT).")
 @click.option("--method", type=click.Choice(["auto", "totalsegmentator", "fallback"]), default="auto",
               show_default=True,
               help="auto: TotalSegmentator when its weights are installed, else the weights-free fallback "
@@ -35,7 +39,7 @@ from ..config import HeartSettings, SelectionSettings
                    "$TOTALSEG_HOME_DIR or ~/.totalsegmentator, as TotalSegmentator resolves it.")
 @click.option("--status", is_flag=True, help="Only show whether TotalSegmentator's heart weights are installed "
                                               "(and how to install them offline); CT and OUT are not needed.")
-def command(ct: Path | None, out: Path | None, method: str, fast: bool, device: str,
+def command(ct_arg: Path | None, out_arg: Path | None, ct: Path | None, out: Path | None, method: str, fast: bool, device: str,
             spacing: tuple[float, float, float] | None, padding: tuple[int, int, int] | None, margin_mm: float,
             min_slices: int,
             totalseg_home: Path | None, status: bool) -> None:
@@ -46,9 +50,13 @@ def command(ct: Path | None, out: Path | None, method: str, fast: bool, device: 
     the CT's grid) and stage1.json (method, flags, warnings, heart volume, blood pool HU).
     TotalSegmentator never downloads anything and sends no usage statistics.
     """
+    from ..clitools import one_of
     from ..config import HeartMethod, parse_device
     from ..errors import ConfigError
     from ..heart import heart_crop, totalseg_status
+
+    ct = one_of(ct_arg, ct, "the CT", "-i/--input")
+    out = one_of(out_arg, out, "the output folder", "-o/--out")
 
     if status:
         for f in (False, True):
@@ -63,7 +71,7 @@ def command(ct: Path | None, out: Path | None, method: str, fast: bool, device: 
             click.echo(st["instructions"])
         return
     if ct is None or out is None:
-        raise ConfigError("give CT and OUT (e.g. `cacpipe heart ct.nii.gz out/`), or --status")
+        raise ConfigError("give CT and OUT (e.g. `cacpipe heart -i ct.nii.gz -o out/`), or --status")
 
     from ..ingest import read_ct
     from ..units import PAPER_SPACING_ZYX

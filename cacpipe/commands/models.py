@@ -15,8 +15,11 @@ def command() -> None:
 
     A model is the zip that `make train` (or nnUNetv2_export_model_to_zip) writes. Installing
     checks that its labels, regions and input channel match cacpipe's six-class scheme and
-    refuses any other model. Without an installed model, cacpipe falls back to the shipped
-    phantom-trained demo model, which is NOT FOR CLINICAL USE.
+    refuses any other model. Without an installed model `cacpipe scan` stops at start; with
+    --allow-demo-model it uses the shipped phantom-trained demo model, NOT FOR CLINICAL USE.
+
+    A model made by `make train` carries a model card (training data, plan, cross-validation,
+    lineage) that install checks against the weights and shows; `show` prints it again.
     """
 
 
@@ -31,6 +34,7 @@ def install(zip_path: Path, model_dir: Path | None, force: bool) -> None:
     m = install_model(zip_path, model_dir, force=force)
     click.echo(f"installed {m.full_name}  (folds {', '.join(map(str, m.folds))}; spacing "
                f"{' x '.join(f'{s:g}' for s in m.spacing_zyx)} mm z,y,x) -> {m.path}")
+    _echo_card(m)
     if m.is_demo:
         click.echo("note: this is a phantom-trained demo model, NOT FOR CLINICAL USE")
 
@@ -49,10 +53,46 @@ def list_(model_dir: Path | None) -> None:
         demo = "  [demo: NOT FOR CLINICAL USE]" if m.is_demo else ""
         click.echo(f"  {m.full_name}  folds {','.join(map(str, m.folds))}  "
                    f"spacing {' x '.join(f'{s:g}' for s in m.spacing_zyx)} mm{demo}")
+        click.echo(f"      {_headline(m)}")
     if not models:
         click.echo("  (none installed)")
     try:
-        used = find_model(None, model_dir)
-        click.echo(f"in use: {used.full_name}" + ("  (shipped demo model, NOT FOR CLINICAL USE)" if used.is_demo else ""))
+        used = find_model(None, model_dir, allow_demo=False)
+        click.echo(f"in use: {used.full_name}" + ("  (demo model, NOT FOR CLINICAL USE)" if used.is_demo else ""))
     except CacpipeError as exc:
-        click.echo(f"in use: none ({exc})")
+        click.echo(f"in use: none ({exc}); `cacpipe scan --allow-demo-model` would use the shipped phantom demo "
+                   "model, NOT FOR CLINICAL USE")
+
+
+def _headline(m) -> str:
+    from ..errors import CacpipeError
+    from ..segment.card import headline
+
+    try:
+        return headline(m.card())
+    except CacpipeError as exc:
+        return f"model card unreadable: {exc}"
+
+
+def _echo_card(m) -> None:
+    from ..segment.card import summary_lines
+
+    for line in summary_lines(m.card()):
+        click.echo(line)
+
+
+@command.command("show")
+@click.argument("name", required=False)
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=_MODEL_DIR_HELP)
+@click.option("--markdown", is_flag=True, help="Print the card's MODEL_CARD.md instead of the summary.")
+def show(name: str | None, model_dir: Path | None, markdown: bool) -> None:
+    """Show the model card of an installed model (NAME as in `cacpipe models list`; default: the one in use)."""
+    from ..segment.card import CARD_MD
+    from ..segment.models import find_model
+
+    m = find_model(name, model_dir)
+    click.echo(f"{m.full_name} -> {m.path}")
+    if markdown and (m.path / CARD_MD).exists():
+        click.echo((m.path / CARD_MD).read_text(encoding="utf-8"))
+    else:
+        _echo_card(m)

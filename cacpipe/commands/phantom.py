@@ -31,7 +31,9 @@ def command() -> None:
 
 
 @command.command("write")
-@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out_arg", metavar="[OUT]", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (same as OUT).")
 @click.option("--preset", type=click.Choice(V1_PRESETS + V2_PRESETS), default="full", show_default=True,
               help="v1: full 512x512x120 at 2.5 mm, small 256x256x100 at 2 mm, thin 512x512x300 at 1 mm. "
                    "v2 (varied anatomy, confounders, scanner model; drawn from --seed): v2, v2-small, "
@@ -52,7 +54,7 @@ def command() -> None:
 @click.option("--no-dicom", is_flag=True, help="Write NIfTI and ground truth only.")
 @click.option("--patient-id", default="PHANTOM0001", show_default=True)
 @click.option("--patient-name", default="PHANTOM^ALPHA", show_default=True)
-def write(out: Path, preset: str, seed: int, noise_hu: float | None, plaques: tuple[str, ...], no_calcium: bool,
+def write(out_arg: Path | None, out: Path | None, preset: str, seed: int, noise_hu: float | None, plaques: tuple[str, ...], no_calcium: bool,
           contrast: bool, no_valve_calcium: bool, contrast_series: bool, thin_series: bool, situs_inversus: bool,
           no_dicom: bool, patient_id: str, patient_name: str) -> None:
     """Write a synthetic chest CT phantom with exact ground truth to OUT.
@@ -62,9 +64,11 @@ def write(out: Path, preset: str, seed: int, noise_hu: float | None, plaques: tu
     flags a pipeline should raise), v2 also truth_lesions.nii.gz (plaque id per voxel), and
     dicom/ (a multi-series CT study with a localizer, as a PACS would export it).
     """
+    from ..clitools import one_of, require
     from ..errors import ConfigError
     from ..phantom import PatientInfo
 
+    out = require(one_of(out_arg, out, "the output folder", "-o/--out"), "the output folder", "-o OUT")
     patient = PatientInfo(patient_id=patient_id, patient_name=patient_name)
     if preset in V2_PRESETS:
         if plaques or thin_series:
@@ -141,7 +145,9 @@ def _write_v2(out, preset, seed, noise_hu, no_calcium, contrast, no_valve_calciu
 
 @command.command("cohort")
 @click.argument("n", type=click.IntRange(min=1))
-@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out_arg", metavar="[OUT]", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (same as OUT).")
 @click.option("--seed", type=int, default=None,
               help="First seed (seeds SEED .. SEED+N-1). Default: the start of the --purpose range "
                    "(held-out evaluation seeds when no purpose is given).")
@@ -149,7 +155,7 @@ def _write_v2(out, preset, seed, noise_hu, no_calcium, contrast, no_valve_calciu
 @click.option("--purpose", type=click.Choice(["tests", "demo", "training", "heldout"]), default=None,
               help="Refuse seeds outside this range of cacpipe.phantom.seeds (e.g. heldout for evaluation).")
 @click.option("--no-extras", is_flag=True, help="Only the localizer and the axial series per study.")
-def cohort(n: int, out: Path, seed: int | None, preset: str, purpose: str | None, no_extras: bool) -> None:
+def cohort(n: int, out_arg: Path | None, out: Path | None, seed: int | None, preset: str, purpose: str | None, no_extras: bool) -> None:
     """Write N varied v2 phantoms as a PACS export (OUT/export) with truth (OUT/truth, OUT/truth.csv).
 
     OUT/truth.csv is a reference table `cacpipe evaluate` reads: per study the truth per artery
@@ -157,8 +163,11 @@ def cohort(n: int, out: Path, seed: int | None, preset: str, purpose: str | None
     subgroups and the flags a pipeline should raise. Score a run with
     `cacpipe scan OUT/export RESULTS` then `cacpipe evaluate RESULTS/cohort.csv OUT/truth.csv`.
     """
+    from ..clitools import one_of, require
     from ..phantom import seeds as seed_ranges
     from ..phantom.cohort import write_cohort
+
+    out = require(one_of(out_arg, out, "the output folder", "-o/--out"), "the output folder", "-o OUT")
 
     first = seed if seed is not None else seed_ranges.seed_range(purpose or "heldout").start
 

@@ -24,6 +24,7 @@ its models.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import tempfile
@@ -203,7 +204,9 @@ def _run_totalsegmentator(src: str, out: str, ts_home: str, weights_dir: str, fa
         from totalsegmentator.map_to_binary import class_map
         from totalsegmentator.python_api import totalsegmentator
 
-        with _no_download_no_stats(Path(weights_dir), fast):
+        # quiet: also what nnU-Net prints inside TotalSegmentator (e.g. its CPU-device notice).
+        printed = contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()
+        with _no_download_no_stats(Path(weights_dir), fast), printed:
             seg = totalsegmentator(src, None, ml=True, task="total", roi_subset=[HEART_CLASS_NAME],
                                    fast=fast, device=dev, quiet=quiet, nr_thr_saving=1)
     import nibabel as nib
@@ -213,7 +216,7 @@ def _run_totalsegmentator(src: str, out: str, ts_home: str, weights_dir: str, fa
 
 
 def segment_heart(ct: Volume, fast: bool = False, device: str = "auto", home: Path | None = None,
-                  quiet: bool = True) -> Volume:
+                  quiet: bool | None = None) -> Volume:
     """Heart mask (uint8 0/1 on the CT's grid) from TotalSegmentator ``task=total, roi_subset=[heart]``.
 
     Raises ModelNotInstalledError (before importing anything heavy) when the weights are missing.
@@ -232,6 +235,10 @@ def segment_heart(ct: Volume, fast: bool = False, device: str = "auto", home: Pa
         log.warning("cannot write TotalSegmentator's config.json in %s (%s)", ts_home, exc)
 
     dev = _device_arg(device)
+    if quiet is None:  # TotalSegmentator's own output only with -v
+        from .. import logs
+
+        quiet = logs.verbosity() < 1
     with tempfile.TemporaryDirectory(prefix="cacpipe_ts_") as tmp:
         src = ct.write(Path(tmp) / "ct.nii.gz")
         out = Path(tmp) / "seg.nii.gz"

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -217,8 +216,3 @@ def write_study(
     if contrast_series:
         add("contrast", 4, generate(replace(config, contrast=True)).ct, f"Thorax C+ {dz:g}mm", contrast_agent="IOPAMIDOL 370")
     return {"study_uid": study_uid, "study_dir": str(study_dir), "series": series}
-
-
-def read_header(path: str | Path) -> pydicom.Dataset:
-    """Header-only read (no pixel data) of one DICOM file."""
-    return pydicom.dcmread(str(path), stop_before_pixels=True)

@@ -89,7 +89,8 @@ def _algorithm_name(prov: Provenance) -> str:
 
 
 def _algorithm_version(prov: Provenance) -> str:
-    return f"model {prov.model_id or '?'}; cacpipe {prov.cacpipe_version or __version__}"[:DESCRIPTION_MAX]
+    card = f"; card {prov.model_card_id}" if prov.model_card_id else ""
+    return f"model {prov.model_id or '?'}{card}; cacpipe {prov.cacpipe_version or __version__}"[:DESCRIPTION_MAX]
 
 
 def check_sources(labels: Volume, sources: list[pydicom.Dataset]) -> None:

@@ -146,7 +146,7 @@ def index_page(rows: list[dict]) -> str:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     summary = ", ".join(f"{n} {E(s or 'unknown')}" for s, n in sorted(counts.items()))
     n_demo = sum(1 for r in rows if r["demo"])
-    banner = (f"<div class=banner>{n_demo} of {len(rows)} studies were segmented with the phantom-trained "
+    banner = (f"<div class=banner>{n_demo} of {len(rows)} studies were segmented with the "
               f"{E(DEMO_MODEL_STATEMENT)}: their numbers are NOT FOR CLINICAL USE.</div>") if n_demo else ""
     data = {"columns": list(RATING_COLUMNS), "storage": STORAGE, "arteries": list(ARTERIES),
             "corrections_schema": CORRECTIONS_SCHEMA}

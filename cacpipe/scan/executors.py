@@ -1,4 +1,10 @@
-"""Running the planned studies: in this process, in worker processes (``--jobs``), or on Dask."""
+"""Running the planned studies: in this process, in worker processes (``--jobs``, GPU lists), or on Dask.
+
+Local workers are one process each, with a device each (``checks.worker_devices``): a study is
+sent to whichever worker is free, so every worker loads the models once (``segment`` caches its
+predictor per process) and a ``cuda:0,1`` run keeps both GPUs busy. A worker that dies fails only
+the study it was running (retried once, since a death under memory pressure may not recur).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,17 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from .. import env
+from .. import env, logs
 from ..errors import ConfigError
 from .layout import RESULT, one_line
+from .report import study_line
 from .worker import StudyTask, failed_outcome, process_study
 
 log = logging.getLogger(__name__)
+DIED = "worker process died while analysing this study (out of memory?)"
 
 
 def record_outcome(outcome: dict, tasks_by_key: dict, manifest: dict, out: Path, summary, bar) -> None:
@@ -24,73 +33,107 @@ def record_outcome(outcome: dict, tasks_by_key: dict, manifest: dict, out: Path,
     entry.update(status=outcome["status"], reason=outcome["reason"], started=outcome.get("started"),
                  finished=outcome.get("finished"), seconds=outcome.get("seconds", {}), flags=outcome.get("flags", []),
                  worker=outcome.get("worker"), attempts=int(entry.get("attempts", 0)) + 1,
-                 series_uid=outcome.get("series_uid", entry.get("series_uid")))
+                 series_uid=outcome.get("series_uid") or entry.get("series_uid"))
     entry.pop("detail", None)
     if outcome.get("detail"):
         entry["detail"] = outcome["detail"]
+    if outcome.get("device"):
+        entry["device"] = outcome["device"]
     entry["result"] = str(Path(task.out_dir).relative_to(out) / RESULT) if outcome["status"] == "done" else None
     summary.processed += 1
+    line = study_line(key, outcome, entry.get("study_date", ""))
     if outcome["status"] == "done":
         summary.done += 1
+        logs.report().info(line)
     else:
         summary.failed += 1
         summary.failures.append((key, outcome["reason"]))
-        msg = f"FAILED {key}: {outcome['reason']}"
-        if bar is not None and not bar.disable:
-            bar.write(msg)
-        log.warning(msg)
+        logs.report().warning(line)
     if bar is not None:
         bar.update(1)
         bar.set_postfix(failed=summary.failed, refresh=False)
 
 
-def execute(tasks: list[StudyTask], jobs: int, scheduler, progress: bool, record: Callable[[dict], None]) -> None:
-    """Run ``tasks`` and hand each outcome to ``record`` as it arrives."""
+def execute(tasks: list[StudyTask], devices: list[str], scheduler, record: Callable[[dict], None]) -> None:
+    """Run ``tasks`` and hand each outcome to ``record`` as it arrives. ``devices``: one per local worker
+    (one entry: in this process); ignored with a Dask ``scheduler``."""
     if not tasks:
         return
     if scheduler:
         run_dask(tasks, scheduler, record)
-    elif jobs > 1 and len(tasks) > 1:
-        run_processes(tasks, jobs, record)
+    elif len(devices) > 1 and len(tasks) > 1:
+        run_workers(tasks, devices, record)
     else:
         for t in tasks:
-            record(process_study(t))
+            record(process_study(on_device(t, devices[0])))
 
 
-def _worker_init(threads: int) -> None:
+def on_device(task: StudyTask, device: str) -> StudyTask:
+    """``task`` to run on ``device`` (left as it is when that is already its settings' device)."""
+    return task if device == task.settings.device else replace(task, device=device)
+
+
+def _worker_init(threads: int, verbosity: int) -> None:
     # Several studies at once: keep each worker's math libraries from using every core.
     env.limit_threads(threads)
+    logs.setup_worker(verbosity)
 
 
-def run_processes(tasks: list[StudyTask], jobs: int, record, retry: bool = True) -> None:
+def run_workers(tasks: list[StudyTask], devices: list[str], record, retries: int = 1) -> None:
+    """One worker process per entry of ``devices``; each free worker takes the next study."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    broken: list[StudyTask] = []
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    # spawn: a fresh interpreter per worker (forking a process that holds torch threads can hang).
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("spawn"),
-                             initializer=_worker_init, initargs=(threads,)) as pool:
-        futures = {pool.submit(process_study, t): t for t in tasks}
-        try:
-            for fut in as_completed(futures):
+    devices = devices[:len(tasks)]
+    threads = max(1, (os.cpu_count() or 1) // len(devices))
+
+    def new_worker() -> ProcessPoolExecutor:
+        # spawn: a fresh interpreter per worker (forking a process that holds torch threads can hang).
+        return ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                   initargs=(threads, logs.verbosity()))
+
+    workers = [new_worker() for _ in devices]
+    queue = deque(tasks)
+    deaths: dict[str, int] = {}
+    running: dict = {}  # future -> (worker index, task)
+
+    def feed(i: int) -> None:
+        while queue:
+            t = on_device(queue.popleft(), devices[i])
+            try:
+                running[workers[i].submit(process_study, t)] = (i, t)
+                return
+            except Exception as exc:  # e.g. the task cannot be pickled
+                record(failed_outcome(t, one_line(f"{type(exc).__name__}: {exc}")))
+
+    clean = False
+    try:
+        for i in range(len(workers)):
+            feed(i)
+        while running:
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                i, t = running.pop(fut)
                 try:
                     record(fut.result())
                 except BrokenProcessPool:
-                    broken.append(futures[fut])
-                except Exception as exc:  # e.g. the task could not be pickled
-                    record(failed_outcome(futures[fut], one_line(f"{type(exc).__name__}: {exc}")))
-        except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)  # do not wait for running studies on Ctrl-C
-            raise
-    if broken and retry:
-        # A worker died (killed, out of memory): the pool cannot tell which study did it; retry alone.
-        for t in broken:
-            run_processes([t], 1, record, retry=False)
-    elif broken:
-        for t in broken:
-            record(failed_outcome(t, "worker process died while analysing this study (out of memory?)"))
+                    workers[i].shutdown(wait=False, cancel_futures=True)
+                    workers[i] = new_worker()
+                    deaths[t.key] = deaths.get(t.key, 0) + 1
+                    if deaths[t.key] <= retries:
+                        log.warning("worker process died on %s; trying it once more", t.key)
+                        queue.append(t)
+                    else:
+                        record(failed_outcome(t, DIED))
+                except Exception as exc:  # e.g. the outcome could not be unpickled
+                    record(failed_outcome(t, one_line(f"{type(exc).__name__}: {exc}")))
+                feed(i)
+        clean = True
+    finally:
+        for w in workers:  # on Ctrl-C or an error, do not wait for the studies still running
+            w.shutdown(wait=clean, cancel_futures=True)
 
 
 def run_dask(tasks: list[StudyTask], scheduler, record) -> None:

@@ -108,21 +108,23 @@ def study_folders(keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
     return folders
 
 
-def check_output_folder(export: Path, out: Path) -> None:
+def check_output_folder(export: Path | None, out: Path) -> None:
     """Refuse, before anything runs, an OUT that cannot be written or that overlaps EXPORT.
 
     An OUT inside EXPORT (or equal to it) would be read back as input by later runs; an EXPORT
-    inside OUT could receive result folders. Raises ConfigError with a one-line message.
+    inside OUT could receive result folders. ``export`` None (one image file as input: OUT may sit
+    next to it or hold it) checks only that OUT can be written. Raises ConfigError with a one-line message.
     """
     from ..errors import ConfigError
 
-    exp, res = export.resolve(), out.resolve()
-    if res == exp or res.is_relative_to(exp):
-        raise ConfigError(f"--out {out} is inside the export {export}: later runs would read their own outputs; "
-                          "choose an output folder outside the export")
-    if exp.is_relative_to(res):
-        raise ConfigError(f"the export {export} is inside --out {out}: result folders could land in the export; "
-                          "choose an output folder outside it")
+    if export is not None:
+        exp, res = export.resolve(), out.resolve()
+        if res == exp or res.is_relative_to(exp):
+            raise ConfigError(f"--out {out} is inside the export {export}: later runs would read their own "
+                              "outputs; choose an output folder outside the export")
+        if exp.is_relative_to(res):
+            raise ConfigError(f"the export {export} is inside --out {out}: result folders could land in the "
+                              "export; choose an output folder outside it")
     try:
         make_private_dir(out)  # a new OUT is owner-only (cacpipe.files): its folder names are patient ids
         fd, probe = tempfile.mkstemp(dir=out, prefix=".cacpipe-write-test-")

@@ -1,4 +1,4 @@
-"""``run_scan``: a PACS export in, per-study results out; resumable, parallel, distributed."""
+"""``run_scan``: a PACS export (or one CT) in, per-study results out; resumable, parallel, distributed."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
-from ..errors import ConfigError
+from ..errors import EXIT_NOTHING_TO_SCORE, EXIT_OK, EXIT_STUDY_FAILED, ConfigError
+from .checks import check_output, local_devices
 from .cohort import write_cohort
 from .executors import execute, record_outcome
-from .layout import COHORT, MANIFEST, WORK, check_output_folder, cleanup_stale
+from .inputs import plan_image, resolve_input
+from .layout import COHORT, MANIFEST, WORK, cleanup_stale
 from .manifest import ManifestWriter, ScanLock, load_manifest
 from .plan import analyse_name, plan
 from .worker import Analyse
@@ -24,6 +26,7 @@ class ScanSummary:
     """What one ``run_scan`` did."""
 
     out: Path
+    input: str = ""  # what was scanned, in words
     studies: int = 0
     processed: int = 0  # analysed in this run (done + failed)
     done: int = 0  # newly done in this run
@@ -36,9 +39,28 @@ class ScanSummary:
     seconds: float = 0.0
 
     @property
+    def scorable(self) -> int:
+        """Studies with a series to score (analysed now, or up to date)."""
+        return self.studies - self.skipped
+
+    @property
+    def nothing_to_score(self) -> bool:
+        return self.scorable == 0
+
+    @property
     def exit_code(self) -> int:
-        """0 when no study failed, 1 otherwise."""
-        return 1 if self.failed else 0
+        """1 when a study failed, 3 when the input held nothing to score, else 0 (cacpipe.errors.EXIT_CODES)."""
+        if self.failed:
+            return EXIT_STUDY_FAILED
+        return EXIT_NOTHING_TO_SCORE if self.nothing_to_score else EXIT_OK
+
+    def nothing_to_score_message(self) -> str:
+        if self.studies == 0:
+            return (f"nothing to score: no DICOM CT study found in {self.input} ({self.problems} unreadable files, "
+                    f"{self.ignored_files} non-DICOM files ignored); give a PACS export, a DICOM series folder, a zip, "
+                    "a DICOMDIR or a NIfTI/NRRD CT file")
+        return (f"nothing to score: none of the {self.studies} studies in {self.input} has a series that meets the "
+                f"selection rules (reasons in {self.manifest}; `cacpipe scan --dry-run` lists them)")
 
     @property
     def manifest(self) -> Path:
@@ -49,10 +71,12 @@ class ScanSummary:
         return self.out / COHORT
 
     def lines(self) -> list[str]:
-        out = [f"{self.studies} studies: {self.done} done now, {self.up_to_date} already done, "
+        out = [f"{self.studies} {'study' if self.studies == 1 else 'studies'}: {self.done} done now, {self.up_to_date} already done, "
                f"{self.failed} failed, {self.skipped} skipped; {self.problems} unreadable files, "
                f"{self.ignored_files} non-DICOM files ignored ({self.seconds:.1f} s)"]
         out += [f"FAILED {k}: {r}" for k, r in self.failures]
+        if self.nothing_to_score:
+            out.append(self.nothing_to_score_message())
         out += [f"manifest: {self.manifest}", f"cohort:   {self.cohort}"]
         return out
 
@@ -74,30 +98,39 @@ def run_scan(
     progress: bool = True,
     *,
     force: bool = False,
+    devices: list[str] | None = None,
+    patient_id: str | None = None,
 ) -> ScanSummary:
-    """Scan a PACS export into ``out``; resumable (only failed, new or changed studies are redone).
+    """Scan ``export`` into ``out``; resumable (only failed, new or changed studies are redone).
 
+    ``export`` is a PACS export folder, a DICOM series folder, a zip, a DICOMDIR, or one CT image
+    file (NIfTI/NRRD/MHA; its patient id is ``patient_id`` or the file name).
     ``analyse(series, out_dir, settings) -> StudyResult`` writes one study's outputs into
-    ``out_dir`` (default: ``cacpipe.pipeline.analyse_series``). ``jobs`` > 1 runs studies in that
-    many processes; ``scheduler`` (a Dask distributed address) runs them on that cluster, whose
-    workers must see ``export`` and ``out`` under the same paths.
+    ``out_dir`` (default: ``cacpipe.pipeline.analyse_series``). ``devices`` gives one device per
+    local worker process (``checks.worker_devices``; default: ``jobs`` workers on
+    ``settings.device``; one entry runs studies in this process). ``scheduler`` (a Dask
+    distributed address) runs studies on that cluster, whose workers must see ``export`` and
+    ``out`` under the same paths.
     """
     from tqdm import tqdm
 
     t_start = time.perf_counter()
-    export, out = Path(export), Path(out)
+    out = Path(out)
     analyse = analyse or default_analyse()
     settings = settings or Settings()
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
-    if jobs > 1 or scheduler:
+    inp = resolve_input(export, patient_id)
+    if devices is None:
+        devices = [settings.device] if scheduler else local_devices(settings.device, jobs)
+    if not devices:
+        raise ConfigError("no worker device given")
+    if len(devices) > 1 or scheduler:
         try:
             pickle.dumps(analyse)
         except Exception as exc:
             raise ConfigError(f"the analyse function {analyse_name(analyse)} cannot be sent to worker processes "
                               f"({exc}); define it at module level") from exc
-    check_output_folder(export, out)
-    summary = ScanSummary(out=out)
+    check_output(out, inp)
+    summary = ScanSummary(out=out, input=inp.describe())
     with ScanLock(out):
         cleanup_stale(out)
         manifest = load_manifest(out)
@@ -105,7 +138,10 @@ def run_scan(
         (out / WORK).mkdir(exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix="extract-", dir=out / WORK))
         try:
-            tasks = plan(export, out, manifest, analyse, settings, force, workdir, summary, progress)
+            if inp.kind == "image":
+                tasks = plan_image(inp, out, manifest, analyse, settings, force, summary, patient_id)
+            else:
+                tasks = plan(inp.root, out, manifest, analyse, settings, force, workdir, summary, progress)
             writer.save()
             by_key = {t.key: t for t in tasks}
             bar = tqdm(total=len(tasks), unit="study", desc="cacpipe scan", disable=not progress or not tasks,
@@ -116,7 +152,7 @@ def run_scan(
                 writer.save(throttled=True)
 
             try:
-                execute(tasks, jobs, scheduler, progress, record)
+                execute(tasks, devices, scheduler, record)
             finally:
                 bar.close()
         finally:

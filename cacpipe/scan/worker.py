@@ -41,7 +41,9 @@ class StudyTask:
     analyse: Analyse
     settings: Settings
     skipped_series: list[dict] = field(default_factory=list)
-    device: str | None = None  # set by a multi-GPU runner: this worker's GPU
+    device: str | None = None  # set by the runner: this worker's device (one GPU of a cuda:0,1 list)
+    image: str | None = None  # a CT image file (NIfTI/NRRD/MHA) instead of DICOM candidates
+    patient_id: str | None = None  # the patient id of an image file
 
 
 def _validate(result, tmp: Path) -> StudyResult:
@@ -56,7 +58,12 @@ def _validate(result, tmp: Path) -> StudyResult:
 
 
 def load_first_usable(task: StudyTask) -> LoadedSeries:
-    """Assemble the best candidate series; when it is unusable, the next one (flagged)."""
+    """Assemble the best candidate series; when it is unusable, the next one (flagged). An image-file
+    task reads its file."""
+    if task.image is not None:
+        from ..ingest import read_ct
+
+        return read_ct(task.image, task.settings, patient_id=task.patient_id)
     errors = []
     for series in task.candidates:
         try:
@@ -82,7 +89,7 @@ def process_study(task: StudyTask) -> dict:
     final = Path(task.out_dir)
     tmp = temporary_twin(final)
     seconds: dict[str, float] = {}
-    series_uid = task.candidates[0].series_uid
+    series_uid = task.candidates[0].series_uid if task.candidates else ""
     settings = task.settings if task.device is None else task.settings.replace(device=task.device)
     try:
         loaded = load_first_usable(task)
@@ -100,15 +107,26 @@ def process_study(task: StudyTask) -> dict:
         reason = one_line(result.reason or "analysis reported failure") if status == "failed" else ""
         detail = ""
         flags = sorted({f.code for f in result.flags})
+        brief = result_brief(result)
     except Exception as exc:  # one study's failure must never stop the batch
         shutil.rmtree(tmp, ignore_errors=True)
-        status, flags = "failed", []
+        status, flags, brief = "failed", [], {}
         reason = one_line(str(exc)) if isinstance(exc, CacpipeError) else one_line(f"{type(exc).__name__}: {exc}")
         detail = "" if isinstance(exc, CacpipeError) else traceback.format_exc(limit=8)
     seconds["total"] = round(time.perf_counter() - t0, 3)
     return {"key": task.key, "status": status, "reason": reason, "detail": detail, "flags": flags,
             "series_uid": series_uid, "started": started, "finished": now(), "seconds": seconds,
-            "worker": f"{socket.gethostname()}:{os.getpid()}"}
+            "worker": f"{socket.gethostname()}:{os.getpid()}", "device": settings.device, "brief": brief}
+
+
+def result_brief(result: StudyResult) -> dict:
+    """What the console line of a finished study shows (small: it travels back from worker processes)."""
+    t = result.total
+    return {"status": result.status, "reason": result.reason, "agatston": t.agatston, "category": t.category,
+            "cac_drs": t.cac_drs, "agatston_valid": t.agatston_valid, "agatston_note": t.agatston_note,
+            "study_date": result.study.study_date, "is_demo": result.is_demo,
+            "fallback_heart": result.fallback_heart,
+            "flags": sorted({f.code for f in result.flags if f.severity in ("warning", "invalid")})}
 
 
 def result_text(result: StudyResult) -> str:

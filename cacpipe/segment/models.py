@@ -21,9 +21,9 @@ from pathlib import Path, PurePosixPath
 from .. import env
 from ..errors import ConfigError, InputDataError, ModelMismatchError, ModelNotInstalledError
 from ..labels import REGIONS_CLASS_ORDER, nnunet_labels
+from .card import CHECKPOINT, read_card, verify_card
 
 DEMO_ZIP = Path(__file__).resolve().parent.parent / "data" / "demo_model.zip"
-CHECKPOINT = "checkpoint_final.pth"
 FINGERPRINT_FILE = "cacpipe_model_id.json"  # cache of model_fingerprint, next to dataset.json
 INSTALL_HELP = ("install a trained model with `cacpipe models install MODEL.zip` "
                 "(a zip from `make train` or nnUNetv2_export_model_to_zip)")
@@ -41,6 +41,7 @@ class InstalledModel:
     folds: tuple[int, ...]
     spacing_zyx: tuple[float, float, float]  # the pipeline resamples the heart crop to this
     is_demo: bool = False
+    card_id: str | None = None  # its model card's id (cacpipe.segment.card), None without a card
 
     @property
     def full_name(self) -> str:
@@ -55,7 +56,11 @@ class InstalledModel:
         """The ``pipeline.model`` entry of the result JSON."""
         return {"name": self.full_name, "id": self.model_id, "path": str(self.path), "is_demo": self.is_demo,
                 "folds": list(self.folds), "trainer": self.trainer, "configuration": self.configuration,
-                "spacing_zyx": list(self.spacing_zyx)}
+                "spacing_zyx": list(self.spacing_zyx), "card_id": self.card_id}
+
+    def card(self) -> dict | None:
+        """The model card (cacpipe.segment.card), None when the model has none."""
+        return read_card(self.path)
 
 
 def _model_files(path: Path) -> list[Path]:
@@ -141,18 +146,37 @@ def read_model(path: str | Path, is_demo: bool | None = None) -> InstalledModel:
     trainer, plans_name, configuration = parts
     if configuration not in plans.get("configurations", {}):
         raise ModelMismatchError(f"model {path}: plans.json has no configuration {configuration!r}")
-    folds = tuple(sorted(int(p.name[5:]) for p in path.glob("fold_*")
-                         if p.name[5:].isdigit() and (p / CHECKPOINT).exists()))
+    folds = _trained_folds(path)
     if not folds:
         raise ModelNotInstalledError(f"model {path} has no fold_K/{CHECKPOINT}; {INSTALL_HELP}")
-    cfg = _resolved_configuration(plans, configuration)
+    cfg = resolved_configuration(plans, configuration)
     back = plans.get("transpose_backward", [0, 1, 2])
     spacing = tuple(float(cfg["spacing"][j]) for j in back)
     demo = bool(dataset_json.get("cacpipe_demo", False)) if is_demo is None else is_demo
-    return InstalledModel(path, path.parent.name, configuration, trainer, plans_name, folds, spacing, demo)
+    card = read_card(path)
+    return InstalledModel(path, path.parent.name, configuration, trainer, plans_name, folds, spacing, demo,
+                          card.get("id") if card else None)
 
 
-def _resolved_configuration(plans: dict, name: str) -> dict:
+def _trained_folds(path: Path) -> tuple[int, ...]:
+    return tuple(sorted(int(p.name[5:]) for p in path.glob("fold_*")
+                        if p.name[5:].isdigit() and (p / CHECKPOINT).exists()))
+
+
+def check_card(path: Path, where: str) -> dict | None:
+    """The model folder's card after checking that it belongs to these weights (ModelMismatchError if not)."""
+    card = read_card(path)
+    if card is not None:
+        problems = verify_card(path, card, _trained_folds(path))
+        if problems:
+            raise ModelMismatchError(f"{where}: its model card does not belong to it: " + "; ".join(problems)
+                                     + ". Re-export the model with `make train`, or remove the card file to "
+                                     "install it without one.")
+    return card
+
+
+def resolved_configuration(plans: dict, name: str) -> dict:
+    """A plans.json configuration with its ``inherits_from`` chain applied."""
     cfg = dict(plans["configurations"][name])
     seen = {name}
     while "inherits_from" in cfg:
@@ -220,6 +244,8 @@ def install_model(zip_path: str | Path, model_dir_: str | Path | None = None, fo
         root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=root, prefix=".installing-") as tmp:
             zf.extractall(tmp)
+            for pre in prefixes:  # every card must belong to its model's weights before anything is installed
+                check_card(Path(tmp) / pre, f"{zip_path} ({pre})")
             for pre in prefixes:
                 dest = root / pre
                 if dest.exists():

@@ -9,6 +9,8 @@ is the six-class map of cacpipe.labels on the input grid.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import time
@@ -112,9 +114,13 @@ def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "a
     n_out = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
     network = _network_builder(model.trainer).build_network_architecture(
         plans_manager, cm, n_in, n_out, enable_deep_supervision=False)
-    predictor = nnUNetPredictor(tile_step_size=cfg.tile_step_size, use_gaussian=True, use_mirroring=mirroring,
-                                perform_everything_on_device=device.startswith("cuda"), device=torch.device(device),
-                                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    # nnU-Net prints "perform_everything_on_device=True is only supported for cuda devices!" for any
+    # non-CUDA device, whatever the flag says (it is False here on CPU): that print is swallowed.
+    with contextlib.redirect_stdout(io.StringIO()):
+        predictor = nnUNetPredictor(tile_step_size=cfg.tile_step_size, use_gaussian=True, use_mirroring=mirroring,
+                                    perform_everything_on_device=device.startswith("cuda"),
+                                    device=torch.device(device), verbose=False, verbose_preprocessing=False,
+                                    allow_tqdm=False)
     predictor.manual_initialization(network, plans_manager, cm, params, dataset_json, model.trainer, mirror_axes)
     _CACHE.clear()  # one model in memory at a time
     _CACHE[key] = predictor
