@@ -14,7 +14,7 @@ from PIL import Image
 from test_review_common import HOSTILE_NAME, axial_datasets, result_from_truth
 
 from cacpipe.config import ReviewSettings
-from cacpipe.errors import ConfigError, GeometryError
+from cacpipe.errors import ConfigError, GeometryError, InputDataError
 from cacpipe.labels import ARTERIES, ARTERY_COLOURS, CALCIUM_COLOUR, CALCIUM_ID, LABEL_CLASSES
 from cacpipe.record import ArteryResult, StudyResult
 from cacpipe.review import anonymised_id, build_review
@@ -222,3 +222,37 @@ def test_study_without_calcium_or_labels(tmp_path):
     data = json.loads(page.split('id="review-data">', 1)[1].split("</script>", 1)[0])
     assert data["volumes"]["heart"]["ct"]["shape_zyx"][0] == 10  # full-resolution slices capped
     assert data["volumes"]["scan"]["ct"]["shape_zyx"][0] == ph.ct.shape[0] // data["volumes"]["scan"]["ct"]["step_zyx"][0]
+
+
+def test_seg_from_label_map_equals_the_one_hot_seg(study):
+    """make_seg hands highdicom the label map; the frames (pixels, segment, source slice) are those
+    of a SEG built from the one-hot stack, as it was built before (docs/performance.md)."""
+    import highdicom as hd
+
+    from cacpipe.review.dicom_out import make_seg
+
+    root, truth, ct, labels, result, sources, out = study
+    seg = make_seg(labels, sources, 90, result)
+    descriptions = [hd.seg.SegmentDescription.from_dataset(item) for item in seg.SegmentSequence]
+    onehot = np.stack([labels.array == c.id for c in LABEL_CLASSES], axis=-1)
+    before = hd.seg.Segmentation(
+        source_images=sources, pixel_array=onehot, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=90, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="x", manufacturer_model_name="x", software_versions="x",
+        device_serial_number="0", omit_empty_frames=True)
+
+    def frames(ds):
+        px = ds.pixel_array.reshape(-1, int(ds.Rows), int(ds.Columns))
+        key = [(fg.SegmentIdentificationSequence[0].ReferencedSegmentNumber,
+                fg.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+               for fg in ds.PerFrameFunctionalGroupsSequence]
+        return dict(zip(key, px, strict=True))
+
+    a, b = frames(seg), frames(before)
+    assert sorted(a) == sorted(b) and len(a) > 0
+    assert {n for n, _ in a} == {c.id for c in LABEL_CLASSES if (labels.array == c.id).any()}
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert seg.SegmentsOverlap == "NO"
+    with pytest.raises(InputDataError, match="label classes"):
+        make_seg(labels.with_array(labels.array.astype(np.int16) * 50), sources, 90, result)

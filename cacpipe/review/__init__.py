@@ -59,12 +59,13 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResul
 
         check_sources(labels, source_datasets)  # fail before rendering anything
     shown = display_labels(ct, labels)  # what is drawn is what is counted
-    ovs = render_study(ct, shown, result, options, salt, agreement)
+    ovs = render_study(ct, shown, result, options, salt, agreement, shown=True)
     paths = write_overlays(ovs, study_dir / "overlays", result)
     out: dict = {"overlays": [p.relative_to(study_dir).as_posix() for p in paths]}
     if ovs.skipped_slices:
         out["overlays_skipped_slices"] = [result.slice_reference(k) for k in ovs.skipped_slices]
-    write_private_text(study_dir / "review.html", study_page(ct, shown, result, ovs.summary, options, salt))
+    summary_png = (study_dir / "overlays" / "summary.png").read_bytes() if ovs.summary is not None else None
+    write_private_text(study_dir / "review.html", study_page(ct, shown, result, summary_png, options, salt))
     out["review_html"] = "review.html"
     if options.dicom and source_datasets:
         from .dicom_out import write_dicom_outputs

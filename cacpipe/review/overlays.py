@@ -332,14 +332,16 @@ def _agreement_array(agreement, ct: Volume) -> np.ndarray | None:
 
 
 def render_study(ct: Volume, labels: Volume, result: StudyResult, options: ReviewSettings, salt: str | None = None,
-                 agreement=None) -> OverlaySet:
+                 agreement=None, *, shown: bool = False) -> OverlaySet:
     """Render one composite per lesion slice (largest lesions first, capped) and the summary image.
 
     ``labels`` are drawn as counted (:func:`display_labels`); ``salt`` keys the anonymised id (None:
     the installation's secret); ``agreement``: optional fold-agreement volume (0..1, same grid as
-    the CT) shown as a heat map.
+    the CT) shown as a heat map. ``shown``: ``labels`` already come from :func:`display_labels`
+    (build_review computes them once for the overlays, the page and the SEG).
     """
-    labels = display_labels(ct, labels)
+    if not shown:
+        labels = display_labels(ct, labels)
     lesions = result.lesions
     box = crop_box(labels, options)
     flips = display_flips(ct)

@@ -51,7 +51,12 @@ SELECTED_COLOUR = (255, 0, 255)
 SCRIPTS = ("common.js", "volumes.js", "calcium.js", "viewer_basic.js", "viewer_niivue.js", "study.js")
 
 
-def png_data_uri(img: Image.Image | np.ndarray) -> str:
+def png_data_uri(img: Image.Image | np.ndarray | bytes) -> str:
+    """A PNG data URI of an image, or of PNG file bytes as they are (the summary.png already written)."""
+    if isinstance(img, bytes):
+        if not img.startswith(b"\x89PNG"):
+            raise ValueError("png_data_uri: bytes given are not a PNG file")
+        return "data:image/png;base64," + base64.b64encode(img).decode("ascii")
     if isinstance(img, np.ndarray):
         img = Image.fromarray(img)
     buf = io.BytesIO()
@@ -158,7 +163,7 @@ def _provenance(result: StudyResult) -> str:
 
 def study_page(ct: Volume, labels: Volume, result: StudyResult, summary_png, options: ReviewSettings,
                salt: str = "") -> str:
-    """The HTML text of one study's review page (``summary_png``: the summary image or None)."""
+    """The HTML text of one study's review page (``summary_png``: the summary image, its PNG bytes, or None)."""
     data = page_data(ct, labels, result, options, salt)
     shown = display_items(result.study.to_dict(), options.fields, salt)
     head = " ".join(f"<span><b>{E(k)}:</b> {E(v)}</span>" for k, v in shown)

@@ -126,6 +126,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("bench_out"), help="Where bench.md / bench.json go.")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--only", nargs="*", default=None, help="Run only these stages.")
+    p.add_argument("--e2e", action="store_true",
+                   help="End-to-end mode: scan a phantom cohort through cacpipe scan's runner (devtools/bench/e2e.py).")
+    p.add_argument("--studies", type=int, default=4, help="--e2e: studies in the cohort (first = cold start).")
+    p.add_argument("--preset", default="v2-small", help="--e2e: v2 phantom preset (v2-small, v2, v2-bench).")
+    p.add_argument("--no-review", action="store_true", help="--e2e: without review page, overlays and DICOM outputs.")
+    p.add_argument("--folds", type=int, nargs="*", default=None, help="--e2e: subset of the model's folds.")
     p.add_argument("--stage", help=argparse.SUPPRESS)  # internal: run one stage in this process
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -138,6 +144,11 @@ def main(argv: list[str] | None = None) -> None:
         fn, what = all_stages()[a.stage]
         m = fn(stages.Context(a.data, a.quick, device))
         print(json.dumps({"stage": a.stage, "what": what, **asdict(m)}, default=str))
+        return
+    if a.e2e:
+        from .e2e import run_e2e
+
+        run_e2e(a.out, a.studies, a.preset, device, not a.no_review, a.folds, argv)
         return
     data = prepare_data(a.out / "data", a.quick)
     names = a.only or list(all_stages())
