@@ -24,6 +24,13 @@ DEMO_MODEL = "demo_model_not_for_clinical_use"
 STENT_SUSPECTED = "stent_suspected"
 VALVE_CALCIUM_SUSPECTED = "valve_calcium_suspected"
 HIGH_NOISE = "high_noise"
+# Stage-2 post-processing (cacpipe.segment.postprocess) and the model's lateral safety.
+CALCIUM_ATTRIBUTION_AMBIGUOUS = "calcium_attribution_ambiguous"
+ARTERY_IMPLAUSIBLE_POSITION = "artery_implausible_position"
+ARTERY_TREE_MISSING = "artery_tree_missing"
+ARTERY_OUTSIDE_HEART = "artery_outside_heart"
+DEXTROCARDIA_SUSPECTED = "dextrocardia_suspected"
+MODEL_MIRRORED_LEFT_RIGHT = "model_trained_mirrored_left_right"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ def install(zip_path: Path, model_dir: Path | None, force: bool) -> None:
                f"{' x '.join(f'{s:g}' for s in m.spacing_zyx)} mm z,y,x) -> {m.path}")
     if m.is_demo:
         click.echo("note: this is a phantom-trained demo model, NOT FOR CLINICAL USE")
+    for w in m.warnings:
+        click.secho(f"WARNING: {w}", fg="red", bold=True, err=True)
 
 
 @command.command("list")
