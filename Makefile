@@ -7,7 +7,7 @@ PIP     := $(BIN)/python -m pip
 OUT     ?= demo_out
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install demo test lint bench train demo-model clean chromium dcm2niix
+.PHONY: install demo test lint bench train demo-model accuracy clean chromium dcm2niix
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -68,3 +68,9 @@ demo-model: $(STAMP)
 	nnUNet_n_proc_DA=0 nnUNet_def_n_proc=1 $(BIN)/python -m nnunet_plans.train --phantoms 24 --plan demo \
 		--work build/demo_model_work --dataset-id 990 --name cacpipe_phantom_demo --num-processes 1 \
 		--out cacpipe/data/demo_model.zip
+
+# Accuracy benchmark (nnunet_plans/accuracy.py): held-out phantom patients through `cacpipe scan`,
+# per-artery detection, Agatston error, risk category and attribution against the truth.
+ACCURACY_ARGS ?=
+accuracy: $(STAMP)
+	$(BIN)/python -m nnunet_plans.accuracy $(ACCURACY_ARGS)

@@ -17,6 +17,21 @@ from cacpipe.labels import ARTERIES, LABEL_BY_ID
 from cacpipe.volume import Volume
 from label_tools.nnunet_dataset import dataset_dir, patient_folds, write_case, write_dataset_json
 
+# Phantom seed ranges, in one place until the phantom seed registry lands: accuracy is measured only
+# on phantoms that no model was trained on and no test was written against.
+TRAINING_SEEDS = range(100, 124)  # the demo model's cohort: phantom_cohort_configs(24, seed0=100)
+HELDOUT_SEEDS = range(5000, 5006)  # nnunet_plans.evaluate and tests/test_segment_demo.py
+TEST_SEEDS = range(0, 5000)  # the demo export (0-2) and unit tests (e.g. 1, 4, 10-12, 1401, 4242)
+ACCURACY_SEEDS = range(900_000, 1_000_000)  # the accuracy benchmark (nnunet_plans.accuracy) only
+
+
+def check_disjoint_seeds(seeds) -> None:
+    """Raise ValueError unless every seed lies in ACCURACY_SEEDS (so none trained or tested on)."""
+    bad = sorted(int(s) for s in seeds if int(s) not in ACCURACY_SEEDS)
+    if bad:
+        raise ValueError(f"accuracy seeds {bad[:5]} lie outside {ACCURACY_SEEDS.start}-{ACCURACY_SEEDS.stop - 1}: "
+                         "they may have been used for training or tests")
+
 
 def phantom_cohort_configs(n: int, seed0: int = 100, preset: str = "small"):
     """``n`` varied phantom configs: heart position, plaque sites/sizes/densities, noise, no-calcium cases.

@@ -98,7 +98,7 @@ def test_training_never_mirrors_left_right(trained):
         assert pickle.load(fh)["sitk_stuff"]["direction"] == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
     assert training_left_right_axes(cases[0].parent, plans["transpose_forward"]) == {lr}
     # Training augmentation: the trainer's mirror axes leave out the left-right axis, keep the others.
-    trainer = trainer_class(TINY["trainer"])(plans=plans, configuration=trained["cfg"], fold=0,
+    trainer = trainer_class(TINY["trainer"])(plans={**plans, "continue_training": False}, configuration=trained["cfg"], fold=0,
                                             dataset_json=json.loads((pre / "dataset.json").read_text()),
                                             device=torch.device("cpu"))
     *_, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
