@@ -43,6 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from cacpipe.labels import ARTERIES, CALCIUM_ID, CALCIUM_IDS
+from cacpipe.units import CALCIUM_THRESHOLD_HU
 
 from .data import ACCURACY_SEEDS, check_disjoint_seeds
 
@@ -93,16 +94,20 @@ def write_cohort(cfgs, export: Path, truth_dir: Path) -> list[str]:
     for i, (pattern, cfg) in enumerate(cfgs):
         pid = f"ACC{i:03d}"
         ids.append(pid)
-        if (truth_dir / f"{pid}.json").exists():
-            continue
+        files = [truth_dir / f"{pid}{suffix}" for suffix in (".json", "_labels.nii.gz", "_dense.nii.gz")]
+        if all(f.exists() for f in files) and (export / pid).exists():
+            continue  # deterministic: a rerun reuses the export (and the scan resumes)
         ph = generate(cfg)
-        write_study(cfg, export, PatientInfo(patient_id=pid, patient_name=f"PHANTOM^ACC{i:03d}",
-                                             accession=f"ACCB{i:04d}"), phantom=ph)
+        if not (export / pid).exists():
+            write_study(cfg, export, PatientInfo(patient_id=pid, patient_name=f"PHANTOM^ACC{i:03d}",
+                                                 accession=f"ACCB{i:04d}"), phantom=ph)
+        # what Agatston may count: >= 130 HU on the scanned (noisy) CT
+        ph.ct.with_array((ph.ct.array >= CALCIUM_THRESHOLD_HU).astype(np.uint8)).write(files[2])
         oracle = quantify(ph.ct, ph.labels)  # the true labels on the same noisy CT
         truth = ground_truth(ph) | {"patient_id": pid, "pattern": pattern, "config": cfg.to_json(),
                                     "oracle": {a: oracle.arteries[a].agatston for a in ARTERIES}}
-        ph.labels.write(truth_dir / f"{pid}_labels.nii.gz")
-        (truth_dir / f"{pid}.json").write_text(json.dumps(truth, indent=2))
+        ph.labels.write(files[1])
+        files[0].write_text(json.dumps(truth, indent=2))
     return ids
 
 
@@ -123,12 +128,13 @@ def _num(v: str | None) -> float | None:
     return None if v in (None, "") else float(v)
 
 
-def _lesion_confusion(truth_lab: np.ndarray, pred_lab: np.ndarray) -> dict[str, dict[str, int]]:
+def _lesion_confusion(truth_lab: np.ndarray, pred_lab: np.ndarray, dense: np.ndarray) -> dict[str, dict[str, int]]:
     """Rows: true artery of each true lesion (+ ``none`` for predicted lesions on no true calcium);
-    columns: reported artery (+ ``missed``)."""
+    columns: reported artery (+ ``missed``). Predicted calcium counts where it is counted: >= 130 HU
+    (``dense``)."""
     cols = (*ARTERIES, "missed")
     m = {r: dict.fromkeys(cols, 0) for r in (*ARTERIES, "none")}
-    pred_calc = np.isin(pred_lab, CALCIUM_IDS)
+    pred_calc = np.isin(pred_lab, CALCIUM_IDS) & (dense > 0)
     for a in ARTERIES:
         comp, n = ndimage.label(truth_lab == CALCIUM_ID[a], structure=np.ones((3, 3, 3)))
         for i in range(1, n + 1):
@@ -175,7 +181,8 @@ def evaluate_results(ids: list[str], results: Path, truth_dir: Path) -> dict:
                 d["tp" if t > 0 and r > 0 else "fn" if t > 0 else "fp" if r > 0 else "tn"] += 1
         if pid in study_dirs and (study_dirs[pid] / "labels.nii.gz").exists():
             m = _lesion_confusion(Volume.read(truth_dir / f"{pid}_labels.nii.gz").array,
-                                  Volume.read(study_dirs[pid] / "labels.nii.gz").array)
+                                  Volume.read(study_dirs[pid] / "labels.nii.gz").array,
+                                  Volume.read(truth_dir / f"{pid}_dense.nii.gz").array)
             for k, v in m.items():
                 for c, n in v.items():
                     confusion[k][c] += n
@@ -187,12 +194,16 @@ def evaluate_results(ids: list[str], results: Path, truth_dir: Path) -> dict:
             "total_oracle": round(oracle_total, 1),
             "rel_error": None if not t_total or rep_total is None else (rep_total - t_total) / t_total,
             "oracle_rel_error": (oracle_total - t_total) / t_total if t_total else None,
+            "rel_error_vs_oracle": None if not oracle_total or rep_total is None
+            else (rep_total - oracle_total) / oracle_total,
             "category_truth": category(t_total), "category_reported": row.get("category") or None,
             "flags": row.get("flags", ""),
         })
     pos = [p for p in patients if p["total_truth"] > 0]
     errs = [abs(p["rel_error"]) if p["rel_error"] is not None else float("inf") for p in pos]
     oerrs = [abs(p["oracle_rel_error"]) for p in pos]
+    verrs = [abs(p["rel_error_vs_oracle"]) if p["rel_error_vs_oracle"] is not None else float("inf")
+             for p in pos if p["total_oracle"] > 0]
 
     def rate(a: int, b: int) -> float | None:
         return a / (a + b) if a + b else None
@@ -212,6 +223,8 @@ def evaluate_results(ids: list[str], results: Path, truth_dir: Path) -> dict:
                             "zero_truth": sum(1 for p in patients if p["total_truth"] == 0)},
         "oracle_total_rel_error": {"median": float(np.median(oerrs)) if oerrs else None,
                                    "worst": max(oerrs) if oerrs else None},
+        "total_rel_error_vs_oracle": {"median": float(np.median(verrs)) if verrs else None,
+                                      "worst": max(verrs) if verrs else None},
         "category_agreement": sum(p["category_reported"] == p["category_truth"] for p in patients) / len(patients),
         "category_of_reported_total_agreement": sum(
             p["total_reported"] is not None and category(p["total_reported"]) == p["category_truth"]
@@ -241,13 +254,16 @@ def report_text(rep: dict) -> str:
     for a, d in [*rep["detection"].items(), ("pooled", rep["detection_pooled"])]:
         lines.append(f"{a:<10} {d['tp']:3d} {d['fn']:3d} {d['fp']:3d} {d['tn']:3d}  ({d['not_assessed']:2d})"
                      f"            {_fmt(d['sensitivity'])}        {_fmt(d['specificity'])}")
-    e, o = rep["total_rel_error"], rep["oracle_total_rel_error"]
-    lines.append(f"total Agatston |relative error| over {e['n']} calcified patients: median "
-                 f"{_fmt(100 * e['median'] if e['median'] is not None else None, '.1f')} %, worst "
-                 f"{_fmt(100 * e['worst'] if e['worst'] is not None else None, '.1f')} % (true labels on the same "
-                 f"noisy CT: median {_fmt(100 * o['median'] if o['median'] is not None else None, '.1f')} %, worst "
-                 f"{_fmt(100 * o['worst'] if o['worst'] is not None else None, '.1f')} %); "
-                 f"no-calcium patients reported 0: {e['zero_truth_reported_zero']}/{e['zero_truth']}")
+    e, o, v = rep["total_rel_error"], rep["oracle_total_rel_error"], rep["total_rel_error_vs_oracle"]
+
+    def pct(d: dict, k: str) -> str:
+        return _fmt(None if d[k] is None else 100 * d[k], ".1f")
+
+    lines.append(f"total Agatston |relative error| over {e['n']} calcified patients: median {pct(e, 'median')} %, "
+                 f"worst {pct(e, 'worst')} %; no-calcium patients reported 0: "
+                 f"{e['zero_truth_reported_zero']}/{e['zero_truth']}")
+    lines.append(f"  the true labels on the same noisy CT (oracle) vs truth: median {pct(o, 'median')} %, worst "
+                 f"{pct(o, 'worst')} %; reported vs oracle: median {pct(v, 'median')} %, worst {pct(v, 'worst')} %")
     lines.append(f"risk category agreement: {100 * rep['category_agreement']:.0f} % (category of the reported total, "
                  f"even where the study's category is withheld: {100 * rep['category_of_reported_total_agreement']:.0f} %)")
     lines.append("attribution (lesions): true artery x reported artery")

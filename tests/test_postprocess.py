@@ -214,4 +214,6 @@ def test_left_labels_on_the_right_are_flagged(phantom):
     lcx = [f for f in r.flags if f.code == F.ARTERY_IMPLAUSIBLE_POSITION and f.artery == "LCX"]
     assert lcx and any("right of the aortic root" in f.message for f in lcx)
     res = _finalised(phantom.ct, r)
-    assert res.arteries["RCA"].agatston_valid is True  # only the implausible artery loses validity
+    # the LCX holds calcium where the RCA runs: both are in doubt; the LAD is not, nor the total
+    assert [res.arteries[a].agatston_valid for a in ARTERIES] == [False, True, False]
+    assert res.total.agatston_valid and res.total.category is not None

@@ -8,19 +8,24 @@ then defined the way Agatston defines it, and each lesion is given to the tree i
    region (calcium label and >= 130 HU) grows into every >= 130 HU voxel 26-connected to it that
    lies within ``completion_mm`` (2 mm) of the predicted coronary labels (artery or calcium of any
    artery). The bound keeps bone, valves and the aortic wall out: they are reached only through
-   voxels farther than 2 mm from a coronary label. Voxels labelled calcium below 130 HU become
-   artery: never drawn, never counted as calcium.
+   voxels farther than 2 mm from a coronary label. Calcium on a tree fragment (< 50 mm³ of artery
+   label) is not grown. Voxels labelled calcium below 130 HU become artery: never drawn, never
+   counted as calcium.
 2. **Attribution.** Each completed lesion (3D 26-connected) goes to the artery whose tree it lies
-   on, not to the calcium channel that fired: the tree is its connected component of coronary
-   labels (the RCA tree and the left tree, LM + LAD + LCX, are not joined by any label: they meet
-   only in the aorta). The side (RCA vs left) is the tree's majority of artery labels; LAD vs
-   LCX is the majority of artery labels within ``local_mm`` (3 mm) of the lesion on that tree.
-   A lesion whose tree holds both sides, that sits on no tree, or that touches LAD and LCX
-   alike is recorded with ``calcium_attribution_ambiguous`` and the reason.
+   on, not to the calcium channel that fired: its tree is its connected component of coronary
+   labels (the RCA tree and the left tree, LM + LAD + LCX, share no label: they meet only in the
+   aorta). The side (RCA vs left) is the majority of artery labels within ``TREE_MM`` (20 mm)
+   *along* the tree (geodesic: a stray label bridging the trees adds little); LAD vs LCX is the
+   majority of artery labels within ``local_mm`` (3 mm) of the lesion. When the tree holds both
+   sides alike, the lesion's position relative to the aortic root breaks the tie (never in a heart
+   flagged as mirrored), else the labels next to it. A lesion on a mixed tree, on no tree, with
+   labels next to it that disagree with its tree, or touching LAD and LCX alike is recorded with
+   ``calcium_attribution_ambiguous`` and the reason.
 3. **Plausibility** per artery, in patient LPS coordinates (from the volume's direction cosines,
-   never from array axes): a tree that is missing or a fragment (< ``min_tree_mm3``); a tree that
+   never from array axes): a tree that is missing or tiny (< ``min_tree_mm3``); a tree that
    lies mostly on the wrong side of the aortic root (located between the RCA and left-main ostia,
-   else the body midline), or a LAD/LCX lesion > 10 mm to the patient's right of it; labels far
+   else the body midline), or a lesion on the wrong side of it (which also puts the artery that
+   runs there in doubt: it may miss that calcium); labels far
    outside the heart; and for the study, a heart whose centre lies to the patient's right of the
    body midline (dextrocardia / situs inversus: the model knows left-sided hearts only).
 
@@ -42,6 +47,7 @@ from ..units import CALCIUM_THRESHOLD_HU
 from ..volume import Volume
 
 COMPLETION_MM = 2.0  # growth bound: distance from the predicted coronary labels
+FRAGMENT_MM3 = 50.0  # calcium on a tree with less artery label than this is not grown
 LOCAL_MM = 3.0  # neighbourhood whose artery labels decide LAD vs LCX (and a mixed tree's side)
 TREE_MM = 20.0  # a lesion's side = the majority of artery labels within this distance along its tree
 MIXED_TREE_SHARE = 1.0 / 3.0  # 1/3-2/3 RCA along the tree: both sides; the labels next to it decide
@@ -114,12 +120,15 @@ def lateral_mm(vol: Volume, idx_zyx: np.ndarray) -> np.ndarray:
     return vol.index_to_physical(np.asarray(idx_zyx, dtype=float).reshape(-1, 3))[:, 0]
 
 
-def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm: float = COMPLETION_MM
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm: float = COMPLETION_MM,
+                     fragment_mm3: float = FRAGMENT_MM3) -> tuple[np.ndarray, np.ndarray]:
     """(completed calcium mask, predicted calcium voxels below 130 HU) of a six-class map.
 
     Completed calcium = every >= 130 HU voxel 26-connected to a predicted calcium voxel of
     >= 130 HU through >= 130 HU voxels that all lie within ``completion_mm`` of a coronary label.
+    Calcium on a tree fragment (its connected coronary labels hold less than ``fragment_mm3`` of
+    artery label, about 1 cm of artery) is kept as predicted, not grown: a fragment is no artery to
+    bound the growth (a stray label on a valve or the aortic wall would pull in the whole blob).
     """
     coronary = lab > 0
     is_calc_label = np.isin(lab, CALCIUM_IDS)
@@ -127,12 +136,16 @@ def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm
     seeds = is_calc_label & dense
     if not seeds.any():
         return np.zeros(lab.shape, bool), is_calc_label & ~dense
+    tree, n_tree = ndimage.label(coronary, structure=_CONN26)
+    artery_vox = np.bincount(tree[coronary & ~is_calc_label], minlength=n_tree + 1)
+    vox = float(np.prod(spacing_zyx))
+    growing = seeds & (artery_vox[tree] * vox >= fragment_mm3)
     near = ndimage.distance_transform_edt(~coronary, sampling=spacing_zyx) <= completion_mm
     comp, n = ndimage.label(dense & near, structure=_CONN26)
     keep = np.zeros(n + 1, dtype=bool)
-    keep[np.unique(comp[seeds])] = True
+    keep[np.unique(comp[growing])] = True
     keep[0] = False
-    return keep[comp], is_calc_label & ~dense
+    return keep[comp] | seeds, is_calc_label & ~dense
 
 
 def _votes(values: np.ndarray) -> dict[str, int]:
@@ -385,11 +398,15 @@ def _plausibility(labels: Volume, heart: Volume | None, lesions: list[LesionAttr
             d = float(lateral_mm(labels, np.asarray(les.centre_zyx))[0] - root)
             les.lateral_mm = d
             if d > RCA_LESION_MARGIN_MM if les.artery == "RCA" else d < -SIDE_MARGIN_MM:
-                side = "left" if les.artery == "RCA" else "right"
+                side, others = ("left", _LEFT) if les.artery == "RCA" else ("right", ("RCA",))
+                where = f"{les.artery} lesion at slice {les.centre_zyx[0]:.0f} lies {abs(d):.0f} mm to the patient's {side}"
                 flags.append(Flag(F.ARTERY_IMPLAUSIBLE_POSITION,
-                                  f"{les.artery} lesion at slice {les.centre_zyx[0]:.0f} lies {abs(d):.0f} mm to the "
-                                  f"patient's {side} of the aortic root, where the {les.artery} does not run: "
-                                  f"this artery's numbers are not valid", "invalid", les.artery))
+                                  f"{where} of the aortic root, where the {les.artery} does not run: this artery's "
+                                  "numbers are not valid", "invalid", les.artery))
+                for o in others:  # the artery that does run there may be missing this calcium
+                    flags.append(Flag(F.ARTERY_IMPLAUSIBLE_POSITION,
+                                      f"{where} of the aortic root, where the {o} runs: the {o}'s numbers may miss "
+                                      "this calcium and are not valid", "invalid", o))
 
     if heart is not None and np.asarray(heart.array).any():
         _outside_heart(labels, whole, np.asarray(heart.array) > 0, flags, info)
