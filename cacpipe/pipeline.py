@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Settings
-from .flags import DEMO_MODEL, MODEL_MIRRORED_LEFT_RIGHT, Flag
+from .flags import CONTRAST_SUSPECTED, DEMO_MODEL, MODEL_MIRRORED_LEFT_RIGHT, Flag
 from .ingest import LoadedSeries
 from .record import StudyResult
 
@@ -70,7 +70,8 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
     lap("uncrop")
 
     flags: list[Flag] = [*series.flags, *st1.flags]
-    post = refine(volume, labels, heart=st1.heart_mask) if s.segment.postprocess else None
+    contrast = any(f.code == CONTRAST_SUSPECTED for f in flags)  # an enhanced lumen is >= 130 HU: no growth
+    post = refine(volume, labels, heart=st1.heart_mask, complete=not contrast) if s.segment.postprocess else None
     if post is not None:  # the map written to disk and the numbers both come from the refined map
         labels = post.labels
         flags += post.flags

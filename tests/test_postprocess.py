@@ -72,6 +72,9 @@ def test_completion_restores_the_full_truth_volume_and_agatston(phantom, truth):
         assert after[a][0] == pytest.approx(t["agatston"]) and after[a][1] == pytest.approx(t["calcium_volume_mm3"])
     assert np.array_equal(r.labels.array, phantom.labels.array)  # every voxel back in its class
     assert r.info["added_voxels"] > 0 and not [f for f in r.flags if f.severity != "info"]
+    # no growth on request (the pipeline asks so on contrast scans, where the lumen is >= 130 HU)
+    kept = refine(phantom.ct, phantom.labels.with_array(shrunk), phantom.heart, complete=False)
+    assert kept.info["added_voxels"] == 0 and _numbers(phantom, kept.labels, kept.assessed) == before
 
 
 def test_calcium_below_130_hu_is_never_counted_or_drawn_as_calcium(phantom, truth):

@@ -120,7 +120,7 @@ def lateral_mm(vol: Volume, idx_zyx: np.ndarray) -> np.ndarray:
     return vol.index_to_physical(np.asarray(idx_zyx, dtype=float).reshape(-1, 3))[:, 0]
 
 
-def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm: float = COMPLETION_MM,
+def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm: float | None = COMPLETION_MM,
                      fragment_mm3: float = FRAGMENT_MM3) -> tuple[np.ndarray, np.ndarray]:
     """(completed calcium mask, predicted calcium voxels below 130 HU) of a six-class map.
 
@@ -129,13 +129,14 @@ def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm
     Calcium on a tree fragment (its connected coronary labels hold less than ``fragment_mm3`` of
     artery label, about 1 cm of artery) is kept as predicted, not grown: a fragment is no artery to
     bound the growth (a stray label on a valve or the aortic wall would pull in the whole blob).
+    ``completion_mm=None``: no growth (the predicted calcium >= 130 HU only).
     """
     coronary = lab > 0
     is_calc_label = np.isin(lab, CALCIUM_IDS)
     dense = hu >= CALCIUM_THRESHOLD_HU
     seeds = is_calc_label & dense
-    if not seeds.any():
-        return np.zeros(lab.shape, bool), is_calc_label & ~dense
+    if not seeds.any() or completion_mm is None:
+        return seeds, is_calc_label & ~dense
     tree, n_tree = ndimage.label(coronary, structure=_CONN26)
     artery_vox = np.bincount(tree[coronary & ~is_calc_label], minlength=n_tree + 1)
     vox = float(np.prod(spacing_zyx))
@@ -286,11 +287,13 @@ def _reference(ct: Volume, labels: Volume, heart: Volume | None, min_tree_mm3: f
     return _Reference(root, root_from, offset)
 
 
-def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, completion_mm: float = COMPLETION_MM,
-           local_mm: float = LOCAL_MM, min_tree_mm3: float = MIN_TREE_MM3) -> Refinement:
+def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete: bool = True,
+           completion_mm: float = COMPLETION_MM, local_mm: float = LOCAL_MM,
+           min_tree_mm3: float = MIN_TREE_MM3) -> Refinement:
     """Complete, attribute and check the calcium of a six-class map on the CT's own grid.
 
     ``heart`` (0/1 on the same grid, optional) enables the outside-heart and heart-side checks.
+    ``complete=False`` skips the growth (a contrast scan: the enhanced lumen is >= 130 HU too).
     Returns the refined map (what is written to disk and quantified), the flags and a record.
     """
     if ct.shape != labels.shape:
@@ -303,14 +306,14 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, completio
     root = None if ref.dextrocardia else ref.root_mm
     flags: list[Flag] = []
     lesions: list[LesionAttribution] = []
-    info: dict = {"completion_mm": completion_mm, "local_mm": local_mm, "tree_mm": TREE_MM,
+    info: dict = {"completion_mm": completion_mm if complete else None, "local_mm": local_mm, "tree_mm": TREE_MM,
                   "root_from": ref.root_from, "root_lateral_mm": None if ref.root_mm is None else round(ref.root_mm, 1),
                   "heart_centre_lateral_mm": None if ref.heart_offset_mm is None else round(ref.heart_offset_mm, 1)}
     box = _box(lab_full > 0, _pad(max(completion_mm, NEAR_TREE_MM) + local_mm, sp))
     if box is not None:
         hu = np.asarray(ct.array)[box]
         lab = lab_full[box]
-        calc, below = complete_calcium(hu, lab, sp, completion_mm)
+        calc, below = complete_calcium(hu, lab, sp, completion_mm if complete else None)
         new = lab.copy()
         for a in ARTERIES:  # every calcium label back to artery first; lesions are painted below
             new[lab == CALCIUM_ID[a]] = ARTERY_ID[a]
