@@ -208,6 +208,15 @@ def _positive(where: str, *values: float) -> None:
 # --- sections ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class DiscoverySettings(Section):
+    """Which files of an export are read (cacpipe.ingest.discover; docs/scan.md). It changes the
+    inputs, which each study's input fingerprint tracks, so it is not part of the settings hash."""
+
+    follow_symlinks: bool = setting(False, "read symbolic links to files outside the export (by default they are "
+                                           "reported in the manifest's problems and not followed)")
+
+
+@dataclass(frozen=True)
 class SelectionSettings(Section):
     """Which series of a study is scored (cacpipe.ingest.select; rules in docs/scan.md)."""
 
@@ -348,6 +357,7 @@ class Settings(Section):
     """Everything that changes a study's result; recorded in every result.json."""
 
     device: str = setting("auto", "where the networks run: auto (cuda when available), cpu, cuda, cuda:N")
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
     selection: SelectionSettings = field(default_factory=SelectionSettings)
     assembly: AssemblySettings = field(default_factory=AssemblySettings)
     heart: HeartSettings = field(default_factory=HeartSettings)

@@ -10,12 +10,12 @@ Agatston unitless, HU for densities. An artery that was not assessed has ``asses
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .errors import InputDataError
 from .flags import DEMO_MODEL, FALLBACK_HEART_LOCATOR, Flag
+from .jsonfile import read_json, write_json
 from .labels import ARTERIES
 from .quant.lesions import Lesion
 
@@ -198,19 +198,11 @@ class StudyResult:
         )
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_json(), indent=2, default=str))
-        return path
+        return write_json(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> StudyResult:
-        path = Path(path)
-        try:
-            return cls.from_json(json.loads(path.read_text()))
-        except FileNotFoundError as exc:
-            raise InputDataError(f"result file not found: {path}") from exc
-        except json.JSONDecodeError as exc:
-            raise InputDataError(f"result file {path} is not valid JSON: {exc}") from exc
+        return cls.from_json(read_json(path, "result file"))
 
 
 # --- the cohort CSV row (columns `cacpipe evaluate` reads) -------------------------------------

@@ -81,7 +81,7 @@ def inspect(con: Path, mapping_path: Path | None) -> None:
     from .con_format import parse_con
     from .mapping import load_mapping
 
-    c = parse_con(con, require_contours=False)
+    c = parse_con(con)  # a file without contours, or binary (a NIfTI given by mistake), is an error
     m = load_mapping(mapping_path)
     click.echo(f"{con}: {len(c.contours)} contours")
     for k, v in c.header.items():

@@ -11,7 +11,8 @@ Layout understood (see docs/label_tools.md)::
 
 Text is decoded as latin-1 (never fails), CRLF / CR / LF line ends and any whitespace are
 accepted. The reader streams the file line by line with bounded line length, point count and
-total points, so a corrupt or hostile file cannot exhaust memory. Every problem raises
+total points, so a corrupt or hostile file cannot exhaust memory; binary content (a NIfTI or
+gzip file given by mistake) is refused on its first line. Every problem raises
 :class:`ConFormatError` naming the file and the 1-based line.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +32,17 @@ from .errors import ConFormatError
 
 MAX_LINE_CHARS = 4096
 """Longer lines are rejected (no valid .con line comes near this)."""
-MAX_POINTS_PER_CONTOUR = 100_000
-MAX_TOTAL_POINTS = 5_000_000
+MAX_POINTS_PER_CONTOUR = 20_000
+"""A coronary contour has tens to hundreds of points; an outline of a whole 1024 x 1024 slice ~4000."""
+MAX_TOTAL_POINTS = 2_000_000
+"""About 20 s of parsing; a full annotation (400 slices, every class) holds well under 500 000."""
 MAX_TRAILING_LINES = 2
 """Non-blank lines tolerated after a block's N points (some writers add two); more 'x y' lines
 after them are a point-count mismatch; other text there (e.g. key=value) is skipped."""
 MAX_ABS_COORD = 1e7
+_BINARY = re.compile(rb"[\x00-\x08\x0e-\x19\x1b-\x1f\x7f]")
+"""Control bytes no text file holds (tab, form feed and a DOS end-of-file mark are allowed): a
+NIfTI, gzip or DICOM file given by mistake is refused on its first line instead of printed."""
 
 
 @dataclass
@@ -127,6 +134,11 @@ class _Lines:
         if raw is None:
             return None
         self.lineno += 1
+        bad = _BINARY.search(raw)
+        if bad:
+            what = "gzip-compressed data (a .nii.gz image?)" if raw.startswith(b"\x1f\x8b") else "binary data"
+            raise ConFormatError(f"{what}: byte 0x{bad.group()[0]:02x} in a line, not a MASS .con text file",
+                                 self.path, self.lineno)
         if len(raw) > MAX_LINE_CHARS:
             raise ConFormatError(f"line longer than {MAX_LINE_CHARS} characters: not a .con file?", self.path,
                                  self.lineno)

@@ -35,6 +35,10 @@ PIXEL_ORIGINS = ("centre", "corner")
 # if any, is not documented).
 SLICE_COUNT_KEYS = ("Number_of_slices", "Slices", "Image_slices", "Num_slices")
 _OUTSIDE_TOL = 1e-3  # px: points this far beyond the slice edge are still accepted
+MAX_RASTER_WORK = 2_000_000_000
+"""Most point-in-polygon tests (vertices x bounding-box pixels, what ``skimage.draw.polygon`` does)
+one file may ask for: about 15 s on one core. A real annotation needs well under 1 % of it; a
+hostile one (50 contours of 100 000 points over the whole slice) would need hours."""
 
 
 @dataclass(frozen=True)
@@ -162,15 +166,30 @@ def con_to_masks(con: ConFile, shape_zyx: tuple[int, int, int], mapping: Contour
     shape_zyx = tuple(int(s) for s in shape_zyx)
     if opts.check_header:
         check_header(con, shape_zyx)
+    todo = [(c, cls) for c in con.contours if (cls := _check_contour(c, con, shape_zyx, mapping, opts)) is not None]
+    _check_work([c for c, _ in todo], con, opts.offset)
     masks = {k: np.zeros(shape_zyx, dtype=bool) for k in MASS_CLASSES}
-    for c in con.contours:
-        cls = _check_contour(c, con, shape_zyx, mapping, opts)
-        if cls is None:
-            continue
+    for c, cls in todo:
         z = opts.z_of(c.slice, shape_zyx[0])
         rr, cc = polygon_pixels(c.points, shape_zyx[1:], opts.offset)
         masks[cls][z, rr, cc] = True
     return masks
+
+
+def _check_work(contours: list[Contour], con: ConFile, offset: float) -> None:
+    """Refuse a file whose rasterisation would exceed ``MAX_RASTER_WORK`` (points are inside the image)."""
+    def cost(c: Contour) -> int:
+        if len(c.points) < 3:
+            return 0
+        lo, hi = np.floor(c.points.min(axis=0) - offset), np.ceil(c.points.max(axis=0) - offset)
+        return int(len(c.points) * np.prod(hi - lo + 1))
+
+    costs = [cost(c) for c in contours]
+    if sum(costs) > MAX_RASTER_WORK:
+        worst = contours[int(np.argmax(costs))]
+        raise ConFormatError(f"the contours would need {sum(costs):.2g} point-in-polygon tests to rasterise (limit "
+                             f"{MAX_RASTER_WORK:.0e}); the largest, {len(worst.points)} points, starts here: not a "
+                             "real annotation?", con.path, (worst.line + 1) if worst.line is not None else None)
 
 
 def _drop_collinear(pts: np.ndarray) -> np.ndarray:

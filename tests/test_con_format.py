@@ -142,6 +142,38 @@ def test_edge_points_and_ignored_types_are_accepted(tmp_path):
         con_to_masks(con, (2, 8, 16), m, GridOptions(pixel_origin="corner"))
 
 
+def test_binary_file_refused_not_printed(tmp_path):
+    """A NIfTI (or any binary file) given as a .con fails on its first line; `inspect` exits non-zero."""
+    from click.testing import CliRunner
+
+    from cacpipe.volume import Volume
+    from label_tools.cli import cli
+
+    vol = Volume(np.zeros((2, 4, 4), np.int16), (1.0, 1.0, 1.0))
+    for name, what in (("img.nii.gz", "gzip-compressed data"), ("img.nii", "binary data")):
+        vol.write(tmp_path / name)
+        with pytest.raises(ConFormatError, match=what) as e:
+            parse_con(tmp_path / name, require_contours=False)
+        assert e.value.line == 1
+        r = CliRunner().invoke(cli, ["inspect", str(tmp_path / name)])
+        assert r.exit_code != 0 and what in r.output
+        assert len(r.output.strip().splitlines()) == 1 and r.output.strip().isprintable()  # no binary printed
+
+
+def test_rasterisation_work_bounded():
+    """Contours within the point limits whose rasterisation would take minutes are refused up front."""
+    from label_tools.raster import MAX_RASTER_WORK
+
+    t = np.linspace(0, 2 * np.pi, MAX_POINTS_PER_CONTOUR, endpoint=False)
+    ring = np.stack([255.5 + 255 * np.cos(t), 255.5 + 255 * np.sin(t)], axis=1)
+    con = ConFile(contours=[Contour(s, 0, 0, ring, line=10 * s) for s in range(3)])
+    assert 3 * MAX_POINTS_PER_CONTOUR * 512 * 512 > MAX_RASTER_WORK
+    with pytest.raises(ConFormatError, match="point-in-polygon tests"):
+        con_to_masks(con, (3, 512, 512), load_mapping(), GridOptions(check_header=False))
+    small = ConFile(contours=[Contour(0, 0, 0, ring[::400], line=1)])  # 50 points: rasterised
+    assert con_to_masks(small, (1, 512, 512), load_mapping(), GridOptions(check_header=False))["RCA"].sum() > 1e5
+
+
 def test_huge_file_is_bounded(tmp_path):
     """A count just under the limit with the points missing fails fast without allocating per line."""
     data = f"[XYCONTOUR]\n0 0 0 1.0\n{MAX_POINTS_PER_CONTOUR}\n".encode() + b"1 1\n" * 1000

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cacpipe.cli import cli
-from cacpipe.quant.stats import (
+from cacpipe.evaluation.stats import (
     auc_continuous,
     binary_table,
     cohen_kappa,
@@ -128,7 +128,8 @@ def test_evaluate_cli_numbers_match_hand_count(tmp_path):
     assert r.exit_code == 0, r.output
     assert "Calcium presence" in r.output and "Ordinal regression" in r.output
     res = json.loads((out / "evaluation.json").read_text())
-    assert res["matching"] == {"key": "study_uid", "pred_rows": 40, "ref_rows": 40, "matched": 40}
+    assert res["matching"] == {"key": "study_uid", "pred_rows": 40, "ref_rows": 40, "matched": 40,
+                               "unmatched_pred": [], "unmatched_ref": []}
     rows = {(x["subgroup"], x["group"], x["artery"]): x for x in res["presence"]}
     # LAD by hand.
     p = pd.to_numeric(pred["LAD_calcium_volume_mm3"]) > 0
@@ -213,7 +214,7 @@ def test_severity_fit_cli(tmp_path):
 
 
 def test_cohort_rows_from_results_feed_evaluate(small_phantom, tmp_path):
-    from cacpipe.quant.evaluate import evaluate, read_csv
+    from cacpipe.evaluation import evaluate, read_csv
     from cacpipe.quant.quantify import quantify
     from cacpipe.quant.validity import finalise
     from cacpipe.record import StudyIdentity, StudyResult, cohort_row

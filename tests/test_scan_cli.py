@@ -56,11 +56,8 @@ def test_scan_command_exit_code_on_failure(demo_export, tmp_path, monkeypatch):
     assert r.exit_code == 2 and "cannot import" in r.output
 
 
-def test_output_folder_inside_the_export_is_not_scanned(demo_export, tmp_path):
-    import shutil
-
-    export = tmp_path / "export"
-    shutil.copytree(demo_export, export)
-    for _ in range(2):
-        r = _scan(export, export / "results")
-        assert r.exit_code == 0 and "1 non-DICOM files ignored" in r.output, r.output
+def test_output_folder_inside_the_export_is_refused(demo_export, tmp_path):
+    """Later runs would read their own outputs (the DICOM SEG/SR/SC among them): refused before anything runs."""
+    r = _scan(demo_export, demo_export / "results")
+    assert r.exit_code == 2 and "inside the export" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert not (demo_export / "results").exists()

@@ -40,12 +40,12 @@ _DEF = Settings()
 
 def settings_from_options(settings_file: Path | None, given: dict) -> Settings:
     """The settings tree: defaults, then the --settings file, then command-line options (not None)."""
-    from ..clitools import load_json
     from ..errors import ConfigError
+    from ..jsonfile import read_json
 
     settings = Settings()
     if settings_file is not None:
-        settings = settings.merged(load_json(settings_file, "settings file", ConfigError))
+        settings = settings.merged(read_json(settings_file, "settings file", ConfigError))
     changes: dict = {}
     for dotted, value in given.items():
         if value is None:

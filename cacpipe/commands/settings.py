@@ -15,12 +15,12 @@ import click
               help="Validate a settings JSON file (unknown keys and wrong types are errors).")
 def command(as_json: bool, markdown: bool, check_file: Path | None) -> None:
     """List the settings `cacpipe scan --settings FILE.json` accepts (nested JSON, strict)."""
-    from ..clitools import load_json
     from ..config import Settings, settings_markdown
     from ..errors import ConfigError
+    from ..jsonfile import read_json
 
     if check_file is not None:
-        s = Settings().merged(load_json(check_file, "settings file", ConfigError))
+        s = Settings().merged(read_json(check_file, "settings file", ConfigError))
         click.echo(f"{check_file}: valid")
         click.echo(json.dumps(s.to_dict(), indent=2))
         return

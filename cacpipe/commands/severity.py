@@ -29,7 +29,7 @@ def fit_cmd(csv: Path, out: Path, provenance: str) -> None:
     calcium_volume_mm3) or wide form (one row per study: <ARTERY>_grade and
     <ARTERY>_calcium_volume_mm3 for RCA, LAD, LCX). Grades: none, mild, moderate, severe.
     """
-    from ..quant.evaluate import read_csv
+    from ..evaluation.tables import read_csv
     from ..quant.severity import SeverityModel
 
     df = read_csv(csv, "grades")

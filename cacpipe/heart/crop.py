@@ -14,7 +14,6 @@ unchanged.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GeometryError, InputDataError
+from ..jsonfile import read_json, write_json
 from ..volume import Volume
 from .resample import resample_to_grid, resampled_shape
 
@@ -102,20 +102,11 @@ class CropRecord:
             raise InputDataError(f"crop record is missing fields: {exc}") from exc
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2))
-        return path
+        return write_json(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> CropRecord:
-        path = Path(path)
-        try:
-            return cls.from_json(json.loads(path.read_text()))
-        except FileNotFoundError as exc:
-            raise InputDataError(f"crop record not found: {path}") from exc
-        except json.JSONDecodeError as exc:
-            raise InputDataError(f"crop record {path} is not valid JSON: {exc}") from exc
+        return cls.from_json(read_json(path, "crop record"))
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:

@@ -14,6 +14,11 @@
 - gantry tilt (slice stack not along the normal) is flagged ``gantry_tilt``: voxels stay as
   acquired, so per-slice scores are valid, but patient-space positions are approximate.
 
+- copies of one SOP instance (same SOPInstanceUID found twice) are compared: identical copies
+  are read once (flag ``duplicate_instances``), different ones refuse the series, naming both files;
+- the plausibility rules (``plausibility``: field of view, matrix, rescale, orientation, HU
+  range) refuse a series before it is scored.
+
 Unusable series raise ``InputDataError`` with a one-line reason naming the file or positions.
 """
 
@@ -30,7 +35,8 @@ from ..config import AssemblySettings
 from ..errors import InputDataError
 from ..flags import CONTRAST_SUSPECTED, Flag
 from ..volume import Volume
-from .discover import FileHeader
+from . import plausibility as rules
+from .discover import DEFLATED_TS, FileHeader, deflated_problem, size_problem
 from .loaded import LoadedSeries
 from .series import Series
 
@@ -42,21 +48,70 @@ HU_FLOOR = -1024.0
 
 
 def _read(header: FileHeader, zips: dict[str, zipfile.ZipFile]) -> pydicom.Dataset:
-    """Full read of one file, or of one zip member (zip files are opened once per series)."""
+    """Full read of one file, or of one zip member (zip files are opened once per series).
+
+    Sizes are checked again before anything is read whole (the export may have changed since
+    discovery): a zip member above ``discover.MAX_FILE_BYTES``, or deflated data inflating beyond
+    it, is refused.
+    """
     try:
         if header.zip_member:
             zf = zips.get(header.path)
             if zf is None:
                 zf = zips[header.path] = zipfile.ZipFile(header.path)
-            return pydicom.dcmread(io.BytesIO(zf.read(header.zip_member)), force=True)
-        return pydicom.dcmread(header.path, force=True)  # force: preamble-less files found by discovery
+            info = zf.getinfo(header.zip_member)
+            why = size_problem("zip member", info.file_size)
+            if why:
+                raise InputDataError(f"{header.source}: {why}")
+            fp = io.BytesIO(zf.read(info))
+        else:
+            fp = open(header.path, "rb")  # noqa: SIM115 - closed below
+        with fp:
+            if header.transfer_syntax == DEFLATED_TS:
+                why = deflated_problem(fp)
+                if why:
+                    raise InputDataError(f"{header.source}: {why}")
+                fp.seek(0)
+            return pydicom.dcmread(fp, force=True)  # force: preamble-less files found by discovery
+    except InputDataError:
+        raise
     except Exception as exc:  # any read failure of one file makes the series unusable
         raise InputDataError(f"cannot read {header.source}: {type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:160]}") from exc
 
 
+def _compare_copies(series: Series, datasets: list[tuple[pydicom.Dataset, str]],
+                    zips: dict[str, zipfile.ZipFile]) -> None:
+    """Refuse the series when two copies of one SOP instance differ (pixels or position)."""
+    kept = {f.source: ds for f, (ds, _) in zip(series.files, datasets, strict=True)}
+    for first, copy in series.copies:
+        a, b = kept[first.source], _read(copy, zips)
+        same = (a.get("PixelData") == b.get("PixelData")
+                and str(a.get("ImagePositionPatient", "")) == str(b.get("ImagePositionPatient", ""))
+                and str(a.get("RescaleSlope", "")) == str(b.get("RescaleSlope", ""))
+                and str(a.get("RescaleIntercept", "")) == str(b.get("RescaleIntercept", "")))
+        if not same:
+            raise InputDataError(
+                f"SOP Instance UID found twice with different content: {first.source} and {copy.source} "
+                f"(two versions of one image; remove one), UID {first.sop_instance_uid}")
+
+
+def _rescale(ds: pydicom.Dataset, source: str) -> tuple[float, float]:
+    """RescaleSlope and RescaleIntercept (1 and 0 when absent; a present 0 slope is refused, not read as 1)."""
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    slope = 1.0 if slope in (None, "") else slope
+    intercept = 0.0 if intercept in (None, "") else intercept
+    why = rules.rescale_problem(slope, intercept)
+    if why:
+        raise InputDataError(f"implausible header in {source}: {why}")
+    return float(slope), float(intercept)
+
+
 def _pixels(ds: pydicom.Dataset, source: str) -> np.ndarray:
-    rows, cols = int(ds.Rows), int(ds.Columns)
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise InputDataError(f"missing or invalid Rows / Columns in {source}") from exc
     if "PixelData" not in ds:
         raise InputDataError(f"no pixel data in {source}")
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
@@ -65,7 +120,11 @@ def _pixels(ds: pydicom.Dataset, source: str) -> np.ndarray:
         ds.file_meta.TransferSyntaxUID = ts = (pydicom.uid.ImplicitVRLittleEndian if ds.is_implicit_VR
                                                else pydicom.uid.ExplicitVRLittleEndian)
     if not ts.is_compressed:
-        expected = rows * cols * int(ds.BitsAllocated) // 8 * int(ds.get("NumberOfFrames", 1) or 1)
+        try:
+            bits, frames = int(ds.BitsAllocated), int(ds.get("NumberOfFrames", 1) or 1)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise InputDataError(f"missing or invalid BitsAllocated / NumberOfFrames in {source}") from exc
+        expected = rows * cols * bits // 8 * frames
         got = len(ds.PixelData)
         if got < expected:
             raise InputDataError(f"truncated pixel data in {source}: {got} of {expected} bytes")
@@ -95,6 +154,7 @@ def load_series(series: Series, options: AssemblySettings | None = None) -> Load
     zips: dict[str, zipfile.ZipFile] = {}
     try:
         datasets = [(_read(f, zips), f.source) for f in series.files]
+        _compare_copies(series, datasets, zips)
     finally:
         for zf in zips.values():
             zf.close()
@@ -111,6 +171,12 @@ def load_series(series: Series, options: AssemblySettings | None = None) -> Load
     except (AttributeError, TypeError, ValueError) as exc:
         raise InputDataError(f"series {series.series_uid}: missing or invalid ImageOrientationPatient / "
                              f"ImagePositionPatient / PixelSpacing ({exc})") from exc
+    for k, (_, source) in enumerate(datasets):
+        why = (rules.matrix_problem(*sizes[k]) or rules.orientation_problem(iops[k])
+               or rules.pixel_spacing_problem(pxs[k], *sizes[k])
+               or (None if np.all(np.isfinite(ipps[k])) else "ImagePositionPatient holds non-finite values"))
+        if why:
+            raise InputDataError(f"implausible header in {source}: {why}")
     if np.abs(iops - iops[0]).max() > 1e-3:
         raise InputDataError(f"series {series.series_uid}: slices have different orientations")
     if np.abs(pxs - pxs[0]).max() > 1e-3:
@@ -130,8 +196,7 @@ def load_series(series: Series, options: AssemblySettings | None = None) -> Load
     for i in order:
         ds, source = datasets[i]
         raw = _pixels(ds, source)
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        slope, intercept = _rescale(ds, source)
         integral &= slope.is_integer() and intercept.is_integer()
         hu = raw.astype(np.float32) * slope + intercept
         if slices and abs(dist[i] - slices[-1][0]) < opt.position_tolerance_mm:
@@ -181,6 +246,9 @@ def load_series(series: Series, options: AssemblySettings | None = None) -> Load
     regular = gaps[gaps < 1.5 * spacing]
     uneven = bool(len(regular) and np.max(np.abs(regular - spacing)) / spacing > opt.uneven_tolerance)
     hu = np.stack([s[2] for s in slices])
+    why = rules.hu_problem(hu)
+    if why:
+        raise InputDataError(f"series {series.series_description or series.series_uid}: {why}")
     if missing:
         k = int(np.argmax(gaps))
         where = f"gap of {gaps[k]:.2f} mm after {slices[k][3]} (spacing {spacing:.2f} mm)"

@@ -1,32 +1,77 @@
 """Find every DICOM file of a PACS export: folders, DICOMDIR, extension-less files, zip files.
 
 Only headers are read here (``stop_before_pixels``): discovery of a large export stays cheap.
-Zip members are read in memory and never extracted (assembly reads them from the zip again); a
-zip nested in a zip is copied, under a numbered name, into a temporary folder the caller owns.
+Zip members are streamed and never extracted (assembly reads them from the zip again); a zip
+nested in a zip is copied, under a numbered name, into a temporary folder the caller owns.
 A member name is never used as a path, and zip-slip names (``../../x``, ``/etc/x``, ``C:\\x``)
 are rejected and reported. Files that are clearly not DICOM (text, images, thumbnails) are
 counted and ignored; files that claim to be DICOM but cannot be parsed are reported as problems.
+
+Hostile exports are read with bounded memory and time: named pipes, sockets and devices are
+never opened; symbolic links to files outside the export are not followed unless asked;
+headers are read through a cap (``MAX_HEADER_BYTES``); zip members above ``MAX_ZIP_RATIO``
+or ``MAX_FILE_BYTES`` and deflated DICOM that inflates beyond ``MAX_FILE_BYTES`` are refused
+with a reason; a path that is not valid UTF-8 is shown with ``\\xNN`` escapes (``shown``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
+import shutil
+import stat
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset, read_preamble
 from pydicom.multival import MultiValue
 
 log = logging.getLogger(__name__)
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
+DEFLATED_TS = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: the dataset is one deflate stream
 MAX_ZIP_DEPTH = 2  # zip inside zip inside the export: deeper nesting is reported, not read
+MAX_HEADER_BYTES = 16 << 20
+"""A DICOM header (everything before the pixel data) larger than this is refused: real headers are kilobytes."""
+MAX_FILE_BYTES = 256 << 20
+"""One DICOM file (a zip member, or a deflated file once inflated) larger than this is refused: a
+single-frame CT image is under 10 MB, and assembly holds one file in memory at a time."""
+MAX_ZIP_RATIO = 200
+"""A zip member that expands more than this many times (and to over ``RATIO_MIN_BYTES``) is refused
+as a likely zip bomb: DICOM images compress 2-5x, a 1 GB member in a 1 MB zip is 1000x."""
+RATIO_MIN_BYTES = 1 << 20
+_CHUNK = 1 << 20
+
+
+def size_problem(what: str, n_bytes: int) -> str | None:
+    """Why a DICOM file (or zip member) of ``n_bytes`` is not read whole (None: it may be)."""
+    if n_bytes > MAX_FILE_BYTES:
+        return f"{what} of {_size(n_bytes)} exceeds {_size(MAX_FILE_BYTES)}: not a single CT image; not read"
+    return None
+
+
+class RefusedInput(ValueError):
+    """A file refused on purpose (too large, a bomb): its message is the reason a user sees."""
+
+
+def shown(path) -> str:
+    """A path as text that can always be written (JSON, CSV, terminal): bytes that are not
+    UTF-8 (e.g. a cp1252 folder name from a Windows CD) appear as ``\\xNN``."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def _size(n: int) -> str:
+    for unit, k in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << k:
+            return f"{n / (1 << k):.1f} {unit}"
+    return f"{n} B"
 
 
 @dataclass(frozen=True)
@@ -78,6 +123,7 @@ class FileHeader:
     gantry_tilt_deg: float = 0.0
     instance_number: int | None = None
     has_pixel_data: bool = True
+    transfer_syntax: str = ""
     zip_member: str = ""  # set when ``path`` is a zip file and the image is this member of it
 
 
@@ -95,7 +141,11 @@ class Discovery:
 
 def _str(ds, name: str) -> str:
     v = ds.get(name, "")
-    return "" if v is None else str(v).strip()
+    if v is None:
+        return ""
+    if isinstance(v, MultiValue):  # "A\B" in a single-valued text element: keep the text, not a list repr
+        return "\\".join(str(x) for x in v).strip()
+    return str(v).strip()
 
 
 def _floats(ds, name: str, n: int) -> tuple[float, ...] | None:
@@ -156,6 +206,7 @@ def header_from_dataset(ds, path: str, source: str, fingerprint: str) -> FileHea
         gantry_tilt_deg=tilt[0] if tilt else 0.0,
         instance_number=_int(ds, "InstanceNumber"),
         has_pixel_data=_int(ds, "Rows") is not None,
+        transfer_syntax=str(meta.get("TransferSyntaxUID", "")) if meta else "",
     )
 
 
@@ -167,17 +218,110 @@ def _looks_like_dicom(head: bytes) -> bool:
     return len(head) >= 8 and head[:2] == b"\x08\x00" and head[2:4] < b"\x20\x00"
 
 
-def _read_header(fp, force: bool):
+class _Capped:
+    """A read-only view of a binary stream that refuses to read past ``limit`` bytes.
+
+    pydicom reads an element's value in one call of its declared length: a hostile header that
+    declares a 1 GB element is refused here before anything is allocated.
+    """
+
+    def __init__(self, fp, limit: int):
+        self.fp, self.limit = fp, limit
+        self.name = getattr(fp, "name", None)
+
+    def read(self, n: int = -1) -> bytes:
+        pos = self.fp.tell()
+        if n is None or n < 0:
+            n = max(self.limit - pos, 0) + 1
+        if pos + n > self.limit:
+            raise RefusedInput(f"corrupt or oversized DICOM header: an element of {_size(n)} at byte {pos} (a header "
+                               f"may hold {_size(self.limit)}); not read")
+        return self.fp.read(n)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.fp.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.fp.tell()
+
+
+def _at_pixel_data(tag, vr, length) -> bool:
+    return tag == 0x7FE00010
+
+
+def _inflate(fp, keep: int, limit: int) -> tuple[bytes, int | None]:
+    """Inflate the raw deflate stream ``fp`` (a deflated DICOM dataset) with bounded memory.
+
+    Returns the first ``keep`` inflated bytes and the inflated size, or None for the size when it
+    exceeds ``limit`` (reading stops there: a compression bomb never expands in memory).
+    """
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    kept = bytearray()
+    total = 0
+    while not d.eof:
+        data = fp.read(_CHUNK)
+        if not data:
+            break
+        while data:
+            out = d.decompress(data, _CHUNK)
+            total += len(out)
+            if total > limit:
+                return bytes(kept), None
+            if len(kept) < keep:
+                kept += out[: keep - len(kept)]
+            data = d.unconsumed_tail
+    return bytes(kept), total
+
+
+def _read_meta(fp):
+    """The File Meta group of a Part 10 stream (``fp`` at 0); leaves ``fp`` at the dataset."""
+    read_preamble(fp, False)
+    return read_dataset(fp, False, True, stop_when=lambda tag, vr, length: tag.group != 2)
+
+
+def deflated_problem(fp) -> str | None:
+    """Why a deflated Part 10 DICOM stream (``fp`` at 0) must not be read whole (None: it may).
+
+    pydicom inflates the whole dataset in memory; this checks its inflated size first.
+    """
+    _read_meta(fp)
+    _, total = _inflate(fp, 0, MAX_FILE_BYTES)
+    if total is None:
+        return f"deflated DICOM inflates to more than {_size(MAX_FILE_BYTES)}: refused (a compression bomb?)"
+    return None
+
+
+def _read_header(fp, part10: bool):
+    """Header-only read of one DICOM stream (positioned at 0), with bounded memory."""
+    capped = _Capped(fp, MAX_HEADER_BYTES)
     with warnings.catch_warnings():  # garbage makes pydicom warn per element; we report the file once
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(fp, stop_before_pixels=True, force=force)
+        if part10:
+            meta = _read_meta(capped)
+            if str(meta.get("TransferSyntaxUID", "")) == DEFLATED_TS:
+                # pydicom would inflate the whole dataset at once: inflate a bounded head instead.
+                head, total = _inflate(fp, MAX_HEADER_BYTES, MAX_FILE_BYTES)
+                if total is None:
+                    raise RefusedInput(f"deflated DICOM inflates to more than {_size(MAX_FILE_BYTES)}: refused "
+                                       "(a compression bomb?)")
+                ds = read_dataset(DicomBytesIO(head), False, True, stop_when=_at_pixel_data)
+                ds.file_meta = meta
+                return ds
+            capped.seek(0)
+        return pydicom.dcmread(capped, stop_before_pixels=True, force=not part10)
 
 
-def _parse(data_or_path, head: bytes, path: str, source: str, fingerprint: str, out: Discovery) -> None:
-    """Read one candidate file's header and add it (or a problem) to ``out``."""
+def _parse(fp, head: bytes, path: str, source: str, fingerprint: str, out: Discovery) -> None:
+    """Read one candidate stream's header (``fp`` at 0) and add it (or a problem) to ``out``."""
     part10 = len(head) >= 132 and head[128:132] == b"DICM"
     try:
-        ds = _read_header(data_or_path, force=not part10)
+        ds = _read_header(fp, part10)
+    except RefusedInput as exc:
+        out.problems.append(Problem(source, str(exc)))
+        return
+    except (zipfile.BadZipFile, zlib.error) as exc:
+        out.problems.append(Problem(source, f"unreadable zip member or deflated data ({_one_line(exc)})"))
+        return
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError, NotImplementedError) as exc:
         out.problems.append(Problem(source, f"corrupt DICOM file ({type(exc).__name__}: {_one_line(exc)})"))
         return
@@ -214,24 +358,32 @@ def unsafe_member_name(name: str) -> str | None:
     return None
 
 
-def _is_zip(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == b"PK\x03\x04" and zipfile.is_zipfile(path)
-    except OSError:
-        return False
+def member_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member must not be read, from its directory entry alone (None: it may be)."""
+    if info.flag_bits & 0x1:
+        return "unreadable zip member (encrypted)"
+    if info.file_size >= RATIO_MIN_BYTES and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+        return (f"zip member expands {info.file_size / max(info.compress_size, 1):.0f} times ({_size(info.file_size)} "
+                f"from {_size(info.compress_size)}; limit {MAX_ZIP_RATIO}x): refused as a likely zip bomb")
+    return None
 
 
-def _scan_zip(zpath: Path, label: str, workdir: Path, out: Discovery, depth: int) -> None:
+def _drain(fh) -> None:
+    """Read a zip member stream to its end (in chunks): the CRC is checked at the end."""
+    while fh.read(_CHUNK):
+        pass
+
+
+def _scan_zip(zpath: str, label: str, workdir: Path, out: Discovery, depth: int) -> None:
     """Read the headers of every member of the zip file ``zpath``; nested zips are followed.
 
-    Members are not extracted: their headers are parsed from memory (after the CRC check) and
+    Members are streamed, never held whole in memory, and read to their end (the CRC check);
     ``FileHeader.zip_member`` tells assembly to read them from the zip. Only a nested zip is
-    copied, whole, to a numbered file in ``workdir`` so that it can be opened the same way.
+    copied, streamed, to a numbered file in ``workdir`` so that it can be opened the same way.
     """
     try:
         zf = zipfile.ZipFile(zpath)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         out.problems.append(Problem(label, f"unreadable zip file ({_one_line(exc)})"))
         return
     with zf:
@@ -243,46 +395,66 @@ def _scan_zip(zpath: Path, label: str, workdir: Path, out: Discovery, depth: int
             if why:
                 out.problems.append(Problem(source, f"zip-slip member name rejected ({why}); not read"))
                 continue
-            if info.flag_bits & 0x1:
-                out.problems.append(Problem(source, "unreadable zip member (encrypted)"))
-                continue
-            try:
-                data = zf.read(info)  # checks the CRC
-            except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, ValueError, EOFError) as exc:
-                out.problems.append(Problem(source, f"unreadable zip member ({_one_line(exc)})"))
-                continue
-            name = PurePosixPath(info.filename).name
-            if data[:4] == b"PK\x03\x04":
-                if depth >= MAX_ZIP_DEPTH:
-                    out.problems.append(Problem(source, f"zip nested deeper than {MAX_ZIP_DEPTH} levels; not read"))
-                    continue
-                # Numbered name inside our own folder: a member name never becomes a path.
-                workdir.mkdir(parents=True, exist_ok=True)
-                inner = workdir / f"nested-{hashlib.sha1(source.encode()).hexdigest()[:16]}.zip"
-                inner.write_bytes(data)
-                _scan_zip(inner, source, workdir, out, depth + 1)
-                continue
-            if name.upper() == "DICOMDIR":
-                out.dicomdirs.append(source)
-                continue
-            if not _looks_like_dicom(data[:132]):
-                out.ignored.append(source)
+            why = member_problem(info)
+            if why:
+                out.problems.append(Problem(source, why))
                 continue
             n = len(out.headers)
-            _parse(io.BytesIO(data), data[:132], str(zpath), source, f"zip:{info.CRC:08x}:{info.file_size}", out)
-            if len(out.headers) > n:
-                out.headers[-1].zip_member = info.filename
+            try:
+                with zf.open(info) as fh:
+                    _zip_member(zf, info, fh, zpath, source, workdir, out, depth)
+            except (zipfile.BadZipFile, zlib.error, OSError, NotImplementedError, RuntimeError, ValueError,
+                    EOFError) as exc:
+                del out.headers[n:]  # a member that fails its CRC is not used, even if its header parsed
+                out.problems.append(Problem(source, f"unreadable zip member ({_one_line(exc)})"))
+
+
+def _zip_member(zf, info, fh, zpath: str, source: str, workdir: Path, out: Discovery, depth: int) -> None:
+    head = fh.read(132)
+    name = PurePosixPath(info.filename).name
+    if head[:4] == b"PK\x03\x04":
+        if depth >= MAX_ZIP_DEPTH:
+            out.problems.append(Problem(source, f"zip nested deeper than {MAX_ZIP_DEPTH} levels; not read"))
+            return
+        # Numbered name inside our own folder: a member name never becomes a path.
+        workdir.mkdir(parents=True, exist_ok=True)
+        inner = workdir / f"nested-{hashlib.sha1(source.encode('utf-8', 'backslashreplace')).hexdigest()[:16]}.zip"
+        with open(inner, "wb") as dst:
+            dst.write(head)
+            shutil.copyfileobj(fh, dst, _CHUNK)
+        _scan_zip(str(inner), source, workdir, out, depth + 1)
+        return
+    if name.upper() == "DICOMDIR":
+        _drain(fh)
+        out.dicomdirs.append(source)
+        return
+    if not _looks_like_dicom(head):
+        _drain(fh)
+        out.ignored.append(source)
+        return
+    why = size_problem("zip member", info.file_size)
+    if why:
+        out.problems.append(Problem(source, why))
+        return
+    n = len(out.headers)
+    fh.seek(0)
+    _parse(fh, head, zpath, source, f"zip:{info.CRC:08x}:{info.file_size}", out)
+    _drain(fh)
+    if len(out.headers) > n:
+        out.headers[-1].zip_member = info.filename
 
 
 # --- the walk --------------------------------------------------------------------------------
 
-def _check_dicomdir(path: Path, out: Discovery) -> None:
+def _check_dicomdir(fp, source: str, folder: Path, out: Discovery) -> None:
     """Report files a DICOMDIR references that are missing from the export."""
     try:
-        ds = pydicom.dcmread(str(path), force=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(_Capped(fp, MAX_HEADER_BYTES), force=True)
         records = ds.get("DirectoryRecordSequence", [])
     except Exception as exc:  # a broken DICOMDIR is only a note: the files are found by the walk
-        out.problems.append(Problem(str(path), f"unreadable DICOMDIR ({_one_line(exc)})"))
+        out.problems.append(Problem(source, f"unreadable DICOMDIR ({_one_line(exc)})"))
         return
     missing = 0
     for rec in records:
@@ -291,23 +463,24 @@ def _check_dicomdir(path: Path, out: Discovery) -> None:
             continue
         parts = [ref] if isinstance(ref, str) else list(ref)
         if unsafe_member_name("/".join(parts)):
-            out.problems.append(Problem(str(path), f"DICOMDIR references an unsafe path {parts!r}; ignored"))
+            out.problems.append(Problem(source, f"DICOMDIR references an unsafe path {parts!r}; ignored"))
             continue
-        if not (path.parent.joinpath(*parts)).exists():
+        if not (folder.joinpath(*parts)).exists():
             missing += 1
     if missing:
-        out.problems.append(Problem(str(path), f"DICOMDIR references {missing} file(s) missing from the export"))
+        out.problems.append(Problem(source, f"DICOMDIR references {missing} file(s) missing from the export"))
 
 
 def discover(root: str | Path, workdir: str | Path, progress: bool = False,
-             exclude: tuple[str | Path, ...] = ()) -> Discovery:
+             exclude: tuple[str | Path, ...] = (), follow_symlinks: bool = False) -> Discovery:
     """Walk ``root`` (a folder, a zip file or one DICOM file) and read every DICOM header.
 
     ``workdir`` receives copies of zip files nested in zip files (the caller deletes it after
     the scan, since those members are read from there).
-    Symbolic links to folders are not followed (they can form loops). ``progress`` shows a
-    tqdm bar over the files. Folders in ``exclude`` (e.g. an output folder inside the export)
-    are not walked.
+    Symbolic links to folders are never followed (they can form loops); symbolic links to files
+    outside ``root`` only when ``follow_symlinks`` (otherwise they are reported as problems).
+    ``progress`` shows a tqdm bar over the files. Folders in ``exclude`` (e.g. an output folder
+    inside the export) are not walked.
     """
     root = Path(root)
     workdir = Path(workdir)
@@ -315,43 +488,86 @@ def discover(root: str | Path, workdir: str | Path, progress: bool = False,
     if not root.exists():
         from ..errors import InputDataError
 
-        raise InputDataError(f"export folder not found: {root}")
-    if root.is_file():
-        paths = [root]
-    else:
+        raise InputDataError(f"export folder not found: {shown(root)}")
+    if root.is_dir():
         paths = []
         skip = {Path(p).resolve() for p in exclude}
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if (Path(dirpath) / d).resolve() not in skip)
             paths.extend(Path(dirpath) / f for f in sorted(filenames))
+        base = root.resolve()
+    else:
+        paths = [root]
+        base = root.resolve().parent
     from tqdm import tqdm
 
     for path in tqdm(paths, desc="reading headers", unit="file", disable=not progress or len(paths) < 2,
                      dynamic_ncols=True, leave=False):
-        _discover_file(path, workdir, out)
+        _discover_file(path, base, workdir, out, follow_symlinks)
     return out
 
 
-def _discover_file(path: Path, workdir: Path, out: Discovery) -> None:
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _discover_file(path: Path, base: Path, workdir: Path, out: Discovery, follow_symlinks: bool) -> None:
+    source = shown(path)
     try:
+        if path.is_symlink():
+            target = Path(os.path.realpath(path, strict=True))
+            if not follow_symlinks and not target.is_relative_to(base):
+                out.problems.append(Problem(source, f"symbolic link to {shown(target)}, outside the export: not "
+                                                    "followed (settings discovery.follow_symlinks)"))
+                return
         st = path.stat()
-        with open(path, "rb") as f:
-            head = f.read(132)
     except OSError as exc:
-        out.problems.append(Problem(str(path), f"cannot read file ({_one_line(exc)})"))
+        out.problems.append(Problem(source, f"cannot read file ({_one_line(exc)})"))
+        return
+    if not stat.S_ISREG(st.st_mode):
+        # Opening a named pipe blocks until a writer comes; devices may have side effects.
+        out.problems.append(Problem(source, f"{_kind(st.st_mode)}, not a file: skipped"))
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        out.problems.append(Problem(source, f"cannot read file ({_one_line(exc)})"))
+        return
+    with os.fdopen(fd, "rb") as f:
+        try:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):  # swapped since the check above
+                out.problems.append(Problem(source, f"{_kind(st.st_mode)}, not a file: skipped"))
+                return
+            head = f.read(132)
+        except OSError as exc:
+            out.problems.append(Problem(source, f"cannot read file ({_one_line(exc)})"))
+            return
+        _discover_open(f, head, st, path, source, workdir, out)
+
+
+def _discover_open(f, head: bytes, st, path: Path, source: str, workdir: Path, out: Discovery) -> None:
+    if head[:4] == b"PK\x03\x04" and zipfile.is_zipfile(f):
+        _scan_zip(str(path), source, workdir, out, depth=1)
         return
     if path.name.upper() == "DICOMDIR":
-        out.dicomdirs.append(str(path))
-        _check_dicomdir(path, out)
-        return
-    if head[:4] == b"PK\x03\x04" and _is_zip(path):
-        _scan_zip(path, str(path), workdir, out, depth=1)
+        out.dicomdirs.append(source)
+        f.seek(0)
+        _check_dicomdir(f, source, path.parent, out)
         return
     if not _looks_like_dicom(head):
         if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
-            out.problems.append(Problem(str(path), "not a DICOM file (no DICM marker) despite its extension"))
+            out.problems.append(Problem(source, "not a DICOM file (no DICM marker) despite its extension"))
         else:
-            out.ignored.append(str(path))
+            out.ignored.append(source)
         return
-    fingerprint = f"file:{st.st_size}:{st.st_mtime_ns}"
-    _parse(str(path), head, str(path), str(path), fingerprint, out)
+    why = size_problem("file", st.st_size)
+    if why:
+        out.problems.append(Problem(source, why))
+        return
+    f.seek(0)
+    _parse(f, head, str(path), source, f"file:{st.st_size}:{st.st_mtime_ns}", out)

@@ -98,7 +98,7 @@ def read_ct(path: str | Path, settings=None, patient_id: str | None = None,
         return LoadedSeries(volume=vol, identity=image_identity(p, patient_id), files=1, source_files=[str(p)])
     settings = settings or Settings()
     with tempfile.TemporaryDirectory(prefix="cacpipe_read_") as work:
-        disc = discover(p, Path(work), progress=False)
+        disc = discover(p, Path(work), progress=False, follow_symlinks=settings.discovery.follow_symlinks)
         studies, _ = group_studies(disc.headers)
         if series_uid is not None:
             found = [s for st in studies for s in st.series if s.series_uid == series_uid]
@@ -110,6 +110,8 @@ def read_ct(path: str | Path, settings=None, patient_id: str | None = None,
             if not studies:
                 why = "; ".join(f"{x.source}: {x.reason}" for x in disc.problems[:3])
                 raise InputDataError(f"no DICOM study found in {p}" + (f" ({why})" if why else ""))
+            if studies[0].conflict:
+                raise InputDataError(studies[0].conflict)
             if len(studies) != 1:
                 raise InputDataError(f"{p} holds {len(studies)} studies; give one study (or use `cacpipe scan` "
                                      "for a whole export)")

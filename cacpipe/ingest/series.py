@@ -1,4 +1,14 @@
-"""Group DICOM headers into patients, studies and series."""
+"""Group DICOM headers into patients, studies and series.
+
+Nothing is merged silently and nothing depends on the order in which files were found:
+
+- one StudyInstanceUID under several PatientIDs becomes one ``Study`` per PatientID, each with a
+  ``conflict`` naming all of them; the scan refuses such studies (it cannot tell which patient
+  the images belong to);
+- the same SOPInstanceUID found more than once in a series keeps one copy (the first by source
+  name) in ``files`` and the others in ``copies``; assembly compares their content and refuses
+  the series when two copies differ.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +27,12 @@ class Series:
 
     series_uid: str
     files: list[FileHeader]
-    duplicates_dropped: int = 0  # files with a SOP Instance UID already seen in this series
+    copies: list[tuple[FileHeader, FileHeader]] = field(default_factory=list)  # (kept file, another copy)
+
+    @property
+    def duplicates_dropped(self) -> int:
+        """Files with a SOP Instance UID already found in this series (compared at assembly)."""
+        return len(self.copies)
 
     @property
     def first(self) -> FileHeader:
@@ -50,8 +65,9 @@ class Series:
     def fingerprint(self) -> str:
         """Changes when any file of the series is added, removed or changed."""
         h = hashlib.sha1()
-        for f in sorted(self.files, key=lambda f: (f.sop_instance_uid, f.source)):
-            h.update(f"{f.sop_instance_uid}|{f.source}|{f.fingerprint}\n".encode())
+        files = self.files + [c for _, c in self.copies]
+        for f in sorted(files, key=lambda f: (f.sop_instance_uid, f.source)):
+            h.update(f"{f.sop_instance_uid}|{f.source}|{f.fingerprint}\n".encode("utf-8", "surrogateescape"))
         return h.hexdigest()
 
     def identity(self) -> StudyIdentity:
@@ -94,44 +110,64 @@ class Study:
     accession: str
     series: list[Series] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    conflict: str = ""  # why the study must not be analysed (its UID is shared by several patients)
 
     @property
     def key(self) -> str:
-        return f"{self.patient_id}/{self.study_uid}"
+        """The manifest key ``PatientID/StudyUID``; a PatientID holding ``/`` or ``%`` is
+        percent-encoded so that the first ``/`` always ends it (two studies never share a key)."""
+        pid = self.patient_id
+        if "/" in pid or "%" in pid:
+            pid = pid.replace("%", "%25").replace("/", "%2F")
+        return f"{pid}/{self.study_uid}"
+
+
+def _series(series_uid: str, files: list[FileHeader]) -> Series:
+    """One series; copies of one SOP instance are kept aside, the kept one chosen by source name."""
+    by_sop: dict[str, list[FileHeader]] = {}
+    for f in files:
+        by_sop.setdefault(f.sop_instance_uid or f"\x00{f.source}", []).append(f)
+    uniq, copies = [], []
+    for group in by_sop.values():
+        group.sort(key=lambda f: f.source)
+        uniq.append(group[0])
+        copies += [(group[0], c) for c in group[1:]]
+    uniq.sort(key=lambda f: (f.instance_number or 0, f.source))
+    return Series(series_uid, uniq, copies)
+
+
+def _conflict(study_uid: str, files: list[FileHeader]) -> str:
+    counts: dict[str, int] = {}
+    for f in files:
+        counts[f.patient_id] = counts.get(f.patient_id, 0) + 1
+    if len(counts) < 2:
+        return ""
+    names = ", ".join(f"{pid!r} ({n} file(s))" for pid, n in sorted(counts.items()))
+    return (f"StudyInstanceUID {study_uid} is used by {len(counts)} PatientIDs: {names}; the export mixes "
+            "patients in one study, so it is not analysed (correct the IDs in the PACS or export the patients "
+            "separately)")
 
 
 def group_studies(headers: list[FileHeader]) -> tuple[list[Study], list[Problem]]:
-    """Group headers by study and series; duplicate SOP instances (same image twice) are dropped.
+    """Group headers by study, patient and series (see the module docstring for conflicts).
 
     Returns the studies (sorted by patient, date, UID) and problems found while grouping.
     """
     problems: list[Problem] = []
-    by_series: dict[tuple[str, str], list[FileHeader]] = {}
+    by_study: dict[str, list[FileHeader]] = {}
     for h in headers:
-        by_series.setdefault((h.study_uid, h.series_uid), []).append(h)
-    studies: dict[str, Study] = {}
-    for (study_uid, series_uid), files in by_series.items():
-        seen: dict[str, FileHeader] = {}
-        dropped = 0
+        by_study.setdefault(h.study_uid, []).append(h)
+    studies: list[Study] = []
+    for study_uid, files in by_study.items():
+        conflict = _conflict(study_uid, files)  # reported with each of its studies, not as a file problem
+        by_patient: dict[str, dict[str, list[FileHeader]]] = {}
         for f in files:
-            key = f.sop_instance_uid or f.source
-            if key in seen:
-                dropped += 1  # the same instance exported twice (folder + zip, or copies)
-                continue
-            seen[key] = f
-        uniq = sorted(seen.values(), key=lambda f: (f.instance_number or 0, f.source))
-        s = Series(series_uid, uniq, dropped)
-        first = uniq[0]
-        st = studies.get(study_uid)
-        if st is None:
-            st = studies[study_uid] = Study(first.patient_id, first.patient_name, study_uid, first.study_date,
-                                            first.accession)
-        ids = {f.patient_id for f in uniq} | {st.patient_id}
-        if len(ids) > 1:
-            problems.append(Problem(f"study {study_uid}", f"files of one study carry several Patient IDs {sorted(ids)}"))
-            st.notes.append(f"several Patient IDs in one study: {sorted(ids)}")
-        st.series.append(s)
-    for st in studies.values():
-        st.series.sort(key=lambda s: (s.series_number if s.series_number is not None else 1 << 30, s.series_uid))
-    ordered = sorted(studies.values(), key=lambda s: (s.patient_id, s.study_date, s.study_uid))
+            by_patient.setdefault(f.patient_id, {}).setdefault(f.series_uid, []).append(f)
+        for by_series in by_patient.values():
+            series = [_series(uid, fs) for uid, fs in by_series.items()]
+            series.sort(key=lambda s: (s.series_number if s.series_number is not None else 1 << 30, s.series_uid))
+            first = min((s.first for s in series), key=lambda f: f.source)
+            studies.append(Study(first.patient_id, first.patient_name, study_uid, first.study_date, first.accession,
+                                 series, conflict=conflict))
+    ordered = sorted(studies, key=lambda s: (s.patient_id, s.study_date, s.study_uid))
     return ordered, problems

@@ -88,9 +88,9 @@ class SeverityModel:
 
     @classmethod
     def load(cls, path: str | Path) -> SeverityModel:
-        from ..clitools import load_json
+        from ..jsonfile import read_json
 
-        return cls.from_dict(load_json(path, "severity model file", ConfigError), str(path))
+        return cls.from_dict(read_json(path, "severity model file", ConfigError), str(path))
 
     @classmethod
     def load_default(cls) -> SeverityModel:

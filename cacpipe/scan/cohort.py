@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from ..csvout import csv_text
 from ..errors import InputDataError
 from ..record import COHORT_COLUMNS as RESULT_COLUMNS
 from ..record import StudyResult, cohort_row
-from .layout import COHORT, write_atomic
+from .layout import COHORT, one_line, write_atomic
 
 COHORT_COLUMNS = (*RESULT_COLUMNS, "reason")
 
@@ -17,6 +18,8 @@ def _cell(v) -> str:
     if v is None:
         return ""  # not assessed: empty, never 0
     if isinstance(v, float):
+        if not math.isfinite(v):
+            return ""  # not a usable number (a result written by an older or foreign analysis)
         return f"{v:.4f}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))
     return str(v)
 
@@ -33,11 +36,11 @@ def cohort_rows(out: Path, manifest: dict) -> list[dict]:
         if entry.get("status") == "done" and entry.get("result"):
             try:
                 res = StudyResult.load(out / entry["result"])
-            except (OSError, InputDataError) as exc:
-                row.update(status="failed", reason=f"result unreadable: {exc}")
-                rows.append(row)
-                continue
-            row.update({k: _cell(v) for k, v in cohort_row(res).items() if v is not None and v != ""})
+                if res.study.study_uid != entry.get("study_uid"):
+                    raise InputDataError(f"{entry['result']} holds study {res.study.study_uid}, not this one")
+                row.update({k: _cell(v) for k, v in cohort_row(res).items() if v is not None and v != ""})
+            except Exception as exc:  # one unreadable result must not cost the whole cohort.csv
+                row.update(status="failed", reason=f"result unreadable: {one_line(exc)}")
         rows.append(row)
     return rows
 

@@ -97,8 +97,14 @@ class ScanLock:
         self.path.unlink(missing_ok=True)
 
 
-def redo_reason(entry: dict | None, fp: str, cfg: str, out: Path, force: bool) -> str | None:
-    """Why a study must be (re)analysed; None when its result is up to date."""
+def redo_reason(entry: dict | None, fp: str, cfg: str, out: Path, force: bool, rel: str,
+                study_uid: str) -> str | None:
+    """Why a study must be (re)analysed; None when its result is up to date.
+
+    Up to date means: done with these fingerprints, recorded in the study's folder ``rel``, and
+    that folder's result.json is this study's with these fingerprints (a result another study
+    overwrote, as versions before unique folder names allowed, is redone).
+    """
     if force:
         return "forced"
     if entry is None:
@@ -109,19 +115,24 @@ def redo_reason(entry: dict | None, fp: str, cfg: str, out: Path, force: bool) -
         return "inputs changed"
     if entry.get("config_hash") != cfg:
         return "settings changed"
-    if not entry.get("result") or not (out / entry["result"]).exists():
-        return "result missing"
+    if entry.get("result") != f"{rel}/{RESULT}":
+        return "result folder changed"
+    if recover(out, rel, fp, cfg, study_uid) is None:
+        return "result missing or not this study's"
     return None
 
 
-def recover(out: Path, rel: str, fp: str, cfg: str) -> str | None:
-    """The series UID of a complete result on disk with these fingerprints (the manifest write
-    was missed when a run was killed), or None."""
+def recover(out: Path, rel: str, fp: str, cfg: str, study_uid: str) -> str | None:
+    """The series UID of a complete result on disk for the study ``study_uid`` with these
+    fingerprints (e.g. the manifest write was missed when a run was killed), or None."""
     try:
-        res = json.loads((out / rel / RESULT).read_text())
-    except (OSError, json.JSONDecodeError):
+        res = json.loads((out / rel / RESULT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
-    ing = res.get("ingest", {})
-    if ing.get("input_fingerprint") == fp and ing.get("config_hash") == cfg and res.get("status") != "failed":
-        return str((res.get("study") or {}).get("series_uid", ""))
+    if not isinstance(res, dict):
+        return None
+    ing, study = res.get("ingest") or {}, res.get("study") or {}
+    if (ing.get("input_fingerprint") == fp and ing.get("config_hash") == cfg and res.get("status") != "failed"
+            and study.get("study_uid") == study_uid):
+        return str(study.get("series_uid", ""))
     return None

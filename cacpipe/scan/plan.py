@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import __version__
 from ..config import Settings
 from ..ingest import discover, group_studies, select_series
-from .layout import RESULT, now, study_folder
+from .layout import RESULT, now, study_folders
 from .manifest import recover, redo_reason, settings_hash
 from .worker import Analyse, StudyTask
 
@@ -19,11 +19,20 @@ def analyse_name(analyse: Analyse) -> str:
     return f"{getattr(analyse, '__module__', '?')}.{getattr(analyse, '__qualname__', repr(analyse))}"
 
 
+def config_hash(analyse: Analyse, settings: Settings) -> str:
+    """The settings hash of a study's result: the analysis and every setting but ``discovery``
+    (which changes the inputs, and the input fingerprint already tracks those)."""
+    tree = settings.to_dict()
+    tree.pop("discovery", None)
+    return settings_hash({"analyse": analyse_name(analyse), "settings": tree})
+
+
 def plan(export: Path, out: Path, manifest: dict, analyse: Analyse, settings: Settings, force: bool,
          workdir: Path, summary, progress: bool) -> list[StudyTask]:
     """Discover, group, select; record skipped and up-to-date studies in ``manifest``; return the
     studies to run. ``summary`` (a ScanSummary) gets the counts."""
-    disc = discover(export, workdir, progress=progress, exclude=(out,))
+    disc = discover(export, workdir, progress=progress, exclude=(out,),
+                    follow_symlinks=settings.discovery.follow_symlinks)
     studies, group_problems = group_studies(disc.headers)
     problems = disc.problems + group_problems
     manifest.update(export=str(export.resolve()), cacpipe_version=__version__, scanned=now(),
@@ -32,24 +41,35 @@ def plan(export: Path, out: Path, manifest: dict, analyse: Analyse, settings: Se
     summary.problems, summary.ignored_files, summary.studies = len(problems), len(disc.ignored), len(studies)
     for p in problems:
         log.warning("unreadable input: %s: %s", p.source, p.reason)
-    cfg = settings_hash({"analyse": analyse_name(analyse), "settings": settings.to_dict()})
+    cfg = config_hash(analyse, settings)
     for entry in manifest["studies"].values():
         entry["in_last_scan"] = False
+    # Folders of earlier studies take part: a new study never takes a folder that differs only in case.
+    folders = study_folders([(st.patient_id, st.study_uid) for st in studies]
+                            + [(str(e.get("patient_id", "")), str(e.get("study_uid", "")))
+                               for e in manifest["studies"].values()])
     tasks = []
     for study in studies:
         sel = select_series(study, settings.selection)
-        rel = study_folder(study.patient_id, study.study_uid)
+        rel = folders[(study.patient_id, study.study_uid)]
         entry = manifest["studies"].get(study.key)
         base = {"patient_id": study.patient_id, "study_uid": study.study_uid, "study_date": study.study_date,
                 "accession": study.accession, "in_last_scan": True, "skipped_series": sel.skipped_dicts(),
                 "notes": study.notes}
+        if study.conflict:  # several patients under one StudyInstanceUID: refused, never merged
+            manifest["studies"][study.key] = {**base, "status": "failed", "reason": study.conflict, "series_uid": "",
+                                              "result": None}
+            summary.failed += 1
+            summary.failures.append((study.key, study.conflict))
+            log.warning("FAILED %s: %s", study.key, study.conflict)
+            continue
         if sel.selected is None:
             manifest["studies"][study.key] = {**base, "status": "skipped", "reason": sel.reason, "series_uid": ""}
             summary.skipped += 1
             continue
         fp = sel.fingerprint()
-        why = redo_reason(entry, fp, cfg, out, force)
-        recovered = recover(out, rel, fp, cfg) if why and not force else None
+        why = redo_reason(entry, fp, cfg, out, force, rel, study.study_uid)
+        recovered = recover(out, rel, fp, cfg, study.study_uid) if why and not force else None
         if recovered is not None:
             why, entry = None, {**(entry or {}), "status": "done", "result": f"{rel}/{RESULT}", "reason": "",
                                 "input_fingerprint": fp, "config_hash": cfg, "series_uid": recovered}

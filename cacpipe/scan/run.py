@@ -13,7 +13,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from .cohort import write_cohort
 from .executors import execute, record_outcome
-from .layout import COHORT, MANIFEST, WORK, cleanup_stale
+from .layout import COHORT, MANIFEST, WORK, check_output_folder, cleanup_stale
 from .manifest import ManifestWriter, ScanLock, load_manifest
 from .plan import analyse_name, plan
 from .worker import Analyse
@@ -96,7 +96,7 @@ def run_scan(
         except Exception as exc:
             raise ConfigError(f"the analyse function {analyse_name(analyse)} cannot be sent to worker processes "
                               f"({exc}); define it at module level") from exc
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(export, out)
     summary = ScanSummary(out=out)
     with ScanLock(out):
         cleanup_stale(out)
