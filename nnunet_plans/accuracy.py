@@ -21,10 +21,11 @@ Printed and written to ``OUT/accuracy.json``:
   segmentation can remove);
 - risk category (0 / 1-10 / 11-100 / 101-400 / >400) agreement, from cohort.csv's ``category``
   (a null category, e.g. an incomplete study, counts as disagreement);
-- attribution confusion matrix, lesion level: each true lesion (3D component of a true calcium
-  label) x the artery whose calcium label covers most of it in the written map (``missed`` when
-  none); predicted lesions touching no true calcium are the ``none`` row; wrong-side lesions
-  (RCA vs LAD/LCX) are counted.
+- attribution confusion matrix, lesion level, by cacpipe's lesion matching
+  (:mod:`cacpipe.evaluation.lesions`, as ``cacpipe evaluate``): each true lesion x the artery of
+  the predicted lesion (>= 130 HU on the scanned CT) overlapping it most (``missed`` when none);
+  predicted lesions on no true lesion are the ``none`` row; wrong-side lesions (RCA vs LAD/LCX)
+  are counted. Lesion-level sensitivity / PPV per artery go to the JSON.
 Targets (issue 14): sensitivity and specificity >= 0.98, median total error <= 5 %, category
 >= 95 %, zero wrong-side lesions.
 """
@@ -40,9 +41,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
-from cacpipe.labels import ARTERIES, CALCIUM_ID, CALCIUM_IDS
+from cacpipe.labels import ARTERIES
 from cacpipe.units import CALCIUM_THRESHOLD_HU
 
 from .data import ACCURACY_SEEDS, check_disjoint_seeds
@@ -128,40 +128,27 @@ def _num(v: str | None) -> float | None:
     return None if v in (None, "") else float(v)
 
 
-def _lesion_confusion(truth_lab: np.ndarray, pred_lab: np.ndarray, dense: np.ndarray) -> dict[str, dict[str, int]]:
-    """Rows: true artery of each true lesion (+ ``none`` for predicted lesions on no true calcium);
-    columns: reported artery (+ ``missed``). Predicted calcium counts where it is counted: >= 130 HU
-    (``dense``)."""
-    cols = (*ARTERIES, "missed")
-    m = {r: dict.fromkeys(cols, 0) for r in (*ARTERIES, "none")}
-    pred_calc = np.isin(pred_lab, CALCIUM_IDS) & (dense > 0)
-    for a in ARTERIES:
-        comp, n = ndimage.label(truth_lab == CALCIUM_ID[a], structure=np.ones((3, 3, 3)))
-        for i in range(1, n + 1):
-            got = np.bincount(pred_lab[(comp == i) & pred_calc], minlength=7)
-            if got.sum() == 0:
-                m[a]["missed"] += 1
-            else:
-                m[a][ARTERIES[int(np.argmax(got[4:7]))]] += 1
-    truth_calc = np.isin(truth_lab, CALCIUM_IDS)
-    comp, n = ndimage.label(pred_calc, structure=np.ones((3, 3, 3)))
-    for i in range(1, n + 1):
-        sel = comp == i
-        if not (sel & truth_calc).any():
-            got = np.bincount(pred_lab[sel], minlength=7)
-            m["none"][ARTERIES[int(np.argmax(got[4:7]))]] += 1
-    return m
+def _lesion_match(truth_lab, pred_lab, dense) -> dict:
+    """cacpipe's lesion matching (cacpipe.evaluation.lesions) of one study: predicted lesions as the
+    scan counted them (>= 130 HU on its noisy CT: ``dense``), true lesions from the truth map."""
+    from cacpipe.evaluation.lesions import lesions_of, match_scan
+
+    hu = np.where(np.asarray(dense.array) > 0, CALCIUM_THRESHOLD_HU, CALCIUM_THRESHOLD_HU - 1).astype(np.int16)
+    pred = lesions_of(pred_lab.array, pred_lab.spacing_zyx, hu)
+    ref = lesions_of(truth_lab.array, truth_lab.spacing_zyx)  # the plaques, all >= 160 HU before noise
+    return match_scan(pred, ref)
 
 
 def evaluate_results(ids: list[str], results: Path, truth_dir: Path) -> dict:
     """Compare a scan's cohort.csv, results and label maps with the truth; returns the report dict."""
+    from cacpipe.evaluation.lesions import summarise
     from cacpipe.quant.categories import category
     from cacpipe.volume import Volume
 
     rows = {r["patient_id"]: r for r in csv.DictReader((results / "cohort.csv").open())}
     study_dirs = {json.loads(p.read_text())["study"]["patient_id"]: p.parent for p in results.rglob("result.json")}
     det = {a: {"tp": 0, "fn": 0, "fp": 0, "tn": 0, "not_assessed": 0} for a in ARTERIES}
-    confusion = {r: dict.fromkeys((*ARTERIES, "missed"), 0) for r in (*ARTERIES, "none")}
+    matches = []
     patients = []
     for pid in ids:
         truth = json.loads((truth_dir / f"{pid}.json").read_text())
@@ -180,12 +167,9 @@ def evaluate_results(ids: list[str], results: Path, truth_dir: Path) -> dict:
             else:
                 d["tp" if t > 0 and r > 0 else "fn" if t > 0 else "fp" if r > 0 else "tn"] += 1
         if pid in study_dirs and (study_dirs[pid] / "labels.nii.gz").exists():
-            m = _lesion_confusion(Volume.read(truth_dir / f"{pid}_labels.nii.gz").array,
-                                  Volume.read(study_dirs[pid] / "labels.nii.gz").array,
-                                  Volume.read(truth_dir / f"{pid}_dense.nii.gz").array)
-            for k, v in m.items():
-                for c, n in v.items():
-                    confusion[k][c] += n
+            matches.append(_lesion_match(Volume.read(truth_dir / f"{pid}_labels.nii.gz"),
+                                         Volume.read(study_dirs[pid] / "labels.nii.gz"),
+                                         Volume.read(truth_dir / f"{pid}_dense.nii.gz")))
         oracle_total = sum(truth["oracle"].values())
         patients.append({
             "patient_id": pid, "pattern": truth["pattern"], "noise_hu": round(truth["config"]["noise_hu"], 1),
@@ -208,6 +192,11 @@ def evaluate_results(ids: list[str], results: Path, truth_dir: Path) -> dict:
     def rate(a: int, b: int) -> float | None:
         return a / (a + b) if a + b else None
 
+    lesions = summarise(matches) if matches else None
+    confusion = {r: dict.fromkeys((*ARTERIES, "missed"), 0) for r in (*ARTERIES, "none")}
+    if lesions:
+        att = lesions["attribution"]
+        confusion = {r: dict(zip(att["pred"], row, strict=True)) for r, row in zip(att["ref"], att["table"], strict=True)}
     sides = {"RCA": "right", "LAD": "left", "LCX": "left"}
     wrong_side = sum(n for t in ARTERIES for r, n in confusion[t].items() if r in sides and sides[r] != sides[t])
     pooled = {k: sum(d[k] for d in det.values()) for k in ("tp", "fn", "fp", "tn", "not_assessed")}
@@ -230,6 +219,7 @@ def evaluate_results(ids: list[str], results: Path, truth_dir: Path) -> dict:
             p["total_reported"] is not None and category(p["total_reported"]) == p["category_truth"]
             for p in patients) / len(patients),
         "attribution_confusion": confusion,
+        "lesion_level": None if lesions is None else lesions["rows"],
         "wrong_side_lesions": wrong_side,
     }
 
