@@ -177,6 +177,9 @@ def test_missing_tree_and_fragments_outside_the_heart_are_flagged(phantom):
     assert any(f.code == F.ARTERY_OUTSIDE_HEART and f.artery == "LAD" for f in r.flags)
     res = _finalised(phantom.ct, r)
     assert not res.arteries["LCX"].assessed and res.arteries["LCX"].agatston is None and res.total.category is None
+    empty = refine(phantom.ct, phantom.labels.with_array(np.zeros_like(lab)), phantom.heart)
+    assert empty.assessed == dict.fromkeys(ARTERIES, False) and not empty.labels.array.any()
+    assert sorted(f.artery for f in empty.flags if f.code == F.ARTERY_TREE_MISSING) == sorted(ARTERIES)
 
 
 def _mirrored(ph):

@@ -141,12 +141,23 @@ def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm
     artery_vox = np.bincount(tree[coronary & ~is_calc_label], minlength=n_tree + 1)
     vox = float(np.prod(spacing_zyx))
     growing = seeds & (artery_vox[tree] * vox >= fragment_mm3)
-    near = ndimage.distance_transform_edt(~coronary, sampling=spacing_zyx) <= completion_mm
-    comp, n = ndimage.label(dense & near, structure=_CONN26)
-    keep = np.zeros(n + 1, dtype=bool)
-    keep[np.unique(comp[growing])] = True
-    keep[0] = False
-    return keep[comp] | seeds, is_calc_label & ~dense
+    # Candidates: the >= 130 HU components that hold a growing seed (small: plaques, unless one
+    # touches bone); the distance bound is then computed in their box only.
+    comp, n = ndimage.label(dense, structure=_CONN26)
+    hit = np.zeros(n + 1, dtype=bool)
+    hit[np.unique(comp[growing])] = True
+    hit[0] = False
+    candidates = hit[comp]
+    box = _box(candidates, _pad(completion_mm, spacing_zyx))
+    grown = np.zeros(lab.shape, dtype=bool)
+    if box is not None:
+        near = ndimage.distance_transform_edt(~coronary[box], sampling=spacing_zyx) <= completion_mm
+        comp, n = ndimage.label(candidates[box] & near, structure=_CONN26)
+        keep = np.zeros(n + 1, dtype=bool)
+        keep[np.unique(comp[growing[box]])] = True
+        keep[0] = False
+        grown[box] = keep[comp]
+    return grown | seeds, is_calc_label & ~dense
 
 
 def _votes(values: np.ndarray) -> dict[str, int]:
@@ -250,6 +261,16 @@ def body_midline_mm(ct: Volume, z_index: int) -> float | None:
     return float((xs.min() + xs.max()) / 2.0)
 
 
+def _centroid(mask: np.ndarray) -> np.ndarray | None:
+    """Mean index (z, y, x) of a 0/1 mask, computed inside its bounding box (one pass over the volume)."""
+    m = np.asarray(mask) > 0
+    found = ndimage.find_objects(m.view(np.uint8))
+    if not found or found[0] is None:
+        return None
+    sl = found[0]
+    return np.argwhere(m[sl]).mean(axis=0) + [s.start for s in sl]
+
+
 @dataclass
 class _Reference:
     """Where left and right are: the aortic root and the heart's side (patient-left mm, LPS x)."""
@@ -263,28 +284,31 @@ class _Reference:
         return self.heart_offset_mm is not None and self.heart_offset_mm < -DEXTRO_MARGIN_MM
 
 
-def _reference(ct: Volume, labels: Volume, heart: Volume | None, min_tree_mm3: float) -> _Reference:
+def _reference(ct: Volume, lab: np.ndarray, offset: np.ndarray, heart: np.ndarray | None,
+               min_tree_mm3: float) -> _Reference:
     """The aortic root between the RCA and left-main ostia (the top of the RCA tree and of the left
     tree, LM + LAD + LCX, which may be split where the branches' labels meet); the body midline when
-    a tree is missing or the ostia land implausibly far (> ROOT_MIDLINE_MM) from it."""
-    lab = np.asarray(labels.array)
-    sp = labels.spacing_zyx
-    vox = labels.voxel_volume_mm3
+    a tree is missing or the ostia land implausibly far (> ROOT_MIDLINE_MM) from it.
+
+    ``lab`` is the label map inside a box starting at ``offset``; ``heart`` the whole heart mask.
+    """
+    sp = ct.spacing_zyx
+    vox = ct.voxel_volume_mm3
     right = np.isin(lab, (ARTERY_ID["RCA"], CALCIUM_ID["RCA"]))
     left = np.isin(lab, [ARTERY_ID[a] for a in _LEFT] + [CALCIUM_ID[a] for a in _LEFT])
-    coronary = np.argwhere(right | left)
-    midline = body_midline_mm(ct, int(coronary[:, 0].mean()) if len(coronary) else ct.shape[0] // 2)
+    zs = np.nonzero((right | left).any(axis=(1, 2)))[0]
+    midline = body_midline_mm(ct, int(zs.mean()) + int(offset[0]) if len(zs) else ct.shape[0] // 2)
     root, root_from = midline, "body midline"
     if right.sum() * vox >= min_tree_mm3 and left.sum() * vox >= min_tree_mm3:
-        ostia = lateral_mm(labels, np.stack([_ostium(right, sp), _ostium(left, sp)]))
+        ostia = lateral_mm(ct, np.stack([_ostium(right, sp), _ostium(left, sp)]) + offset)
         if midline is None or abs(float(ostia.mean()) - midline) <= ROOT_MIDLINE_MM:
             root, root_from = float(ostia.mean()), "ostia"
-    offset = None
-    if heart is not None and np.asarray(heart.array).any():
-        hc = np.argwhere(np.asarray(heart.array) > 0).mean(axis=0)
+    side = None
+    hc = None if heart is None else _centroid(heart)
+    if hc is not None:
         mid = body_midline_mm(ct, int(round(hc[0])))
-        offset = None if mid is None else float(lateral_mm(labels, hc)[0] - mid)
-    return _Reference(root, root_from, offset)
+        side = None if mid is None else float(lateral_mm(ct, hc)[0] - mid)
+    return _Reference(root, root_from, side)
 
 
 def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete: bool = True,
@@ -301,7 +325,14 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
     sp = tuple(float(s) for s in ct.spacing_zyx)
     lab_full = np.asarray(labels.array).astype(np.uint8, copy=True)
     out = lab_full.copy()
-    ref = _reference(ct, labels, heart, min_tree_mm3)
+    heart_full = None if heart is None else np.asarray(heart.array)
+    # Everything happens in one box: the labels plus the farthest any step looks from them.
+    reach = max(HEART_DISTANCE_MM, TREE_MM + 1.0, NEAR_TREE_MM + local_mm, completion_mm + local_mm)
+    # Nothing labelled: a one-voxel box of background, so every step below sees an empty map.
+    box = _box(lab_full > 0, _pad(reach, sp)) or (slice(0, 1),) * 3
+    offset = np.array([s.start for s in box])
+    hu, lab = np.asarray(ct.array)[box], lab_full[box]
+    ref = _reference(ct, lab, offset, heart_full, min_tree_mm3)
     # Position breaks a tie between the sides only in a left-sided heart: a mirrored one is flagged instead.
     root = None if ref.dextrocardia else ref.root_mm
     flags: list[Flag] = []
@@ -309,61 +340,54 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
     info: dict = {"completion_mm": completion_mm if complete else None, "local_mm": local_mm, "tree_mm": TREE_MM,
                   "root_from": ref.root_from, "root_lateral_mm": None if ref.root_mm is None else round(ref.root_mm, 1),
                   "heart_centre_lateral_mm": None if ref.heart_offset_mm is None else round(ref.heart_offset_mm, 1)}
-    box = _box(lab_full > 0, _pad(max(completion_mm, NEAR_TREE_MM) + local_mm, sp))
-    if box is not None:
-        hu = np.asarray(ct.array)[box]
-        lab = lab_full[box]
-        calc, below = complete_calcium(hu, lab, sp, completion_mm if complete else None)
-        new = lab.copy()
-        for a in ARTERIES:  # every calcium label back to artery first; lesions are painted below
-            new[lab == CALCIUM_ID[a]] = ARTERY_ID[a]
-        tree, _ = ndimage.label((lab > 0) | calc, structure=_CONN26)
-        les_map, n_les = ndimage.label(calc, structure=_CONN26)
-        offset = np.array([s.start for s in box])
-        pad = _pad(max(local_mm, NEAR_TREE_MM, TREE_MM) + 1.0, sp)
-        owner = np.zeros(n_les + 1, dtype=np.uint8)
-        for i, sl in enumerate(ndimage.find_objects(les_map), start=1):
-            sub = tuple(slice(max(0, s.start - p), min(n, s.stop + p)) for s, p, n in zip(sl, pad, lab.shape, strict=True))
-            lesion = les_map[sub] == i
-            tid = int(tree[sub][lesion][0])
-            centre = np.argwhere(lesion).mean(axis=0) + [s.start for s in sub] + offset
-            side_mm = None if root is None else float(lateral_mm(labels, centre)[0] - root)
-            channels = {a: int((lab[sub][lesion] == CALCIUM_ID[a]).sum()) for a in ARTERIES}
-            art, tvotes, local, reason, severity = _attribute(lab[sub], lesion, tree[sub] == tid, channels, sp,
-                                                              local_mm, side_mm)
-            owner[i] = ARTERY_ID[art]
-            rec = LesionAttribution(art, int(lesion.sum()), int(lesion.sum()) - sum(channels.values()),
-                                    tuple(float(c) for c in centre), None, channels, tvotes, local, reason)
-            lesions.append(rec)
-            if reason:
-                flags.append(Flag(F.CALCIUM_ATTRIBUTION_AMBIGUOUS,
-                                  f"{art} lesion at slice {centre[0]:.0f} ({rec.voxels} voxels): {reason}",
-                                  severity, art))
-        painted = owner[les_map]  # artery id of each lesion voxel
-        new[calc] = painted[calc] + 3  # artery id -> its calcium id
-        # Sub-threshold calcium next to a lesion joins that lesion's artery (as artery, not calcium).
-        near_owner = ndimage.grey_dilation(painted, footprint=_CONN26)
-        nb = below & (near_owner > 0)
-        new[nb] = near_owner[nb]
-        out[box] = new
-        info.update(completed_voxels=int(calc.sum()),
-                    added_voxels=int((calc & ~np.isin(lab, CALCIUM_IDS)).sum()),
-                    below_threshold_relabelled=int(below.sum()),
-                    reattributed_lesions=sum(1 for les in lesions
-                                             if les.channels[les.artery] < max(les.channels.values())))
-    refined = labels.with_array(out)
-    assessed, checks, more = _plausibility(refined, heart, lesions, ref, min_tree_mm3)
-    info.update(more)
-    return Refinement(refined, flags + checks, assessed, lesions, info)
+    calc, below = complete_calcium(hu, lab, sp, completion_mm if complete else None)
+    new = lab.copy()
+    for a in ARTERIES:  # every calcium label back to artery first; lesions are painted below
+        new[lab == CALCIUM_ID[a]] = ARTERY_ID[a]
+    tree, _ = ndimage.label((lab > 0) | calc, structure=_CONN26)
+    les_map, n_les = ndimage.label(calc, structure=_CONN26)
+    pad = _pad(max(local_mm, NEAR_TREE_MM, TREE_MM) + 1.0, sp)
+    owner = np.zeros(n_les + 1, dtype=np.uint8)
+    for i, sl in enumerate(ndimage.find_objects(les_map), start=1):
+        sub = tuple(slice(max(0, s.start - p), min(n, s.stop + p)) for s, p, n in zip(sl, pad, lab.shape, strict=True))
+        lesion = les_map[sub] == i
+        tid = int(tree[sub][lesion][0])
+        centre = np.argwhere(lesion).mean(axis=0) + [s.start for s in sub] + offset
+        side_mm = None if root is None else float(lateral_mm(ct, centre)[0] - root)
+        channels = {a: int((lab[sub][lesion] == CALCIUM_ID[a]).sum()) for a in ARTERIES}
+        art, tvotes, local, reason, severity = _attribute(lab[sub], lesion, tree[sub] == tid, channels, sp,
+                                                          local_mm, side_mm)
+        owner[i] = ARTERY_ID[art]
+        rec = LesionAttribution(art, int(lesion.sum()), int(lesion.sum()) - sum(channels.values()),
+                                tuple(float(c) for c in centre), side_mm, channels, tvotes, local, reason)
+        lesions.append(rec)
+        if reason:
+            flags.append(Flag(F.CALCIUM_ATTRIBUTION_AMBIGUOUS,
+                              f"{art} lesion at slice {centre[0]:.0f} ({rec.voxels} voxels): {reason}", severity, art))
+    painted = owner[les_map]  # artery id of each lesion voxel
+    new[calc] = painted[calc] + 3  # artery id -> its calcium id
+    # Sub-threshold calcium next to a lesion joins that lesion's artery (as artery, not calcium).
+    near_owner = ndimage.grey_dilation(painted, footprint=_CONN26)
+    nb = below & (near_owner > 0)
+    new[nb] = near_owner[nb]
+    out[box] = new
+    info.update(completed_voxels=int(calc.sum()), added_voxels=int((calc & ~np.isin(lab, CALCIUM_IDS)).sum()),
+                below_threshold_relabelled=int(below.sum()),
+                reattributed_lesions=sum(1 for les in lesions if les.channels[les.artery] < max(les.channels.values())))
+    heart_box = None if heart_full is None or not heart_full.any() else heart_full[box] > 0
+    assessed, checks = _plausibility(ct, new, offset, heart_box, lesions, ref, min_tree_mm3, info)
+    return Refinement(labels.with_array(out), flags + checks, assessed, lesions, info)
 
 
-def _plausibility(labels: Volume, heart: Volume | None, lesions: list[LesionAttribution], ref: _Reference,
-                  min_tree_mm3: float) -> tuple[dict[str, bool], list[Flag], dict]:
-    """Tree presence, laterality (trees and lesions), labels outside the heart, heart side."""
-    lab = np.asarray(labels.array)
-    vox = labels.voxel_volume_mm3
+def _plausibility(ct: Volume, lab: np.ndarray, offset: np.ndarray, heart: np.ndarray | None,
+                  lesions: list[LesionAttribution], ref: _Reference, min_tree_mm3: float, info: dict
+                  ) -> tuple[dict[str, bool], list[Flag]]:
+    """Tree presence, laterality (trees and lesions), labels outside the heart, heart side.
+
+    ``lab`` and ``heart`` are the refined map and the heart mask inside the work box at ``offset``.
+    """
+    vox = ct.voxel_volume_mm3
     flags: list[Flag] = []
-    info: dict = {}
     assessed: dict[str, bool] = {}
     whole = {a: (lab == ARTERY_ID[a]) | (lab == CALCIUM_ID[a]) for a in ARTERIES}
     volumes = {a: float(whole[a].sum()) * vox for a in ARTERIES}
@@ -382,7 +406,7 @@ def _plausibility(labels: Volume, heart: Volume | None, lesions: list[LesionAttr
         for a in ARTERIES:
             if not assessed[a]:
                 continue
-            d = lateral_mm(labels, np.argwhere(whole[a])) - root
+            d = lateral_mm(ct, np.argwhere(whole[a]) + offset) - root
             sign = -1.0 if a == "RCA" else 1.0  # expected side: RCA right (-), LAD/LCX left (+)
             median = float(np.median(d))
             wrong = float(np.mean(sign * d < -SIDE_MARGIN_MM))
@@ -398,7 +422,7 @@ def _plausibility(labels: Volume, heart: Volume | None, lesions: list[LesionAttr
                                   f"patient's {side} of the aortic root: part of another artery may carry the {a} "
                                   "label; check the overlay", "warning", a))
         for les in lesions:
-            d = float(lateral_mm(labels, np.asarray(les.centre_zyx))[0] - root)
+            d = float(lateral_mm(ct, np.asarray(les.centre_zyx))[0] - root)
             les.lateral_mm = d
             if d > RCA_LESION_MARGIN_MM if les.artery == "RCA" else d < -SIDE_MARGIN_MM:
                 side, others = ("left", _LEFT) if les.artery == "RCA" else ("right", ("RCA",))
@@ -411,33 +435,33 @@ def _plausibility(labels: Volume, heart: Volume | None, lesions: list[LesionAttr
                                       f"{where} of the aortic root, where the {o} runs: the {o}'s numbers may miss "
                                       "this calcium and are not valid", "invalid", o))
 
-    if heart is not None and np.asarray(heart.array).any():
-        _outside_heart(labels, whole, np.asarray(heart.array) > 0, flags, info)
+    if heart is not None:
+        _outside_heart(ct, lab, whole, heart, flags, info)
     if ref.dextrocardia:
         flags.append(Flag(F.DEXTROCARDIA_SUSPECTED,
                           f"the heart's centre lies {-ref.heart_offset_mm:.0f} mm to the patient's right of the body "
                           "midline (dextrocardia or situs inversus?): the coronary model knows left-sided hearts "
                           "only, so no per-artery number is valid; the total may be", "invalid"))
-    return assessed, flags, info
+    return assessed, flags
 
 
-def _outside_heart(labels: Volume, whole: dict[str, np.ndarray], heart: np.ndarray, flags: list[Flag],
-                   info: dict) -> None:
-    sp = labels.spacing_zyx
-    any_label = np.any(np.stack(list(whole.values())), axis=0)
-    box = _box(any_label, _pad(HEART_DISTANCE_MM, sp))
-    if box is None:
-        return
-    # Inside the padded box, distances up to HEART_DISTANCE_MM to the heart are exact.
-    dist = ndimage.distance_transform_edt(~heart[box], sampling=sp)
-    far = dist > HEART_DISTANCE_MM
-    vox = labels.voxel_volume_mm3
+def _outside_heart(ct: Volume, lab: np.ndarray, whole: dict[str, np.ndarray], heart: np.ndarray,
+                   flags: list[Flag], info: dict) -> None:
+    """``artery_outside_heart`` per artery. The work box reaches HEART_DISTANCE_MM beyond every label,
+    so distances up to that bound are exact inside it."""
+    # On a grid of about 2 mm (the bound is 20 mm): the distance map of the heart, read back per voxel.
+    step = [max(1, int(round(2.0 / float(s)))) for s in ct.spacing_zyx]
+    coarse = heart[::step[0], ::step[1], ::step[2]]
+    dist = ndimage.distance_transform_edt(~coarse, sampling=[s * k for s, k in zip(ct.spacing_zyx, step, strict=True)])
+    far_coarse = dist > HEART_DISTANCE_MM
+    idx = np.ix_(*(np.arange(n) // k for n, k in zip(heart.shape, step, strict=True)))
+    far = far_coarse[idx]
+    vox = ct.voxel_volume_mm3
     info["outside_heart_mm3"] = {}
     for a, m in whole.items():
-        n, out = int(m.sum()), int((m[box] & far).sum())
+        n, out = int(m.sum()), int((m & far).sum())
         info["outside_heart_mm3"][a] = round(out * vox, 1)
         if n and out > OUTSIDE_FRACTION * n:
-            lab = np.asarray(labels.array)[box]
             calc = int((far & (lab == CALCIUM_ID[a])).sum())
             extra = f", {calc * vox:.0f} mm³ of it calcium that was counted" if calc else ""
             flags.append(Flag(F.ARTERY_OUTSIDE_HEART,
