@@ -7,7 +7,7 @@ PIP     := $(BIN)/python -m pip
 OUT     ?= demo_out
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install demo test lint bench train demo-model accuracy clean chromium dcm2niix
+.PHONY: install demo test lint bench train demo-model accuracy clean chromium dcm2niix viewer dicom3tools
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) viewer
 
 demo: $(STAMP)
 	$(BIN)/cacpipe demo $(OUT)
@@ -36,10 +36,25 @@ endef
 chromium:
 	$(call apt_ensure,$(CHROMIUM),chromium,the review-page browser tests)
 
+dicom3tools:
+	$(call apt_ensure,/usr/bin/dciodvfy,dicom3tools,the DICOM SEG/SR validator tests)
+
 dcm2niix:
 	$(call apt_ensure,/usr/bin/dcm2niix,dcm2niix,the ingestion comparison in make bench)
 
-test: $(STAMP) chromium
+# The NiiVue viewer bundled into review pages (pinned in devtools/viewer/package-lock.json; nothing
+# is fetched when a page opens). Without npm the pages use their basic canvas viewer.
+VIEWER_JS := cacpipe/review/static/vendor/niivue.umd.js
+viewer: $(VIEWER_JS)
+
+$(VIEWER_JS): devtools/viewer/package.json devtools/viewer/package-lock.json devtools/viewer/install.py
+	@if command -v npm >/dev/null 2>&1; then \
+	  mkdir -p build/viewer && cp devtools/viewer/package.json devtools/viewer/package-lock.json build/viewer/ && \
+	  (cd build/viewer && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error) && \
+	  $(PY) devtools/viewer/install.py build/viewer/node_modules cacpipe/review/static/vendor; \
+	else echo "warning: npm not found: review pages will use the basic viewer (install Node.js and npm, then make viewer)"; fi
+
+test: $(STAMP) chromium viewer dicom3tools
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
@@ -49,7 +64,7 @@ bench: $(STAMP) dcm2niix
 	$(BIN)/python -m devtools.bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) demo_out build *.egg-info
+	rm -rf $(VENV) demo_out build *.egg-info cacpipe/review/static/vendor
 
 # Stage-2 retraining (nnunet_plans/README.md): make train DATA=cases/ [FOLDS="0 1 2 3 4"] [GPUS="0 1"]
 DATA    ?=
@@ -65,7 +80,7 @@ train: $(STAMP)
 # The phantom-trained demo model shipped in cacpipe/data (NOT FOR CLINICAL USE; see cacpipe/data/DEMO_MODEL.md).
 demo-model: $(STAMP)
 	rm -rf build/demo_model_work
-	nnUNet_n_proc_DA=0 nnUNet_def_n_proc=1 $(BIN)/python -m nnunet_plans.train --phantoms 24 --plan demo \
+	nnUNet_n_proc_DA=0 nnUNet_def_n_proc=1 $(BIN)/python -m nnunet_plans.train --phantoms 8 --phantoms-v2 40 --plan demo \
 		--work build/demo_model_work --dataset-id 990 --name cacpipe_phantom_demo --num-processes 1 \
 		--out cacpipe/data/demo_model.zip
 

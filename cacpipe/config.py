@@ -290,8 +290,9 @@ class SegmentSettings(Section):
 
     model: str | None = setting(None, "installed model (see `cacpipe models list`); null: the only installed one")
     model_dir: str | None = setting(None, "model folder; null: $CACPIPE_MODEL_DIR or ~/.cacpipe/models")
-    allow_demo_model: bool = setting(True, "with no model installed, use the phantom-trained demo model "
-                                           "(NOT FOR CLINICAL USE; every output says so)")
+    allow_demo_model: bool = setting(False, "with no model installed, use the phantom-trained demo model "
+                                            "(NOT FOR CLINICAL USE; every output says so); false: a scan "
+                                            "without an installed model stops at start")
     folds: tuple[int, ...] | None = setting(None, "subset of the ensemble's folds; null: all")
     mirroring: bool | None = setting(None, "test-time mirroring (never left-right); null: off on CPU, on on GPU")
     tile_step_size: float = setting(0.5, "sliding-window step as a fraction of the patch (smaller: more overlap, slower)")
@@ -336,11 +337,16 @@ class ReviewSettings(Section):
                                       + ", ".join(DISPLAY_FIELDS))
     window: tuple[float, float] = setting(CALCIUM_WINDOW, "(level, width) HU of the slice images (calcium window)")
     max_slices: int = setting(40, "at most this many lesion-slice images (largest lesions first)")
-    html_max_slices: int = setting(160, "at most this many scrollable slices on the review page")
+    html_max_slices: int = setting(256, "review page: at most this many slices at full resolution (the heart region; "
+                                   "the whole scan is there at reduced resolution)")
     zoom_to_heart: bool = setting(True, "crop images to the labelled region plus margin_mm")
-    margin_mm: float = setting(35.0, "margin (mm) around the labelled region in zoomed images")
+    margin_mm: float = setting(35.0, "margin (mm) around the labelled region in zoomed images and the page's "
+                               "full-resolution heart region")
     display_px: int = setting(512, "target width (pixels) of a zoomed image")
     series_number_base: int = setting(9100, "SEG, SR and SC get series numbers base+1, base+2, base+3")
+    salt: str | None = setting(None, "secret keying the anonymised id (give every site of a multi-site study "
+                                     "the same one); null: this installation's random secret in "
+                                     "$CACPIPE_CONFIG_DIR/anonymisation_salt. Never written to results")
 
     def validate(self) -> None:
         unknown = [f for f in self.fields if f not in DISPLAY_FIELDS]
@@ -368,9 +374,25 @@ class Settings(Section):
     def validate(self) -> None:
         object.__setattr__(self, "device", parse_device(self.device))
 
+    def to_record(self) -> dict:
+        """``to_dict`` as written into result.json and manifest.json: secrets replaced by their public
+        name (``review.salt`` -> ``"secret 1a2b3c4d"``, see :func:`secret_id`)."""
+        d = self.to_dict()
+        if self.review.salt:
+            d["review"]["salt"] = f"secret {secret_id(self.review.salt)}"
+        return d
+
     def merged(self, changes: dict) -> Settings:
         """These settings with ``changes`` (a nested dict, same keys as ``to_dict``) applied, strictly."""
         return Settings.from_dict(_deep_merge(self.to_dict(), changes), "settings")  # type: ignore[return-value]
+
+
+def secret_id(secret: str) -> str:
+    """A short public name of a secret (8 hex digits of a SHA-256), so that records can say which one
+    was used, and sites can check that they share it, without writing it down."""
+    import hashlib
+
+    return hashlib.sha256(b"cacpipe-secret-id\0" + secret.encode()).hexdigest()[:8]
 
 
 def _deep_merge(base: dict, changes: dict, where: str = "settings") -> dict:

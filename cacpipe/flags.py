@@ -21,6 +21,7 @@ HEART_TOO_LARGE = "heart_mask_too_large"
 HEART_AT_EDGE = "heart_touches_scan_edge"
 FALLBACK_HEART_LOCATOR = "fallback_heart_locator"
 DEMO_MODEL = "demo_model_not_for_clinical_use"
+SEVERITY_NOT_FITTED = "severity_model_not_fitted"
 STENT_SUSPECTED = "stent_suspected"
 VALVE_CALCIUM_SUSPECTED = "valve_calcium_suspected"
 HIGH_NOISE = "high_noise"
@@ -31,6 +32,7 @@ ARTERY_TREE_MISSING = "artery_tree_missing"
 ARTERY_OUTSIDE_HEART = "artery_outside_heart"
 DEXTROCARDIA_SUSPECTED = "dextrocardia_suspected"
 MODEL_MIRRORED_LEFT_RIGHT = "model_trained_mirrored_left_right"
+READER_CORRECTED = "reader_corrected"  # a reader's corrections were applied (cacpipe review apply)
 
 
 @dataclass(frozen=True)

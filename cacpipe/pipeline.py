@@ -19,7 +19,8 @@ from pathlib import Path
 
 from . import __version__
 from .config import Settings
-from .flags import CONTRAST_SUSPECTED, DEMO_MODEL, MODEL_MIRRORED_LEFT_RIGHT, Flag
+from .files import make_private_dir, protect
+from .flags import CONTRAST_SUSPECTED, DEMO_MODEL, MODEL_MIRRORED_LEFT_RIGHT, SEVERITY_NOT_FITTED, Flag
 from .ingest import LoadedSeries
 from .record import StudyResult
 
@@ -82,7 +83,11 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
     if model.is_demo:
         flags.append(Flag(DEMO_MODEL, "segmented with the phantom-trained demo model: NOT FOR CLINICAL USE; "
                           "install a trained model with `cacpipe models install MODEL.zip`", "warning"))
-    severity = SeverityModel.load(s.quant.severity_model) if s.quant.severity_model else None
+    severity = SeverityModel.load(s.quant.severity_model) if s.quant.severity_model else SeverityModel.load_default()
+    if not severity.fitted_on_grades:
+        flags.append(Flag(SEVERITY_NOT_FITTED, f"severity grades from {severity.source or 'a model'}, which was not "
+                          "fitted on radiologist grades: not validated, left out of the DICOM SR; fit one on "
+                          "local grades with `cacpipe severity fit`", "info"))
     numbers = quantify(volume, labels, calibration_factor=s.quant.calibration_factor, assessed=post.assessed if post else None,
                        severity=severity)
     flags += quality_flags(volume, labels, heart=st1.heart_mask)
@@ -93,9 +98,10 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
             "heart_method": st1.method,
             "heart_warnings": list(st1.warnings),
             "model": model.to_dict(),
+            "severity_model": severity.describe(),
             "segmentation": seg.settings(),
             "device": seg.device,
-            "settings": s.to_dict(),
+            "settings": s.to_record(),
             "stage1": dict(st1.info),
             "postprocess": post.to_dict() if post else None,
         },
@@ -107,7 +113,7 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
     finalise(result)
     lap("quantification")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(out_dir)
     outputs = result.outputs
     labels.write(out_dir / "labels.nii.gz")
     st1.heart_mask.write(out_dir / "heart_mask.nii.gz")
@@ -116,16 +122,21 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
     if agreement is not None:
         agreement.write(out_dir / "agreement.nii.gz")
         outputs["agreement"] = "agreement.nii.gz"
+    protect(out_dir / rel for rel in outputs.values())
     lap("write")
 
     if s.review.enabled:
         from .review import build_review
+        from .review.options import salt_id
 
         sources = series.sources if s.review.dicom else None
         if s.review.dicom and sources is None:
             result.pipeline["dicom_outputs"] = ("skipped: no source DICOM slice per volume slice (image input, or "
                                                 "slices interpolated at assembly)")
-        written = build_review(out_dir, volume, labels, result, sources, s.review, agreement=agreement)
+        result.pipeline["anonymisation"] = {"secret": "given" if s.review.salt else "installation",
+                                            "secret_id": salt_id(s.review.salt)}
+        written = build_review(out_dir, volume, labels, result, sources, s.review, salt=s.review.salt,
+                               agreement=agreement)
         outputs.update({k: v for k, v in written.items() if k != "dicom_skipped"})
         lap("review")
         if s.review.send and "seg" in written:

@@ -19,6 +19,12 @@ from .jsonfile import read_json, write_json
 from .labels import ARTERIES
 from .quant.lesions import Lesion
 
+# --- what every output says about how a result was made (see Provenance) -----------------------
+RESEARCH_USE = "RESEARCH USE ONLY - NOT FOR CLINICAL USE"
+DEMO_MODEL_STATEMENT = "DEMO MODEL (phantom-trained)"
+FALLBACK_HEART_STATEMENT = "heart: fallback locator"
+SEVERITY_UNFITTED_STATEMENT = "severity model not fitted on local grades"
+
 RESULT_SCHEMA = "cacpipe.result/2"
 STATUSES = ("done", "not_assessable", "failed")
 
@@ -95,6 +101,59 @@ class TotalResult:
     agatston_note: str | None = None
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """How a result was made, as every output states it (console, pages, PNGs, DICOM, cohort.csv).
+
+    Built from ``StudyResult.pipeline`` by :meth:`StudyResult.provenance`. cacpipe has no
+    regulatory clearance, so :data:`RESEARCH_USE` heads every statement; the demo model, the
+    fallback heart locator and a severity model not fitted on local grades are named when they
+    were used.
+    """
+
+    cacpipe_version: str = ""
+    model_name: str = ""  # DatasetXXX_name/<trainer>__<plans>__<configuration>
+    model_id: str = ""  # content fingerprint of the model files (12 hex digits)
+    model_is_demo: bool = False
+    heart_locator: str = ""  # "totalsegmentator" | "fallback" | "" (unknown)
+    severity_fitted: bool | None = None  # None: no grades in the result
+
+    @property
+    def model_short(self) -> str:
+        """The model's dataset name (``Dataset990_cacpipe_phantom_demo``) for short texts."""
+        return self.model_name.split("/")[0] if self.model_name else "unknown model"
+
+    @property
+    def warnings(self) -> list[str]:
+        """The statements beyond 'research use only' that apply (demo model, fallback heart, severity)."""
+        out = []
+        if self.model_is_demo:
+            out.append(DEMO_MODEL_STATEMENT)
+        if self.heart_locator == "fallback":
+            out.append(FALLBACK_HEART_STATEMENT)
+        if self.severity_fitted is False:
+            out.append(SEVERITY_UNFITTED_STATEMENT)
+        return out
+
+    def made_by(self) -> str:
+        """'model Dataset990_x (id 1a2b3c4d5e6f), cacpipe 0.1.0'."""
+        model = self.model_short + (f" (id {self.model_id})" if self.model_id else "")
+        return f"model {model}, cacpipe {self.cacpipe_version or 'unknown'}"
+
+    def statements(self) -> list[str]:
+        """Every statement, most important first: research use, warnings, then who made it."""
+        return [RESEARCH_USE, *self.warnings, self.made_by()]
+
+    def line(self) -> str:
+        """All statements on one line (console, cohort.csv, DICOM text items)."""
+        return " | ".join(self.statements())
+
+    def tag(self) -> str:
+        """The shortest warning for tight spaces (DICOM series descriptions): 'DEMO NOT CLINICAL' or
+        'RESEARCH ONLY'."""
+        return "DEMO NOT CLINICAL" if self.model_is_demo else "RESEARCH ONLY"
+
+
 @dataclass
 class StudyResult:
     """One study's result: identity, provenance, flags, per-artery and total numbers, lesions, outputs."""
@@ -112,6 +171,9 @@ class StudyResult:
     lesions: list[Lesion] = field(default_factory=list)
     outputs: dict = field(default_factory=dict)  # name -> path relative to the study folder
     ingest: dict = field(default_factory=dict)  # input fingerprint, settings hash, files, skipped series
+    # Reader corrections (cacpipe review apply): the numbers before correction and the audit trail.
+    original: dict = field(default_factory=dict)
+    corrections: dict = field(default_factory=dict)
     schema: str = RESULT_SCHEMA
 
     def set_grid(self, volume, instance_numbers: list | None = None, positions_mm: list | None = None) -> None:
@@ -151,6 +213,30 @@ class StudyResult:
     def fallback_heart(self) -> bool:
         return self.heart_method == "fallback" or self.has_flag(FALLBACK_HEART_LOCATOR)
 
+    @property
+    def severity_fitted(self) -> bool | None:
+        """Whether the grades come from a severity model fitted on local radiologist grades
+        (``cacpipe severity fit``); None when the result records no severity model."""
+        sev = self.pipeline.get("severity_model")
+        return None if not isinstance(sev, dict) else bool(sev.get("fitted_on_grades"))
+
+    def provenance(self) -> Provenance:
+        """What made this result, for every output to state (see :class:`Provenance`)."""
+        model = self.model
+        return Provenance(
+            cacpipe_version=str(self.pipeline.get("version") or ""),
+            model_name=str(model.get("name") or ""),
+            model_id=str(model.get("id") or ""),
+            model_is_demo=self.is_demo,
+            heart_locator="fallback" if self.fallback_heart else self.heart_method,
+            severity_fitted=self.severity_fitted,
+        )
+
+    def provenance_statement(self) -> str:
+        """The one-line statement every output carries: 'RESEARCH USE ONLY - NOT FOR CLINICAL USE |
+        DEMO MODEL (phantom-trained) | heart: fallback locator | ... | model X (id Y), cacpipe V'."""
+        return self.provenance().line()
+
     # --- JSON ---------------------------------------------------------------------------------
     def to_json(self) -> dict:
         return {
@@ -166,6 +252,7 @@ class StudyResult:
             "lesions": [les.to_dict() for les in self.lesions],
             "outputs": self.outputs,
             "ingest": self.ingest,
+            **({"original": self.original, "corrections": self.corrections} if self.corrections else {}),
         }
 
     @classmethod
@@ -195,6 +282,8 @@ class StudyResult:
             lesions=[Lesion.from_dict(x) for x in d.get("lesions") or []],
             outputs=dict(d.get("outputs") or {}),
             ingest=dict(d.get("ingest") or {}),
+            original=dict(d.get("original") or {}),
+            corrections=dict(d.get("corrections") or {}),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -213,11 +302,15 @@ ARTERY_FIELDS: tuple[str, ...] = (
 TOTAL_FIELDS: tuple[str, ...] = ("calcium_volume_mm3", "calcium_volume_ml", "agatston", "lesions", "mass_mg")
 STUDY_FIELDS: tuple[str, ...] = ("patient_id", "study_uid", "series_uid", "study_date", "manufacturer",
                                  "slice_thickness_mm")
+PROVENANCE_FIELDS: tuple[str, ...] = ("model_name", "model_id", "model_is_demo", "heart_locator",
+                                      "severity_model_fitted", "cacpipe_version", "statement")
 COHORT_COLUMNS: tuple[str, ...] = (
     *STUDY_FIELDS, "status",
     *(f"{a}_{f}" for a in ARTERIES for f in ARTERY_FIELDS),
     *(f"total_{f}" for f in TOTAL_FIELDS),
     "category", "cac_drs", "vessels_with_calcium", "agatston_valid", "flags",
+    "corrected", "original_total_agatston", "original_category", "original_cac_drs",
+    *PROVENANCE_FIELDS,
 )
 
 
@@ -236,4 +329,13 @@ def cohort_row(result: StudyResult) -> dict:
     for f in ("category", "cac_drs", "vessels_with_calcium", "agatston_valid"):
         row[f] = total.get(f)
     row["flags"] = ";".join(sorted({f.code for f in result.flags}))
+    files = result.corrections.get("files") or []
+    original = result.original.get("total") or {}
+    row["corrected"] = "; ".join(f"{f.get('reader', '')} {f.get('time', '')}" for f in files) or None
+    for f in ("agatston", "category", "cac_drs"):
+        row[f"original_{'total_' if f == 'agatston' else ''}{f}"] = original.get(f) if files else None
+    prov = result.provenance()
+    row.update(model_name=prov.model_name, model_id=prov.model_id, model_is_demo=prov.model_is_demo,
+               heart_locator=prov.heart_locator, severity_model_fitted=prov.severity_fitted,
+               cacpipe_version=prov.cacpipe_version, statement=prov.line())
     return row

@@ -14,7 +14,9 @@ os.environ.setdefault("TOTALSEG_HOME_DIR", "/nonexistent-cacpipe-test-totalseg")
 os.environ.setdefault("nnUNet_n_proc_DA", "0")
 # Each test process gets its own empty model folder and demo-model cache: a user's installed
 # models never leak into tests, and parallel workers never unpack the demo model into one folder.
-for _var, _prefix in (("CACPIPE_MODEL_DIR", "cacpipe-test-models-"), ("CACPIPE_CACHE_DIR", "cacpipe-test-cache-")):
+# The same for the per-installation settings and secrets (the anonymisation secret).
+for _var, _prefix in (("CACPIPE_MODEL_DIR", "cacpipe-test-models-"), ("CACPIPE_CACHE_DIR", "cacpipe-test-cache-"),
+                      ("CACPIPE_CONFIG_DIR", "cacpipe-test-config-")):
     if _var not in os.environ:
         os.environ[_var] = tempfile.mkdtemp(prefix=_prefix)
         atexit.register(shutil.rmtree, os.environ[_var], True)

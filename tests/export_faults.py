@@ -221,7 +221,7 @@ def threshold_analyse(series, out_dir, settings):
     result = StudyResult(
         study=info, flags=list(series.flags), arteries=q.arteries, lesions=q.lesions,
         pipeline={"version": "test", "heart_method": "none", "model": {"name": "threshold-130", "is_demo": True},
-                  "device": "cpu", "settings": settings.to_dict()},
+                  "device": "cpu", "settings": settings.to_record()},
         outputs={"labels": "labels.nii.gz"})
     result.set_grid(volume)
     return finalise(result)

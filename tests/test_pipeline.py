@@ -10,26 +10,37 @@ import numpy as np
 import pydicom
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from cacpipe import flags as F
 from cacpipe.cli import cli
-from cacpipe.config import Settings
-from cacpipe.ingest import LoadedSeries
 from cacpipe.labels import ARTERIES, ARTERY_ID, CALCIUM_ID
 from cacpipe.phantom import PhantomConfig, generate
-from cacpipe.pipeline import analyse_series
 from cacpipe.quant.quantify import quantify
-from cacpipe.record import StudyIdentity
 from cacpipe.volume import Volume
 
 pytestmark = pytest.mark.xdist_group("pipeline")
 
 
+ALLOW_DEMO = {"segment": {"allow_demo_model": True}}  # what `cacpipe demo` / `--allow-demo-model` set
+
+
+def _scan(export, out, *extra):
+    """`cacpipe scan` with the demo model allowed explicitly (no model is installed in the tests)."""
+    settings = out.parent / f"{out.name}_settings.json"
+    settings.write_text(json.dumps(ALLOW_DEMO))
+    return CliRunner().invoke(cli, ["scan", str(export), "--out", str(out), "--settings", str(settings),
+                                    "--no-progress", *extra])
+
+
 @pytest.fixture(scope="session")  # once per test process: xdist may interleave other modules
 def demo_run(tmp_path_factory):
+    """The demo export (what `cacpipe demo` writes) scanned with the demo model allowed."""
+    from cacpipe.phantom.demo_export import write_demo_export
+
     out = tmp_path_factory.mktemp("demo")
-    res = CliRunner().invoke(cli, ["demo", str(out), "--no-progress"])
-    return out, res
+    write_demo_export(out / "export", truth_dir=out / "truth")
+    return out, _scan(out / "export", out / "results")
 
 
 def test_demo_command_scores_every_study_and_skips_the_rest_with_reasons(demo_run):
@@ -89,14 +100,41 @@ def test_calcium_found_in_the_calcified_phantom_and_total_is_consistent(demo_run
         assert float(r["total_agatston"]) == pytest.approx(total, abs=1e-3)
 
 
-def test_contrast_scan_is_flagged_and_agatston_marked_invalid(tmp_path):
-    ph = generate(PhantomConfig.preset("small", contrast=True, seed=4))
-    series = LoadedSeries(ph.ct, StudyIdentity(patient_id="C1", study_uid="1.2.3"))
-    result = analyse_series(series, tmp_path, Settings().merged({"review": {"enabled": False}}))
-    codes = {f.code for f in result.flags}
-    assert F.CONTRAST_SUSPECTED in codes
-    assert result.total.agatston_valid is False and result.total.category is None
-    assert (tmp_path / "labels.nii.gz").exists() and (tmp_path / "crop.json").exists()
+def test_contrast_tagged_series_scored_with_allow_contrast_gets_no_category(tmp_path, small_phantom):
+    """A series whose DICOM tags name a contrast agent (the image itself is not enhanced, so only the
+    tag can raise the flag), scored on request: flagged, Agatston not valid, no category, everywhere."""
+    from cacpipe.phantom import PatientInfo
+    from cacpipe.phantom.dicom_study import write_axial_series
+    from cacpipe.review.dicom_out import FINDING
+
+    write_axial_series(small_phantom.ct, tmp_path / "export" / "CON1" / "002_contrast", PatientInfo(patient_id="CON1"),
+                       "1.2.826.0.1.3680043.10.1437.16", 2, "Thorax C+ 2mm", contrast_agent="IOPAMIDOL 370")
+    res = _scan(tmp_path / "export", tmp_path / "out", "--allow-contrast")
+    assert res.exit_code == 0, res.output
+    (study,) = [p.parent for p in (tmp_path / "out").glob("CON1/*/result.json")]
+    result = json.loads((study / "result.json").read_text())
+    contrast = [f for f in result["flags"] if f["code"] == F.CONTRAST_SUSPECTED]
+    assert contrast and "IOPAMIDOL 370" in contrast[0]["message"] and contrast[0]["severity"] == "invalid"
+    assert result["total"]["agatston"] > 0  # the numbers stay, as numbers ...
+    assert result["total"]["agatston_valid"] is False  # ... but not as a valid score
+    assert result["total"]["category"] is None and result["total"]["cac_drs"] is None
+    assert not any(result["arteries"][a]["agatston_valid"] for a in ARTERIES)
+    (row,) = csv.DictReader((tmp_path / "out" / "cohort.csv").open())
+    assert (row["category"], row["cac_drs"], row["agatston_valid"]) == ("", "", "False")
+    assert F.CONTRAST_SUSPECTED in row["flags"].split(";")
+    review = json.loads((study / "review.json").read_text())
+    assert F.CONTRAST_SUSPECTED in {f["code"] for f in review["flags"]} and review["total"]["category"] is None
+    sr = pydicom.dcmread(study / result["outputs"]["sr"])
+    texts = [str(i.TextValue) for i in _sr_items(sr) if i.ValueType == "TEXT"
+             and i.ConceptNameCodeSequence[0].CodeValue == FINDING.value]
+    assert any(t.startswith("Agatston category not given: contrast suspected") for t in texts)
+    assert any(t.startswith("CAC-DRS not given: contrast suspected") for t in texts)
+
+
+def _sr_items(ds):
+    for it in ds.get("ContentSequence", []):
+        yield it
+        yield from _sr_items(it)
 
 
 def test_no_model_and_no_demo_fallback_is_a_clear_error(tmp_path, small_phantom_dir):
@@ -113,3 +151,88 @@ def _plaques(items):
 
     return [Plaque(**p) for p in items]
 
+
+
+def test_demo_model_results_say_so_in_every_output(demo_run):
+    """A run with the demo model allowed: the statement is in the PNG and secondary-capture pixels
+    (checked against an independent rendering of the same text), the SEG/SR/SC headers and cohort.csv."""
+    from test_outputs_honest import statement_present
+
+    from cacpipe import __version__
+    from cacpipe.record import DEMO_MODEL_STATEMENT, FALLBACK_HEART_STATEMENT, RESEARCH_USE, StudyResult
+
+    out, _ = demo_run
+    (study,) = [p.parent for p in (out / "results").glob("DEMO001/*/result.json")]
+    result = StudyResult.load(study / "result.json")
+    prov = result.provenance()
+    assert prov.model_is_demo and prov.heart_locator == "fallback" and prov.severity_fitted is False
+    assert len(prov.model_id) == 12 and prov.cacpipe_version == __version__
+    pngs = [study / p for p in result.outputs["overlays"]]
+    scs = [study / p for p in result.outputs["sc"]]
+    assert len(pngs) == len(scs) > 1
+    for png, sc in zip(pngs, scs, strict=True):
+        assert statement_present(np.asarray(Image.open(png).convert("RGB")), result), png
+        ds = pydicom.dcmread(sc)
+        assert statement_present(ds.pixel_array, result), sc
+        assert ds.SeriesDescription.startswith("DEMO NOT CLINICAL CAC SC") and prov.line() in ds.ImageComments
+    for key in ("seg", "sr"):
+        ds = pydicom.dcmread(study / result.outputs[key], stop_before_pixels=True)
+        desc = ds.SeriesDescription
+        assert desc.startswith(f"DEMO NOT CLINICAL CAC {key.upper()}") and f"model {prov.model_id[:8]}" in desc
+        assert f"cacpipe {__version__}" in desc
+    seg = pydicom.dcmread(study / result.outputs["seg"], stop_before_pixels=True)
+    assert DEMO_MODEL_STATEMENT in seg.ImageComments and seg.ContentDescription == "DEMO MODEL - NOT FOR CLINICAL USE"
+    sr = pydicom.dcmread(study / result.outputs["sr"])
+    assert prov.line() in [str(i.TextValue) for i in _sr_items(sr) if i.ValueType == "TEXT"]
+    assert not [i for i in _sr_items(sr) if i.ValueType == "CODE" and i.ConceptNameCodeSequence[0].CodeValue
+                == "246112005"]  # no severity grade from the unfitted packaged model
+    rows = {r["patient_id"]: r for r in csv.DictReader((out / "results" / "cohort.csv").open())}
+    r = rows["DEMO001"]
+    assert (r["model_is_demo"], r["heart_locator"], r["severity_model_fitted"]) == ("True", "fallback", "False")
+    assert (r["model_id"], r["cacpipe_version"]) == (prov.model_id, __version__)
+    assert r["model_name"].startswith("Dataset") and RESEARCH_USE in r["statement"]
+    assert FALLBACK_HEART_STATEMENT in r["statement"]
+
+
+def test_lesion_slices_lead_to_the_pacs_image(demo_run):
+    """Every lesion is named by the InstanceNumber and table position of the image a PACS shows."""
+    out, _ = demo_run
+    (study,) = [p.parent for p in (out / "results").glob("DEMO001/*/result.json")]
+    result = json.loads((study / "result.json").read_text())
+    review = json.loads((study / "review.json").read_text())
+    series = next((out / "export" / "DEMO001").glob("*/002_axial"))
+    by_instance = {int(ds.InstanceNumber): ds for ds in (pydicom.dcmread(p, stop_before_pixels=True)
+                                                         for p in series.glob("*.dcm"))}
+    origin_z, dz = result["ct"]["origin_xyz"][2], result["ct"]["spacing_zyx"][0]
+    assert review["lesions"]
+    for les, entry in zip(result["lesions"], review["lesions"], strict=True):
+        ds = by_instance[entry["image"]]
+        assert float(ds.ImagePositionPatient[2]) == pytest.approx(origin_z + les["best_slice"] * dz, abs=1e-3)
+        assert entry["reference"] == f"image {entry['image']} (z {float(ds.SliceLocation):.1f} mm)"
+        assert (study / "overlays" / f"image_{entry['image']:04d}.png").exists()
+
+
+def test_scan_outputs_with_patient_data_are_owner_only(demo_run):
+    import stat
+
+    out, _ = demo_run
+    results = out / "results"
+    written = [results, *(p for p in results.rglob("*") if not p.name.startswith("."))]  # OUT: created by the scan
+    assert any(p.name == "seg.dcm" for p in written) and any(p.suffix == ".png" for p in written)
+    for p in written:
+        mode = stat.S_IMODE(p.stat().st_mode)
+        assert mode == (0o700 if p.is_dir() else 0o600), (p.relative_to(results), oct(mode))
+
+
+def test_real_seg_and_sr_pass_the_dicom_validator(demo_run):
+    from pathlib import Path
+
+    from test_outputs_honest import DCIODVFY, dciodvfy
+
+    if not Path(DCIODVFY).exists():
+        pytest.skip("dciodvfy (Debian package dicom3tools; `make test` installs it) is not installed")
+    out, _ = demo_run
+    for study in sorted(p.parent for p in (out / "results").glob("DEMO00*/*/result.json")):
+        for name in ("seg.dcm", "sr.dcm", "sc_000.dcm"):
+            errors, _ = dciodvfy(study / "dicom" / name)
+            assert errors == [], (study.parent.name, name, errors)

@@ -53,3 +53,45 @@ def axial_datasets(truth: dict) -> list[pydicom.Dataset]:
     d = Path(truth["dicom"]["series"]["axial"]["dir"])
     ds = [pydicom.dcmread(p) for p in sorted(d.glob("*.dcm"))]
     return sorted(ds, key=lambda x: float(x.ImagePositionPatient[2]))
+
+
+def scored_result(ct, labels, patient_id: str, patient_name: str, study_uid: str, series_uid: str,
+                  flags: list | None = None) -> StudyResult:
+    """The record the pipeline would write for this CT and label map (quantify + finalise; no model)."""
+    from cacpipe.quant.quantify import quantify
+    from cacpipe.quant.validity import finalise
+    from cacpipe.record import StudyIdentity
+
+    q = quantify(ct, labels)
+    res = StudyResult(study=StudyIdentity(patient_id=patient_id, patient_name=patient_name, study_uid=study_uid,
+                                          series_uid=series_uid, study_date="20260105"),
+                      pipeline={"version": "test", "heart_method": "fallback",
+                                "model": {"name": "phantom test labels", "is_demo": True}},
+                      flags=list(flags or []), arteries=q.arteries, lesions=q.lesions,
+                      outputs={"labels": "labels.nii.gz"})
+    res.set_grid(ct, [1000 + k for k in range(ct.shape[0])])
+    return finalise(res)
+
+
+def mislabelled(ct, labels):
+    """The phantom's true labels with two model errors a reader corrects: the largest RCA lesion
+    labelled as LCX calcium, and the largest LCX lesion missed (its calcium left as LCX artery).
+    Returns (labels, {"moved": RCA lesion, "missed": LCX lesion}) with the true lesions."""
+    import numpy as np
+
+    from cacpipe.labels import ARTERY_ID, CALCIUM_ID
+
+    found, lmap = find_lesions(ct.array, labels.array, ct.spacing_zyx, with_map=True)
+    rca = next(les for les in found if les.artery == "RCA")
+    lcx = next(les for les in found if les.artery == "LCX")
+    lab = labels.array.copy()
+    lab[(lmap == found.index(rca) + 1)] = CALCIUM_ID["LCX"]
+    lab[(labels.array == CALCIUM_ID["LCX"]) & np.isin(lmap, [found.index(lcx) + 1, 0]) &
+        _near(lmap == found.index(lcx) + 1)] = ARTERY_ID["LCX"]
+    return labels.with_array(lab), {"moved": rca, "missed": lcx}
+
+
+def _near(mask):
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, iterations=2)

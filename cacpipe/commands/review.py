@@ -13,11 +13,13 @@ FIELDS = list(DISPLAY_FIELDS)
 
 @click.group("review")
 def command() -> None:
-    """Radiologist review: overlays, review pages with a rating form, DICOM outputs, PACS send.
+    """Radiologist review: review pages (viewer, lesion table, corrections, ratings), DICOM outputs,
+    PACS send, and applying readers' corrections.
 
     \b
     cacpipe review build STUDY_DIR --ct CT --labels LABELS [--result result.json] [--dicom DIR] [--send AE@HOST:PORT]
     cacpipe review index RESULTS_DIR
+    cacpipe review apply OUT [-c corrections.json ...] [--training-cases CASES]
     cacpipe review send AE@HOST:PORT FILE_OR_DIR...
     """
 
@@ -29,8 +31,10 @@ def _print_send(report: dict) -> None:
 
 
 @command.command("build")
-@click.argument("study_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--ct", "ct_path", required=True, type=click.Path(exists=True, path_type=Path),
+@click.argument("study_dir", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The study folder to write (instead of the STUDY_DIR argument).")
+@click.option("-i", "--ct", "ct_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="The CT: a NIfTI file, or a DICOM folder (then it is also the source for SEG/SR/SC).")
 @click.option("--labels", "labels_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Six-class label map (NIfTI) on the CT's grid.")
@@ -42,17 +46,21 @@ def _print_send(report: dict) -> None:
 @click.option("--no-dicom-out", is_flag=True, help="Do not write DICOM SEG/SR/SC.")
 @click.option("--show", "fields", multiple=True, type=click.Choice(FIELDS), default=("anon_id", "study_date"),
               show_default=True, help="Patient/study fields allowed in burned-in text and on the page (repeat).")
-@click.option("--salt", default="", help="Secret mixed into the anonymised id.")
+@click.option("--salt", default=None, help="Secret keying the anonymised id (the same at every site of a multi-site "
+                                          "study) [default: this installation's secret, docs/privacy.md].")
 @click.option("--window", default="200/800", show_default=True, metavar="LEVEL/WIDTH",
               help="Display window in HU (calcium window: 130 HU at 41% grey, >= 600 HU white).")
 @click.option("--max-slices", type=int, default=40, show_default=True, help="Most lesion-slice PNGs per study.")
 @click.option("--agreement", "agreement_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Fold-agreement map (NIfTI, 0..1, CT grid) for a heat-map panel.")
 @click.option("--send", "send_to", default=None, metavar="AE@HOST:PORT", help="C-STORE SEG/SR/SC to this PACS.")
-def build(study_dir: Path, ct_path: Path, labels_path: Path, result_path: Path | None, dicom_dir: Path | None,
-          series_uid: str | None, no_dicom_out: bool, fields: tuple[str, ...], salt: str, window: str,
+def build(study_dir: Path | None, out_dir: Path | None, ct_path: Path, labels_path: Path, result_path: Path | None, dicom_dir: Path | None,
+          series_uid: str | None, no_dicom_out: bool, fields: tuple[str, ...], salt: str | None, window: str,
           max_slices: int, agreement_path: Path | None, send_to: str | None) -> None:
-    """Write overlays/, review.html, review.json and dicom/ (SEG, SR, SC) for one study into STUDY_DIR."""
+    """Write overlays/, review.html, review.json and dicom/ (SEG, SR, SC) for one study into STUDY_DIR.
+
+    The CT is used at full resolution over the heart region and at reduced resolution elsewhere
+    (docs/review.md); the NiiVue viewer is inlined when `make viewer` installed it."""
     from ..config import ReviewSettings
     from ..errors import ConfigError, InputDataError
     from ..ingest import read_ct
@@ -60,6 +68,9 @@ def build(study_dir: Path, ct_path: Path, labels_path: Path, result_path: Path |
     from ..review import build_review, send_outputs
     from ..volume import Volume
 
+    if (study_dir is None) == (out_dir is None):
+        raise click.UsageError("give the study folder once: as STUDY_DIR or with -o/--out")
+    study_dir = study_dir or out_dir
     result = StudyResult.load(result_path or study_dir / "result.json")
     try:
         level, width = (float(v) for v in window.split("/"))
@@ -87,11 +98,15 @@ def build(study_dir: Path, ct_path: Path, labels_path: Path, result_path: Path |
 
 @command.command("index")
 @click.argument("results_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def index(results_dir: Path) -> None:
-    """Write RESULTS_DIR/index.html linking every study review found under RESULTS_DIR."""
+@click.option("--show", "fields", multiple=True, type=click.Choice(FIELDS), default=("anon_id", "study_date"),
+              show_default=True, help="Fields that name a study without a review page (failed, skipped).")
+@click.option("--salt", default="", help="Secret mixed into the anonymised id (as for the review pages).")
+def index(results_dir: Path, fields: tuple[str, ...], salt: str) -> None:
+    """Write RESULTS_DIR/index.html: every study of RESULTS_DIR/manifest.json (failed and skipped ones
+    with their reasons) and every review page under RESULTS_DIR."""
     from ..review import build_index
 
-    click.echo(f"index written: {build_index(results_dir)}")
+    click.echo(f"index written: {build_index(results_dir, fields=fields, salt=salt)}")
 
 
 @command.command("send")
@@ -109,3 +124,199 @@ def send(target: str, paths: tuple[Path, ...], calling_ae: str, timeout: float) 
     _print_send(report)
     if report["failed"]:
         raise CacpipeError(f"{len(report['failed'])} of {len(files)} object(s) were not stored")
+
+
+# --- cacpipe review apply ----------------------------------------------------------------------
+
+def _gather_corrections(out: Path, given: tuple[Path, ...]) -> list:
+    from ..errors import InputDataError
+    from ..review.corrections import read_corrections
+
+    paths = list(given) or ([out / "corrections"] if (out / "corrections").is_dir() else [])
+    if not paths:
+        raise InputDataError(f"no corrections given: save the review pages' downloads in {out / 'corrections'}/ "
+                             "or pass them with -c FILE")
+    files = [q for p in paths for q in (sorted(p.glob("*.json")) if p.is_dir() else [p])]
+    docs = [c for f in files for c in read_corrections(f)]
+    if not docs:
+        raise InputDataError(f"no corrections files (*.json) in {', '.join(str(p) for p in paths)}")
+    return docs
+
+
+def _study_folders(out: Path) -> tuple[dict[str, Path], dict | None]:
+    """study_uid -> study folder (with result.json), and the scan manifest when OUT is a scan's output."""
+    import json
+
+    manifest = None
+    folders: dict[str, Path] = {}
+    mpath = out / "manifest.json"
+    if mpath.exists():
+        from ..scan.manifest import load_manifest
+
+        manifest = load_manifest(out)
+        for e in manifest["studies"].values():
+            if e.get("status") == "done" and e.get("result"):
+                folders[e["study_uid"]] = (out / e["result"]).parent
+    candidates = [out / "result.json"] if (out / "result.json").exists() else sorted(out.rglob("result.json"))
+    for p in candidates:
+        try:
+            uid = (json.loads(p.read_text()).get("study") or {}).get("study_uid")
+        except (OSError, ValueError):
+            continue
+        if uid and uid not in folders:
+            folders[uid] = p.parent
+    return folders, manifest
+
+
+class _ScoredCT:
+    """The scored CT of each study: --ct, or read again from the scan's export (discovered once)."""
+
+    def __init__(self, out: Path, manifest: dict | None, ct_path: Path | None, export: Path | None):
+        self.out, self.manifest, self.ct_path, self.export = out, manifest, ct_path, export
+        self._studies = None
+
+    def load(self, result, settings):
+        from ..errors import InputDataError
+        from ..ingest import discover, group_studies, load_series, read_ct
+
+        if self.ct_path is not None:
+            return read_ct(self.ct_path, series_uid=result.study.series_uid or None).volume
+        export = self.export or Path((self.manifest or {}).get("export") or "")
+        if not str(export) or not export.exists():
+            raise InputDataError(f"the scan's export {export or '(unknown)'} is not there: pass --export DIR (where "
+                                 "it is now) or --ct CT (one study)")
+        if self._studies is None:
+            import tempfile
+
+            self._work = tempfile.TemporaryDirectory(prefix="cacpipe-apply-")
+            disc = discover(export, self._work.name, progress=False, exclude=(self.out,))
+            self._studies, _ = group_studies(disc.headers)
+        for st in self._studies:
+            if st.study_uid == result.study.study_uid:
+                for series in st.series:
+                    if series.series_uid == result.study.series_uid:
+                        return load_series(series, settings.assembly).volume
+        raise InputDataError(f"series {result.study.series_uid} of study {result.study.study_uid} is not in {export}")
+
+
+def requantify(ct, labels, original, corrections, calibration_factor=None, severity=None):
+    """(corrected label map, corrected and finalised record, audit trail) of one study: the reader's
+    label edits (cacpipe.review.corrections), then the pipeline's quantification and flag rules."""
+    import copy
+
+    from ..labels import ARTERIES
+    from ..quant.quantify import quantify
+    from ..quant.validity import finalise
+    from ..review.corrections import check_study, corrected_labels, reader_flags
+
+    check_study(original, corrections)
+    lab, audit = corrected_labels(ct, labels, original, corrections)
+    new_labels = labels.with_array(lab)
+    # an artery keeps its assessed state: one whose lesions were all deleted is assessed with 0
+    numbers = quantify(ct, new_labels, calibration_factor=calibration_factor,
+                       assessed={a: original.arteries[a].assessed for a in ARTERIES}, severity=severity)
+    res = copy.deepcopy(original)
+    res.arteries, res.lesions = numbers.arteries, numbers.lesions
+    res.flags += reader_flags(original, corrections, len(audit))
+    return new_labels, finalise(res), audit
+
+
+def _apply_one(study_dir: Path, docs: list, cts: _ScoredCT, cases: Path | None) -> str:
+    import json
+
+    from ..config import Settings
+    from ..errors import GeometryError
+    from ..quant.severity import SeverityModel
+    from ..review.corrections import applied_corrections, corrected_json, merge_corrections, original_record
+    from ..scan.layout import safe_name, write_atomic
+    from ..volume import Volume
+
+    raw = json.loads((study_dir / "result.json").read_text())
+    original = original_record(raw)
+    corrections = merge_corrections(applied_corrections(raw), docs)
+    settings = Settings.from_dict(original.pipeline.get("settings") or {}, "result.json pipeline.settings")
+    labels = Volume.read(study_dir / (original.outputs.get("labels") or "labels.nii.gz"))
+    ct = cts.load(original, settings)
+    shape = list((original.ct or {}).get("shape_zyx") or ct.shape)
+    if ct.shape != labels.shape or list(ct.shape) != shape:
+        raise GeometryError(f"{study_dir}: CT {ct.shape}, labels {labels.shape} and the record's grid {shape} differ; "
+                            "is this the scored series?")
+    if not ct.same_grid(labels, tol=1e-3):
+        labels = ct.with_array(labels.array)  # NIfTI round trips may move the origin by float noise
+    severity = SeverityModel.load(settings.quant.severity_model) if settings.quant.severity_model else None
+    new_labels, corrected, audit = requantify(ct, labels, original, corrections, settings.quant.calibration_factor,
+                                              severity)
+    tmp = study_dir / ".labels_corrected.tmp.nii.gz"
+    new_labels.write(tmp)
+    tmp.replace(study_dir / "labels_corrected.nii.gz")
+    write_atomic(study_dir / "result.json",
+                 json.dumps(corrected_json(original, corrected, corrections, audit, "labels_corrected.nii.gz"),
+                            indent=2, default=str))
+    if cases is not None:
+        case = cases / safe_name(f"{original.study.patient_id}_{original.study.study_uid}")
+        case.mkdir(parents=True, exist_ok=True)
+        ct.write(case / "ct.nii.gz")
+        new_labels.write(case / "labels.nii.gz")
+        (case / "patient.txt").write_text(original.study.patient_id + "\n")
+    o, c = original.total, corrected.total
+    def fmt(t):
+        return ("n/a" if t.agatston is None else f"{t.agatston:.1f}") + f" ({t.category or 'no category'}, " \
+            f"{t.cac_drs or 'no CAC-DRS'})"
+    readers = ", ".join(sorted({x.reader for x in corrections}))
+    return f"{study_dir}: total Agatston {fmt(o)} -> {fmt(c)}; {len(audit)} change(s) by {readers}"
+
+
+@command.command("apply")
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-c", "--corrections", "given", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Corrections JSON file(s) from the review pages, or folders of them (repeat). "
+                   "Default: every *.json in OUT/corrections/.")
+@click.option("--ct", "ct_path", type=click.Path(exists=True, path_type=Path), default=None,
+              help="The scored CT (NIfTI or DICOM folder) when OUT is one study; default: read again from the "
+                   "scan's export named in OUT/manifest.json.")
+@click.option("--export", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Where the scan's export is now, if it moved.")
+@click.option("--training-cases", "cases", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write each corrected study as a training case CASES/<patient>_<study>/ (ct.nii.gz, "
+                   "labels.nii.gz, patient.txt) for `make train DATA=CASES`.")
+def apply(out: Path, given: tuple[Path, ...], ct_path: Path | None, export: Path | None, cases: Path | None) -> None:
+    """Apply readers' corrections to the studies under OUT (a scan's output folder or one study folder).
+
+    Each study's numbers are recomputed from its corrected label map with the pipeline's code;
+    result.json keeps the original numbers under 'original' and every applied correction under
+    'corrections'; labels_corrected.nii.gz is written next to labels.nii.gz (which is kept); cohort.csv
+    and index.html are rebuilt. Applying again adds new corrections to those already applied.
+    """
+    from ..errors import CacpipeError, InputDataError
+
+    docs = _gather_corrections(out, given)
+    folders, manifest = _study_folders(out)
+    by_study: dict[str, list] = {}
+    for d in docs:
+        by_study.setdefault(d.study_uid, []).append(d)
+    missing = sorted(set(by_study) - set(folders))
+    if ct_path is not None and len(by_study) > 1:
+        raise click.UsageError("--ct names one study's CT; the corrections are for several studies")
+    cts = _ScoredCT(out, manifest, ct_path, export)
+    failed = 0
+    for uid in sorted(by_study):
+        if uid in missing:
+            click.echo(f"FAILED study {uid}: no result.json for it under {out}", err=True)
+            failed += 1
+            continue
+        try:
+            click.echo(_apply_one(folders[uid], by_study[uid], cts, cases))
+        except CacpipeError as exc:
+            click.echo(f"FAILED {folders[uid]}: {exc}", err=True)
+            failed += 1
+    if manifest is not None:
+        from ..scan.cohort import write_cohort
+
+        click.echo(f"cohort written: {write_cohort(out, manifest)}")
+    if (out / "index.html").exists():
+        from ..review import build_index
+
+        click.echo(f"index written: {build_index(out)}")
+    if failed:
+        raise InputDataError(f"{failed} of {len(by_study)} corrected stud{'y' if len(by_study) == 1 else 'ies'} "
+                             "could not be applied (see above)")

@@ -11,9 +11,14 @@ Steps, on a copy block-averaged to about 3 mm (speed and noise):
    the last slice of that run is the carina; the heart lies below it;
 4. mediastinum = per slice, the convex hull of the lungs minus the lungs, in slices that have
    lung on both sides;
-5. heart = soft tissue / blood (-30..500 HU) in the mediastinum below the carina, opened to cut
-   thin links (vessels, pleura), largest 3D component, grown back inside the candidate region,
-   holes filled.
+5. the vertebral column (found along the posterior midline: the first bony run >= 18 mm deep,
+   from the back) and everything behind its front within 40 mm of the midline (descending aorta,
+   rib heads) are taken out of the mediastinum;
+6. heart = soft tissue / blood (-30..500 HU) in the mediastinum below the carina, opened to cut
+   thin links (vessels, pleura), largest 3D component, grown back inside the candidate region;
+   then tubes are cut off (what a 16 mm ball cannot enter: aorta, pulmonary trunk, venae cavae,
+   oesophagus; an opening computed with distance maps), 4 mm grown back, the vessel roots within
+   15 mm above the heart given back (the coronary ostia lie there), holes filled.
 The mask goes back to the CT grid by nearest neighbour. Nothing here uses phantom coordinates.
 """
 
@@ -38,6 +43,13 @@ AIRWAY_HU = -900.0
 HEART_HU = (-30.0, 500.0)
 TRACHEA_AREA_MM2 = (40.0, 1200.0)
 OPENING_MM = 6.0
+SPINE_HU = 150.0  # vertebral bone (cancellous and cortex) at the work resolution
+SPINE_BAND_MM = 10.0  # half-width of the midline strip searched for the vertebral column
+SPINE_MIN_RUN_MM = 18.0  # the vertebral body: the first bony run this deep, from the back
+SPINE_KEEP_OUT_MM = 40.0  # half-width of the strip behind the vertebral front that is never heart
+TUBE_MM = 16.0  # vessels thinner than twice this are cut off the heart
+REGROW_MM = 4.0  # what the tube cut shaved off the heart's surface grows back this far
+ROOT_KEEP_MM = 15.0  # the great vessels' roots kept above the heart (the coronary ostia are there)
 
 
 @dataclass
@@ -80,6 +92,73 @@ def _fill_slices(mask: np.ndarray) -> np.ndarray:
     for k in range(mask.shape[0]):
         out[k] = ndi.binary_fill_holes(mask[k])
     return out
+
+
+def _spine_front(a: np.ndarray, body: np.ndarray, sp: np.ndarray) -> np.ndarray:
+    """Per slice, the row (y index) of the vertebral body's anterior surface, or -1 when not found.
+
+    Along the posterior midline, from the back forwards: bony runs (spinous process and laminae,
+    then, after the spinal canal, the vertebral body); the first run at least SPINE_MIN_RUN_MM
+    deep is the vertebral body. Works with contrast too: the blood pool in front of the spine is
+    a separate run.
+    """
+    nz = a.shape[0]
+    out = np.full(nz, -1, dtype=int)
+    half = max(1, int(round(SPINE_BAND_MM / sp[2])))
+    min_run = max(2, int(round(SPINE_MIN_RUN_MM / sp[1])))
+    for k in range(nz):
+        if not body[k].any():
+            continue
+        xs = np.nonzero(body[k].any(axis=0))[0]
+        ys = np.nonzero(body[k].any(axis=1))[0]
+        mid = int(round((xs[0] + xs[-1]) / 2.0))
+        back, front = int(ys[-1]), int(ys[0])
+        bone = a[k, :, max(mid - half, 0):mid + half + 1].max(axis=1) >= SPINE_HU
+        y = back
+        limit = back - 0.5 * (back - front)  # the spine lies in the posterior half of the body
+        while y > limit:
+            if bone[y]:
+                run_end = y
+                while run_end - 1 >= 0 and bone[run_end - 1]:
+                    run_end -= 1
+                if y - run_end + 1 >= min_run:
+                    out[k] = run_end
+                    break
+                y = run_end - 1
+            else:
+                y -= 1
+    return out
+
+
+def _without_tubes(mask: np.ndarray, sp: np.ndarray) -> np.ndarray:
+    """Drop what a ball of TUBE_MM cannot enter (great vessels, oesophagus), then regrow REGROW_MM inside ``mask``.
+
+    An opening by a 16 mm ball, done with distance maps (cheap for large radii): the heart (about
+    90-120 mm across) keeps its shape; the aorta, pulmonary trunk, venae cavae and oesophagus
+    (under 32 mm across) fall away.
+    """
+    dist = ndi.distance_transform_edt(mask, sampling=sp)
+    core = _largest(dist >= TUBE_MM)
+    if not core.any():
+        return mask
+    cover = ndi.distance_transform_edt(~core, sampling=sp) <= TUBE_MM + REGROW_MM
+    return _largest(cover & mask)
+
+
+def _keep_root(before: np.ndarray, cut: np.ndarray, sp: np.ndarray) -> np.ndarray:
+    """Give back the vessel roots within ROOT_KEEP_MM above the cut heart: the coronary ostia sit in the
+    aortic root, and the crop box must keep a margin above them."""
+    zs = np.nonzero(cut.any(axis=(1, 2)))[0]
+    if zs.size == 0:
+        return cut
+    top = int(zs.max())
+    roots = before.copy()
+    roots[: top + 1] = False  # only above the cut heart ...
+    roots[top + 1 + int(round(ROOT_KEEP_MM / sp[0])):] = False  # ... and at most ROOT_KEEP_MM above it
+    roots[top] = cut[top]  # the slice they stand on, to connect them
+    lab, _ = ndi.label(roots)
+    keep = np.unique(lab[top][cut[top] & (lab[top] > 0)])
+    return cut | (np.isin(lab, keep[keep > 0]) & before)
 
 
 def locate_heart(ct: Volume) -> FallbackResult:
@@ -160,6 +239,14 @@ def locate_heart(ct: Volume) -> FallbackResult:
             continue
         hull = convex_hull_image(lk)
         cand[k] = hull & ~lungs_grown[k] & soft[k]
+    # The vertebral column and what lies beside and behind its front (descending aorta, rib heads)
+    # are never heart; in v2 phantoms they joined the heart through the oesophagus (docs/phantom.md).
+    front = _spine_front(a, body, sp)
+    keep_out = max(1, int(round(SPINE_KEEP_OUT_MM / sp[2])))
+    for k in np.nonzero(front >= 0)[0]:
+        xs = np.nonzero(body[k].any(axis=0))[0]
+        mid = int(round((xs[0] + xs[-1]) / 2.0))
+        cand[k, max(front[k] - 1, 0):, max(mid - keep_out, 0):mid + keep_out + 1] = False
     r = np.maximum(OPENING_MM / sp, 1.0)
     # Pad by edge replication so that morphology does not erode a heart cut by the scan range
     # (it must still touch the scan edge, for the QC flag).
@@ -171,6 +258,7 @@ def locate_heart(ct: Volume) -> FallbackResult:
         heart = ndi.binary_dilation(heart, structure=_ball(r), iterations=1) & cand_p
         heart = _largest(heart)
         heart = ndi.binary_closing(heart, structure=_ball(r))
+        heart = _keep_root(heart, _without_tubes(heart, sp), sp)
     heart = heart[tuple(slice(a, a + n) for (a, _), n in zip(pw, cand.shape, strict=True))]
     if heart.any():
         heart = _fill_slices(heart)

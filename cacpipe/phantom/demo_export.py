@@ -27,7 +27,7 @@ ZIPPED = "DEMO003"  # this patient's study is exported as a zip file
 
 
 def write_demo_export(export: str | Path, preset: str = "small", truth_dir: str | Path | None = None,
-                      **overrides) -> list[dict]:
+                      version: int = 1, **overrides) -> list[dict]:
     """Write the demo export; returns write_study's description of each study.
 
     DEMO001: calcium in three arteries, plus a localizer and a contrast series (skipped);
@@ -35,7 +35,12 @@ def write_demo_export(export: str | Path, preset: str = "small", truth_dir: str 
     lung-kernel series (not preferred), exported as ``DEMO003.zip``. A README.txt is ignored.
     ``overrides`` change every patient's PhantomConfig (e.g. a smaller grid for tests).
     With ``truth_dir``, each patient's ground truth goes to ``truth_dir/<PatientID>.json``.
+    ``version=2`` writes the v2 demo export instead (:func:`write_demo_export_v2`).
     """
+    if version == 2:
+        return write_demo_export_v2(export, preset, truth_dir, **overrides)
+    if version != 1:
+        raise ValueError(f"phantom version must be 1 or 2, got {version}")
     export = Path(export)
     export.mkdir(parents=True, exist_ok=True)
     studies = []
@@ -58,4 +63,54 @@ def write_demo_export(export: str | Path, preset: str = "small", truth_dir: str 
             info = write_study(cfg, export, patient, phantom=ph, **options)
         studies.append(info)
     (export / "README.txt").write_text("Synthetic phantom PACS export written by 'cacpipe demo'. No real patient.\n")
+    return studies
+
+
+# v2 demo: (seed offset in the demo seed range, random_config overrides, extra series); the third is zipped.
+DEMO_V2: tuple[tuple[int, dict, tuple[str, ...]], ...] = (
+    (0, {"acquisition": {"contrast_phase": "none"}}, ("contrast", "thick")),
+    (1, {"plaques": (), "acquisition": {"contrast_phase": "none"}}, ()),
+    (2, {"acquisition": {"contrast_phase": "none"}}, ("lung", "derived")),
+)
+V2_PRESET = {"small": "v2-small", "full": "v2"}
+
+
+def write_demo_export_v2(export: str | Path, preset: str = "small", truth_dir: str | Path | None = None,
+                         **overrides) -> list[dict]:
+    """The v2 demo export: three v2 phantoms from the ``demo`` seed range (one without coronary
+    calcium, one with a labelled contrast series and a 5 mm series, one with a sharp-kernel and a
+    derived series, exported as a zip file), a README to ignore. With ``truth_dir``, each patient's
+    truth goes to ``truth_dir/<PatientID>/`` (truth.json, labels, lesion ids, heart).
+    ``overrides`` go to every patient's :func:`cacpipe.phantom.v2.random_config`.
+    """
+    from . import seeds
+    from .v2 import generate as generate_v2
+    from .v2 import random_config
+    from .v2.sampling import apply_overrides
+    from .v2.study import _json_default, patient_of, write_study_v2, write_truth_files
+
+    export = Path(export)
+    export.mkdir(parents=True, exist_ok=True)
+    studies = []
+    for i, (offset, own, extras) in enumerate(DEMO_V2):
+        seed = seeds.DEMO.start + offset
+        cfg = apply_overrides(random_config(seed, V2_PRESET.get(preset, preset), **own), overrides)
+        ph = generate_v2(cfg)
+        patient = patient_of(cfg, f"DEMOV2{i + 1:02d}")
+        zipped = i == len(DEMO_V2) - 1
+        target = export / f".{patient.patient_id}-staging" if zipped else export
+        info = write_study_v2(ph, target, patient, extras)
+        if zipped:
+            with zipfile.ZipFile(export / f"{patient.patient_id}.zip", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                for f in sorted(target.rglob("*")):
+                    if f.is_file():
+                        zf.write(f, f.relative_to(target).as_posix())
+            shutil.rmtree(target)
+        if truth_dir is not None:
+            tdir = Path(truth_dir) / patient.patient_id
+            write_truth_files(ph, tdir, ct=False)
+            truth = ph.truth | {"patient_id": patient.patient_id, "study_uid": info["study_uid"]}
+            (tdir / "truth.json").write_text(json.dumps(truth, indent=1, default=_json_default))
+        studies.append(info)
+    (export / "README.txt").write_text("Synthetic phantom (v2) PACS export written by cacpipe. No real patient.\n")
     return studies

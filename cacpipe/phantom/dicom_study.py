@@ -18,6 +18,7 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from ..volume import Volume
+from .fastio import SeriesTemplate, hu_to_stored, write_files
 
 ROOT_UID = "1.2.826.0.1.3680043.10.1437."  # prefix for phantom UIDs; deterministic per seed
 
@@ -104,41 +105,51 @@ def write_axial_series(
     description: str,
     kernel: str = "STANDARD",
     contrast_agent: str | None = None,
+    image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "AXIAL"),
+    thickness_mm: float | None = None,
+    extra: dict | None = None,
 ) -> list[Path]:
     """Write ``vol`` (HU, identity direction) as one axial CT series, one file per slice.
 
     Instance 1 is the most superior slice (head-first order, as scanners number them).
+    ``thickness_mm`` is the SliceThickness tag (default: the slice spacing); ``extra`` sets more
+    header fields (e.g. KVP, Manufacturer) on every file.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     series_uid = uid(study_uid, "series", series_number, description)
     nz, ny, nx = vol.shape
     dz, dy, dx = vol.spacing_zyx
     ox, oy, oz = vol.origin_xyz
-    paths = []
+    # One template dataset; each file splices in its own UID, number, position and pixels (fastio).
+    ds = _base_dataset(out_dir / "template", uid(series_uid, "template"), patient, study_uid)
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = description
+    ds.ImageType = list(image_type)
+    ds.ConvolutionKernel = kernel
+    ds.SliceThickness = f"{thickness_mm if thickness_mm is not None else dz:g}"
+    ds.SpacingBetweenSlices = f"{dz:g}"
+    ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+    ds.PixelSpacing = [f"{dy:.6g}", f"{dx:.6g}"]
+    ds.Rows, ds.Columns = ny, nx
+    if contrast_agent:
+        ds.ContrastBolusAgent = contrast_agent
+        ds.StudyDescription = "CT THORAX WITH CONTRAST"
+    for key, value in (extra or {}).items():
+        setattr(ds, key, value)
+    template = SeriesTemplate(ds, ds.file_meta)
+    stored = hu_to_stored(vol.array)
+    paths, blobs = [], []
     for inst, k in enumerate(range(nz - 1, -1, -1), start=1):
-        sop = uid(series_uid, k)
-        path = out_dir / f"IM{inst:05d}.dcm"
-        ds = _base_dataset(path, sop, patient, study_uid)
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = series_number
-        ds.SeriesDescription = description
-        ds.InstanceNumber = inst
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.ConvolutionKernel = kernel
-        ds.SliceThickness = f"{dz:g}"
-        ds.SpacingBetweenSlices = f"{dz:g}"
         z = oz + k * dz
-        ds.ImagePositionPatient = [f"{ox:.4f}", f"{oy:.4f}", f"{z:.4f}"]
-        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
-        ds.SliceLocation = f"{z:.4f}"
-        ds.PixelSpacing = [f"{dy:.6g}", f"{dx:.6g}"]
-        ds.Rows, ds.Columns = ny, nx
-        if contrast_agent:
-            ds.ContrastBolusAgent = contrast_agent
-            ds.StudyDescription = "CT THORAX WITH CONTRAST"
-        ds.PixelData = _pixels(vol.array[k])
-        ds.save_as(path, enforce_file_format=True)
+        path = out_dir / f"IM{inst:05d}.dcm"
+        blobs.append((path, template.file_bytes(uid(series_uid, k), inst, (f"{ox:.4f}", f"{oy:.4f}", f"{z:.4f}"),
+                                                f"{z:.4f}", stored[k].tobytes())))
         paths.append(path)
+        if len(blobs) >= 32:
+            write_files(blobs)
+            blobs = []
+    write_files(blobs)
     return paths
 
 
@@ -146,8 +157,10 @@ def write_localizer(vol: Volume, out_dir: Path, patient: PatientInfo, study_uid:
     """A frontal scout: the attenuation sum along y, as one LOCALIZER image."""
     out_dir.mkdir(parents=True, exist_ok=True)
     series_uid = uid(study_uid, "series", series_number, "localizer")
-    mu = np.clip(vol.array.astype(np.float32) + 1000.0, 0, None)  # ~ attenuation
-    proj = mu.sum(axis=1)[::-1]  # (z, x), superior at the top row
+    # ~ attenuation: HU + 1000 clipped at 0, summed along y (integer sums: exact, as the float32 sum was)
+    a = vol.array
+    mu = (np.maximum(a, -1000) if a.dtype.kind in "iu" else np.clip(a, -1000, None)).sum(axis=1, dtype=np.int32)
+    proj = (mu + 1000 * a.shape[1]).astype(np.float32)[::-1]  # (z, x), superior at the top row
     img = (proj / max(float(proj.max()), 1.0) * 2000 - 1000).astype(np.int16)
     path = out_dir / "IM00001.dcm"
     ds = _base_dataset(path, uid(series_uid, 0), patient, study_uid)

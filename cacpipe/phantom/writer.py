@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .anatomy import Phantom, PhantomConfig, generate
 from .dicom_study import PatientInfo, write_study
+from .fastio import write_nifti
 from .truth import ground_truth
 
 
@@ -21,13 +22,24 @@ def write_phantom(
     """Generate and write a phantom. Layout::
 
         out_dir/ct.nii.gz  labels.nii.gz  heart.nii.gz  truth.json  dicom/<PatientID>/<date_acc>/<NNN_series>/
+
+    A v2 config (:class:`cacpipe.phantom.v2.ChestConfig`) also writes truth_lesions.nii.gz; its
+    contrast series is a second acquisition, ``thin_series`` is not available.
     """
+    from .v2 import ChestConfig
+
+    if isinstance(config, ChestConfig):
+        from .v2.study import write_phantom_v2
+
+        if thin_series:
+            raise ValueError("thin_series is a v1 option; v2 extra series: thick, lung, derived, contrast")
+        return write_phantom_v2(config, out_dir, patient, dicom, ("contrast",) if contrast_series else ())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ph = generate(config)
-    ph.ct.write(out / "ct.nii.gz")
-    ph.labels.write(out / "labels.nii.gz")
-    ph.heart.write(out / "heart.nii.gz")
+    write_nifti(ph.ct, out / "ct.nii.gz")
+    write_nifti(ph.labels, out / "labels.nii.gz")
+    write_nifti(ph.heart, out / "heart.nii.gz")
     truth = ground_truth(ph)
     truth["config"] = config.to_json()
     truth["distractors"] = ph.distractors

@@ -6,6 +6,8 @@ fit``). An assessed artery with no calcium (volume 0) is graded ``none`` by rule
 
 The default model (cacpipe/data/severity_default.json) is NOT fitted on radiologist data; its
 ``provenance`` text says what it is built from. Refit it on local grades before relying on it.
+``SeverityModel.fitted_on_grades`` says which kind a model is: results record it, and the DICOM SR
+carries a grade only from a fitted model.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class SeverityModel:
     arteries: dict[str, ArteryModel]
     provenance: str
     source: str = ""  # where it was loaded from
+    fitted_on_grades: bool = False  # True only for a model fitted on radiologist grades (``fit``)
 
     # --- I/O -----------------------------------------------------------------------------
     @classmethod
@@ -74,7 +77,11 @@ class SeverityModel:
         if missing:
             raise ConfigError(f"{where}: no model for {missing}; every artery {list(ARTERIES)} needs one")
         models = {a: ArteryModel.from_dict(arts[a], f"{where} [{a}]") for a in ARTERIES}
-        return cls(models, str(d.get("provenance", "")), source)
+        # Files written by `cacpipe severity fit` before the key existed carry per-artery fit statistics.
+        fitted = d.get("fitted_on_grades", all("n" in m.stats and "converged" in m.stats for m in models.values()))
+        if not isinstance(fitted, bool):
+            raise ConfigError(f"{where}: fitted_on_grades must be true or false, got {fitted!r}")
+        return cls(models, str(d.get("provenance", "")), source, fitted)
 
     def to_dict(self) -> dict:
         return {
@@ -83,6 +90,7 @@ class SeverityModel:
             "distribution": "logit",
             "formula": "P(grade <= k) = logistic(cut_k - coef * calcium_volume_ml); volume 0 -> 'none'",
             "provenance": self.provenance,
+            "fitted_on_grades": self.fitted_on_grades,
             "arteries": {a: m.to_dict() for a, m in self.arteries.items()},
         }
 
@@ -123,7 +131,13 @@ class SeverityModel:
             stats = {k: r[k] for k in ("se", "ci_low", "ci_high", "wald", "p", "n", "converged")}
             models[artery] = ArteryModel(r["levels"], r["coef"], r["cutpoints"], stats)
         text = provenance or f"fitted with statsmodels OrderedModel (logit) on {len(long)} graded arteries"
-        return cls(models, text)
+        return cls(models, text, fitted_on_grades=True)
+
+    def describe(self) -> dict:
+        """What a result records about the severity model: where it came from and whether it was
+        fitted on local radiologist grades."""
+        return {"source": self.source, "fitted_on_grades": self.fitted_on_grades,
+                "provenance": self.provenance.split(". ")[0][:200]}
 
     # --- prediction ----------------------------------------------------------------------
     def predict(self, artery: str, volume_ml: float | None) -> tuple[str | None, dict[str, float] | None]:

@@ -1,7 +1,11 @@
-"""Radiologist review outputs: PNG overlays, HTML review pages, DICOM SEG/SR/SC, C-STORE.
+"""Radiologist review outputs: PNG overlays, HTML review pages, DICOM SEG/SR/SC, C-STORE,
+and the readers' corrections.
 
 Entry points the pipeline calls: ``build_review`` (one study), ``build_index`` (a cohort),
-``send_outputs`` (to a PACS). See docs/review.md.
+``send_outputs`` (to a PACS). Modules: ``page`` (study page), ``viewer_data`` (the images in it),
+``index`` (cohort index), ``corrections`` (a reader's corrections and applying them),
+``assets`` (CSS/JS package data and the NiiVue bundle), ``overlays``, ``dicom_out``, ``send``.
+See docs/review.md.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 
 from ..config import ReviewSettings
 from ..errors import GeometryError
+from ..files import make_private_dir, protect, write_private_text
 from ..record import StudyResult
 from ..volume import Volume
 from .options import anonymised_id, display_items
@@ -25,23 +30,27 @@ __all__ = ["anonymised_id", "build_index", "build_review",
 
 
 def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResult, source_datasets: list | None,
-                 options: ReviewSettings | None = None, *, salt: str = "", agreement=None) -> dict:
+                 options: ReviewSettings | None = None, *, salt: str | None = None, agreement=None) -> dict:
     """Write overlays, the review page and (when source slices are given) DICOM SEG/SR/SC.
 
     ``ct`` and ``labels`` are on the original scan grid; ``source_datasets`` are the source CT
     slice headers sorted like the volume (slice k = ct.array[k]) or None to skip DICOM outputs.
-    ``salt`` keys the anonymised id; ``agreement`` is an optional fold-agreement volume.
+    ``salt`` keys the anonymised id (None or empty: ``options.salt``, else this installation's
+    secret, see cacpipe.review.options); ``agreement`` is an optional fold-agreement volume.
+    Calcium is drawn (PNGs, page, SEG) exactly where it is counted: HU >= 130 inside a calcium
+    label. Every file is written owner-only (cacpipe.files).
     Returns paths relative to ``study_dir``: {"overlays": [...], "review_html", "review_json",
     "seg", "sr", "sc": [...]} (DICOM keys only when written; "dicom_skipped" says why not).
     """
     import numpy as np
 
-    from .html import study_page
-    from .overlays import render_study, write_overlays
+    from .overlays import display_labels, render_study, write_overlays
+    from .page import study_page
 
     options = options or ReviewSettings()
+    salt = salt or options.salt or None
     study_dir = Path(study_dir)
-    study_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(study_dir)
     if ct.shape != labels.shape:
         raise GeometryError(f"CT {ct.shape} and labels {labels.shape} are not on the same grid; "
                             "pass both on the original scan grid")
@@ -49,20 +58,21 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResul
         from .dicom_out import check_sources
 
         check_sources(labels, source_datasets)  # fail before rendering anything
-    ovs = render_study(ct, labels, result, options, salt, agreement)
-    paths = write_overlays(ovs, study_dir / "overlays")
+    shown = display_labels(ct, labels)  # what is drawn is what is counted
+    ovs = render_study(ct, shown, result, options, salt, agreement)
+    paths = write_overlays(ovs, study_dir / "overlays", result)
     out: dict = {"overlays": [p.relative_to(study_dir).as_posix() for p in paths]}
     if ovs.skipped_slices:
-        out["overlays_skipped_slices"] = [k + 1 for k in ovs.skipped_slices]
-    (study_dir / "review.html").write_text(study_page(ct, labels, result, ovs, options, salt), encoding="utf-8")
+        out["overlays_skipped_slices"] = [result.slice_reference(k) for k in ovs.skipped_slices]
+    write_private_text(study_dir / "review.html", study_page(ct, shown, result, ovs.summary, options, salt))
     out["review_html"] = "review.html"
     if options.dicom and source_datasets:
         from .dicom_out import write_dicom_outputs
 
         images = [np.asarray(ovs.summary)] + [np.asarray(s.composite) for s in ovs.slices]
-        names = ["summary: thick-slab MIP"] + [f"slice {s.k + 1}: " + ", ".join(les.name for les in s.lesions)
+        names = ["summary: thick-slab MIP"] + [f"{s.ref}: " + ", ".join(les.name for les in s.lesions)
                                                 for s in ovs.slices]
-        d = write_dicom_outputs(study_dir / "dicom", labels, result, source_datasets, images, names,
+        d = write_dicom_outputs(study_dir / "dicom", shown, result, source_datasets, images, names,
                                 options.series_number_base)
         out["seg"] = Path(d["seg"]).relative_to(study_dir).as_posix()
         out["sr"] = Path(d["sr"]).relative_to(study_dir).as_posix()
@@ -73,18 +83,27 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResul
     review = {
         "schema": "cacpipe.review/1", "study_uid": result.study.study_uid, "status": result.status,
         "display": display_items(result.study.to_dict(), options.fields, salt), "total": asdict(result.total),
+        "arteries": {a: {"assessed": r.assessed, "agatston": r.agatston} for a, r in result.arteries.items()},
         "flags": [f.to_dict() for f in result.flags],
-        "lesions": [{"name": les.name, "artery": les.artery, "volume_mm3": les.volume_mm3, "slice": les.best_slice + 1}
+        "provenance": result.provenance_statement(),
+        "lesions": [{"name": les.name, "artery": les.artery, "volume_mm3": les.volume_mm3, "slice": les.best_slice + 1,
+                     "image": (result.ct.get("instance_numbers") or [None] * (les.best_slice + 1))[les.best_slice],
+                     "reference": result.slice_reference(les.best_slice)}
                     for les in ovs.lesions],
         "review_html": "review.html", "outputs": out,
     }
-    (study_dir / "review.json").write_text(json.dumps(review, indent=2))
+    write_private_text(study_dir / "review.json", json.dumps(review, indent=2))
     out["review_json"] = "review.json"
     return out
 
 
-def build_index(results_dir: Path) -> Path:
-    """Write ``results_dir/index.html`` listing every study reviewed under it; returns its path."""
-    from .html import write_index
+def build_index(results_dir: Path, *, fields: tuple[str, ...] | None = None, salt: str = "") -> Path:
+    """Write ``results_dir/index.html``: every study of a scan's manifest (failed and skipped ones
+    with their reasons) and every review page under ``results_dir``; returns its path.
+    ``fields``/``salt``: what identifies a study without a review page (default: the review
+    settings' fields, i.e. the anonymised id and the study date)."""
+    from .index import write_index
 
-    return write_index(Path(results_dir))
+    path = write_index(Path(results_dir), fields=fields, salt=salt)
+    protect([path])
+    return path

@@ -1,17 +1,24 @@
 """DICOM outputs a PACS can show, written with highdicom.
 
-- SEG: six binary segments (label ids 1-6 = segment numbers 1-6), referencing the source series.
-- SR: Comprehensive 3D SR, TID 1500 measurement report: per artery calcium volume (mm3),
-  Agatston score and severity grade, each group pointing at its calcium segment in the SEG.
+- SEG: six binary segments (label ids 1-6 = segment numbers 1-6), referencing the source series;
+  calcium segments hold exactly the counted calcium (HU >= 130 inside a calcium label).
+- SR: Comprehensive 3D SR, TID 1500 measurement report: per artery calcium volume (mm3, 0.1),
+  Agatston score (0.1), lesion count and the lesions with the PACS image they are largest on,
+  each group pointing at its calcium segment in the SEG; totals with Agatston category and
+  CAC-DRS (or why they are not given); a severity grade only from a model fitted on local grades.
 - SC: secondary capture (RGB) of each overlay PNG.
 
 All three copy patient and study identifiers from the source CT, so they file under the same
-study in the PACS. Codes: SNOMED CT for anatomy and findings, DCM 112058 "Calcium score" with
-method DCM 112055 "Agatston scoring method".
+study in the PACS; all three state the result's provenance (research use only, demo model, ...)
+in their series description and a text item, and name the model and cacpipe version. Re-runs
+differ in SeriesDate/SeriesTime and their description's run time. Codes: SNOMED CT for anatomy
+and findings, DCM 112058 "Calcium score" with method DCM 112055 "Agatston scoring method", SCT
+246206008 "Number of lesions"; what has no standard code is a TEXT "Finding" that names itself.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +28,9 @@ from pydicom.sr.coding import Code
 
 from .. import __version__
 from ..errors import GeometryError, InputDataError
+from ..files import make_private_dir, protect
 from ..labels import ARTERIES, CALCIUM_ID, LABEL_CLASSES
-from ..record import StudyResult
+from ..record import RESEARCH_USE, Provenance, StudyResult
 from ..volume import Volume
 
 MANUFACTURER = "cacpipe"
@@ -37,13 +45,51 @@ GRADE_CODES: dict[str, Code] = {
     "mild": codes.SCT.Mild, "moderate": codes.SCT.Moderate, "severe": codes.SCT.Severe,
     "none": codes.SCT.Absent,
 }
+NUMBER_OF_LESIONS = Code("246206008", "SCT", "Number of lesions")
+LESIONS_UNIT = Code("{lesions}", "UCUM", "lesions")
+QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")  # TID 1500 row 12
+# Category, CAC-DRS, lesions and "not assessed" have no standard concept: they are text findings
+# that say what they are ("Agatston category 11-100"); statement and flags are comments.
+FINDING = codes.DCM.Finding
+COMMENT = codes.DCM.Comment
+DESCRIPTION_MAX = 64  # LO
 
 
-def _algorithm():
+def series_description(prov: Provenance, kind: str, stamp: _dt.datetime) -> str:
+    """A series description that cannot be mistaken and tells re-runs apart, at most 64 characters:
+    'DEMO NOT CLINICAL CAC SEG model e60903488e65 cacpipe 0.1.0 10:15:02' (the model's dataset name
+    is added when it fits)."""
+    parts = [prov.tag(), f"CAC {kind}", prov.model_short.split("_", 1)[-1], f"model {prov.model_id[:8] or '?'}",
+             f"cacpipe {prov.cacpipe_version or '?'}", stamp.strftime("%H:%M:%S")]
+    text = " ".join(parts)
+    if len(text) > DESCRIPTION_MAX:  # the dataset name goes first; the id and version stay
+        text = " ".join(parts[:2] + parts[3:])
+    return text[:DESCRIPTION_MAX]
+
+
+def short_statement(prov: Provenance) -> str:
+    """The statement in 64 characters (LO attributes such as a SEG's ContentDescription)."""
+    return ("DEMO MODEL - NOT FOR CLINICAL USE" if prov.model_is_demo else RESEARCH_USE)[:DESCRIPTION_MAX]
+
+
+def _stamp(ds: pydicom.Dataset, stamp: _dt.datetime) -> None:
+    ds.SeriesDate = stamp.strftime("%Y%m%d")
+    ds.SeriesTime = stamp.strftime("%H%M%S")
+
+
+def _algorithm(prov: Provenance):
     import highdicom as hd
 
-    return hd.AlgorithmIdentificationSequence(name="cacpipe", family=codes.cid7162.ArtificialIntelligence,
-                                              version=__version__)
+    return hd.AlgorithmIdentificationSequence(name=_algorithm_name(prov), family=codes.cid7162.ArtificialIntelligence,
+                                              version=_algorithm_version(prov))
+
+
+def _algorithm_name(prov: Provenance) -> str:
+    return f"cacpipe {prov.model_short}"[:DESCRIPTION_MAX]
+
+
+def _algorithm_version(prov: Provenance) -> str:
+    return f"model {prov.model_id or '?'}; cacpipe {prov.cacpipe_version or __version__}"[:DESCRIPTION_MAX]
 
 
 def check_sources(labels: Volume, sources: list[pydicom.Dataset]) -> None:
@@ -63,10 +109,14 @@ def check_sources(labels: Volume, sources: list[pydicom.Dataset]) -> None:
                             "pass them sorted like the volume")
 
 
-def make_seg(labels: Volume, sources: list[pydicom.Dataset], series_number: int):
-    """A binary DICOM SEG with the six label classes as segments."""
+def make_seg(labels: Volume, sources: list[pydicom.Dataset], series_number: int, result: StudyResult,
+             stamp: _dt.datetime | None = None):
+    """A binary DICOM SEG with the six label classes as segments (``labels`` as drawn: calcium segments
+    hold the counted calcium), stating the result's provenance."""
     import highdicom as hd
 
+    prov = result.provenance()
+    stamp = stamp or _dt.datetime.now()
     segs = []
     for c in LABEL_CLASSES:
         artery_code = ARTERY_CODES[c.artery]
@@ -77,79 +127,148 @@ def make_seg(labels: Volume, sources: list[pydicom.Dataset], series_number: int)
             else codes.SCT.AnatomicalStructure,
             segmented_property_type=CALCIFICATION if c.is_calcium else artery_code,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=_algorithm(),
+            algorithm_identification=_algorithm(prov),
             tracking_uid=hd.UID(), tracking_id=f"cacpipe {c.name}",
             anatomic_regions=[artery_code] if c.is_calcium else None,
             display_color=hd.color.CIELabColor.from_rgb(*c.colour) if hasattr(hd.color.CIELabColor, "from_rgb")
             else None,
         ))
     onehot = np.stack([labels.array == c.id for c in LABEL_CLASSES], axis=-1)
-    return hd.seg.Segmentation(
+    seg = hd.seg.Segmentation(
         source_images=sources, pixel_array=onehot, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segs, series_instance_uid=hd.UID(), series_number=series_number,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer=MANUFACTURER,
-        manufacturer_model_name="cacpipe coronary calcium", software_versions=__version__,
-        device_serial_number="0", series_description="cacpipe coronary arteries + calcium",
-        content_label="CORONARY", omit_empty_frames=True,
+        manufacturer_model_name=_algorithm_name(prov), software_versions=_algorithm_version(prov),
+        device_serial_number="0", series_description=series_description(prov, "SEG", stamp),
+        content_label="CORONARY", content_description=short_statement(prov), omit_empty_frames=True,
     )
+    _stamp(seg, stamp)
+    seg.ImageComments = prov.line()
+    return seg
 
 
-def make_sr(result: StudyResult, seg, sources: list[pydicom.Dataset], series_number: int):
-    """A Comprehensive 3D SR (TID 1500) with per-artery volume, Agatston and grade."""
+def _num(name: Code, value: float, unit: Code, method: Code | None = None):
     import highdicom as hd
 
+    return hd.sr.Measurement(name=name, value=value, unit=unit, method=method)
+
+
+def _text(name: Code, value: str):
+    import highdicom as hd
+
+    return hd.sr.TextContentItem(name=name, value=value, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+
+
+def _round1(v: float) -> float:
+    return float(round(float(v), 1))
+
+
+def _calcium_measurements(volume_mm3: float | None, agatston: float | None, lesions: int | None) -> list:
+    """Volume (mm3, 0.1), Agatston (0.1) and lesion count, as a reader would write them."""
+    out = []
+    if volume_mm3 is not None:
+        out.append(_num(codes.SCT.Volume, _round1(volume_mm3), codes.UCUM.CubicMillimeter))
+    if agatston is not None:
+        out.append(_num(codes.DCM.CalciumScore, _round1(agatston), codes.UCUM.NoUnits, codes.DCM.AgatstonScoringMethod))
+    if lesions is not None:
+        out.append(_num(NUMBER_OF_LESIONS, int(lesions), LESIONS_UNIT))
+    return out
+
+
+def _lesion_text(result: StudyResult, les) -> str:
+    return (f"{les.name}: {les.volume_mm3:.1f} mm3, Agatston {les.agatston:.1f}, peak {les.peak_hu:.0f} HU; "
+            f"largest on {result.slice_reference(les.best_slice)}")
+
+
+def _not_assessed_reason(result: StudyResult, artery: str) -> str:
+    for f in result.flags:
+        if f.code == "not_assessable" and f.artery == artery:
+            return f.message
+    return f"{artery} not assessed"
+
+
+def _add_items(template, items: list) -> None:
+    """Append content items to the first (container) item of a highdicom template."""
+    if items:
+        template[0].ContentSequence.extend(items)
+
+
+def make_sr(result: StudyResult, seg, sources: list[pydicom.Dataset], series_number: int,
+            stamp: _dt.datetime | None = None):
+    """A Comprehensive 3D SR (TID 1500): per artery volume, Agatston, lesion count, lesions (with their
+    PACS image) and, from a severity model fitted on local grades only, the grade; totals with category
+    and CAC-DRS; the provenance statement and every quality flag as text."""
+    import highdicom as hd
+
+    prov = result.provenance()
+    stamp = stamp or _dt.datetime.now()
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=hd.UID(), name="cacpipe", manufacturer_name=MANUFACTURER, model_name=f"cacpipe {__version__}"))
+            uid=hd.UID(), name="cacpipe", manufacturer_name=MANUFACTURER, model_name=_algorithm_name(prov)))
     context = hd.sr.ObservationContext(observer_device_context=observer)
     source_series = hd.sr.SourceSeriesForSegmentation(str(sources[0].SeriesInstanceUID))
+    algorithm = hd.sr.AlgorithmIdentification(name=_algorithm_name(prov), version=_algorithm_version(prov))
+    grades = result.severity_fitted is True
     groups = []
     for a in ARTERIES:
         r = result.arteries[a]
-        measurements, evaluations = [], []
+        measurements, evaluations, texts = [], [], []
         if r.assessed:
-            if r.calcium_volume_mm3 is not None:
-                measurements.append(hd.sr.Measurement(name=codes.SCT.Volume, value=float(r.calcium_volume_mm3),
-                                                      unit=codes.UCUM.CubicMillimeter))
-            if r.agatston is not None:
-                measurements.append(hd.sr.Measurement(name=codes.DCM.CalciumScore, value=float(r.agatston),
-                                                      unit=codes.UCUM.NoUnits, method=codes.DCM.AgatstonScoringMethod))
+            measurements = _calcium_measurements(r.calcium_volume_mm3, r.agatston, r.lesions)
             grade = str(r.grade or "").lower()
-            if grade in GRADE_CODES:
+            if grades and grade in GRADE_CODES:
                 evaluations.append(hd.sr.QualitativeEvaluation(codes.SCT.Severity, GRADE_CODES[grade]))
-        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            texts = [_text(FINDING, _lesion_text(result, les)) for les in result.lesions if les.artery == a]
+        else:
+            texts = [_text(FINDING, f"NOT ASSESSED: {_not_assessed_reason(result, a)}")]
+        group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{a} calcium"),
             referenced_segment=hd.sr.ReferencedSegment(
                 sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID,
                 segment_number=CALCIUM_ID[a], source_series=source_series),
             finding_type=CALCIFICATION, finding_sites=[hd.sr.FindingSite(ARTERY_CODES[a])],
-            algorithm_id=hd.sr.AlgorithmIdentification(name="cacpipe", version=__version__),
-            measurements=measurements or None, qualitative_evaluations=evaluations or None))
+            algorithm_id=algorithm, measurements=measurements or None, qualitative_evaluations=evaluations or None)
+        _add_items(group, texts)
+        groups.append(group)
     tot = result.total
-    tm = []
-    if tot.calcium_volume_mm3 is not None:
-        tm.append(hd.sr.Measurement(name=codes.SCT.Volume, value=float(tot.calcium_volume_mm3),
-                                    unit=codes.UCUM.CubicMillimeter))
-    if tot.agatston is not None:
-        tm.append(hd.sr.Measurement(name=codes.DCM.CalciumScore, value=float(tot.agatston), unit=codes.UCUM.NoUnits,
-                                    method=codes.DCM.AgatstonScoringMethod))
-    if tm:
-        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="total coronary calcium"),
-            finding_type=CALCIFICATION, finding_sites=[hd.sr.FindingSite(codes.SCT.CoronaryArtery)], measurements=tm))
+    why_not = tot.agatston_note or "score not valid"
+    total = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="total coronary calcium"),
+        finding_type=CALCIFICATION, finding_sites=[hd.sr.FindingSite(codes.SCT.CoronaryArtery)],
+        algorithm_id=algorithm, measurements=_calcium_measurements(tot.calcium_volume_mm3, tot.agatston, tot.lesions)
+        or None)
+    _add_items(total, [
+        _text(FINDING, f"Agatston category {tot.category}" if tot.category is not None
+              else f"Agatston category not given: {why_not}"),
+        _text(FINDING, f"CAC-DRS {tot.cac_drs}" if tot.cac_drs is not None else f"CAC-DRS not given: {why_not}"),
+    ])
+    groups.append(total)
     report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=CT_CHEST,
                                      imaging_measurements=groups)
-    return hd.sr.Comprehensive3DSR(
+    statements = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS,
+                                            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+    statements.ContentSequence = hd.sr.ContentSequence(
+        [_text(COMMENT, prov.line())]
+        + [_text(COMMENT, f"quality flag {f.code} ({f.severity}{', ' + f.artery if f.artery else ''}): {f.message}")
+           for f in result.flags])
+    report[0].ContentSequence.append(statements)
+    sr = hd.sr.Comprehensive3DSR(
         evidence=[*sources, seg], content=report, series_instance_uid=hd.UID(), series_number=series_number,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer=MANUFACTURER,
-        series_description="cacpipe coronary calcium report", is_complete=True, is_final=False, is_verified=False)
+        series_description=series_description(prov, "SR", stamp), is_complete=True, is_final=False,
+        is_verified=False)
+    _stamp(sr, stamp)
+    return sr
 
 
-def make_sc(images: list[np.ndarray], ref: pydicom.Dataset, series_number: int, descriptions: list[str]):
-    """Secondary capture RGB images of the overlays, one instance each, in one series."""
+def make_sc(images: list[np.ndarray], ref: pydicom.Dataset, series_number: int, descriptions: list[str],
+            result: StudyResult, stamp: _dt.datetime | None = None):
+    """Secondary capture RGB images of the overlays (the statement is burned in), one instance each, in one series."""
     import highdicom as hd
 
+    prov = result.provenance()
+    stamp = stamp or _dt.datetime.now()
     series_uid = hd.UID()
     out = []
     for i, (rgb, desc) in enumerate(zip(images, descriptions, strict=True), start=1):
@@ -159,29 +278,35 @@ def make_sc(images: list[np.ndarray], ref: pydicom.Dataset, series_number: int, 
             series_instance_uid=series_uid, series_number=series_number, sop_instance_uid=hd.UID(),
             instance_number=i, manufacturer=MANUFACTURER, patient_orientation=("L", "P"),
             transfer_syntax_uid=pydicom.uid.ExplicitVRLittleEndian)
-        sc.SeriesDescription = "cacpipe calcium overlays"
-        sc.ImageComments = desc
+        sc.SeriesDescription = series_description(prov, "SC", stamp)
+        sc.ImageComments = f"{desc} | {prov.line()}"
         sc.BurnedInAnnotation = "YES"
+        sc.BodyPartExamined = "CHEST"  # unpaired: Laterality (type 2C) is then rightly absent
+        _stamp(sc, stamp)
         out.append(sc)
     return out
 
 
 def write_dicom_outputs(out_dir: Path, labels: Volume, result: StudyResult, sources: list[pydicom.Dataset],
-                        overlay_images: list[np.ndarray], overlay_names: list[str], series_base: int = 9100
-                        ) -> dict[str, str | list[str]]:
-    """Write seg.dcm, sr.dcm and sc_NNN.dcm into ``out_dir``; returns their paths (strings)."""
+                        overlay_images: list[np.ndarray], overlay_names: list[str], series_base: int = 9100,
+                        stamp: _dt.datetime | None = None) -> dict[str, str | list[str]]:
+    """Write seg.dcm, sr.dcm and sc_NNN.dcm (owner-only, cacpipe.files) into ``out_dir``; returns their
+    paths (strings). ``labels`` as drawn (calcium = counted calcium); ``stamp``: the run's time
+    (SeriesDate/SeriesTime and the descriptions' run time; default now)."""
     if not sources:
         raise InputDataError("no source DICOM slices given: SEG/SR/SC need the source CT series")
     check_sources(labels, sources)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    seg = make_seg(labels, sources, series_base + 1)
+    stamp = stamp or _dt.datetime.now()
+    make_private_dir(out_dir)
+    seg = make_seg(labels, sources, series_base + 1, result, stamp)
     seg.save_as(out_dir / "seg.dcm")
-    sr = make_sr(result, seg, sources, series_base + 2)
+    sr = make_sr(result, seg, sources, series_base + 2, stamp)
     sr.save_as(out_dir / "sr.dcm")
-    scs = make_sc(overlay_images, sources[0], series_base + 3, overlay_names)
+    scs = make_sc(overlay_images, sources[0], series_base + 3, overlay_names, result, stamp)
     sc_paths = []
     for i, sc in enumerate(scs):
         p = out_dir / f"sc_{i:03d}.dcm"
         sc.save_as(p)
         sc_paths.append(str(p))
+    protect([out_dir, out_dir / "seg.dcm", out_dir / "sr.dcm", *sc_paths])
     return {"seg": str(out_dir / "seg.dcm"), "sr": str(out_dir / "sr.dcm"), "sc": sc_paths}

@@ -3,6 +3,11 @@
 Rendering is plain numpy + Pillow (no matplotlib) so a study renders in well under a second.
 Display convention: radiological (patient right on the image left, anterior at the top),
 derived from the volume's direction cosines. Colours come only from ``cacpipe.labels``.
+
+What is drawn is what is counted: calcium is drawn where a calcium label holds HU >= 130 (the
+voxels the Agatston score, the volume and the lesions count; :func:`display_labels`), and the rest
+of a calcium label as its artery. Every image carries the result's provenance statement burned in
+at the top (:func:`statement_banner`) and names slices as PACS does (InstanceNumber, table position).
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from ..config import ReviewSettings
+from ..files import make_private_dir, protect
 from ..labels import ARTERIES, ARTERY_COLOURS, ARTERY_ID, CALCIUM_COLOUR, CALCIUM_ID, LABEL_CLASSES
 from ..quant.lesions import Lesion
 from ..record import StudyResult
+from ..units import CALCIUM_THRESHOLD_HU
 from ..volume import Volume
 from .options import display_items
 
@@ -27,11 +34,50 @@ CALCIUM_ALPHA = 0.90
 HEADER_BG = (24, 24, 28)
 TEXT = (235, 235, 235)
 MUTED = (170, 170, 170)
+STATEMENT_BG = (120, 0, 0)  # the provenance banner: white on dark red, above everything else
+STATEMENT_TEXT = (255, 255, 255)
+STATEMENT_FONT_SIZE = 14
+STATEMENT_LINE_PX = 18
 
 
 @lru_cache(maxsize=8)
 def font(size: int = 14) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
+
+
+def display_labels(ct: Volume, labels: Volume) -> Volume:
+    """The label map as drawn: calcium-label voxels below 130 HU become their artery's label, so the
+    calcium drawn is exactly the calcium counted (HU >= 130 inside a calcium label)."""
+    lab = np.asarray(labels.array)
+    out = lab.copy()
+    below = np.asarray(ct.array) < CALCIUM_THRESHOLD_HU
+    for a in ARTERIES:
+        out[(lab == CALCIUM_ID[a]) & below] = ARTERY_ID[a]
+    return labels.with_array(out)
+
+
+def statement_lines(statements: list[str], width: int, size: int = STATEMENT_FONT_SIZE) -> list[str]:
+    """The statements joined with ' | ' into as few lines as fit ``width`` pixels (a statement is never split)."""
+    f = font(size)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines: list[str] = []
+    for st in statements:
+        if lines and probe.textlength(lines[-1] + " | " + st, font=f) <= width - 16:
+            lines[-1] += " | " + st
+        else:
+            lines.append(st)
+    return lines
+
+
+def statement_banner(width: int, result: StudyResult) -> Image.Image:
+    """The provenance banner burned into every image: research use only, demo model, fallback heart
+    locator, unfitted severity model (when they apply), model and cacpipe version."""
+    lines = statement_lines(result.provenance().statements(), width)
+    img = Image.new("RGB", (width, 6 + STATEMENT_LINE_PX * len(lines)), STATEMENT_BG)
+    d = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        d.text((8, 3 + STATEMENT_LINE_PX * i), line, fill=STATEMENT_TEXT, font=font(STATEMENT_FONT_SIZE))
+    return img
 
 
 def crop_box(labels: Volume, options: ReviewSettings) -> tuple[int, int, int, int]:
@@ -112,9 +158,10 @@ def _orientation_marks(draw: ImageDraw.ImageDraw, w: int, h: int) -> None:
 class SliceView:
     """One rendered lesion slice."""
 
-    k: int
+    k: int  # 0-based volume index (inferior -> superior); readers see ``ref``
     z_mm: float
     lesions: list[Lesion]
+    ref: str  # how PACS names the slice: "image 42 (z -123.5 mm)"
     composite: Image.Image  # plain | overlay (| heat map) with header and legend
     file: str = ""
 
@@ -134,18 +181,25 @@ def _fmt(v, nd=1, unit="") -> str:
 
 
 def artery_lines(result: StudyResult) -> list[tuple[str, str]]:
-    """(artery, text) per artery for legends: Agatston, volume, lesions, grade; 'not assessed' explicit."""
+    """(artery, text) per artery for legends: Agatston, volume, lesions, grade (only from a severity model
+    fitted on local grades); 'not assessed' explicit."""
     lines = []
+    show_grade = result.severity_fitted is True
     for a in ARTERIES:
         r = result.arteries[a]
         if not r.assessed:
             lines.append((a, f"{a}: NOT ASSESSED"))
             continue
+        grade = f"  grade {r.grade or 'n/a'}" if show_grade else ""
         lines.append((a, f"{a}: Agatston {_fmt(r.agatston)}  vol {_fmt(r.calcium_volume_mm3)} mm3  "
-                         f"lesions {r.lesions if r.lesions is not None else 'n/a'}  grade {r.grade or 'n/a'}"))
+                         f"lesions {r.lesions if r.lesions is not None else 'n/a'}{grade}"))
     tot = result.total
+    if tot.category is not None:
+        score = f"category {tot.category}  CAC-DRS {tot.cac_drs}"
+    else:
+        score = "no category: " + ("not every artery assessed" if not tot.complete else "score not valid, see flags")
     lines.append(("", f"Total: Agatston {_fmt(tot.agatston)}  vol {_fmt(tot.calcium_volume_mm3)} mm3  "
-                      f"{tot.category or ''} {tot.cac_drs or ''}".rstrip()))
+                      f"lesions {tot.lesions if tot.lesions is not None else 'n/a'}  {score}"))
     return lines
 
 
@@ -277,12 +331,15 @@ def _agreement_array(agreement, ct: Volume) -> np.ndarray | None:
     return arr
 
 
-def render_study(ct: Volume, labels: Volume, result: StudyResult, options: ReviewSettings, salt: str = "",
+def render_study(ct: Volume, labels: Volume, result: StudyResult, options: ReviewSettings, salt: str | None = None,
                  agreement=None) -> OverlaySet:
     """Render one composite per lesion slice (largest lesions first, capped) and the summary image.
 
-    ``agreement``: optional fold-agreement volume (0..1, same grid as the CT) shown as a heat map.
+    ``labels`` are drawn as counted (:func:`display_labels`); ``salt`` keys the anonymised id (None:
+    the installation's secret); ``agreement``: optional fold-agreement volume (0..1, same grid as
+    the CT) shown as a heat map.
     """
+    labels = display_labels(ct, labels)
     lesions = result.lesions
     box = crop_box(labels, options)
     flips = display_flips(ct)
@@ -295,7 +352,6 @@ def render_study(ct: Volume, labels: Volume, result: StudyResult, options: Revie
             wanted.append(les.best_slice)
     chosen, skipped = wanted[: options.max_slices], wanted[options.max_slices:]
     ovs = OverlaySet(lesions, box, flips, skipped_slices=sorted(skipped))
-    nz = ct.shape[0]
     for k in sorted(chosen, key=lambda k: -_z_mm(ct, k)):  # superior first, as one scrolls a chest CT
         here = [les for les in lesions if k in les.slices]
         plain, overlay, heat = render_slice_panels(ct.array[k], labels.array[k], box, flips, options, here,
@@ -305,11 +361,13 @@ def render_study(ct: Volume, labels: Volume, result: StudyResult, options: Revie
             panels.append(heat)
             titles.append("fold agreement")
         body = _side_by_side(_panel_titles(panels, titles))
-        right = f"slice {k + 1}/{nz}  z {_z_mm(ct, k):.1f} mm  {wl}"
+        ref = result.slice_reference(k)
+        right = f"{ref}  {wl}"
         extra = "on this slice: " + ", ".join(f"{les.name} {les.volume_mm3:.1f} mm3 peak {les.peak_hu:.0f} HU"
                                               for les in here)
-        comp = _stack([_header(body.width, shown, right), body, _legend(body.width, result, extra)])
-        ovs.slices.append(SliceView(k, _z_mm(ct, k), here, comp))
+        comp = _stack([statement_banner(body.width, result), _header(body.width, shown, right), body,
+                       _legend(body.width, result, extra)])
+        ovs.slices.append(SliceView(k, _z_mm(ct, k), here, ref, comp))
     ovs.summary = render_summary(ct, labels, result, options, box, flips, lesions, shown)
     return ovs
 
@@ -367,20 +425,33 @@ def render_summary(ct, labels, result, options, box, flips, lesions, shown) -> I
     thick = (z1 - z0) * dz
     body = _side_by_side(_panel_titles([axial, coronal], [f"axial MIP, slab {thick:.0f} mm", "coronal MIP"]))
     right = f"summary  {len(lesions)} lesion(s)  W {options.window[1]:g} / L {options.window[0]:g}"
-    return _stack([_header(body.width, shown, right), body, _legend(body.width, result)])
+    return _stack([statement_banner(body.width, result), _header(body.width, shown, right), body,
+                   _legend(body.width, result)])
 
 
-def write_overlays(ovs: OverlaySet, out_dir: Path) -> list[Path]:
-    """Write summary.png and slice_NNN.png files; returns the paths (summary first)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def overlay_file_name(result: StudyResult, k: int) -> str:
+    """A lesion-slice PNG's name: ``image_0042.png`` after the PACS InstanceNumber of volume slice ``k``
+    when the series has unique instance numbers, else ``slice_0059.png`` (1-based volume order)."""
+    numbers = (result.ct or {}).get("instance_numbers") or []
+    known = [n for n in numbers if n is not None]
+    if len(known) == len(numbers) and len(set(known)) == len(known) and k < len(numbers):
+        return f"image_{int(numbers[k]):04d}.png"
+    return f"slice_{k + 1:04d}.png"
+
+
+def write_overlays(ovs: OverlaySet, out_dir: Path, result: StudyResult) -> list[Path]:
+    """Write summary.png and one PNG per lesion slice (:func:`overlay_file_name`), owner-only
+    (cacpipe.files); returns the paths (summary first)."""
+    make_private_dir(out_dir)
     paths = []
     if ovs.summary is not None:
         p = out_dir / "summary.png"
         ovs.summary.save(p, optimize=False)
         paths.append(p)
     for sv in ovs.slices:
-        p = out_dir / f"slice_{sv.k + 1:04d}.png"
+        p = out_dir / overlay_file_name(result, sv.k)
         sv.composite.save(p)
         sv.file = p.name
         paths.append(p)
+    protect([out_dir, *paths])
     return paths

@@ -1,4 +1,9 @@
-"""cohort.csv: one row per study of the manifest, in the columns ``cacpipe evaluate`` reads."""
+"""cohort.csv: one row per study of the manifest, in the columns ``cacpipe evaluate`` reads.
+
+A study corrected by a reader (``cacpipe review apply``) has its corrected numbers in the usual
+columns, the readers in ``corrected`` and the numbers before correction in ``original_*``
+(cacpipe.record.cohort_row).
+"""
 
 from __future__ import annotations
 

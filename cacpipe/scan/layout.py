@@ -28,6 +28,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from ..files import FILE_MODE, make_private_dir
+
 MANIFEST = "manifest.json"
 COHORT = "cohort.csv"
 RESULT = "result.json"
@@ -122,7 +124,7 @@ def check_output_folder(export: Path, out: Path) -> None:
         raise ConfigError(f"the export {export} is inside --out {out}: result folders could land in the export; "
                           "choose an output folder outside it")
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        make_private_dir(out)  # a new OUT is owner-only (cacpipe.files): its folder names are patient ids
         fd, probe = tempfile.mkstemp(dir=out, prefix=".cacpipe-write-test-")
         os.close(fd)
         os.unlink(probe)
@@ -131,10 +133,12 @@ def check_output_folder(export: Path, out: Path) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one.
+    Owner-only, as every output with patient data (cacpipe.files)."""
+    make_private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         # backslashreplace: a path that is not valid UTF-8 inside a reason must not make the write fail
         with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
             f.write(text)

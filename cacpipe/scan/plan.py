@@ -22,7 +22,7 @@ def analyse_name(analyse: Analyse) -> str:
 def config_hash(analyse: Analyse, settings: Settings) -> str:
     """The settings hash of a study's result: the analysis and every setting but ``discovery``
     (which changes the inputs, and the input fingerprint already tracks those)."""
-    tree = settings.to_dict()
+    tree = settings.to_record()  # secrets by their public name only
     tree.pop("discovery", None)
     return settings_hash({"analyse": analyse_name(analyse), "settings": tree})
 
@@ -37,7 +37,7 @@ def plan(export: Path, out: Path, manifest: dict, analyse: Analyse, settings: Se
     problems = disc.problems + group_problems
     manifest.update(export=str(export.resolve()), cacpipe_version=__version__, scanned=now(),
                     problems=[p.to_dict() for p in problems], ignored_files=len(disc.ignored),
-                    settings=settings.to_dict())
+                    settings=settings.to_record())
     summary.problems, summary.ignored_files, summary.studies = len(problems), len(disc.ignored), len(studies)
     for p in problems:
         log.warning("unreadable input: %s: %s", p.source, p.reason)

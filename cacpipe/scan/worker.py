@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import CacpipeError, InputDataError
+from ..files import make_private_dir
 from ..flags import Flag
 from ..ingest import LoadedSeries, Series, load_series
 from ..record import StudyResult
@@ -87,7 +88,7 @@ def process_study(task: StudyTask) -> dict:
         loaded = load_first_usable(task)
         series_uid = loaded.identity.series_uid
         seconds["load"] = round(time.perf_counter() - t0, 3)
-        tmp.mkdir(parents=True)
+        make_private_dir(tmp)  # owner-only, also the patient folder when it is new (cacpipe.files)
         result = _validate(task.analyse(loaded, tmp, settings), tmp)
         seconds["analyse"] = round(time.perf_counter() - t0 - seconds["load"], 3)
         result.outputs["result"] = RESULT

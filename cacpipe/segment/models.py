@@ -9,6 +9,7 @@ The shipped demo model (phantom-trained, NOT FOR CLINICAL USE) is unpacked on fi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 DEMO_ZIP = Path(__file__).resolve().parent.parent / "data" / "demo_model.zip"
 CHECKPOINT = "checkpoint_final.pth"
+FINGERPRINT_FILE = "cacpipe_model_id.json"  # cache of model_fingerprint, next to dataset.json
 INSTALL_HELP = ("install a trained model with `cacpipe models install MODEL.zip` "
                 "(a zip from `make train` or nnUNetv2_export_model_to_zip)")
 
@@ -48,9 +50,14 @@ class InstalledModel:
     def full_name(self) -> str:
         return f"{self.name}/{self.path.name}"
 
+    @property
+    def model_id(self) -> str:
+        """The model's version as every output names it: a fingerprint of its files (12 hex digits)."""
+        return model_fingerprint(self.path)
+
     def to_dict(self) -> dict:
         """The ``pipeline.model`` entry of the result JSON."""
-        return {"name": self.full_name, "path": str(self.path), "is_demo": self.is_demo,
+        return {"name": self.full_name, "id": self.model_id, "path": str(self.path), "is_demo": self.is_demo,
                 "folds": list(self.folds), "trainer": self.trainer, "configuration": self.configuration,
                 "spacing_zyx": list(self.spacing_zyx)}
 
@@ -114,6 +121,45 @@ def left_right_mirroring(model: InstalledModel) -> str | None:
             f"mirroring along network axis {lr}, the patient's left-right axis): it may confuse the RCA with the "
             "LCX. cacpipe will not mirror that axis at test time, but per-artery numbers from this model need "
             "review; retrain with `make train` (lateral-safe trainers)")
+def _model_files(path: Path) -> list[Path]:
+    return [path / "dataset.json", path / "plans.json", *sorted(path.glob(f"fold_*/{CHECKPOINT}"))]
+
+
+@functools.lru_cache(maxsize=16)
+def _fingerprint(path: Path, stamp: tuple) -> str:
+    h = hashlib.sha256()
+    for rel, *_ in stamp:
+        h.update(rel.encode() + b"\0")
+        with open(path / rel, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """SHA-256 (12 hex digits) over a model folder's dataset.json, plans.json and fold checkpoints.
+
+    Two folders with the same files have the same id wherever they are installed, and any
+    retraining changes it. Hashing a 5-fold model reads every checkpoint once, so the id is cached
+    in the process and in ``FINGERPRINT_FILE`` next to dataset.json (keyed by file sizes and
+    modification times; skipped when the folder is read-only).
+    """
+    path = Path(path)
+    stamp = tuple((f.relative_to(path).as_posix(), f.stat().st_size, f.stat().st_mtime_ns)
+                  for f in _model_files(path) if f.exists())
+    cache = path / FINGERPRINT_FILE
+    try:
+        saved = json.loads(cache.read_text())
+        if [tuple(x) for x in saved.get("files", [])] == list(stamp) and isinstance(saved.get("id"), str):
+            return saved["id"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    digest = _fingerprint(path, stamp)
+    try:
+        cache.write_text(json.dumps({"id": digest, "files": [list(x) for x in stamp]}))
+    except OSError:
+        pass
+    return digest
 
 
 def model_dir(path: str | Path | None = None) -> Path:

@@ -30,6 +30,8 @@ STAGES: dict[str, tuple] = {
     "quantify": (stages.stage_quantify, "quantification, 512x512x400 (vectorised)"),
     "agatston_reference": (stages.stage_agatston_reference, "per-slice loop Agatston reference, same scan"),
     "review": (stages.stage_review, "overlays + HTML + DICOM SEG/SR/SC"),
+    "review_page": (stages.stage_review_page, "review page opened in headless Chromium (basic viewer)"),
+    "review_page_niivue": (stages.stage_review_page_niivue, "same page, NiiVue on software WebGL (SwiftShader)"),
 }
 
 
@@ -152,10 +154,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def all_stages() -> dict:
-    """Pipeline stages plus the nnU-Net inference variants (added by stages_nnunet)."""
+    """Pipeline stages plus the nnU-Net inference variants (stages_nnunet) and the phantom stages."""
     from .stages_nnunet import NNUNET_STAGES
+    from .stages_phantom import PHANTOM_STAGES
 
-    return {**STAGES, **NNUNET_STAGES}
+    return {**STAGES, **NNUNET_STAGES, **PHANTOM_STAGES}
 
 
 if __name__ == "__main__":

@@ -151,6 +151,57 @@ def stage_review(ctx: Context) -> Measurement:
     return m
 
 
+def stage_review_page(ctx: Context, viewer: str = "basic") -> Measurement:
+    """The study review page in headless Chromium (basic canvas viewer): time from navigation to a
+    page ready to read (images decoded, labels drawn), page size, the renderer's memory."""
+    import json as _json
+
+    import psutil
+
+    from cacpipe.config import ReviewSettings
+    from cacpipe.quant.quantify import quantify
+    from cacpipe.quant.validity import finalise
+    from cacpipe.record import StudyIdentity, StudyResult
+    from cacpipe.review import build_review
+    from cacpipe.volume import Volume
+    from devtools.browser import CHROMIUM, Browser, Page
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} missing (make chromium)")
+    ct, labels = _load(ctx), Volume.read(ctx.data / "labels.nii.gz")
+    labels = ct.with_array(labels.array)
+    q = quantify(ct, labels)
+    result = finalise(StudyResult(study=StudyIdentity(patient_id="BENCH", study_uid="1.2.3"), arteries=q.arteries,
+                                  lesions=q.lesions))
+    result.set_grid(ct)
+    out = Path(tempfile.mkdtemp())
+    build_review(out, ct, labels, result, None, ReviewSettings(dicom=False))
+    browser = Browser(out / "profile")
+
+    def run():
+        page = Page(browser)
+        page.open(out / "review.html", f"#viewer={viewer}", timeout=900)
+        timing = _json.loads(page.js("JSON.stringify(window.cacpipeReview.timing)"))
+        kids = psutil.Process(browser.proc.pid).children(recursive=True)
+        renderer = max((k.memory_info().rss for k in kids if "--type=renderer" in " ".join(k.cmdline())), default=0)
+        return {"viewer": page.js("document.body.dataset.viewer"),
+                "page_mb": round((out / "review.html").stat().st_size / 1e6, 2), "shape_zyx": list(ct.shape),
+                "ready_in_page_s": round(timing["ready_ms"] / 1000, 2), "decode_s": round(timing["decode_ms"] / 1000, 2),
+                "renderer_rss_mb": round(renderer / 1e6)}
+
+    try:
+        m = measure(run)
+    finally:
+        browser.close()
+        shutil.rmtree(out, ignore_errors=True)
+    return m
+
+
+def stage_review_page_niivue(ctx: Context) -> Measurement:
+    """The same page with NiiVue forced (headless Chromium here renders WebGL in software)."""
+    return stage_review_page(ctx, "niivue")
+
+
 def heart_crop_for_bench(ctx: Context, spacing_zyx):
     """The heart crop of the bench CT at a model's spacing (fallback locator)."""
     from cacpipe.config import HeartMethod, HeartSettings

@@ -1,0 +1,107 @@
+"""A cohort of v2 phantoms as a PACS export plus the truth table ``cacpipe evaluate`` reads.
+
+Layout::
+
+    OUT/export/<PatientID>/<date_accession>/<NNN_series>/IM*.dcm   (a PACS export)
+    OUT/truth/<PatientID>/truth.json labels.nii.gz truth_lesions.nii.gz heart.nii.gz
+    OUT/truth.csv      one row per study (columns: TRUTH_COLUMNS)
+
+Studies get extra series at random (a thick 5 mm series, a sharp-kernel series, a derived
+reformat, a labelled post-contrast series), as a real export has; the localizer is always there.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ..labels import ARTERIES
+from . import seeds as seed_ranges
+from .v2 import random_config
+from .v2.generate import generate
+from .v2.study import _json_default, patient_of, write_study_v2, write_truth_files
+
+TRUTH_COLUMNS: tuple[str, ...] = (
+    "patient_id", "study_uid",
+    *[f"{a}_{k}" for a in ARTERIES for k in ("present", "calcium_volume_mm3", "agatston", "lesions")],
+    "total_agatston", "total_calcium_volume_mm3", "total_lesions", "category", "cac_drs",
+    "sex", "age", "vendor", "slice_thickness", "expected_flags", "seed", "preset",
+)
+EXTRA_P = {"thick": 0.3, "lung": 0.25, "derived": 0.15, "contrast": 0.1}
+
+
+def cohort_configs(purpose: str, n: int, preset: str = "v2", offset: int = 0, **overrides) -> list:
+    """``n`` varied v2 configs whose seeds are reserved for ``purpose`` (``training``, ``heldout``, ...).
+
+    What a training cohort or an accuracy benchmark draws from: the seed ranges keep them apart.
+    """
+    return [random_config(s, preset, **overrides) for s in seed_ranges.seeds_for(purpose, n, offset)]
+
+
+def truth_row(truth: dict, patient_id: str, study_uid: str) -> dict:
+    """One truth.csv row from a v2 truth dict."""
+    row: dict = {"patient_id": patient_id, "study_uid": study_uid}
+    for a in ARTERIES:
+        v = truth["arteries"][a]
+        row[f"{a}_present"] = int(bool(v["present"]))
+        row[f"{a}_calcium_volume_mm3"] = round(float(v["calcium_volume_mm3"]), 4)
+        row[f"{a}_agatston"] = round(float(v["agatston"]), 4)
+        row[f"{a}_lesions"] = int(v["lesions"])
+    tot = truth["total"]
+    acq = truth["acquisition"]
+    row.update({
+        "total_agatston": round(float(tot["agatston"]), 4),
+        "total_calcium_volume_mm3": round(float(tot["calcium_volume_mm3"]), 4),
+        "total_lesions": int(tot["lesions"]), "category": tot["category"], "cac_drs": tot["cac_drs"],
+        "sex": truth["patient"]["sex"], "age": truth["patient"]["age"], "vendor": acq["manufacturer"],
+        "slice_thickness": acq["slice_thickness_mm"], "expected_flags": ";".join(truth["expected_flags"]),
+        "seed": truth["seed"], "preset": truth["preset"],
+    })
+    return row
+
+
+def extras_for(seed: int) -> tuple[str, ...]:
+    """Which extra series a cohort study gets (deterministic in its seed)."""
+    rng = np.random.default_rng([int(seed), 11])
+    return tuple(k for k, p in EXTRA_P.items() if rng.random() < p)
+
+
+def write_cohort(n: int, out: str | Path, seed: int = seed_ranges.HELDOUT.start, preset: str = "v2",
+                 purpose: str | None = None, seeds: Iterable[int] | None = None, extras: bool = True,
+                 progress=None, **overrides) -> list[dict]:
+    """Write ``n`` phantoms (seeds ``seed`` .. ``seed + n - 1``, or ``seeds``); returns the truth rows.
+
+    With ``purpose`` every seed must lie in that range of :mod:`cacpipe.phantom.seeds`.
+    ``overrides`` go to :func:`random_config` (e.g. ``acquisition={"contrast_phase": "none"}``).
+    """
+    out = Path(out)
+    seed_list = list(seeds) if seeds is not None else list(range(int(seed), int(seed) + int(n)))
+    if purpose is not None:
+        seed_ranges.require(seed_list, purpose)
+    export, truth_root = out / "export", out / "truth"
+    export.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, s in enumerate(seed_list):
+        cfg = random_config(s, preset, **overrides)
+        ph = generate(cfg)
+        patient = patient_of(cfg)
+        study = write_study_v2(ph, export, patient, extras_for(s) if extras else ())
+        tdir = truth_root / patient.patient_id
+        write_truth_files(ph, tdir, ct=False)
+        truth = dict(ph.truth) | {"patient_id": patient.patient_id, "study_uid": study["study_uid"],
+                                  "seed_purpose": seed_ranges.purpose_of(s),
+                                  "dicom": {k: v for k, v in study.items() if k != "study_dir"}}
+        (tdir / "truth.json").write_text(json.dumps(truth, indent=1, default=_json_default))
+        rows.append(truth_row(truth, patient.patient_id, study["study_uid"]))
+        if progress is not None:
+            progress(i + 1, len(seed_list), patient.patient_id)
+    with open(out / "truth.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(TRUTH_COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+    (export / "README.txt").write_text("Synthetic phantom PACS export (cacpipe phantom cohort). No real patient.\n")
+    return rows
