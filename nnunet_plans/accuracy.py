@@ -5,10 +5,13 @@ cohort.csv out), compared with their exact truth, per patient and per artery.
                                     [--no-postprocess] [--jobs 1]
     make accuracy [ACCURACY_ARGS="--patients 24"]
 
-The cohort (:func:`accuracy_cohort`) uses seeds from ``ACCURACY_SEEDS`` (nnunet_plans.data), disjoint
-from every training and test seed; it mixes noise 20-45 HU, heart shifts up to +-8 mm, no-calcium
-patients, RCA-only patients, single-artery patients and small plaques (radius 1.5 mm), with valve
-and mitral calcium as distractors. Each patient is written as a DICOM study
+The cohort (:func:`accuracy_cohort`) uses seeds of the ``heldout`` range of the seed registry
+(:mod:`cacpipe.phantom.seeds`), disjoint from every training and test seed. By default it is made
+of v2 phantoms (``--phantom v2``, preset v2-small, non-contrast, normal situs: varied anatomy, body
+size, noise, plaque kinds from tiny to diffuse, stents and valve calcium as distractors); each
+patient's plaques are reshaped to a pattern (:data:`PATTERNS`: RCA-only, mixed, none, left-only, one
+small plaque per artery, RCA + LAD). ``--phantom v1`` gives the v1 cohort of the same patterns
+(noise 20-45 HU, heart shifts up to +-8 mm, plaques of radius 1.5-2.8 mm). Each patient is written as a DICOM study
 (``cacpipe.phantom.write_study``), the export is scanned by a ``cacpipe scan`` subprocess (review
 outputs off; the demo model allowed through a settings file), and the benchmark reads back
 cohort.csv, each result.json and each written labels.nii.gz.
@@ -43,19 +46,59 @@ from pathlib import Path
 import numpy as np
 
 from cacpipe.labels import ARTERIES
+from cacpipe.phantom import seeds as seed_ranges
 from cacpipe.units import CALCIUM_THRESHOLD_HU
-
-from .data import ACCURACY_SEEDS, check_disjoint_seeds
 
 PATTERNS = ("rca_only", "mixed", "none", "left_only", "all_small", "rca_lad")
 
 
-def accuracy_cohort(n: int, seed0: int = ACCURACY_SEEDS.start, preset: str = "small"):
-    """``n`` held-out phantom configs, deterministic in (n, seed0); patterns cycle through PATTERNS."""
+def _v2_pattern(cfg, pattern: str):
+    """``cfg`` (a v2 config) with its drawn plaques reshaped to ``pattern`` (ids renumbered)."""
+    from dataclasses import replace
+
+    from cacpipe.phantom.v2 import PlaqueSpec
+
+    drawn = list(cfg.plaques)
+
+    def main(p, artery: str):  # the plaque moved onto an artery's main branch
+        return replace(p, artery=artery, branch={"LAD": "LAD", "RCA": "RCA", "LCX": "LCX"}[artery],
+                       kind="focal" if p.kind in ("ostial", "bifurcation") else p.kind)
+
+    def small(artery: str, t: float):
+        return PlaqueSpec(id=1, artery=artery, branch=artery, kind="focal", t=t, length_mm=3.0, thickness_mm=1.5,
+                          arc_deg=120.0, density_hu=500.0, n_lobes=2, shape_seed=cfg.seed)
+
+    if pattern == "rca_only":
+        plaques = [small("RCA", 0.3)] + [main(p, "RCA") for p in drawn[:2]]
+    elif pattern == "mixed":
+        plaques = drawn or [small(a, 0.25) for a in ARTERIES]
+    elif pattern == "none":
+        plaques = []
+    elif pattern == "left_only":
+        plaques = [p for p in drawn if p.artery != "RCA"] or [small("LAD", 0.3)]
+    elif pattern == "all_small":
+        plaques = [small(a, 0.35) for a in ARTERIES]
+    else:
+        plaques = [main(p, "RCA" if i % 2 == 0 else "LAD") for i, p in enumerate(drawn[:3])] + [small("LAD", 0.5)]
+    return replace(cfg, plaques=tuple(replace(p, id=i + 1) for i, p in enumerate(plaques)))
+
+
+def accuracy_cohort(n: int, seed0: int = seed_ranges.HELDOUT.start, preset: str | None = None, phantom: str = "v2"):
+    """``n`` held-out phantom configs, deterministic in (n, seed0, phantom); patterns cycle through PATTERNS.
+
+    Every seed must lie in the registry's ``heldout`` range (never trained or tested on).
+    """
+    seeds = seed_ranges.require(range(seed0, seed0 + n), "heldout")
+    if phantom == "v2":
+        from cacpipe.phantom.v2 import random_config
+
+        return [(PATTERNS[i % len(PATTERNS)],
+                 _v2_pattern(random_config(seed, preset or "v2-small", acquisition={"contrast_phase": "none"},
+                                           heart={"situs_inversus": False}), PATTERNS[i % len(PATTERNS)]))
+                for i, seed in enumerate(seeds)]
     from cacpipe.phantom import PhantomConfig, Plaque
 
-    seeds = [seed0 + i for i in range(n)]
-    check_disjoint_seeds(seeds)
+    preset = preset or "small"
     cfgs = []
     for i, seed in enumerate(seeds):
         rng = np.random.default_rng(seed)
@@ -98,13 +141,23 @@ def write_cohort(cfgs, export: Path, truth_dir: Path) -> list[str]:
         if all(f.exists() for f in files) and (export / pid).exists():
             continue  # deterministic: a rerun reuses the export (and the scan resumes)
         ph = generate(cfg)
+        v2 = hasattr(cfg, "acquisition")
         if not (export / pid).exists():
-            write_study(cfg, export, PatientInfo(patient_id=pid, patient_name=f"PHANTOM^ACC{i:03d}",
-                                                 accession=f"ACCB{i:04d}"), phantom=ph)
+            if v2:
+                from dataclasses import replace
+
+                from cacpipe.phantom.v2.study import patient_of
+
+                patient = replace(patient_of(cfg, pid), accession=f"ACCB{i:04d}")
+            else:
+                patient = PatientInfo(patient_id=pid, patient_name=f"PHANTOM^ACC{i:03d}", accession=f"ACCB{i:04d}")
+            write_study(cfg, export, patient, phantom=ph)
         # what Agatston may count: >= 130 HU on the scanned (noisy) CT
         ph.ct.with_array((ph.ct.array >= CALCIUM_THRESHOLD_HU).astype(np.uint8)).write(files[2])
         oracle = quantify(ph.ct, ph.labels)  # the true labels on the same noisy CT
+        noise = ph.truth["acquisition"]["noise_sd_hu"] if v2 else cfg.noise_hu
         truth = ground_truth(ph) | {"patient_id": pid, "pattern": pattern, "config": cfg.to_json(),
+                                    "noise_hu": float(noise), "phantom": "v2" if v2 else "v1",
                                     "oracle": {a: oracle.arteries[a].agatston for a in ARTERIES}}
         ph.labels.write(files[1])
         files[0].write_text(json.dumps(truth, indent=2))
@@ -172,7 +225,7 @@ def evaluate_results(ids: list[str], results: Path, truth_dir: Path) -> dict:
                                          Volume.read(truth_dir / f"{pid}_dense.nii.gz")))
         oracle_total = sum(truth["oracle"].values())
         patients.append({
-            "patient_id": pid, "pattern": truth["pattern"], "noise_hu": round(truth["config"]["noise_hu"], 1),
+            "patient_id": pid, "pattern": truth["pattern"], "noise_hu": round(truth["noise_hu"], 1),
             "status": row.get("status", "missing"), "arteries": per,
             "total_truth": round(t_total, 1), "total_reported": None if rep_total is None else round(rep_total, 1),
             "total_oracle": round(oracle_total, 1),
@@ -267,14 +320,16 @@ def report_text(rep: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patients", type=int, default=12, help="held-out phantom patients (default 12)")
-    ap.add_argument("--seed0", type=int, default=ACCURACY_SEEDS.start, help="first seed (must lie in ACCURACY_SEEDS)")
+    ap.add_argument("--seed0", type=int, default=seed_ranges.HELDOUT.start,
+                    help="first seed (must lie in the heldout range of cacpipe.phantom.seeds)")
+    ap.add_argument("--phantom", choices=("v2", "v1"), default="v2", help="phantom generation (default v2)")
     ap.add_argument("--out", default="build/accuracy", help="work folder: export/, truth/, results*/, accuracy*.json")
     ap.add_argument("--model", default=None, help="model to scan with (default: as `cacpipe scan` chooses)")
     ap.add_argument("--no-postprocess", action="store_true", help="score the network's map as is (comparison)")
     ap.add_argument("--jobs", type=int, default=1, help="studies scanned at once")
     args = ap.parse_args(argv)
     out = Path(args.out)
-    cfgs = accuracy_cohort(args.patients, args.seed0)
+    cfgs = accuracy_cohort(args.patients, args.seed0, phantom=args.phantom)
     t = time.perf_counter()
     ids = write_cohort(cfgs, out / "export", out / "truth")
     written = time.perf_counter() - t

@@ -14,23 +14,15 @@ import numpy as np
 
 from cacpipe.errors import InputDataError
 from cacpipe.labels import ARTERIES, LABEL_BY_ID
+from cacpipe.phantom import seeds
 from cacpipe.volume import Volume
 from label_tools.nnunet_dataset import dataset_dir, patient_folds, write_case, write_dataset_json
 
-# Phantom seed ranges, in one place until the phantom seed registry lands: accuracy is measured only
-# on phantoms that no model was trained on and no test was written against.
-TRAINING_SEEDS = range(100, 124)  # the demo model's cohort: phantom_cohort_configs(24, seed0=100)
-HELDOUT_SEEDS = range(5000, 5006)  # nnunet_plans.evaluate and tests/test_segment_demo.py
-TEST_SEEDS = range(0, 5000)  # the demo export (0-2) and unit tests (e.g. 1, 4, 10-12, 1401, 4242)
-ACCURACY_SEEDS = range(900_000, 1_000_000)  # the accuracy benchmark (nnunet_plans.accuracy) only
-
-
-def check_disjoint_seeds(seeds) -> None:
-    """Raise ValueError unless every seed lies in ACCURACY_SEEDS (so none trained or tested on)."""
-    bad = sorted(int(s) for s in seeds if int(s) not in ACCURACY_SEEDS)
-    if bad:
-        raise ValueError(f"accuracy seeds {bad[:5]} lie outside {ACCURACY_SEEDS.start}-{ACCURACY_SEEDS.stop - 1}: "
-                         "they may have been used for training or tests")
+# Seed ranges come from the one registry, cacpipe.phantom.seeds: the demo model trains on v1_training
+# and training (v2) seeds; accuracy is measured only on heldout seeds (nnunet_plans.accuracy).
+# v2 training phantoms: non-contrast (calcium scoring's input) and normal situs (a mirrored heart is
+# something the pipeline flags, not something to learn).
+V2_TRAINING_OVERRIDES = {"acquisition": {"contrast_phase": "none"}, "heart": {"situs_inversus": False}}
 
 
 def phantom_cohort_configs(n: int, seed0: int = 100, preset: str = "small"):
@@ -80,13 +72,26 @@ def _finish(ds: Path, case_patient: dict[str, str], n_folds: int, extra: dict | 
     return ds
 
 
+def v2_training_configs(n: int, preset: str = "v2-small", offset: int = 0) -> list:
+    """``n`` v2 phantom configs from the registry's ``training`` seeds (:data:`V2_TRAINING_OVERRIDES`)."""
+    from cacpipe.phantom.cohort import cohort_configs
+
+    return cohort_configs("training", n, preset=preset, offset=offset, **V2_TRAINING_OVERRIDES)
+
+
 def build_phantom_dataset(raw_root: str | Path, dataset_id: int, name: str, n_cases: int, n_folds: int,
-                          spacing_zyx, seed0: int = 100, demo: bool = True) -> Path:
-    """Write a heart-cropped phantom cohort as nnU-Net raw dataset ``DatasetXXX_name`` (+ splits)."""
+                          spacing_zyx, seed0: int = seeds.V1_TRAINING.start, demo: bool = True,
+                          v2_cases: int = 0, v2_preset: str = "v2-small") -> Path:
+    """Write a heart-cropped phantom cohort as nnU-Net raw dataset ``DatasetXXX_name`` (+ splits):
+    ``n_cases`` v1 phantoms (seeds from ``seed0``, which must lie in ``v1_training``) and ``v2_cases``
+    v2 phantoms (``training`` seeds)."""
+    v1 = phantom_cohort_configs(n_cases, seed0)
+    seeds.require([c.seed for c in v1], "v1_training")
+    cfgs = [(f"phantom_{i:03d}", c) for i, c in enumerate(v1)]
+    cfgs += [(f"phantomv2_{i:03d}", c) for i, c in enumerate(v2_training_configs(v2_cases, v2_preset))]
     ds = dataset_dir(raw_root, dataset_id, name)
     case_patient = {}
-    for i, cfg in enumerate(phantom_cohort_configs(n_cases, seed0)):
-        case = f"phantom_{i:03d}"
+    for case, cfg in cfgs:
         ct, lab = phantom_case(cfg, spacing_zyx)
         write_case(ds, case, ct, lab)
         case_patient[case] = case

@@ -160,17 +160,19 @@ def export_zip(dataset_id: int, config: str, trainer_name: str, folds: list[int]
 
 
 def build_raw_dataset(data: str | Path | None, phantoms: int | None, dataset_id: int, name: str, n_folds: int,
-                      spacing_zyx, demo: bool = False) -> Path:
+                      spacing_zyx, demo: bool = False, phantoms_v2: int = 0) -> Path:
     """The nnU-Net raw dataset under $nnUNet_raw from one of three sources, every case cropped by
     stage 1 at the plan's ``spacing_zyx`` exactly as inference crops it.
 
-    ``phantoms``: N synthetic phantoms (the demo model). ``data`` holding ``cases.csv``: MASS
+    ``phantoms`` / ``phantoms_v2``: N v1 / v2 synthetic phantoms (the demo model; training seeds).
+    ``data`` holding ``cases.csv``: MASS
     annotations (label_tools converts the .con contours and splits calcium per artery). Otherwise
     ``data`` is a folder of NIfTI case folders.
     """
     raw = env.nnunet_path("nnUNet_raw")
-    if phantoms:
-        return data_mod.build_phantom_dataset(raw, dataset_id, name, phantoms, n_folds, spacing_zyx, demo=demo)
+    if phantoms or phantoms_v2:
+        return data_mod.build_phantom_dataset(raw, dataset_id, name, phantoms or 0, n_folds, spacing_zyx, demo=demo,
+                                              v2_cases=phantoms_v2)
     if data is not None and (Path(data) / "cases.csv").exists():
         from label_tools.nnunet_dataset import build_dataset, stage1_heart_crop
 
@@ -192,7 +194,7 @@ def run(args: argparse.Namespace) -> Path:
     if not (ds / "dataset.json").exists():
         t = time.time()
         build_raw_dataset(args.data, args.phantoms, args.dataset_id, args.name, n_folds, spec["spacing_zyx"],
-                          bool(spec.get("demo")))
+                          bool(spec.get("demo")), args.phantoms_v2)
         print(f"dataset written: {ds} ({time.time() - t:.0f} s)")
     config = plan_and_preprocess(args.dataset_id, spec, args.num_processes)
     pre = env.nnunet_path("nnUNet_preprocessed") / ds.name
@@ -210,7 +212,9 @@ def parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", help="ANNOTATIONS folder (cases.csv, images/, contours/*.con; see data_README.md) "
                      "or a folder of cases (CASE/ct.nii.gz, labels.nii.gz[, heart.nii.gz, patient.txt])")
-    src.add_argument("--phantoms", type=int, help="train on N synthetic phantoms instead (demo model)")
+    src.add_argument("--phantoms", type=int, help="train on N synthetic v1 phantoms instead (demo model)")
+    p.add_argument("--phantoms-v2", type=int, default=0,
+                   help="and on N v2 phantoms (training seeds of cacpipe.phantom.seeds; demo model)")
     p.add_argument("--plan", default="paper", help="paper (default), demo, or a plan-spec JSON file")
     p.add_argument("--folds", type=int, nargs="*", default=None, help="folds to train (default: all of the spec)")
     p.add_argument("--n-splits", type=int, default=None, help="number of CV splits (default: the spec's folds)")
@@ -231,7 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.fold_only is not None:  # child process of train_folds
         train_fold(args.dataset_id, args.configuration, args.fold_only, args.trainer)
         return
-    if not args.data and not args.phantoms:
+    if args.data and args.phantoms_v2:
+        parser().error("--phantoms-v2 goes with --phantoms, not --data")
+    if not args.data and not args.phantoms and not args.phantoms_v2:
         parser().error("give --data DIR or --phantoms N")
     run(args)
 
