@@ -72,10 +72,12 @@ def _ds_name(dataset_id: int) -> str:
 
 
 def train_fold(dataset_id: int, config: str, fold: int, trainer_name: str, device: str = "auto",
-               validate: bool = True, max_epochs: int | None = None) -> Path:
+               validate: bool = True, max_epochs: int | None = None, init_weights: str | None = None) -> Path:
     """Train one fold in this process (resuming from its latest checkpoint), then validate it.
 
     Returns the fold's output folder. ``max_epochs`` overrides the run length (tests).
+    ``init_weights``: a checkpoint whose weights start a fresh run (nnU-Net's
+    ``load_pretrained_weights``: every layer but the final segmentation layers, which start anew).
     """
     from cacpipe.torchvision_fix import apply
 
@@ -102,6 +104,12 @@ def train_fold(dataset_id: int, config: str, fold: int, trainer_name: str, devic
         print(f"fold {fold}: already trained and validated ({out})")
         return out
     maybe_load_checkpoint(trainer, resume, False, None)
+    if init_weights and not resume:
+        from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+
+        trainer.initialize()
+        load_pretrained_weights(trainer.network, str(init_weights), verbose=False)
+        trainer.print_to_log_file(f"initialised from {init_weights} (segmentation layers anew)")
     if not (out / "checkpoint_final.pth").exists():
         trainer.run_training()
     if validate:
@@ -109,11 +117,13 @@ def train_fold(dataset_id: int, config: str, fold: int, trainer_name: str, devic
     return out
 
 
-def train_folds(dataset_id: int, config: str, folds: list[int], trainer_name: str, gpus: list[str]) -> None:
+def train_folds(dataset_id: int, config: str, folds: list[int], trainer_name: str, gpus: list[str],
+                init_weights: str | None = None) -> None:
     """All folds: one process per fold; in parallel with one GPU each when several GPUs are given."""
     def cmd(f: int) -> list[str]:
         return [sys.executable, "-m", "nnunet_plans.train", "--fold-only", str(f), "--dataset-id", str(dataset_id),
-                "--configuration", config, "--trainer", trainer_name]
+                "--configuration", config, "--trainer", trainer_name,
+                *(["--init-weights", str(Path(init_weights).resolve())] if init_weights else [])]
 
     root = str(Path(__file__).resolve().parent.parent)
     env_base = env.child_environment({"PYTHONPATH": root + os.pathsep + (env.get("PYTHONPATH") or "")})
@@ -200,7 +210,7 @@ def run(args: argparse.Namespace) -> Path:
     pre = env.nnunet_path("nnUNet_preprocessed") / ds.name
     shutil.copy(ds / "splits_final.json", pre / "splits_final.json")
     trainer = args.trainer or spec["trainer"]
-    train_folds(args.dataset_id, config, folds, trainer, args.gpus)
+    train_folds(args.dataset_id, config, folds, trainer, args.gpus, args.init_weights)
     best_configuration(args.dataset_id, config, trainer, folds)
     out = export_zip(args.dataset_id, config, trainer, folds, args.out)
     print(f"model exported: {out}\ninstall it with: cacpipe models install {out}")
@@ -225,6 +235,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--trainer", default=None, help="trainer class (default: the spec's)")
     p.add_argument("--num-processes", type=int, default=2, help="processes for fingerprint/preprocessing")
     p.add_argument("--out", default="cacpipe_model.zip", help="exported model zip")
+    p.add_argument("--init-weights", default=None,
+                   help="checkpoint (.pth) whose weights start each fold (all but the segmentation layers)")
     p.add_argument("--fold-only", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--configuration", default=None, help=argparse.SUPPRESS)
     return p
@@ -233,7 +245,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.fold_only is not None:  # child process of train_folds
-        train_fold(args.dataset_id, args.configuration, args.fold_only, args.trainer)
+        train_fold(args.dataset_id, args.configuration, args.fold_only, args.trainer, init_weights=args.init_weights)
         return
     if args.data and args.phantoms_v2:
         parser().error("--phantoms-v2 goes with --phantoms, not --data")
