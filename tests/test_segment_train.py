@@ -6,6 +6,7 @@ tested in test_segment_demo.py.
 """
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -63,6 +64,24 @@ def test_interrupted_fold_resumes(trained):
         assert ck["current_epoch"] == 2 and len(ck["logging"]["train_losses"]) == 2
     finally:
         (fold / "final.bak").replace(fold / "checkpoint_final.pth")
+
+
+def test_fold_starts_from_given_weights(trained):
+    """--init-weights: every layer but the segmentation layers starts from the given checkpoint."""
+    fold = trained["outs"][0]
+    src = trained["outs"][1] / "checkpoint_final.pth"
+    fold.rename(fold.with_name("fold_0.bak"))
+    try:  # zero epochs: the final checkpoint holds the weights the run started from
+        out = T.train_fold(951, trained["cfg"], 0, TINY["trainer"], "cpu", validate=False, max_epochs=0,
+                           init_weights=str(src))
+        got = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
+        want = torch.load(src, map_location="cpu", weights_only=False)["network_weights"]
+        body = [k for k in want if ".seg_layers." not in k]
+        assert body and all(torch.equal(got[k], want[k]) for k in body)
+        assert not all(torch.equal(got[k], want[k]) for k in want if ".seg_layers." in k)  # these start anew
+    finally:
+        shutil.rmtree(fold, ignore_errors=True)
+        fold.with_name("fold_0.bak").rename(fold)
 
 
 def test_export_install_and_two_fold_ensemble(trained, tmp_path):
