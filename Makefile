@@ -78,13 +78,13 @@ train: $(STAMP)
 	$(BIN)/python -m nnunet_plans.train --data $(DATA) --plan $(PLAN) --folds $(FOLDS) --work $(WORK) --out $(MODEL) $(if $(GPUS),--gpus $(GPUS),)
 
 # The phantom-trained demo model shipped in cacpipe/data (NOT FOR CLINICAL USE; see cacpipe/data/DEMO_MODEL.md).
-# Lateral-safe trainer, stage-1 crops of 8 v1 + 40 v2 training phantoms, one fold. DEMO_INIT: a checkpoint to
-# start from (the shipped model started from the previous demo model's fold 0; DEMO_MODEL.md says how).
+# Lateral-safe trainer, stage-1 crops of 8 v1 + 40 v2 training phantoms, the plan's 2 folds x 4000 steps
+# (about 40 min on 2 idle cores). DEMO_INIT: a checkpoint whose weights start each fold (DEMO_MODEL.md).
 DEMO_INIT ?=
 demo-model: $(STAMP)
 	rm -rf build/demo_model_work
 	OMP_NUM_THREADS=1 nnUNet_n_proc_DA=0 nnUNet_def_n_proc=1 $(BIN)/python -m nnunet_plans.train --phantoms 8 \
-		--phantoms-v2 40 --plan demo --folds 0 $(if $(DEMO_INIT),--init-weights $(DEMO_INIT),) \
+		--phantoms-v2 40 --plan demo $(if $(DEMO_INIT),--init-weights $(DEMO_INIT),) \
 		--work build/demo_model_work --dataset-id 990 --name cacpipe_phantom_demo --num-processes 1 \
 		--out cacpipe/data/demo_model.zip
 
