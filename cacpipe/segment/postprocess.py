@@ -395,9 +395,9 @@ def _plausibility(ct: Volume, lab: np.ndarray, offset: np.ndarray, heart: np.nda
     for a in ARTERIES:
         assessed[a] = volumes[a] >= min_tree_mm3
         if not assessed[a]:
-            what = "no" if volumes[a] == 0 else f"only {volumes[a]:.0f} mm³ of"
+            what = "no" if volumes[a] == 0 else f"only {volumes[a]:.0f} mm3 of"
             flags.append(Flag(F.ARTERY_TREE_MISSING,
-                              f"{a}: the segmentation found {what} {a} label (< {min_tree_mm3:g} mm³): the artery "
+                              f"{a}: the segmentation found {what} {a} label (< {min_tree_mm3:g} mm3): the artery "
                               "is not assessed (its calcium may have been missed or given to another artery)",
                               "invalid", a))
 
@@ -463,7 +463,7 @@ def _outside_heart(ct: Volume, lab: np.ndarray, whole: dict[str, np.ndarray], he
         info["outside_heart_mm3"][a] = round(out * vox, 1)
         if n and out > OUTSIDE_FRACTION * n:
             calc = int((far & (lab == CALCIUM_ID[a])).sum())
-            extra = f", {calc * vox:.0f} mm³ of it calcium that was counted" if calc else ""
+            extra = f", {calc * vox:.0f} mm3 of it calcium that was counted" if calc else ""
             flags.append(Flag(F.ARTERY_OUTSIDE_HEART,
-                              f"{a}: {out * vox:.0f} mm³ ({out / n:.0%}) of its labels lie more than "
+                              f"{a}: {out * vox:.0f} mm3 ({out / n:.0%}) of its labels lie more than "
                               f"{HEART_DISTANCE_MM:g} mm outside the heart{extra}; check the overlay", "warning", a))

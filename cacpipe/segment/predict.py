@@ -111,7 +111,8 @@ def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "a
         mirror_axes = ckpt.get("inference_allowed_mirroring_axes", mirror_axes)
         lr_trained |= bool(mirror_axes) and lr in mirror_axes
     # Never mirror left-right at test time: a flipped heart puts the RCA where the LCX runs.
-    # segment() re-checks the axis against each image's own direction cosines.
+    # segment() drops the axis again per image (its own direction cosines), from the checkpoint's axes.
+    ckpt_axes = mirror_axes
     mirror_axes = tuple(a for a in mirror_axes if a != lr) if mirror_axes else mirror_axes
     cm = plans_manager.get_configuration(model.configuration)
     n_in = determine_num_input_channels(plans_manager, cm, dataset_json)
@@ -123,7 +124,7 @@ def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "a
                                 verbose=False, verbose_preprocessing=False, allow_tqdm=False)
     predictor.manual_initialization(network, plans_manager, cm, params, dataset_json, model.trainer, mirror_axes)
     predictor.cacpipe_left_right_trained = lr_trained
-    predictor.cacpipe_mirror_axes = mirror_axes
+    predictor.cacpipe_mirror_axes = ckpt_axes
     _CACHE.clear()  # one model in memory at a time
     _CACHE[key] = predictor
     return predictor, folds, device, mirroring
