@@ -7,7 +7,7 @@ PIP     := $(BIN)/python -m pip
 OUT     ?= demo_out
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install demo test lint bench train demo-model clean chromium dcm2niix viewer dicom3tools
+.PHONY: install demo test lint bench train demo-model accuracy clean chromium dcm2niix viewer dicom3tools
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -95,8 +95,18 @@ train: $(STAMP)
 		$(if $(DRY_RUN),--dry-run,) $(if $(SKIP_FAILED),--skip-failed,) $(TRAIN_ARGS)
 
 # The phantom-trained demo model shipped in cacpipe/data (NOT FOR CLINICAL USE; see cacpipe/data/DEMO_MODEL.md).
+# Lateral-safe trainer, stage-1 crops of 8 v1 + 40 v2 training phantoms, the plan's 2 folds x 4000 steps
+# (about 40 min on 2 idle cores). DEMO_INIT: a model zip whose weights start each fold (fine-tuning, DEMO_MODEL.md).
+DEMO_INIT ?=
 demo-model: $(STAMP)
 	rm -rf build/demo_model_work
-	nnUNet_n_proc_DA=0 nnUNet_def_n_proc=1 $(BIN)/python -m nnunet_plans.train --phantoms 24 --plan demo \
+	OMP_NUM_THREADS=1 nnUNet_n_proc_DA=0 nnUNet_def_n_proc=1 $(BIN)/python -m nnunet_plans.train --phantoms 8 \
+		--phantoms-v2 40 --plan demo $(if $(DEMO_INIT),--init $(DEMO_INIT),) \
 		--work build/demo_model_work --dataset-id 990 --name cacpipe_phantom_demo --num-processes 1 \
 		--out cacpipe/data/demo_model.zip
+
+# Accuracy benchmark (nnunet_plans/accuracy.py): held-out phantom patients through `cacpipe scan`,
+# per-artery detection, Agatston error, risk category and attribution against the truth.
+ACCURACY_ARGS ?=
+accuracy: $(STAMP)
+	$(BIN)/python -m nnunet_plans.accuracy $(ACCURACY_ARGS)

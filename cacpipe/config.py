@@ -299,6 +299,9 @@ class SegmentSettings(Section):
     agreement: bool = setting(False, "also save the per-voxel fold agreement (heat map in the overlays)")
     bf16: bool = setting(False, "bfloat16 autocast on CPU (about 1.6x faster, tiny numeric differences)")
     threads: int | None = setting(None, "torch CPU threads; null: torch's default")
+    postprocess: bool = setting(True, "complete each calcium lesion to its >= 130 HU extent near the arteries, "
+                                      "give it to the artery tree it lies on, flag implausible anatomy "
+                                      "(docs/stage2.md); false: the network's map as is")
 
     def validate(self) -> None:
         if not 0 < self.tile_step_size <= 1:

@@ -25,6 +25,13 @@ SEVERITY_NOT_FITTED = "severity_model_not_fitted"
 STENT_SUSPECTED = "stent_suspected"
 VALVE_CALCIUM_SUSPECTED = "valve_calcium_suspected"
 HIGH_NOISE = "high_noise"
+# Stage-2 post-processing (cacpipe.segment.postprocess) and the model's lateral safety.
+CALCIUM_ATTRIBUTION_AMBIGUOUS = "calcium_attribution_ambiguous"
+ARTERY_IMPLAUSIBLE_POSITION = "artery_implausible_position"
+ARTERY_TREE_MISSING = "artery_tree_missing"
+ARTERY_OUTSIDE_HEART = "artery_outside_heart"
+DEXTROCARDIA_SUSPECTED = "dextrocardia_suspected"
+MODEL_MIRRORED_LEFT_RIGHT = "model_trained_mirrored_left_right"
 READER_CORRECTED = "reader_corrected"  # a reader's corrections were applied (cacpipe review apply)
 
 

@@ -5,6 +5,7 @@ Data flow (arrays (z, y, x) throughout):
       -> heart.heart_crop: resample to the model's spacing, crop to the heart (+ QC flags)
       -> segment.segment: nnU-Net ensemble on the crop -> six-class map on the crop grid
       -> heart.uncrop_labels: back to the original CT grid (same shape/spacing/origin/direction)
+      -> segment.refine: lesion completion (>= 130 HU), attribution to artery trees, plausibility flags
       -> quant.quantify on the ORIGINAL grid (Agatston is defined on the acquired slices)
       -> every flag (ingestion, stage 1, model, quality) -> quant.validity.finalise, once
       -> StudyResult (result.json, docs/ARCHITECTURE.md) + labels, crop record, review outputs
@@ -19,7 +20,7 @@ from pathlib import Path
 from . import __version__
 from .config import Settings
 from .files import make_private_dir, protect
-from .flags import DEMO_MODEL, SEVERITY_NOT_FITTED, Flag
+from .flags import CONTRAST_SUSPECTED, DEMO_MODEL, MODEL_MIRRORED_LEFT_RIGHT, SEVERITY_NOT_FITTED, Flag
 from .ingest import LoadedSeries
 from .legend import write_legends
 from .record import StudyResult
@@ -54,7 +55,7 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
     from .quant.quantify import quantify
     from .quant.severity import SeverityModel
     from .quant.validity import finalise
-    from .segment import find_model, segment
+    from .segment import find_model, refine, segment
 
     s = settings or Settings()
     out_dir = Path(out_dir)
@@ -72,6 +73,15 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
     lap("uncrop")
 
     flags: list[Flag] = [*series.flags, *st1.flags]
+    contrast = any(f.code == CONTRAST_SUSPECTED for f in flags)  # an enhanced lumen is >= 130 HU: no growth
+    post = refine(volume, labels, heart=st1.heart_mask, complete=not contrast) if s.segment.postprocess else None
+    if post is not None:  # the map written to disk and the numbers both come from the refined map
+        labels = post.labels
+        flags += post.flags
+        lap("postprocess")
+    if seg.left_right_mirrored_model:
+        flags.append(Flag(MODEL_MIRRORED_LEFT_RIGHT, "the segmentation model was trained with left-right mirroring: "
+                          "it may confuse the RCA with the LCX; per-artery numbers need review", "warning"))
     if model.is_demo:
         flags.append(Flag(DEMO_MODEL, "segmented with the phantom-trained demo model: NOT FOR CLINICAL USE; "
                           "install a trained model with `cacpipe models install MODEL.zip`", "warning"))
@@ -80,7 +90,8 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
         flags.append(Flag(SEVERITY_NOT_FITTED, f"severity grades from {severity.source or 'a model'}, which was not "
                           "fitted on radiologist grades: not validated, left out of the DICOM SR; fit one on "
                           "local grades with `cacpipe severity fit`", "info"))
-    numbers = quantify(volume, labels, calibration_factor=s.quant.calibration_factor, severity=severity)
+    numbers = quantify(volume, labels, calibration_factor=s.quant.calibration_factor, assessed=post.assessed if post else None,
+                       severity=severity)
     flags += quality_flags(volume, labels, heart=st1.heart_mask)
     result = StudyResult(
         study=series.identity,
@@ -94,6 +105,7 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
             "device": seg.device,
             "settings": s.to_record(),
             "stage1": dict(st1.info),
+            "postprocess": post.to_dict() if post else None,
         },
         flags=flags,
         arteries=numbers.arteries,

@@ -15,8 +15,15 @@ import numpy as np
 
 from cacpipe.errors import InputDataError
 from cacpipe.labels import ARTERIES
+from cacpipe.phantom import seeds
 from cacpipe.volume import Volume
 from label_tools.convert import LoadedCase
+
+# Seed ranges come from the one registry, cacpipe.phantom.seeds: the demo model trains on v1_training
+# and training (v2) seeds; accuracy is measured only on heldout seeds (nnunet_plans.accuracy).
+# v2 training phantoms: non-contrast (calcium scoring's input) and normal situs (a mirrored heart is
+# something the pipeline flags, not something to learn).
+V2_TRAINING_OVERRIDES = {"acquisition": {"contrast_phase": "none"}, "heart": {"situs_inversus": False}}
 
 
 def phantom_cohort_configs(n: int, seed0: int = 100, preset: str = "small"):
@@ -78,21 +85,37 @@ class PhantomCase:
                           labels_report(f"phantom seed {self.config.seed}", ph.ct, lab))
 
 
-def phantom_cases(n_cases: int, seed0: int = 100) -> list[PhantomCase]:
-    """The phantom cohort of :func:`phantom_cohort_configs` as training cases ``phantom_000``... (one patient each)."""
-    return [PhantomCase(f"phantom_{i:03d}", f"phantom_{i:03d}", cfg)
-            for i, cfg in enumerate(phantom_cohort_configs(n_cases, seed0))]
+def phantom_cases(n_cases: int, seed0: int = seeds.V1_TRAINING.start, v2_cases: int = 0,
+                  v2_preset: str = "v2-small") -> list[PhantomCase]:
+    """The phantom cohort of :func:`phantom_cohort_configs` as training cases ``phantom_000``... (one patient
+    each), then ``v2_cases`` v2 phantoms from the ``training`` seeds as ``phantomv2_000``..."""
+    cases = [PhantomCase(f"phantom_{i:03d}", f"phantom_{i:03d}", cfg)
+             for i, cfg in enumerate(phantom_cohort_configs(n_cases, seed0))]
+    return cases + [PhantomCase(f"phantomv2_{i:03d}", f"phantomv2_{i:03d}", cfg)
+                    for i, cfg in enumerate(v2_training_configs(v2_cases, v2_preset))]
 
 
 DEMO_JSON = {"cacpipe_demo": True, "cacpipe_note": "trained on synthetic phantoms only; NOT FOR CLINICAL USE"}
 
 
+def v2_training_configs(n: int, preset: str = "v2-small", offset: int = 0) -> list:
+    """``n`` v2 phantom configs from the registry's ``training`` seeds (:data:`V2_TRAINING_OVERRIDES`)."""
+    from cacpipe.phantom.cohort import cohort_configs
+
+    return cohort_configs("training", n, preset=preset, offset=offset, **V2_TRAINING_OVERRIDES)
+
+
 def build_phantom_dataset(raw_root: str | Path, dataset_id: int, name: str, n_cases: int, n_folds: int,
-                          spacing_zyx, seed0: int = 100, demo: bool = True) -> Path:
-    """Write a heart-cropped phantom cohort as nnU-Net raw dataset ``DatasetXXX_name`` (+ splits)."""
+                          spacing_zyx, seed0: int = seeds.V1_TRAINING.start, demo: bool = True,
+                          v2_cases: int = 0, v2_preset: str = "v2-small") -> Path:
+    """Write a heart-cropped phantom cohort as nnU-Net raw dataset ``DatasetXXX_name`` (+ splits):
+    ``n_cases`` v1 phantoms (seeds from ``seed0``, which must lie in ``v1_training``) and ``v2_cases``
+    v2 phantoms (``training`` seeds)."""
     from label_tools.nnunet_dataset import build_dataset, stage1_heart_crop
 
-    s = build_dataset(phantom_cases(n_cases, seed0), raw_root, dataset_id, name, crop=stage1_heart_crop(spacing_zyx),
+    cases = phantom_cases(n_cases, seed0, v2_cases=v2_cases, v2_preset=v2_preset)
+    seeds.require([c.config.seed for c in cases[:n_cases]], "v1_training")
+    s = build_dataset(cases, raw_root, dataset_id, name, crop=stage1_heart_crop(spacing_zyx),
                       n_folds=n_folds, extra_json=DEMO_JSON if demo else None)
     return Path(s["dataset_dir"])
 

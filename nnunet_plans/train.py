@@ -2,7 +2,7 @@
 
     python -m nnunet_plans.train --data ANNOTATIONS [CASES ...] [--plan paper|demo|FILE] [--dry-run]
         [--skip-failed] [--init MODEL.zip] [--folds 0 1 2 3 4] [--gpus 0 1] [--work WORK] [--out model.zip]
-    python -m nnunet_plans.train --phantoms 24 --plan demo --out cacpipe/data/demo_model.zip
+    python -m nnunet_plans.train --phantoms 8 --phantoms-v2 40 --plan demo --out cacpipe/data/demo_model.zip
 
 Steps (nnunet_plans/README.md): (1) check every case (``WORK/preflight.json/.csv``; a failing case
 stops the run unless ``--skip-failed``; ``--dry-run`` stops here and adds disk and time estimates
@@ -308,6 +308,7 @@ def _settings(args: argparse.Namespace):
 def _sources(args: argparse.Namespace) -> dict:
     """What the work folder is built from (a later run with other data must use another WORK)."""
     return {"data": [str(Path(d).resolve()) for d in (args.data or [])], "phantoms": args.phantoms,
+            "phantoms_v2": args.phantoms_v2,
             "mapping": str(Path(args.mapping).resolve()) if args.mapping else None,
             "slice_order": args.slice_order, "pixel_origin": args.pixel_origin}
 
@@ -315,7 +316,9 @@ def _sources(args: argparse.Namespace) -> dict:
 def _cases(args: argparse.Namespace):
     from label_tools.annotations import read_training_cases
 
-    return data_mod.phantom_cases(args.phantoms) if args.phantoms else read_training_cases(args.data)
+    if args.phantoms:  # v1 phantoms, then v2 ones (training seeds of cacpipe.phantom.seeds)
+        return data_mod.phantom_cases(args.phantoms, v2_cases=args.phantoms_v2)
+    return read_training_cases(args.data)
 
 
 def _fold_patients(checks, n_splits: int) -> list[int]:
@@ -481,6 +484,8 @@ def parser() -> argparse.ArgumentParser:
     src.add_argument("--data", nargs="+", help="one or more DATA folders: ANNOTATIONS (cases.csv, images/, "
                      "contours/*.con; data_README.md) or case folders (CASE/ct.nii.gz, labels.nii.gz[, patient.txt])")
     src.add_argument("--phantoms", type=int, help="train on N synthetic phantoms instead (demo model)")
+    p.add_argument("--phantoms-v2", type=int, default=0, help="with --phantoms: also N phantom-v2 patients "
+                   "(training seeds; non-contrast, normal situs)")
     p.add_argument("--plan", default="paper", help="paper (default), demo, or a plan-spec JSON file")
     p.add_argument("--init", default=None, help="fine-tune: start from this model (zip, model folder or installed "
                    "name); its plans replace --plan")

@@ -5,15 +5,76 @@ does not rely on that lookup: ``nnunet_plans.train`` instantiates the class dire
 ``cacpipe.segment`` builds the network from plans.json (our trainers keep nnU-Net's architecture
 builder), so a model trained with these classes needs no nnU-Net patching to run.
 
+Every cacpipe trainer is **lateral-safe**: it never mirrors the patient's left-right axis in data
+augmentation, and its checkpoints exclude that axis from ``inference_allowed_mirroring_axes``. A
+network shown left-right flipped hearts cannot tell the right coronary artery from the left
+circumflex (their atrioventricular grooves are near mirror images), and test-time mirroring along
+that axis would average the two. Mirroring along the other axes stays (a flip along one of them
+keeps the RCA on the patient's right).
+
 Import this module only after ``cacpipe.torchvision_fix.apply()``.
 """
 
 from __future__ import annotations
 
+import logging
+import pickle
+from pathlib import Path
+
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from cacpipe.segment.models import AXIAL_DIRECTION, left_right_array_axis
 
-class nnUNetTrainer_cacpipeShort(nnUNetTrainer):  # noqa: N801 (nnU-Net naming convention)
+log = logging.getLogger(__name__)
+
+
+def training_left_right_axes(preprocessed_folder: str | Path, transpose_forward) -> set[int]:
+    """Network axes that run along the patient's left-right axis in any training case.
+
+    Read from the direction cosines nnU-Net keeps with each preprocessed case (``.pkl``,
+    ``sitk_stuff.direction``), mapped through the plans' ``transpose_forward``. A case without
+    them counts as cacpipe's axial orientation (array axis 2 = left-right).
+    """
+    axes = set()
+    files = sorted(Path(preprocessed_folder).glob("*.pkl"))
+    for f in files:
+        with open(f, "rb") as fh:
+            props = pickle.load(fh)
+        direction = (props.get("sitk_stuff") or {}).get("direction", AXIAL_DIRECTION)
+        axes.add(list(transpose_forward).index(left_right_array_axis(direction)))
+    if not files:
+        axes.add(list(transpose_forward).index(left_right_array_axis(AXIAL_DIRECTION)))
+    return axes
+
+
+class LateralSafeMixin:
+    """Drop the patient's left-right axis from mirroring (training augmentation and test time)."""
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):  # noqa: N802 (nnU-Net's name)
+        rotation, dummy_2d, initial_patch, mirror_axes = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        lr = training_left_right_axes(self.preprocessed_dataset_folder, self.plans_manager.transpose_forward)
+        mirror_axes = tuple(a for a in (mirror_axes or ()) if a not in lr)
+        self.print_to_log_file(f"lateral-safe: never mirroring network axes {sorted(lr)} (patient left-right); "
+                               f"mirroring axes {mirror_axes}")
+        self.inference_allowed_mirroring_axes = mirror_axes
+        return rotation, dummy_2d, initial_patch, mirror_axes
+
+
+class nnUNetTrainer_cacpipe(LateralSafeMixin, nnUNetTrainer):  # noqa: N801 (nnU-Net naming convention)
+    """nnU-Net's default trainer (1000 epochs), lateral-safe."""
+
+
+class nnUNetTrainer_cacpipe250(LateralSafeMixin, nnUNetTrainer):  # noqa: N801
+    """The paper's run: nnU-Net's trainer for 250 epochs (as ``nnUNetTrainer_250epochs``), lateral-safe."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device=None):
+        import torch
+
+        super().__init__(plans, configuration, fold, dataset_json, device or torch.device("cuda"))
+        self.num_epochs = 250
+
+
+class nnUNetTrainer_cacpipeShort(LateralSafeMixin, nnUNetTrainer):  # noqa: N801
     """A short run whose length comes from the plans configuration (``cacpipe_num_epochs``,
     ``cacpipe_iterations_per_epoch``, ``cacpipe_val_iterations_per_epoch``, ``cacpipe_initial_lr``,
     ``cacpipe_oversample_foreground_percent``, ``cacpipe_optimizer``: sgd | adam).
@@ -60,13 +121,15 @@ class nnUNetTrainer_cacpipeShort(nnUNetTrainer):  # noqa: N801 (nnU-Net naming c
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
 
-TRAINERS = {c.__name__: c for c in (nnUNetTrainer_cacpipeShort,)}
+TRAINERS = {c.__name__: c for c in (nnUNetTrainer_cacpipe, nnUNetTrainer_cacpipe250, nnUNetTrainer_cacpipeShort)}
 
 
 def trainer_class(name: str):
-    """Our trainers by name, else nnU-Net's own lookup (e.g. ``nnUNetTrainer_250epochs``)."""
+    """Our trainers by name, else nnU-Net's own lookup (with a warning: nnU-Net's trainers mirror left-right)."""
     if name in TRAINERS:
         return TRAINERS[name]
+    log.warning("trainer %s is not one of cacpipe's lateral-safe trainers (%s): unless it disables mirroring, it "
+                "mirrors the left-right axis and the model may confuse the RCA with the LCX", name, ", ".join(TRAINERS))
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     return recursive_find_trainer_class_by_name(name)

@@ -100,6 +100,21 @@ def test_calcium_found_in_the_calcified_phantom_and_total_is_consistent(demo_run
         assert float(r["total_agatston"]) == pytest.approx(total, abs=1e-3)
 
 
+def test_demo_truth_table_reads_reported_and_true_numbers(demo_run):
+    """`cacpipe demo` ends with true vs reported Agatston per patient and artery, and the category."""
+    from cacpipe.commands.demo import truth_table
+
+    out, _ = demo_run
+    text = truth_table(out / "results", out / "truth")
+    rows = {r["patient_id"]: r for r in csv.DictReader((out / "results" / "cohort.csv").open())}
+    for pid in ("DEMO001", "DEMO002", "DEMO003"):
+        truth = json.loads((out / "truth" / f"{pid}.json").read_text())
+        line = next(ln for ln in text.splitlines() if ln.startswith(pid))
+        for a in ARTERIES:
+            assert f"{truth['arteries'][a]['agatston']:.1f} / {float(rows[pid][f'{a}_agatston']):.1f}" in line
+        assert line.rstrip().endswith(f"/ {rows[pid]['category']}")
+
+
 def test_contrast_tagged_series_scored_with_allow_contrast_gets_no_category(tmp_path, small_phantom):
     """A series whose DICOM tags name a contrast agent (the image itself is not enhanced, so only the
     tag can raise the flag), scored on request: flagged, Agatston not valid, no category, everywhere."""

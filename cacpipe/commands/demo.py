@@ -9,6 +9,32 @@ import click
 from ..clitools import one_of, require
 
 
+def truth_table(results: Path, truth: Path) -> str:
+    """Per patient and artery: true vs reported Agatston, and the risk category (from the truth the demo wrote)."""
+    from ..evaluation.sources import load_prediction, load_reference
+    from ..labels import ARTERIES
+
+    pred = {str(r["patient_id"]): r for r in load_prediction(results).to_dict("records")}
+    ref = load_reference(truth).to_dict("records")
+
+    def num(v) -> str:
+        try:
+            return f"{float(v):.1f}"
+        except (TypeError, ValueError):
+            return "-"
+
+    cols = [*ARTERIES, "total"]
+    lines = ["Agatston, true / reported (phantom truth in " + str(truth) + "):",
+             f"{'patient':<10}" + "".join(f"{c:>18}" for c in cols) + f"{'category true / reported':>30}"]
+    for t in sorted(ref, key=lambda r: str(r["patient_id"])):
+        pid = str(t["patient_id"])
+        p = pred.get(pid, {})
+        cells = [f"{num(t.get(f'{c}_agatston'))} / {num(p.get(f'{c}_agatston'))}" for c in cols]
+        cat = f"{t.get('category') or '-'} / {p.get('category') or '-'}"
+        lines.append(f"{pid:<10}" + "".join(f"{c:>18}" for c in cells) + f"{cat:>30}")
+    return "\n".join(lines)
+
+
 @click.command("demo")
 @click.argument("out_arg", metavar="[OUT]", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -47,5 +73,7 @@ def command(ctx: click.Context, out_arg: Path | None, out: Path | None, jobs: in
         click.echo(f"phantom PACS export written to {export} (ground truth: {out / 'truth'})")
     summary = run_logged(export, out / "results", settings, jobs=jobs, progress=not no_progress, force=force,
                          command="demo")
+    if (out / "truth").is_dir() and (out / "results" / "cohort.csv").exists():
+        click.echo(truth_table(out / "results", out / "truth"))
     click.echo("Synthetic phantom data; each line and result says which model and heart locator made it.")
     ctx.exit(summary.exit_code)

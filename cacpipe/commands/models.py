@@ -37,6 +37,8 @@ def install(zip_path: Path, model_dir: Path | None, force: bool) -> None:
     _echo_card(m)
     if m.is_demo:
         click.echo("note: this is a phantom-trained demo model, NOT FOR CLINICAL USE")
+    for w in m.warnings:
+        click.secho(f"WARNING: {w}", fg="red", bold=True, err=True)
 
 
 @command.command("list")

@@ -14,9 +14,11 @@ v2 ranges (``cacpipe.phantom.v2.random_config(seed)``):
 - ``heldout``  900 000 - 999 999  evaluation only: accuracy benchmark, fallback-locator report,
   every published figure. Never train on these.
 
-v1 ranges (the seeds the shipped demo model and its tests use, kept here so that a v2 range can
-never be laid over them): ``v1_training`` 100 - 123 (``nnunet_plans.data.phantom_cohort_configs(24,
-seed0=100)``) and ``v1_heldout`` 5 000 - 5 005 (``nnunet_plans.evaluate``).
+v1 ranges (v1 seeds the shipped demo model and its tests use, kept here so that a v2 range can
+never be laid over them): ``v1_training`` 100 - 123 (``nnunet_plans.data.phantom_cohort_configs``)
+and ``v1_heldout`` 5 000 - 5 005 (``nnunet_plans.evaluate``, tests/test_segment_demo.py). The demo
+model (``make demo-model``) trains on v1_training seeds and the first ``training`` seeds
+(``nnunet_plans.data.v2_training_configs``); ``make accuracy`` scans ``heldout`` seeds.
 """
 
 from __future__ import annotations

@@ -4,7 +4,10 @@
   for one artery -> that artery not assessed (numbers None, never 0);
 - an artery the segmentation did not find -> a ``not_assessable`` flag naming it;
 - ``contrast_suspected`` (from DICOM tags or the blood pool) -> no artery's Agatston is valid;
-- ``stent_suspected`` in an artery -> that artery's Agatston is not valid;
+- ``stent_suspected`` in an artery -> that artery's Agatston is not valid (and the total's: metal);
+- an ``invalid`` attribution flag (``artery_implausible_position`` for an artery,
+  ``dextrocardia_suspected`` for every artery) -> that artery's Agatston is not valid, the total
+  stays valid: the calcium is coronary, only which artery holds it is in doubt;
 - totals are sums over the assessed arteries; the Agatston category and CAC-DRS are given only
   when every artery was assessed and no invalidating flag applies (a possibly-too-low or
   contrast-inflated score never gets a risk category);
@@ -23,6 +26,9 @@ from ..labels import ARTERIES
 from ..record import ArteryResult, StudyResult, TotalResult
 from ..units import mm3_to_ml
 from .categories import cac_drs, category
+
+# Flags that put an artery's attribution in doubt (its own numbers), not the study's total.
+ATTRIBUTION_CODES = frozenset({F.ARTERY_IMPLAUSIBLE_POSITION, F.DEXTROCARDIA_SUSPECTED})
 
 
 def total_of(arteries: Mapping[str, ArteryResult]) -> TotalResult:
@@ -74,8 +80,10 @@ def finalise(result: StudyResult) -> StudyResult:
 
     contrast = any(f.code == F.CONTRAST_SUSPECTED for f in merged)
     stents = {f.artery for f in merged if f.code == F.STENT_SUSPECTED and f.artery}
+    misplaced = {a for f in merged if f.code in ATTRIBUTION_CODES and f.severity == "invalid"
+                 for a in ([f.artery] if f.artery else ARTERIES)}
     for a in ARTERIES:
-        arteries[a].agatston_valid = arteries[a].assessed and not contrast and a not in stents
+        arteries[a].agatston_valid = arteries[a].assessed and not contrast and a not in (stents | misplaced)
     total = total_of(arteries)
     total.agatston_valid = total.complete and not contrast and not stents
     if not total.agatston_valid:
@@ -83,6 +91,8 @@ def finalise(result: StudyResult) -> StudyResult:
         total.cac_drs = None
     reasons = (["contrast suspected: Agatston is defined on non-contrast CT only"] if contrast else []) + \
         [f"stent suspected in {a}" for a in sorted(stents)] + \
+        ([f"per-artery numbers not valid for {', '.join(a for a in ARTERIES if a in misplaced)} (artery "
+          "attribution implausible); the total is"] if misplaced and total.agatston_valid else []) + \
         ([] if total.complete else ["not every artery was assessed: totals are lower bounds"])
     total.agatston_note = "; ".join(reasons) or None
 

@@ -12,16 +12,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from .. import env
 from ..errors import ConfigError, InputDataError, ModelMismatchError, ModelNotInstalledError
 from ..labels import REGIONS_CLASS_ORDER, nnunet_labels
 from .card import CHECKPOINT, read_card, verify_card
+
+log = logging.getLogger(__name__)
 
 DEMO_ZIP = Path(__file__).resolve().parent.parent / "data" / "demo_model.zip"
 FINGERPRINT_FILE = "cacpipe_model_id.json"  # cache of model_fingerprint, next to dataset.json
@@ -42,6 +45,7 @@ class InstalledModel:
     spacing_zyx: tuple[float, float, float]  # the pipeline resamples the heart crop to this
     is_demo: bool = False
     card_id: str | None = None  # its model card's id (cacpipe.segment.card), None without a card
+    warnings: tuple[str, ...] = ()  # found at install (e.g. trained with left-right mirroring)
 
     @property
     def full_name(self) -> str:
@@ -63,6 +67,65 @@ class InstalledModel:
         return read_card(self.path)
 
 
+# cacpipe's inputs are axial CT assembled by cacpipe.ingest: the array's x axis (columns, axis 2)
+# follows the DICOM row direction, which runs along the patient's left-right axis.
+AXIAL_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def left_right_array_axis(direction) -> int:
+    """The array axis (of a (z, y, x) array) that runs along the patient's left-right (LPS x) axis.
+
+    ``direction`` is ITK's row-major 3 x 3 matrix whose columns are the patient directions of the
+    index axes (x, y, z); array axis ``2 - k`` is index axis ``k``.
+    """
+    d = [float(v) for v in direction]
+    k = max(range(3), key=lambda j: abs(d[j]))  # row 0 = the L component of each index axis
+    return 2 - k
+
+
+def left_right_network_axis(transpose_forward, direction=AXIAL_DIRECTION) -> int:
+    """The network's spatial axis that is the patient's left-right axis: nnU-Net transposes the
+    (z, y, x) array by ``transpose_forward`` (network axis j = array axis transpose_forward[j])."""
+    return list(transpose_forward).index(left_right_array_axis(direction))
+
+
+def checkpoint_mirror_axes(model: InstalledModel) -> dict[int, tuple[int, ...] | None]:
+    """Per fold, the test-time mirroring axes its checkpoint allows (= the axes it was trained mirrored on);
+    folds whose checkpoint cannot be read are left out."""
+    import torch
+
+    out: dict[int, tuple[int, ...] | None] = {}
+    for f in model.folds:
+        path = model.path / f"fold_{f}" / CHECKPOINT
+        try:  # mmap: the axes without reading every weight (zip-format checkpoints)
+            ck = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        except Exception:  # noqa: BLE001 - legacy format: read it whole; unreadable: unknown
+            try:
+                ck = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("cannot read %s (%s)", path, exc)
+                continue
+        axes = ck.get("inference_allowed_mirroring_axes") if isinstance(ck, dict) else None
+        out[f] = None if axes is None else tuple(int(a) for a in axes)
+    return out
+
+
+def left_right_mirroring(model: InstalledModel) -> str | None:
+    """A warning when any fold's checkpoint allows mirroring along the patient's left-right axis, else None.
+
+    Such a network was shown left-right flipped hearts in training, so it cannot tell the RCA from
+    the LCX (their grooves are near mirror images). cacpipe never mirrors that axis at test time,
+    but the training cannot be undone: retrain with cacpipe's trainers (nnunet_plans/README.md).
+    """
+    plans = json.loads((model.path / "plans.json").read_text())
+    lr = left_right_network_axis(plans.get("transpose_forward", [0, 1, 2]))
+    bad = [f for f, axes in checkpoint_mirror_axes(model).items() if axes and lr in axes]
+    if not bad:
+        return None
+    return (f"model {model.full_name} was trained with left-right mirroring (folds {', '.join(map(str, bad))} allow "
+            f"mirroring along network axis {lr}, the patient's left-right axis): it may confuse the RCA with the "
+            "LCX. cacpipe will not mirror that axis at test time, but per-artery numbers from this model need "
+            "review; retrain with `make train` (lateral-safe trainers)")
 def _model_files(path: Path) -> list[Path]:
     return [path / "dataset.json", path / "plans.json", *sorted(path.glob(f"fold_*/{CHECKPOINT}"))]
 
@@ -252,7 +315,12 @@ def install_model(zip_path: str | Path, model_dir_: str | Path | None = None, fo
                     shutil.rmtree(dest)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(Path(tmp) / pre), str(dest))
-    return read_model(root / prefixes[0])
+    model = read_model(root / prefixes[0])
+    warning = left_right_mirroring(model)
+    if warning:
+        log.warning(warning)
+        model = replace(model, warnings=(warning,))
+    return model
 
 
 def demo_model() -> InstalledModel:

@@ -21,7 +21,7 @@ import numpy as np
 from ..config import SegmentSettings, parse_device
 from ..errors import ConfigError, GeometryError, ModelNotInstalledError
 from ..volume import Volume
-from .models import CHECKPOINT, InstalledModel
+from .models import CHECKPOINT, InstalledModel, left_right_network_axis
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class SegmentResult:
     folds: tuple[int, ...]
     mirroring: bool
     seconds: float
+    left_right_mirrored_model: bool = False  # a fold was trained with left-right mirroring (not used at test time)
 
     def settings(self) -> dict:
         return {"device": self.device, "folds": list(self.folds), "mirroring": self.mirroring,
@@ -104,11 +105,17 @@ def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "a
 
     dataset_json = json.loads((model.path / "dataset.json").read_text())
     plans_manager = PlansManager(json.loads((model.path / "plans.json").read_text()))
-    params, mirror_axes = [], None
+    params, mirror_axes, lr_trained = [], None, False
+    lr = left_right_network_axis(plans_manager.transpose_forward)
     for f in folds:
         ckpt = torch.load(model.path / f"fold_{f}" / CHECKPOINT, map_location="cpu", weights_only=False)
         params.append(ckpt["network_weights"])
         mirror_axes = ckpt.get("inference_allowed_mirroring_axes", mirror_axes)
+        lr_trained |= bool(mirror_axes) and lr in mirror_axes
+    # Never mirror left-right at test time: a flipped heart puts the RCA where the LCX runs.
+    # segment() drops the axis again per image (its own direction cosines), from the checkpoint's axes.
+    ckpt_axes = mirror_axes
+    mirror_axes = tuple(a for a in mirror_axes if a != lr) if mirror_axes else mirror_axes
     cm = plans_manager.get_configuration(model.configuration)
     n_in = determine_num_input_channels(plans_manager, cm, dataset_json)
     n_out = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
@@ -122,6 +129,8 @@ def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "a
                                     device=torch.device(device), verbose=False, verbose_preprocessing=False,
                                     allow_tqdm=False)
     predictor.manual_initialization(network, plans_manager, cm, params, dataset_json, model.trainer, mirror_axes)
+    predictor.cacpipe_left_right_trained = lr_trained
+    predictor.cacpipe_mirror_axes = ckpt_axes
     _CACHE.clear()  # one model in memory at a time
     _CACHE[key] = predictor
     return predictor, folds, device, mirroring
@@ -144,6 +153,9 @@ def segment(ct: Volume, model: InstalledModel, cfg: SegmentSettings | None = Non
     if min(ct.shape) < 2:
         raise GeometryError(f"CT crop of shape {ct.shape} is too small to segment")
     predictor, folds, device, mirroring = load_predictor(model, cfg, device)
+    lr = left_right_network_axis(predictor.plans_manager.transpose_forward, ct.direction)
+    axes = predictor.cacpipe_mirror_axes
+    predictor.allowed_mirroring_axes = tuple(a for a in axes if a != lr) if axes else axes
     old_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -186,4 +198,5 @@ def segment(ct: Volume, model: InstalledModel, cfg: SegmentSettings | None = Non
     if cfg.agreement:
         agree = np.mean([f == labels for f in per_fold], axis=0).astype(np.float32)
         agreement = ct.with_array(agree)
-    return SegmentResult(ct.with_array(labels), agreement, device, folds, mirroring, time.perf_counter() - t0)
+    return SegmentResult(ct.with_array(labels), agreement, device, folds, mirroring, time.perf_counter() - t0,
+                         bool(getattr(predictor, "cacpipe_left_right_trained", False)))

@@ -1,0 +1,350 @@
+"""Accuracy benchmark: held-out phantom patients through ``cacpipe scan`` end to end (DICOM in,
+cohort.csv out), compared with their exact truth, per patient and per artery.
+
+    python -m nnunet_plans.accuracy [--patients 12] [--out build/accuracy] [--model demo]
+                                    [--no-postprocess] [--jobs 1]
+    make accuracy [ACCURACY_ARGS="--patients 24"]
+
+The cohort (:func:`accuracy_cohort`) uses seeds of the ``heldout`` range of the seed registry
+(:mod:`cacpipe.phantom.seeds`), disjoint from every training and test seed. By default it is made
+of v2 phantoms (``--phantom v2``, preset v2-small, non-contrast, normal situs: varied anatomy, body
+size, noise, plaque kinds from tiny to diffuse, stents and valve calcium as distractors); each
+patient's plaques are reshaped to a pattern (:data:`PATTERNS`: RCA-only, mixed, none, left-only, one
+small plaque per artery, RCA + LAD). ``--phantom v1`` gives the v1 cohort of the same patterns
+(noise 20-45 HU, heart shifts up to +-8 mm, plaques of radius 1.5-2.8 mm). Each patient is written as a DICOM study
+(``cacpipe.phantom.write_study``), the export is scanned by a ``cacpipe scan`` subprocess (review
+outputs off; the demo model allowed through a settings file), and the benchmark reads back
+cohort.csv, each result.json and each written labels.nii.gz.
+
+Printed and written to ``OUT/accuracy.json``:
+- per-artery calcium detection (truth: Agatston > 0; reported: Agatston > 0; an artery reported
+  as not assessed counts as wrong either way): sensitivity, specificity;
+- total Agatston relative error |reported - truth| / truth over patients with calcium (median,
+  worst), and the same for the true labels scored on the same noisy CT ("oracle": the error no
+  segmentation can remove);
+- risk category (0 / 1-10 / 11-100 / 101-400 / >400) agreement, from cohort.csv's ``category``
+  (a null category, e.g. an incomplete study, counts as disagreement);
+- attribution confusion matrix, lesion level, by cacpipe's lesion matching
+  (:mod:`cacpipe.evaluation.lesions`, as ``cacpipe evaluate``): each true lesion x the artery of
+  the predicted lesion (>= 130 HU on the scanned CT) overlapping it most (``missed`` when none);
+  predicted lesions on no true lesion are the ``none`` row; wrong-side lesions (RCA vs LAD/LCX)
+  are counted. Lesion-level sensitivity / PPV per artery go to the JSON.
+Targets (issue 14): sensitivity and specificity >= 0.98, median total error <= 5 %, category
+>= 95 %, zero wrong-side lesions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cacpipe.labels import ARTERIES
+from cacpipe.phantom import seeds as seed_ranges
+from cacpipe.units import CALCIUM_THRESHOLD_HU
+
+PATTERNS = ("rca_only", "mixed", "none", "left_only", "all_small", "rca_lad")
+
+
+def _v2_pattern(cfg, pattern: str):
+    """``cfg`` (a v2 config) with its drawn plaques reshaped to ``pattern`` (ids renumbered)."""
+    from dataclasses import replace
+
+    from cacpipe.phantom.v2 import PlaqueSpec
+
+    drawn = list(cfg.plaques)
+
+    def main(p, artery: str):  # the plaque moved onto an artery's main branch
+        return replace(p, artery=artery, branch={"LAD": "LAD", "RCA": "RCA", "LCX": "LCX"}[artery],
+                       kind="focal" if p.kind in ("ostial", "bifurcation") else p.kind)
+
+    def small(artery: str, t: float):
+        return PlaqueSpec(id=1, artery=artery, branch=artery, kind="focal", t=t, length_mm=3.0, thickness_mm=1.5,
+                          arc_deg=120.0, density_hu=500.0, n_lobes=2, shape_seed=cfg.seed)
+
+    if pattern == "rca_only":
+        plaques = [small("RCA", 0.3)] + [main(p, "RCA") for p in drawn[:2]]
+    elif pattern == "mixed":
+        plaques = drawn or [small(a, 0.25) for a in ARTERIES]
+    elif pattern == "none":
+        plaques = []
+    elif pattern == "left_only":
+        plaques = [p for p in drawn if p.artery != "RCA"] or [small("LAD", 0.3)]
+    elif pattern == "all_small":
+        plaques = [small(a, 0.35) for a in ARTERIES]
+    else:
+        plaques = [main(p, "RCA" if i % 2 == 0 else "LAD") for i, p in enumerate(drawn[:3])] + [small("LAD", 0.5)]
+    return replace(cfg, plaques=tuple(replace(p, id=i + 1) for i, p in enumerate(plaques)))
+
+
+def accuracy_cohort(n: int, seed0: int = seed_ranges.HELDOUT.start, preset: str | None = None, phantom: str = "v2"):
+    """``n`` held-out phantom configs, deterministic in (n, seed0, phantom); patterns cycle through PATTERNS.
+
+    Every seed must lie in the registry's ``heldout`` range (never trained or tested on).
+    """
+    seeds = seed_ranges.require(range(seed0, seed0 + n), "heldout")
+    if phantom == "v2":
+        from cacpipe.phantom.v2 import random_config
+
+        return [(PATTERNS[i % len(PATTERNS)],
+                 _v2_pattern(random_config(seed, preset or "v2-small", acquisition={"contrast_phase": "none"},
+                                           heart={"situs_inversus": False}), PATTERNS[i % len(PATTERNS)]))
+                for i, seed in enumerate(seeds)]
+    from cacpipe.phantom import PhantomConfig, Plaque
+
+    preset = preset or "small"
+    cfgs = []
+    for i, seed in enumerate(seeds):
+        rng = np.random.default_rng(seed)
+        pattern = PATTERNS[i % len(PATTERNS)]
+
+        def plaque(artery: str, small: bool = False, _rng=rng) -> Plaque:
+            radius = 1.5 if small else float(_rng.uniform(1.5, 2.8))
+            return Plaque(artery, float(_rng.uniform(0.05, 0.85)), radius, float(_rng.uniform(160, 700)))
+
+        if pattern == "rca_only":
+            plaques = [plaque("RCA", small=True)] + [plaque("RCA") for _ in range(int(rng.integers(0, 3)))]
+        elif pattern == "mixed":
+            plaques = [plaque(str(rng.choice(ARTERIES))) for _ in range(int(rng.integers(3, 7)))]
+        elif pattern == "none":
+            plaques = []
+        elif pattern == "left_only":
+            plaques = [plaque(str(rng.choice(("LAD", "LCX")))) for _ in range(int(rng.integers(1, 4)))]
+        elif pattern == "all_small":
+            plaques = [plaque(a, small=True) for a in ARTERIES]
+        else:
+            plaques = [plaque("RCA"), plaque("LAD", small=True), plaque("LAD")]
+        cfgs.append((pattern, PhantomConfig.preset(
+            preset, seed=seed, plaques=tuple(plaques), noise_hu=float(rng.uniform(20, 45)),
+            heart_shift_mm=tuple(float(s) for s in rng.uniform(-8, 8, 3)),
+            aortic_valve_calcium=bool(rng.random() < 0.8), mitral_annulus_calcium=bool(rng.random() < 0.6))))
+    return cfgs
+
+
+def write_cohort(cfgs, export: Path, truth_dir: Path) -> list[str]:
+    """Write each phantom as a DICOM study under ``export`` and its truth under ``truth_dir``."""
+    from cacpipe.phantom import PatientInfo, generate, ground_truth, write_study
+    from cacpipe.quant.quantify import quantify
+
+    ids = []
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    for i, (pattern, cfg) in enumerate(cfgs):
+        pid = f"ACC{i:03d}"
+        ids.append(pid)
+        files = [truth_dir / f"{pid}{suffix}" for suffix in (".json", "_labels.nii.gz", "_dense.nii.gz")]
+        if all(f.exists() for f in files) and (export / pid).exists():
+            continue  # deterministic: a rerun reuses the export (and the scan resumes)
+        ph = generate(cfg)
+        v2 = hasattr(cfg, "acquisition")
+        if not (export / pid).exists():
+            if v2:
+                from dataclasses import replace
+
+                from cacpipe.phantom.v2.study import patient_of
+
+                patient = replace(patient_of(cfg, pid), accession=f"ACCB{i:04d}")
+            else:
+                patient = PatientInfo(patient_id=pid, patient_name=f"PHANTOM^ACC{i:03d}", accession=f"ACCB{i:04d}")
+            write_study(cfg, export, patient, phantom=ph)
+        # what Agatston may count: >= 130 HU on the scanned (noisy) CT
+        ph.ct.with_array((ph.ct.array >= CALCIUM_THRESHOLD_HU).astype(np.uint8)).write(files[2])
+        oracle = quantify(ph.ct, ph.labels)  # the true labels on the same noisy CT
+        noise = ph.truth["acquisition"]["noise_sd_hu"] if v2 else cfg.noise_hu
+        truth = ground_truth(ph) | {"patient_id": pid, "pattern": pattern, "config": cfg.to_json(),
+                                    "noise_hu": float(noise), "phantom": "v2" if v2 else "v1",
+                                    "oracle": {a: oracle.arteries[a].agatston for a in ARTERIES}}
+        ph.labels.write(files[1])
+        files[0].write_text(json.dumps(truth, indent=2))
+    return ids
+
+
+def run_scan(export: Path, results: Path, model: str | None, postprocess: bool, jobs: int) -> float:
+    """``cacpipe scan`` as a user runs it; returns its wall time (s)."""
+    settings = {"segment": {"allow_demo_model": True, "postprocess": postprocess}, "review": {"enabled": False}}
+    results.mkdir(parents=True, exist_ok=True)
+    sf = results.parent / f"{results.name}_settings.json"
+    sf.write_text(json.dumps(settings))
+    cmd = [sys.executable, "-m", "cacpipe", "scan", str(export), "--out", str(results), "--settings", str(sf),
+           "--jobs", str(jobs), "--no-progress"] + (["--model", model] if model else [])
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t
+
+
+def _num(v: str | None) -> float | None:
+    return None if v in (None, "") else float(v)
+
+
+def _lesion_match(truth_lab, pred_lab, dense) -> dict:
+    """cacpipe's lesion matching (cacpipe.evaluation.lesions) of one study: predicted lesions as the
+    scan counted them (>= 130 HU on its noisy CT: ``dense``), true lesions from the truth map."""
+    from cacpipe.evaluation.lesions import lesions_of, match_scan
+
+    hu = np.where(np.asarray(dense.array) > 0, CALCIUM_THRESHOLD_HU, CALCIUM_THRESHOLD_HU - 1).astype(np.int16)
+    pred = lesions_of(pred_lab.array, pred_lab.spacing_zyx, hu)
+    ref = lesions_of(truth_lab.array, truth_lab.spacing_zyx)  # the plaques, all >= 160 HU before noise
+    return match_scan(pred, ref)
+
+
+def evaluate_results(ids: list[str], results: Path, truth_dir: Path) -> dict:
+    """Compare a scan's cohort.csv, results and label maps with the truth; returns the report dict."""
+    from cacpipe.evaluation.lesions import summarise
+    from cacpipe.quant.categories import category
+    from cacpipe.volume import Volume
+
+    rows = {r["patient_id"]: r for r in csv.DictReader((results / "cohort.csv").open())}
+    study_dirs = {json.loads(p.read_text())["study"]["patient_id"]: p.parent for p in results.rglob("result.json")}
+    det = {a: {"tp": 0, "fn": 0, "fp": 0, "tn": 0, "not_assessed": 0} for a in ARTERIES}
+    matches = []
+    patients = []
+    for pid in ids:
+        truth = json.loads((truth_dir / f"{pid}.json").read_text())
+        row = rows.get(pid, {})
+        t_total = truth["total"]["agatston"]
+        rep_total = _num(row.get("total_agatston"))
+        per = {}
+        for a in ARTERIES:
+            t, r = truth["arteries"][a]["agatston"], _num(row.get(f"{a}_agatston"))
+            per[a] = {"truth": round(t, 1), "reported": None if r is None else round(r, 1),
+                      "oracle": round(truth["oracle"][a], 1)}
+            d = det[a]
+            if r is None:
+                d["not_assessed"] += 1
+                d["fn" if t > 0 else "fp"] += 1
+            else:
+                d["tp" if t > 0 and r > 0 else "fn" if t > 0 else "fp" if r > 0 else "tn"] += 1
+        if pid in study_dirs and (study_dirs[pid] / "labels.nii.gz").exists():
+            matches.append(_lesion_match(Volume.read(truth_dir / f"{pid}_labels.nii.gz"),
+                                         Volume.read(study_dirs[pid] / "labels.nii.gz"),
+                                         Volume.read(truth_dir / f"{pid}_dense.nii.gz")))
+        oracle_total = sum(truth["oracle"].values())
+        patients.append({
+            "patient_id": pid, "pattern": truth["pattern"], "noise_hu": round(truth["noise_hu"], 1),
+            "status": row.get("status", "missing"), "arteries": per,
+            "total_truth": round(t_total, 1), "total_reported": None if rep_total is None else round(rep_total, 1),
+            "total_oracle": round(oracle_total, 1),
+            "rel_error": None if not t_total or rep_total is None else (rep_total - t_total) / t_total,
+            "oracle_rel_error": (oracle_total - t_total) / t_total if t_total else None,
+            "rel_error_vs_oracle": None if not oracle_total or rep_total is None
+            else (rep_total - oracle_total) / oracle_total,
+            "category_truth": category(t_total), "category_reported": row.get("category") or None,
+            "flags": row.get("flags", ""),
+        })
+    pos = [p for p in patients if p["total_truth"] > 0]
+    errs = [abs(p["rel_error"]) if p["rel_error"] is not None else float("inf") for p in pos]
+    oerrs = [abs(p["oracle_rel_error"]) for p in pos]
+    verrs = [abs(p["rel_error_vs_oracle"]) if p["rel_error_vs_oracle"] is not None else float("inf")
+             for p in pos if p["total_oracle"] > 0]
+
+    def rate(a: int, b: int) -> float | None:
+        return a / (a + b) if a + b else None
+
+    lesions = summarise(matches) if matches else None
+    confusion = {r: dict.fromkeys((*ARTERIES, "missed"), 0) for r in (*ARTERIES, "none")}
+    if lesions:
+        att = lesions["attribution"]
+        confusion = {r: dict(zip(att["pred"], row, strict=True)) for r, row in zip(att["ref"], att["table"], strict=True)}
+    sides = {"RCA": "right", "LAD": "left", "LCX": "left"}
+    wrong_side = sum(n for t in ARTERIES for r, n in confusion[t].items() if r in sides and sides[r] != sides[t])
+    pooled = {k: sum(d[k] for d in det.values()) for k in ("tp", "fn", "fp", "tn", "not_assessed")}
+    return {
+        "patients": patients,
+        "detection": {a: {**d, "sensitivity": rate(d["tp"], d["fn"]), "specificity": rate(d["tn"], d["fp"])}
+                      for a, d in det.items()},
+        "detection_pooled": {**pooled, "sensitivity": rate(pooled["tp"], pooled["fn"]),
+                             "specificity": rate(pooled["tn"], pooled["fp"])},
+        "total_rel_error": {"median": float(np.median(errs)) if errs else None, "worst": max(errs) if errs else None,
+                            "n": len(errs), "zero_truth_reported_zero": sum(1 for p in patients if p["total_truth"] == 0
+                                                                            and p["total_reported"] == 0),
+                            "zero_truth": sum(1 for p in patients if p["total_truth"] == 0)},
+        "oracle_total_rel_error": {"median": float(np.median(oerrs)) if oerrs else None,
+                                   "worst": max(oerrs) if oerrs else None},
+        "total_rel_error_vs_oracle": {"median": float(np.median(verrs)) if verrs else None,
+                                      "worst": max(verrs) if verrs else None},
+        "category_agreement": sum(p["category_reported"] == p["category_truth"] for p in patients) / len(patients),
+        "category_of_reported_total_agreement": sum(
+            p["total_reported"] is not None and category(p["total_reported"]) == p["category_truth"]
+            for p in patients) / len(patients),
+        "attribution_confusion": confusion,
+        "lesion_level": None if lesions is None else lesions["rows"],
+        "wrong_side_lesions": wrong_side,
+    }
+
+
+def _fmt(v, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def report_text(rep: dict) -> str:
+    """The printed tables."""
+    lines = ["patient  pattern    noise  | " + " | ".join(f"{a:>16}" for a in ARTERIES)
+             + " |  total truth/reported (oracle)   error | category truth/reported"]
+    for p in rep["patients"]:
+        arts = " | ".join(f"{_fmt(p['arteries'][a]['truth'], '7.1f')}/{_fmt(p['arteries'][a]['reported'], '7.1f'):>8}"
+                          for a in ARTERIES)
+        err = "-" if p["rel_error"] is None else f"{100 * p['rel_error']:+6.1f}%"
+        lines.append(f"{p['patient_id']}   {p['pattern']:<10} {p['noise_hu']:5.1f}  | {arts} | "
+                     f"{p['total_truth']:7.1f}/{_fmt(p['total_reported'], '7.1f'):>7} ({p['total_oracle']:6.1f}) "
+                     f"{err:>8} | {p['category_truth']:>7}/{p['category_reported'] or '-':<7}")
+    lines.append("")
+    lines.append("detection   TP  FN  FP  TN  (not assessed)  sensitivity specificity")
+    for a, d in [*rep["detection"].items(), ("pooled", rep["detection_pooled"])]:
+        lines.append(f"{a:<10} {d['tp']:3d} {d['fn']:3d} {d['fp']:3d} {d['tn']:3d}  ({d['not_assessed']:2d})"
+                     f"            {_fmt(d['sensitivity'])}        {_fmt(d['specificity'])}")
+    e, o, v = rep["total_rel_error"], rep["oracle_total_rel_error"], rep["total_rel_error_vs_oracle"]
+
+    def pct(d: dict, k: str) -> str:
+        return _fmt(None if d[k] is None else 100 * d[k], ".1f")
+
+    lines.append(f"total Agatston |relative error| over {e['n']} calcified patients: median {pct(e, 'median')} %, "
+                 f"worst {pct(e, 'worst')} %; no-calcium patients reported 0: "
+                 f"{e['zero_truth_reported_zero']}/{e['zero_truth']}")
+    lines.append(f"  the true labels on the same noisy CT (oracle) vs truth: median {pct(o, 'median')} %, worst "
+                 f"{pct(o, 'worst')} %; reported vs oracle: median {pct(v, 'median')} %, worst {pct(v, 'worst')} %")
+    lines.append(f"risk category agreement: {100 * rep['category_agreement']:.0f} % (category of the reported total, "
+                 f"even where the study's category is withheld: {100 * rep['category_of_reported_total_agreement']:.0f} %)")
+    lines.append("attribution (lesions): true artery x reported artery")
+    lines.append("         " + " ".join(f"{c:>7}" for c in (*ARTERIES, "missed")))
+    for r, row in rep["attribution_confusion"].items():
+        lines.append(f"{r:<8} " + " ".join(f"{row[c]:7d}" for c in (*ARTERIES, "missed")))
+    lines.append(f"lesions attributed to the wrong side (RCA vs LAD/LCX): {rep['wrong_side_lesions']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--patients", type=int, default=12, help="held-out phantom patients (default 12)")
+    ap.add_argument("--seed0", type=int, default=seed_ranges.HELDOUT.start,
+                    help="first seed (must lie in the heldout range of cacpipe.phantom.seeds)")
+    ap.add_argument("--phantom", choices=("v2", "v1"), default="v2", help="phantom generation (default v2)")
+    ap.add_argument("--out", default="build/accuracy", help="work folder: export/, truth/, results*/, accuracy*.json")
+    ap.add_argument("--model", default=None, help="model to scan with (default: as `cacpipe scan` chooses)")
+    ap.add_argument("--no-postprocess", action="store_true", help="score the network's map as is (comparison)")
+    ap.add_argument("--jobs", type=int, default=1, help="studies scanned at once")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    cfgs = accuracy_cohort(args.patients, args.seed0, phantom=args.phantom)
+    t = time.perf_counter()
+    ids = write_cohort(cfgs, out / "export", out / "truth")
+    written = time.perf_counter() - t
+    tag = "raw" if args.no_postprocess else "post"
+    scan_s = run_scan(out / "export", out / f"results_{tag}", args.model, not args.no_postprocess, args.jobs)
+    rep = evaluate_results(ids, out / f"results_{tag}", out / "truth")
+    rep.update(command=" ".join(["python -m nnunet_plans.accuracy", *(argv if argv is not None else sys.argv[1:])]),
+               postprocess=not args.no_postprocess, seeds=[c.seed for _, c in cfgs],
+               seconds={"write_cohort": round(written, 1), "scan": round(scan_s, 1)})
+    text = report_text(rep)
+    print(text)
+    (out / f"accuracy_{tag}.json").write_text(json.dumps(rep, indent=2))
+    (out / f"accuracy_{tag}.txt").write_text(text + "\n")
+    return rep
+
+
+if __name__ == "__main__":
+    main()
