@@ -286,6 +286,7 @@ def test_v2_demo_export_draws_from_the_demo_seeds(tmp_path):
     assert len(studies) == 3 and (tmp_path / "e" / "DEMOV203.zip").exists()
     truths = [json.loads(p.read_text()) for p in sorted((tmp_path / "t").glob("*/truth.json"))]
     assert all(t["seed"] in seeds.DEMO for t in truths) and truths[1]["total"]["agatston"] == 0
+    assert truths[2]["total"]["lesions"] > 0  # the demo has a second calcified patient
     series = studies[0]["series"]
     assert {"axial", "localizer", "contrast", "thick"} <= set(series)
     ds = pydicom.dcmread(next(Path(series["contrast"]["dir"]).glob("*.dcm")), stop_before_pixels=True)

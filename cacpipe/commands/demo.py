@@ -45,11 +45,15 @@ def truth_table(results: Path, truth: Path) -> str:
               help="Where the networks run.")
 @click.option("--preset", type=click.Choice(["small", "full"]), default="small", show_default=True,
               help="Phantom size: small (256x256x100, fast) or full (512x512x120).")
+@click.option("--phantom", "phantom", type=click.Choice(["v1", "v2"]), default="v1", show_default=True,
+              help="Phantom generation: v1 (simple anatomy, what the shipped demo model was trained on) or v2 "
+                   "(varied anatomy, partial-volume plaques, motion, devices; docs/phantom.md): harder, and the "
+                   "demo model does worse on it.")
 @click.option("--force", is_flag=True, help="Redo every study even if OUT/results already has it.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
 def command(ctx: click.Context, out_arg: Path | None, out: Path | None, jobs: int, device: str, preset: str,
-            force: bool, no_progress: bool) -> None:
+            phantom: str, force: bool, no_progress: bool) -> None:
     """Write a synthetic PACS export to OUT/export and scan it to OUT/results.
 
     The export holds three phantom patients (one without coronary calcium), a localizer, a
@@ -69,7 +73,7 @@ def command(ctx: click.Context, out_arg: Path | None, out: Path | None, jobs: in
     if export.exists() and any(export.iterdir()):
         click.echo(f"reusing the phantom export in {export}")
     else:
-        write_demo_export(export, preset=preset, truth_dir=out / "truth")
+        write_demo_export(export, preset=preset, truth_dir=out / "truth", version=int(phantom[1]))
         click.echo(f"phantom PACS export written to {export} (ground truth: {out / 'truth'})")
     summary = run_logged(export, out / "results", settings, jobs=jobs, progress=not no_progress, force=force,
                          command="demo")
