@@ -236,12 +236,21 @@ def test_install_checks_and_shows_the_card(trained, tmp_path):
     assert not (tmp_path / "m3" / prefix).exists()
 
 
-def test_card_less_demo_model_says_so(tmp_path):
+def test_card_less_model_says_so_and_the_demo_card_says_what_it_is(tmp_path):
     from cacpipe.segment.models import DEMO_ZIP
 
-    r = CliRunner().invoke(cli, ["models", "install", str(DEMO_ZIP), "--model-dir", str(tmp_path)])
-    assert r.exit_code == 0 and "no model card" in r.output
-    r = CliRunner().invoke(cli, ["models", "list", "--model-dir", str(tmp_path)])
+    # the shipped demo model was made by `make demo-model`: its card names its use
+    r = CliRunner().invoke(cli, ["models", "install", str(DEMO_ZIP), "--model-dir", str(tmp_path / "demo")])
+    assert r.exit_code == 0 and "NOT FOR CLINICAL USE" in r.output and "no model card" not in r.output
+    # a bare nnU-Net zip (no card) installs, and install and list say it has no card
+    bare = tmp_path / "bare.zip"
+    with zipfile.ZipFile(DEMO_ZIP) as zf, zipfile.ZipFile(bare, "w") as out:
+        for n in zf.namelist():
+            if not n.endswith((CARD_JSON, CARD_MD)):
+                out.writestr(n, zf.read(n))
+    r = CliRunner().invoke(cli, ["models", "install", str(bare), "--model-dir", str(tmp_path / "bare")])
+    assert r.exit_code == 0 and "no model card" in r.output, r.output
+    r = CliRunner().invoke(cli, ["models", "list", "--model-dir", str(tmp_path / "bare")])
     assert "no model card" in r.output
 
 
