@@ -16,7 +16,14 @@ then defined the way Agatston defines it, and each lesion is given to the tree i
    labels (the RCA tree and the left tree, LM + LAD + LCX, share no label: they meet only in the
    aorta). The side (RCA vs left) is the majority of artery labels within ``TREE_MM`` (20 mm)
    *along* the tree (geodesic: a stray label bridging the trees adds little); LAD vs LCX is the
-   majority of artery labels within ``local_mm`` (3 mm) of the lesion. When the tree holds both
+   majority of artery labels on the branch *beyond* the lesion: the left tree's voxels that lie
+   farther from its ostium end (geodesic, from the top of the tree) and are reached from the
+   lesion without going back towards the ostium. The labels next to a lesion are the least
+   reliable ones (a network often paints the first centimetres of the LAD as LCX, and a plaque
+   blurs them), while the branch beyond it is long and mostly right. A lesion with LAD and LCX
+   alike beyond it lies on the left main or at its bifurcation and counts with the LAD (the label
+   scheme is LM + LAD); with nothing labelled beyond it, the majority of artery labels within
+   ``local_mm`` (3 mm) of the lesion decides. When the tree holds both
    sides alike, the lesion's position relative to the aortic root breaks the tie (never in a heart
    flagged as mirrored), else the labels next to it. A lesion on a mixed tree, on no tree, with
    labels next to it that disagree with its tree, or touching LAD and LCX alike is recorded with
@@ -52,6 +59,8 @@ LOCAL_MM = 3.0  # neighbourhood whose artery labels decide LAD vs LCX (and a mix
 TREE_MM = 20.0  # a lesion's side = the majority of artery labels within this distance along its tree
 MIXED_TREE_SHARE = 1.0 / 3.0  # 1/3-2/3 RCA along the tree: both sides; the labels next to it decide
 NEAR_TREE_MM = 5.0  # a lesion on no tree goes to the nearest artery within this distance
+BRANCH_SHARE = 2.0 / 3.0  # LAD (or LCX) share of the labels beyond a left lesion that names its branch
+MIN_BEYOND_MM3 = 15.0  # less artery label than this beyond a left lesion: the labels next to it decide
 MIN_TREE_MM3 = 20.0  # an artery whose labels (artery + calcium) fill less is "missing"
 SIDE_MARGIN_MM = 10.0  # tolerance around the aortic root for the laterality checks
 RCA_LESION_MARGIN_MM = 30.0  # distal RCA / PDA lesions may lie left of the root: wider tolerance
@@ -77,6 +86,7 @@ class LesionAttribution:
     tree_votes: dict[str, int]  # artery-label voxels within TREE_MM along its tree (connected labels)
     local_votes: dict[str, int]  # artery-label voxels of that tree within LOCAL_MM
     reason: str | None = None  # why it is ambiguous, when it is
+    beyond_votes: dict[str, int] | None = None  # left lesions: artery labels of the branch beyond it
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -173,17 +183,66 @@ def _left_choice(votes: dict[str, int]) -> str | None:
     return "LAD" if votes["LAD"] >= votes["LCX"] else "LCX"
 
 
+def root_distance_mm(tree: np.ndarray, spacing_zyx) -> np.ndarray:
+    """Geodesic distance (mm, inside ``tree``) of each voxel from the top of the tree.
+
+    ``tree``: one connected coronary tree (0/1). Its top (most superior 2 mm, as :func:`_ostium`)
+    is its ostium end: axis 0 runs inferior -> superior. Outside the tree: inf. Arrays are (z, y, x).
+    """
+    from skimage.graph import MCP_Geometric
+
+    zs = np.nonzero(tree.any(axis=(1, 2)))[0]
+    keep = max(1, int(round(2.0 / float(spacing_zyx[0]))))
+    starts = np.argwhere(tree & (np.arange(tree.shape[0]) > zs[-1] - keep)[:, None, None])
+    dist, _ = MCP_Geometric(np.where(tree, 1.0, np.inf), sampling=tuple(float(s) for s in spacing_zyx)
+                            ).find_costs(starts)
+    return np.where(tree, dist, np.inf)
+
+
+def beyond_votes(lab: np.ndarray, lesion: np.ndarray, tree: np.ndarray, root_mm: np.ndarray) -> dict[str, int]:
+    """Artery labels of the branch beyond ``lesion``: voxels of ``tree`` (the left tree holding the
+    lesion) no nearer the ostium end than the lesion (``root_mm``: :func:`root_distance_mm`),
+    reached from the lesion through such voxels. Arrays are (z, y, x) on one grid."""
+    d0 = float(root_mm[lesion].min())
+    comp, _ = ndimage.label(tree & (root_mm >= d0), structure=_CONN26)
+    ids = np.unique(comp[lesion])
+    return _votes(lab[np.isin(comp, ids[ids > 0]) & ~lesion])
+
+
+def _left_branch(beyond: dict[str, int] | None, local: dict[str, int], along: dict[str, int], channel: str,
+                 voxel_mm3: float) -> tuple[str, str | None]:
+    """LAD or LCX for a lesion on the left tree, and why it is ambiguous (None when it is not)."""
+    n = 0 if beyond is None else beyond["LAD"] + beyond["LCX"]
+    if beyond is not None and n * voxel_mm3 >= MIN_BEYOND_MM3:
+        if beyond["LAD"] >= BRANCH_SHARE * n:
+            return "LAD", None
+        if beyond["LCX"] >= BRANCH_SHARE * n:
+            return "LCX", None
+        return "LAD", (f"the tree beyond it holds LAD and LCX labels alike ({beyond['LAD']} vs {beyond['LCX']} "
+                       "voxels): it lies on the left main or at its bifurcation; counted with the LAD (LM + LAD)")
+    # Nothing labelled beyond it (a distal lesion, or a fragment): the labels next to it decide.
+    lv = local if local["LAD"] + local["LCX"] else along
+    art = _left_choice(lv) or channel
+    lo, hi = sorted((lv["LAD"], lv["LCX"]))
+    if lo > 0 and lo >= 0.5 * hi:
+        return art, (f"touches LAD and LCX labels alike ({lv['LAD']} vs {lv['LCX']} voxels; near the left main "
+                     f"bifurcation?): given to {art}")
+    return art, None
+
+
 def _attribute(lab: np.ndarray, lesion: np.ndarray, tree: np.ndarray, channels: dict[str, int], spacing_zyx,
-               local_mm: float, side_mm: float | None, tree_mm: float = TREE_MM, near_mm: float = NEAR_TREE_MM
-               ) -> tuple[str, dict[str, int], dict[str, int], str | None, str]:
+               local_mm: float, side_mm: float | None, tree_mm: float = TREE_MM, near_mm: float = NEAR_TREE_MM,
+               beyond: dict[str, int] | None = None) -> tuple[str, dict[str, int], dict[str, int], str | None, str]:
     """One lesion (arrays of a box around it): (artery, tree votes, local votes, ambiguity reason, severity).
 
     Tree votes: artery labels reached from the lesion within about ``tree_mm`` along its tree (its
     connected coronary labels; geodesic, so a stray label bridging to the other tree adds little).
     Local votes: artery labels of the tree within ``local_mm`` of the lesion. ``side_mm``: the
     lesion's patient-left offset from the aortic root (None: unknown, or a mirrored heart), used
-    only when the labels along the tree hold both sides alike.
+    only when the labels along the tree hold both sides alike. ``beyond``: the artery labels of
+    the left-tree branch beyond the lesion (:func:`beyond_votes`), which decide LAD vs LCX.
     """
+    vox = float(np.prod(spacing_zyx))
     channel = max(ARTERIES, key=lambda a: (channels[a], -ARTERIES.index(a)))
     is_artery = np.isin(lab, [ARTERY_ID[a] for a in ARTERIES])
     dist = ndimage.distance_transform_edt(~lesion, sampling=spacing_zyx)
@@ -211,7 +270,7 @@ def _attribute(lab: np.ndarray, lesion: np.ndarray, tree: np.ndarray, channels: 
     if share >= 1.0 - MIXED_TREE_SHARE:
         art = "RCA"
     elif share <= MIXED_TREE_SHARE:
-        art = _left_choice(local if near_left else along) or channel
+        art, reason = _left_branch(beyond, local, along, channel, vox)
     else:  # both sides along its tree (trees joined by a stray label, or a confused model)
         how = f"the labels next to it ({near_right} RCA, {near_left} LAD/LCX within {local_mm:g} mm)"
         if side_mm is not None and (side_mm < -SIDE_MARGIN_MM or side_mm > RCA_LESION_MARGIN_MM):
@@ -219,19 +278,13 @@ def _attribute(lab: np.ndarray, lesion: np.ndarray, tree: np.ndarray, channels: 
             how = f"its position, {abs(side_mm):.0f} mm to the patient's {'right' if rca else 'left'} of the aortic root"
         else:
             rca = (near_right, right) > (near_left, left)
-        art = "RCA" if rca else (_left_choice(local) or _left_choice(along) or "LAD")
+        art = "RCA" if rca else _left_branch(beyond, local, along, "LAD", vox)[0]
         return art, along, local, (f"its tree holds RCA and left-coronary labels alike within {tree_mm:g} mm "
                                    f"({share:.0%} RCA); given to {art} by {how}"), "warning"
     if (art == "RCA") != (near_right >= near_left) and near_right + near_left:
         reason, severity = (f"the labels next to it are {'LAD/LCX' if art == 'RCA' else 'RCA'} ({near_right} RCA, "
                             f"{near_left} LAD/LCX within {local_mm:g} mm) but its tree is {share if art == 'RCA' else 1 - share:.0%} "
                             f"{'RCA' if art == 'RCA' else 'left coronary'} within {tree_mm:g} mm: given to {art}"), "warning"
-    elif art != "RCA":
-        lv = local if near_left else along
-        lo, hi = sorted((lv["LAD"], lv["LCX"]))
-        if lo > 0 and lo >= 0.5 * hi:
-            reason = (f"touches LAD and LCX labels alike ({lv['LAD']} vs {lv['LCX']} voxels; near the left main "
-                      f"bifurcation?): given to {art}")
     return art, along, local, reason, severity
 
 
@@ -346,6 +399,12 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
         new[lab == CALCIUM_ID[a]] = ARTERY_ID[a]
     tree, _ = ndimage.label((lab > 0) | calc, structure=_CONN26)
     les_map, n_les = ndimage.label(calc, structure=_CONN26)
+    # The left trees (LM + LAD + LCX labels and the completed lesions) and, per tree holding a
+    # lesion, the geodesic distance from its ostium end: what lies beyond a lesion names its branch.
+    left, _ = ndimage.label(np.isin(lab, [ARTERY_ID[a] for a in _LEFT] + [CALCIUM_ID[a] for a in _LEFT]) | calc,
+                            structure=_CONN26)
+    left_boxes = ndimage.find_objects(left)
+    root_cache: dict[int, np.ndarray] = {}
     pad = _pad(max(local_mm, NEAR_TREE_MM, TREE_MM) + 1.0, sp)
     owner = np.zeros(n_les + 1, dtype=np.uint8)
     for i, sl in enumerate(ndimage.find_objects(les_map), start=1):
@@ -355,11 +414,17 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
         centre = np.argwhere(lesion).mean(axis=0) + [s.start for s in sub] + offset
         side_mm = None if root is None else float(lateral_mm(ct, centre)[0] - root)
         channels = {a: int((lab[sub][lesion] == CALCIUM_ID[a]).sum()) for a in ARTERIES}
+        lid = int(left[sub][lesion][0])
+        lsl = left_boxes[lid - 1]
+        if lid not in root_cache:
+            root_cache[lid] = root_distance_mm(left[lsl] == lid, sp)
+        beyond = beyond_votes(lab[lsl], les_map[lsl] == i, left[lsl] == lid, root_cache[lid])
         art, tvotes, local, reason, severity = _attribute(lab[sub], lesion, tree[sub] == tid, channels, sp,
-                                                          local_mm, side_mm)
+                                                          local_mm, side_mm, beyond=beyond)
         owner[i] = ARTERY_ID[art]
         rec = LesionAttribution(art, int(lesion.sum()), int(lesion.sum()) - sum(channels.values()),
-                                tuple(float(c) for c in centre), side_mm, channels, tvotes, local, reason)
+                                tuple(float(c) for c in centre), side_mm, channels, tvotes, local, reason,
+                                beyond if art in _LEFT else None)
         lesions.append(rec)
         if reason:
             flags.append(Flag(F.CALCIUM_ATTRIBUTION_AMBIGUOUS,
