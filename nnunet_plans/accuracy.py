@@ -9,8 +9,9 @@ The cohort (:func:`accuracy_cohort`) uses seeds of the ``heldout`` range of the 
 (:mod:`cacpipe.phantom.seeds`), disjoint from every training and test seed. By default it is made
 of v2 phantoms (``--phantom v2``, preset v2-small, non-contrast, normal situs: varied anatomy, body
 size, noise, plaque kinds from tiny to diffuse, stents and valve calcium as distractors); each
-patient's plaques are reshaped to a pattern (:data:`PATTERNS`: RCA-only, mixed, none, left-only, one
-small plaque per artery, RCA + LAD). ``--phantom v1`` gives the v1 cohort of the same patterns
+patient's plaques are set to a pattern (:data:`PATTERNS`: RCA-only, mixed (the generator's own
+draw), none, left-only, one small plaque per artery, RCA + LAD; plaques of 1.5-2.8 mm, see
+:func:`_v2_pattern`). ``--phantom v1`` gives the v1 cohort of the same patterns
 (noise 20-45 HU, heart shifts up to +-8 mm, plaques of radius 1.5-2.8 mm). Each patient is written as a DICOM study
 (``cacpipe.phantom.write_study``), the export is scanned by a ``cacpipe scan`` subprocess (review
 outputs off; the demo model allowed through a settings file), and the benchmark reads back
@@ -53,38 +54,54 @@ PATTERNS = ("rca_only", "mixed", "none", "left_only", "all_small", "rca_lad")
 
 
 def _v2_pattern(cfg, pattern: str):
-    """``cfg`` (a v2 config) with its drawn plaques reshaped to ``pattern`` (ids renumbered)."""
+    """``cfg`` (a v2 config) with its plaques set to ``pattern`` (ids renumbered).
+
+    The plaque sets follow issue 14's cohort: plaques of 1.5-2.8 mm "radius" (a focal plaque
+    2r long along the vessel, r thick over 240 degrees of its wall: 13-90 mm3) at 300-900 HU
+    physical density, a small one (r = 1.5 mm, 500 HU) in most patterns, RCA-only patients. Only
+    the ``mixed`` pattern keeps the generator's own draw (tiny, diffuse, ostial and bifurcation
+    plaques, many near the detection limit). Positions and sizes come from the patient's seed.
+    """
     from dataclasses import replace
 
     from cacpipe.phantom.v2 import PlaqueSpec
 
-    drawn = list(cfg.plaques)
+    rng = np.random.default_rng([cfg.seed, 14])
 
-    def main(p, artery: str):  # the plaque moved onto an artery's main branch
-        return replace(p, artery=artery, branch={"LAD": "LAD", "RCA": "RCA", "LCX": "LCX"}[artery],
-                       kind="focal" if p.kind in ("ostial", "bifurcation") else p.kind)
-
-    def small(artery: str, t: float):
-        return PlaqueSpec(id=1, artery=artery, branch=artery, kind="focal", t=t, length_mm=3.0, thickness_mm=1.5,
-                          arc_deg=120.0, density_hu=500.0, n_lobes=2, shape_seed=cfg.seed)
+    def plaque(artery: str, small: bool = False) -> PlaqueSpec:
+        r = 1.5 if small else float(rng.uniform(1.5, 2.8))
+        return PlaqueSpec(id=1, artery=artery, branch=artery, kind="focal", t=float(rng.uniform(0.1, 0.7)),
+                          length_mm=2 * r, thickness_mm=r, arc_deg=240.0, angle_deg=float(rng.uniform(0, 360)),
+                          density_hu=500.0 if small else float(rng.uniform(300, 900)), n_lobes=2,
+                          shape_seed=int(rng.integers(2**31)))
 
     if pattern == "rca_only":
-        plaques = [small("RCA", 0.3)] + [main(p, "RCA") for p in drawn[:2]]
+        plaques = [plaque("RCA", small=True)] + [plaque("RCA") for _ in range(int(rng.integers(0, 3)))]
     elif pattern == "mixed":
-        plaques = drawn or [small(a, 0.25) for a in ARTERIES]
+        plaques = list(cfg.plaques) or [plaque(a) for a in ARTERIES]
     elif pattern == "none":
         plaques = []
     elif pattern == "left_only":
-        plaques = [p for p in drawn if p.artery != "RCA"] or [small("LAD", 0.3)]
+        plaques = [plaque(str(rng.choice(("LAD", "LCX")))) for _ in range(int(rng.integers(1, 4)))]
     elif pattern == "all_small":
-        plaques = [small(a, 0.35) for a in ARTERIES]
+        plaques = [plaque(a, small=True) for a in ARTERIES]
     else:
-        plaques = [main(p, "RCA" if i % 2 == 0 else "LAD") for i, p in enumerate(drawn[:3])] + [small("LAD", 0.5)]
+        plaques = [plaque("RCA"), plaque("LAD", small=True), plaque("LAD")]
     return replace(cfg, plaques=tuple(replace(p, id=i + 1) for i, p in enumerate(plaques)))
 
 
-def accuracy_cohort(n: int, seed0: int = seed_ranges.HELDOUT.start, preset: str | None = None, phantom: str = "v2"):
-    """``n`` held-out phantom configs, deterministic in (n, seed0, phantom); patterns cycle through PATTERNS.
+def _v2_acquisition(seed: int, motion: bool) -> dict:
+    """Non-contrast, noise 20-45 HU at the reference body size (issue 14's cohort); still hearts unless
+    ``motion`` (motion blurs plaques below 130 HU: the truth, drawn still, no longer matches the image,
+    which the "oracle" column then shows)."""
+    extra = {} if motion else {"motion_scale": 0.0}
+    return {"contrast_phase": "none", "noise_hu": round(float(np.random.default_rng([seed, 20]).uniform(20, 45)), 1),
+            **extra}
+
+
+def accuracy_cohort(n: int, seed0: int = seed_ranges.HELDOUT.start, preset: str | None = None, phantom: str = "v2",
+                    motion: bool = False):
+    """``n`` held-out phantom configs, deterministic in (n, seed0, phantom, motion); patterns cycle through PATTERNS.
 
     Every seed must lie in the registry's ``heldout`` range (never trained or tested on).
     """
@@ -93,7 +110,7 @@ def accuracy_cohort(n: int, seed0: int = seed_ranges.HELDOUT.start, preset: str 
         from cacpipe.phantom.v2 import random_config
 
         return [(PATTERNS[i % len(PATTERNS)],
-                 _v2_pattern(random_config(seed, preset or "v2-small", acquisition={"contrast_phase": "none"},
+                 _v2_pattern(random_config(seed, preset or "v2-small", acquisition=_v2_acquisition(seed, motion),
                                            heart={"situs_inversus": False}), PATTERNS[i % len(PATTERNS)]))
                 for i, seed in enumerate(seeds)]
     from cacpipe.phantom import PhantomConfig, Plaque
@@ -323,13 +340,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed0", type=int, default=seed_ranges.HELDOUT.start,
                     help="first seed (must lie in the heldout range of cacpipe.phantom.seeds)")
     ap.add_argument("--phantom", choices=("v2", "v1"), default="v2", help="phantom generation (default v2)")
+    ap.add_argument("--motion", action="store_true",
+                    help="v2: keep the generator's cardiac motion (default: still hearts, so the truth matches the image)")
     ap.add_argument("--out", default="build/accuracy", help="work folder: export/, truth/, results*/, accuracy*.json")
     ap.add_argument("--model", default=None, help="model to scan with (default: as `cacpipe scan` chooses)")
     ap.add_argument("--no-postprocess", action="store_true", help="score the network's map as is (comparison)")
     ap.add_argument("--jobs", type=int, default=1, help="studies scanned at once")
     args = ap.parse_args(argv)
     out = Path(args.out)
-    cfgs = accuracy_cohort(args.patients, args.seed0, phantom=args.phantom)
+    cfgs = accuracy_cohort(args.patients, args.seed0, phantom=args.phantom, motion=args.motion)
     t = time.perf_counter()
     ids = write_cohort(cfgs, out / "export", out / "truth")
     written = time.perf_counter() - t

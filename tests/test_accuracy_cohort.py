@@ -34,9 +34,15 @@ def test_v2_patterns() -> None:
     assert "RCA" not in {p.artery for p in by["left_only"].plaques} and by["left_only"].plaques
     assert sorted(p.artery for p in by["all_small"].plaques) == ["LAD", "LCX", "RCA"]
     assert {p.artery for p in by["rca_lad"].plaques} <= {"RCA", "LAD"}
-    for _, c in cohort:  # non-contrast, normal situs, unique plaque ids
+    for _, c in cohort:  # non-contrast, normal situs, still heart, issue 14's noise, unique plaque ids
         assert c.acquisition.contrast_phase == "none" and not c.heart.situs_inversus
+        assert c.acquisition.motion_scale == 0.0 and 20.0 <= c.acquisition.noise_hu <= 45.0
         assert [p.id for p in c.plaques] == list(range(1, len(c.plaques) + 1))
+    for p in by["all_small"].plaques + by["rca_only"].plaques[:1]:  # the small plaque: "radius" 1.5 mm
+        assert (p.length_mm, p.thickness_mm, p.density_hu) == (3.0, 1.5, 500.0)
+    sized = [p for pat in ("rca_only", "left_only", "rca_lad") for p in by[pat].plaques]
+    assert all(1.5 <= p.thickness_mm <= 2.8 and p.length_mm == 2 * p.thickness_mm for p in sized)
+    assert any(c.acquisition.motion_scale > 0 for _, c in accuracy_cohort(len(PATTERNS), motion=True))
 
 
 def test_v2_training_configs_are_non_contrast_normal_situs() -> None:
