@@ -211,22 +211,21 @@ def export_zip(dataset_id: int, config: str, trainer_name: str, folds: list[int]
     return out
 
 
-def build_raw_dataset(data, phantoms: int | None, dataset_id: int, name: str, n_folds: int,
+def build_raw_dataset(data, dataset_id: int, name: str, n_folds: int,
                       spacing_zyx, demo: bool = False, cases=None, settings=None, mapping=None,
                       options=None) -> Path:
     """The nnU-Net raw dataset under $nnUNet_raw, every case cropped by stage 1 at the plan's
     ``spacing_zyx`` exactly as inference crops it (``settings``: the scan settings, default ones).
 
-    ``cases`` (already checked) win; else ``phantoms`` (N synthetic phantoms, the demo model) or
-    ``data`` (DATA folders: ANNOTATIONS with cases.csv, or case folders). Writes
+    ``cases``: the training cases, already checked (``_cases`` chooses them: DATA folders or
+    phantoms); without them, ``data`` (DATA folders: ANNOTATIONS with cases.csv, or case folders). Writes
     ``build_report.csv/.json`` into the dataset folder (the MASS conversion report).
     """
     from label_tools.annotations import read_training_cases
     from label_tools.nnunet_dataset import build_dataset, stage1_heart_crop
 
     if cases is None:
-        cases = data_mod.phantom_cases(phantoms) if phantoms else read_training_cases(
-            [data] if isinstance(data, (str, Path)) else data)
+        cases = read_training_cases([data] if isinstance(data, (str, Path)) else data)
     raw = env.nnunet_path("nnUNet_raw")
     s = build_dataset(list(cases), raw, dataset_id, name, mapping, options, crop=stage1_heart_crop(spacing_zyx, settings),
                       n_folds=n_folds, extra_json=data_mod.DEMO_JSON if demo else None)
@@ -428,7 +427,7 @@ def run(args: argparse.Namespace) -> Path | None:
     settings = _settings(args)
     mapping, options = _conversion(args)
     if not (raw_ds / "dataset.json").exists():
-        build_raw_dataset(None, None, args.dataset_id, args.name, plan.n_splits, plan.spacing_zyx, plan.demo,
+        build_raw_dataset(None, args.dataset_id, args.name, plan.n_splits, plan.spacing_zyx, plan.demo,
                           cases=cases, settings=settings, mapping=mapping, options=options)
         lap("dataset (conversion, stage-1 crop)")
     if plan.init:

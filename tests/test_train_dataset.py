@@ -31,7 +31,7 @@ def test_annotations_folder_builds_a_stage1_cropped_dataset(tmp_path, monkeypatc
         csv.writer(fh).writerows([("case", "patient_id"), *rows])
 
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
-    ds = build_raw_dataset(ann, None, 812, "anntest", n_folds=2, spacing_zyx=(0.8, 0.73, 0.73))
+    ds = build_raw_dataset(ann, 812, "anntest", n_folds=2, spacing_zyx=(0.8, 0.73, 0.73))
 
     assert json.loads((ds / "dataset.json").read_text())["numTraining"] == 2
     for case, ph in phantoms.items():
