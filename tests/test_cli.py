@@ -128,7 +128,11 @@ def test_no_model_stops_at_start_unless_demo_allowed(demo_export, tmp_path, monk
     (line,) = r.stderr.strip().splitlines()
     assert "no segmentation model installed" in line and "cacpipe models install" in line
     assert "--allow-demo-model" in line
-    assert not (tmp_path / "out" / "manifest.json").exists()  # stopped before the first study
+    assert not (tmp_path / "out").exists()  # stopped before the first study; no empty OUT left behind
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    r = invoke("scan", "-i", demo_export, "-o", kept, "--min-slices", MIN_SLICES, "--no-progress")
+    assert r.exit_code == 2 and kept.is_dir()  # a folder the user made stays
 
 
 def test_device_start_checks(demo_export, tmp_path):

@@ -8,6 +8,7 @@ the input holds a scorable series is known after planning (``ScanSummary.nothing
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,13 +154,21 @@ def start_checks(inp: ScanInput, out: Path, settings: Settings, jobs: int = 1, s
     its model and heart locator are not cacpipe's business).
     """
     check_input(inp)
-    check_output(out, inp)
-    devices = check_devices(settings.device, jobs, scheduler)
-    model = None
+    new_out = not out.exists()
+    check_output(out, inp)  # creates OUT
+    try:
+        devices = check_devices(settings.device, jobs, scheduler)
+        model = None
+        if pipeline:
+            model = check_model(settings)
+            check_heart(settings)
+    except BaseException:
+        if new_out:  # a refused scan leaves no empty OUT behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     notes = []
     if pipeline:
-        model = check_model(settings)
-        check_heart(settings)
         if settings.heart.method == HeartMethod.AUTO:
             from ..heart import totalseg_status
 
