@@ -198,11 +198,24 @@ def test_missing_tree_and_fragments_outside_the_heart_are_flagged(phantom):
     lab = phantom.labels.array.copy()
     lcx = np.argwhere(np.isin(lab, (ARTERY_ID["LCX"], CALCIUM_ID["LCX"])))
     lab[tuple(lcx[3:].T)] = 0  # only three LCX voxels left
-    lab[5:9, 20:24, 20:24] = ARTERY_ID["LAD"]  # a LAD fragment in the corner of the scan
-    r = refine(phantom.ct, phantom.labels.with_array(lab), phantom.heart)
+    # a LAD label running on from the LAD's end 60 mm away from the heart: part of the tree, kept, flagged
+    end = np.argwhere(lab == ARTERY_ID["LAD"])
+    z, y, x = end[np.argmin(end[:, 0])]
+    lab[z, y - 1:y + 2, x:x + 40] = ARTERY_ID["LAD"]
+    lab[5:9, 20:24, 20:24] = ARTERY_ID["LAD"]  # a LAD fragment in the corner of the scan: removed
+    lab[10:12, 20:22, 30:32] = CALCIUM_ID["RCA"]  # ... and calcium far outside the heart: not counted
+    ct = phantom.ct.array.copy()
+    ct[10:12, 20:22, 30:32] = 600
+    r = refine(phantom.ct.with_array(ct), phantom.labels.with_array(lab), phantom.heart)
     assert r.assessed == {"RCA": True, "LAD": True, "LCX": False}
     assert any(f.code == F.ARTERY_TREE_MISSING and f.artery == "LCX" and f.severity == "invalid" for f in r.flags)
-    assert any(f.code == F.ARTERY_OUTSIDE_HEART and f.artery == "LAD" for f in r.flags)
+    out = r.labels.array
+    assert not out[5:9, 20:24, 20:24].any() and not out[10:12, 20:22, 30:32].any()
+    (gone,) = [f for f in r.flags if f.code == F.ARTERY_OUTSIDE_HEART and f.severity == "info"]
+    assert "removed 2 piece(s)" in gone.message and "not counted" in gone.message
+    assert r.info["removed_outside_heart_mm3"] == pytest.approx((64 + 8) * phantom.ct.voxel_volume_mm3, abs=0.1)
+    assert (out[z, y - 1:y + 2, x:x + 40] == ARTERY_ID["LAD"]).all()
+    assert any(f.code == F.ARTERY_OUTSIDE_HEART and f.artery == "LAD" and f.severity == "warning" for f in r.flags)
     res = _finalised(phantom.ct, r)
     assert not res.arteries["LCX"].assessed and res.arteries["LCX"].agatston is None and res.total.category is None
     empty = refine(phantom.ct, phantom.labels.with_array(np.zeros_like(lab)), phantom.heart)

@@ -28,6 +28,13 @@ then defined the way Agatston defines it, and each lesion is given to the tree i
    flagged as mirrored), else the labels next to it. A lesion on a mixed tree, on no tree, with
    labels next to it that disagree with its tree, or touching LAD and LCX alike is recorded with
    ``calcium_attribution_ambiguous`` and the reason.
+Before all of this, with a heart mask: a connected piece of coronary labels lying wholly more than
+``HEART_DISTANCE_MM`` (20 mm) outside the heart, and smaller than a quarter of all labels, is
+removed (coronary arteries run on the heart; the ostia sit ~10 mm outside it): a network's stray
+labels in the lungs, aorta or chest wall would otherwise count their calcium. The removed volume
+is recorded (info flag ``artery_outside_heart``); a larger piece is kept and flagged (a heart
+mask that misses part of the heart must not delete an artery).
+
 3. **Plausibility** per artery, in patient LPS coordinates (from the volume's direction cosines,
    never from array axes): a tree that is missing or tiny (< ``min_tree_mm3``); a tree that
    lies mostly on the wrong side of the aortic root (located between the RCA and left-main ostia,
@@ -67,6 +74,7 @@ RCA_LESION_MARGIN_MM = 30.0  # distal RCA / PDA lesions may lie left of the root
 WRONG_SIDE_FRACTION = 0.2  # share of an artery's labels beyond the margin that earns a warning
 HEART_DISTANCE_MM = 20.0  # coronary labels farther than this from the heart mask are "outside"
 OUTSIDE_FRACTION = 0.05  # ... and flagged when they are more than this share of the artery
+FRAGMENT_SHARE = 0.25  # a label component wholly outside the heart and smaller than this share of all labels is removed
 DEXTRO_MARGIN_MM = 10.0  # heart centre this far to the patient's right of the midline: flagged
 ROOT_MIDLINE_MM = 40.0  # ostia whose midpoint lies farther from the body midline are not trusted
 _CONN26 = np.ones((3, 3, 3), dtype=bool)
@@ -385,14 +393,19 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
     box = _box(lab_full > 0, _pad(reach, sp)) or (slice(0, 1),) * 3
     offset = np.array([s.start for s in box])
     hu, lab = np.asarray(ct.array)[box], lab_full[box]
+    heart_box = None if heart_full is None or not heart_full.any() else heart_full[box] > 0
+    far = None if heart_box is None else _far_from_heart(ct, heart_box)
+    flags: list[Flag] = []
+    if far is not None:
+        lab, removed = _drop_far_fragments(lab, far, ct.voxel_volume_mm3, flags)
     ref = _reference(ct, lab, offset, heart_full, min_tree_mm3)
     # Position breaks a tie between the sides only in a left-sided heart: a mirrored one is flagged instead.
     root = None if ref.dextrocardia else ref.root_mm
-    flags: list[Flag] = []
     lesions: list[LesionAttribution] = []
     info: dict = {"completion_mm": completion_mm if complete else None, "local_mm": local_mm, "tree_mm": TREE_MM,
                   "root_from": ref.root_from, "root_lateral_mm": None if ref.root_mm is None else round(ref.root_mm, 1),
-                  "heart_centre_lateral_mm": None if ref.heart_offset_mm is None else round(ref.heart_offset_mm, 1)}
+                  "heart_centre_lateral_mm": None if ref.heart_offset_mm is None else round(ref.heart_offset_mm, 1),
+                  "removed_outside_heart_mm3": None if far is None else removed}
     calc, below = complete_calcium(hu, lab, sp, completion_mm if complete else None)
     new = lab.copy()
     for a in ARTERIES:  # every calcium label back to artery first; lesions are painted below
@@ -439,17 +452,17 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
     info.update(completed_voxels=int(calc.sum()), added_voxels=int((calc & ~np.isin(lab, CALCIUM_IDS)).sum()),
                 below_threshold_relabelled=int(below.sum()),
                 reattributed_lesions=sum(1 for les in lesions if les.channels[les.artery] < max(les.channels.values())))
-    heart_box = None if heart_full is None or not heart_full.any() else heart_full[box] > 0
-    assessed, checks = _plausibility(ct, new, offset, heart_box, lesions, ref, min_tree_mm3, info)
+    assessed, checks = _plausibility(ct, new, offset, far, lesions, ref, min_tree_mm3, info)
     return Refinement(labels.with_array(out), flags + checks, assessed, lesions, info)
 
 
-def _plausibility(ct: Volume, lab: np.ndarray, offset: np.ndarray, heart: np.ndarray | None,
+def _plausibility(ct: Volume, lab: np.ndarray, offset: np.ndarray, far: np.ndarray | None,
                   lesions: list[LesionAttribution], ref: _Reference, min_tree_mm3: float, info: dict
                   ) -> tuple[dict[str, bool], list[Flag]]:
     """Tree presence, laterality (trees and lesions), labels outside the heart, heart side.
 
-    ``lab`` and ``heart`` are the refined map and the heart mask inside the work box at ``offset``.
+    ``lab`` is the refined map inside the work box at ``offset``; ``far`` marks the box's voxels
+    more than HEART_DISTANCE_MM outside the heart (None: no heart mask).
     """
     vox = ct.voxel_volume_mm3
     flags: list[Flag] = []
@@ -500,8 +513,8 @@ def _plausibility(ct: Volume, lab: np.ndarray, offset: np.ndarray, heart: np.nda
                                       f"{where} of the aortic root, where the {o} runs: the {o}'s numbers may miss "
                                       "this calcium and are not valid", "invalid", o))
 
-    if heart is not None:
-        _outside_heart(ct, lab, whole, heart, flags, info)
+    if far is not None:
+        _outside_heart(ct, lab, whole, far, flags, info)
     if ref.dextrocardia:
         flags.append(Flag(F.DEXTROCARDIA_SUSPECTED,
                           f"the heart's centre lies {-ref.heart_offset_mm:.0f} mm to the patient's right of the body "
@@ -510,17 +523,47 @@ def _plausibility(ct: Volume, lab: np.ndarray, offset: np.ndarray, heart: np.nda
     return assessed, flags
 
 
-def _outside_heart(ct: Volume, lab: np.ndarray, whole: dict[str, np.ndarray], heart: np.ndarray,
-                   flags: list[Flag], info: dict) -> None:
-    """``artery_outside_heart`` per artery. The work box reaches HEART_DISTANCE_MM beyond every label,
-    so distances up to that bound are exact inside it."""
-    # On a grid of about 2 mm (the bound is 20 mm): the distance map of the heart, read back per voxel.
+def _far_from_heart(ct: Volume, heart: np.ndarray) -> np.ndarray:
+    """Voxels of the work box more than HEART_DISTANCE_MM outside ``heart`` (both (z, y, x), one box).
+
+    The box reaches HEART_DISTANCE_MM beyond every label, so distances up to that bound are exact
+    inside it. Computed on a grid of about 2 mm (the bound is 20 mm) and read back per voxel."""
     step = [max(1, int(round(2.0 / float(s)))) for s in ct.spacing_zyx]
     coarse = heart[::step[0], ::step[1], ::step[2]]
     dist = ndimage.distance_transform_edt(~coarse, sampling=[s * k for s, k in zip(ct.spacing_zyx, step, strict=True)])
-    far_coarse = dist > HEART_DISTANCE_MM
     idx = np.ix_(*(np.arange(n) // k for n, k in zip(heart.shape, step, strict=True)))
-    far = far_coarse[idx]
+    return (dist > HEART_DISTANCE_MM)[idx]
+
+
+def _drop_far_fragments(lab: np.ndarray, far: np.ndarray, voxel_mm3: float, flags: list[Flag]
+                        ) -> tuple[np.ndarray, float]:
+    """``lab`` without its connected label pieces that lie wholly in ``far`` and hold less than
+    FRAGMENT_SHARE of all labels; returns (map, removed mm3) and adds an info flag when any went."""
+    comp, n = ndimage.label(lab > 0, structure=_CONN26)
+    if n == 0:
+        return lab, 0.0
+    size = np.bincount(comp.ravel(), minlength=n + 1)
+    near = np.bincount(comp[~far].ravel(), minlength=n + 1)
+    drop = (near == 0) & (size < FRAGMENT_SHARE * size[1:].sum())
+    drop[0] = False
+    gone = drop[comp]
+    if not gone.any():
+        return lab, 0.0
+    per = {a: float(np.isin(lab[gone], (ARTERY_ID[a], CALCIUM_ID[a])).sum()) * voxel_mm3 for a in ARTERIES}
+    calc = float(np.isin(lab[gone], CALCIUM_IDS).sum()) * voxel_mm3
+    what = ", ".join(f"{a} {v:.0f} mm3" for a, v in per.items() if v)
+    flags.append(Flag(F.ARTERY_OUTSIDE_HEART,
+                      f"removed {int(drop.sum())} piece(s) of coronary label lying wholly more than "
+                      f"{HEART_DISTANCE_MM:g} mm outside the heart ({what}"
+                      + (f"; {calc:.0f} mm3 of it labelled calcium, not counted" if calc else "") + ")", "info"))
+    out = lab.copy()
+    out[gone] = 0
+    return out, round(sum(per.values()), 1)
+
+
+def _outside_heart(ct: Volume, lab: np.ndarray, whole: dict[str, np.ndarray], far: np.ndarray,
+                   flags: list[Flag], info: dict) -> None:
+    """``artery_outside_heart`` per artery for the labels left after :func:`_drop_far_fragments`."""
     vox = ct.voxel_volume_mm3
     info["outside_heart_mm3"] = {}
     for a, m in whole.items():
