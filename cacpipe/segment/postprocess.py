@@ -21,8 +21,9 @@ then defined the way Agatston defines it, and each lesion is given to the tree i
    lesion without going back towards the ostium. The labels next to a lesion are the least
    reliable ones (a network often paints the first centimetres of the LAD as LCX, and a plaque
    blurs them), while the branch beyond it is long and mostly right. A lesion with LAD and LCX
-   alike beyond it lies on the left main or at its bifurcation and counts with the LAD (the label
-   scheme is LM + LAD); with nothing labelled beyond it, the majority of artery labels within
+   alike beyond it lies on the left main or at its bifurcation: it goes to the LCX when the LCX
+   calcium channel clearly fired on it, else it counts with the LAD (the label scheme is LM +
+   LAD); with little labelled beyond it (``MIN_BEYOND_MM3``), the majority of artery labels within
    ``local_mm`` (3 mm) of the lesion decides. When the tree holds both
    sides alike, the lesion's position relative to the aortic root breaks the tie (never in a heart
    flagged as mirrored), else the labels next to it. A lesion on a mixed tree, on no tree, with
@@ -67,7 +68,7 @@ TREE_MM = 20.0  # a lesion's side = the majority of artery labels within this di
 MIXED_TREE_SHARE = 1.0 / 3.0  # 1/3-2/3 RCA along the tree: both sides; the labels next to it decide
 NEAR_TREE_MM = 5.0  # a lesion on no tree goes to the nearest artery within this distance
 BRANCH_SHARE = 2.0 / 3.0  # LAD (or LCX) share of the labels beyond a left lesion that names its branch
-MIN_BEYOND_MM3 = 15.0  # less artery label than this beyond a left lesion: the labels next to it decide
+MIN_BEYOND_MM3 = 100.0  # less artery label than this beyond a left lesion (a fragment): the labels next to it decide
 MIN_TREE_MM3 = 20.0  # an artery whose labels (artery + calcium) fill less is "missing"
 SIDE_MARGIN_MM = 10.0  # tolerance around the aortic root for the laterality checks
 RCA_LESION_MARGIN_MM = 30.0  # distal RCA / PDA lesions may lie left of the root: wider tolerance
@@ -217,17 +218,25 @@ def beyond_votes(lab: np.ndarray, lesion: np.ndarray, tree: np.ndarray, root_mm:
     return _votes(lab[np.isin(comp, ids[ids > 0]) & ~lesion])
 
 
-def _left_branch(beyond: dict[str, int] | None, local: dict[str, int], along: dict[str, int], channel: str,
-                 voxel_mm3: float) -> tuple[str, str | None]:
-    """LAD or LCX for a lesion on the left tree, and why it is ambiguous (None when it is not)."""
+def _left_branch(beyond: dict[str, int] | None, local: dict[str, int], along: dict[str, int],
+                 channels: dict[str, int], voxel_mm3: float) -> tuple[str, str | None]:
+    """LAD or LCX for a lesion on the left tree, and why it is ambiguous (None when it is not).
+
+    The branch beyond the lesion decides; with both branches alike beyond it (the left main or the
+    bifurcation), the calcium channel that fired decides when it clearly says LCX, else the LAD
+    (LM + LAD); with (almost) nothing labelled beyond it, the labels next to it."""
+    channel = max(_LEFT, key=lambda a: (channels[a], a == "LAD"))
     n = 0 if beyond is None else beyond["LAD"] + beyond["LCX"]
     if beyond is not None and n * voxel_mm3 >= MIN_BEYOND_MM3:
         if beyond["LAD"] >= BRANCH_SHARE * n:
             return "LAD", None
         if beyond["LCX"] >= BRANCH_SHARE * n:
             return "LCX", None
-        return "LAD", (f"the tree beyond it holds LAD and LCX labels alike ({beyond['LAD']} vs {beyond['LCX']} "
-                       "voxels): it lies on the left main or at its bifurcation; counted with the LAD (LM + LAD)")
+        alike = f"the tree beyond it holds LAD and LCX labels alike ({beyond['LAD']} vs {beyond['LCX']} voxels)"
+        fired = channels["LAD"] + channels["LCX"]
+        if fired and channels["LCX"] >= BRANCH_SHARE * fired:  # the network's calcium channel says LCX
+            return "LCX", f"{alike}; given to the LCX, whose calcium channel fired ({channels['LCX']} of {fired} voxels)"
+        return "LAD", f"{alike}: it lies on the left main or at its bifurcation; counted with the LAD (LM + LAD)"
     # Nothing labelled beyond it (a distal lesion, or a fragment): the labels next to it decide.
     lv = local if local["LAD"] + local["LCX"] else along
     art = _left_choice(lv) or channel
@@ -278,7 +287,7 @@ def _attribute(lab: np.ndarray, lesion: np.ndarray, tree: np.ndarray, channels: 
     if share >= 1.0 - MIXED_TREE_SHARE:
         art = "RCA"
     elif share <= MIXED_TREE_SHARE:
-        art, reason = _left_branch(beyond, local, along, channel, vox)
+        art, reason = _left_branch(beyond, local, along, channels, vox)
     else:  # both sides along its tree (trees joined by a stray label, or a confused model)
         how = f"the labels next to it ({near_right} RCA, {near_left} LAD/LCX within {local_mm:g} mm)"
         if side_mm is not None and (side_mm < -SIDE_MARGIN_MM or side_mm > RCA_LESION_MARGIN_MM):
@@ -286,7 +295,7 @@ def _attribute(lab: np.ndarray, lesion: np.ndarray, tree: np.ndarray, channels: 
             how = f"its position, {abs(side_mm):.0f} mm to the patient's {'right' if rca else 'left'} of the aortic root"
         else:
             rca = (near_right, right) > (near_left, left)
-        art = "RCA" if rca else _left_branch(beyond, local, along, "LAD", vox)[0]
+        art = "RCA" if rca else _left_branch(beyond, local, along, channels, vox)[0]
         return art, along, local, (f"its tree holds RCA and left-coronary labels alike within {tree_mm:g} mm "
                                    f"({share:.0%} RCA); given to {art} by {how}"), "warning"
     if (art == "RCA") != (near_right >= near_left) and near_right + near_left:
