@@ -180,7 +180,16 @@ def test_left_lesions_go_to_the_branch_beyond_them_not_to_the_labels_next_to_the
     lab[comp == top] = CALCIUM_ID["LCX"]
     r = refine(ph.ct, ph.labels.with_array(lab), ph.heart)
     (lm,) = [les for les in r.lesions if les.reason]
-    assert lm.artery == "LCX" and "calcium channel fired" in lm.reason
+    assert lm.artery == "LCX" and "left main" in lm.reason and "calcium channel" in lm.reason
+    # a fragment of the tree (nothing beyond the plaque to go by): the calcium channel decides
+    mid = comp == 1 + int(np.argmin([c[0] for c in ndimage.center_of_mass(comp > 0, comp, range(1, n + 1))]))
+    frag = lab.copy()
+    frag[np.isin(frag, (ARTERY_ID["LAD"], ARTERY_ID["LCX"]))
+         & (ndimage.distance_transform_edt(~mid, sampling=ph.ct.spacing_zyx) > 4.0)] = 0
+    frag[mid] = CALCIUM_ID["LAD"]
+    r = refine(ph.ct, ph.labels.with_array(frag), ph.heart)
+    (les,) = [les for les in r.lesions if les.centre_zyx[0] == pytest.approx(np.argwhere(mid)[:, 0].mean(), abs=1)]
+    assert les.artery == "LAD" and "labels next to it are mostly LCX" in les.reason
 
 
 def test_ambiguous_lesions_are_flagged_with_a_reason(phantom):

@@ -20,11 +20,11 @@ then defined the way Agatston defines it, and each lesion is given to the tree i
    farther from its ostium end (geodesic, from the top of the tree) and are reached from the
    lesion without going back towards the ostium. The labels next to a lesion are the least
    reliable ones (a network often paints the first centimetres of the LAD as LCX, and a plaque
-   blurs them), while the branch beyond it is long and mostly right. A lesion with LAD and LCX
-   alike beyond it lies on the left main or at its bifurcation: it goes to the LCX when the LCX
-   calcium channel clearly fired on it, else it counts with the LAD (the label scheme is LM +
-   LAD); with little labelled beyond it (``MIN_BEYOND_MM3``), the majority of artery labels within
-   ``local_mm`` (3 mm) of the lesion decides. When the tree holds both
+   blurs them), while the branch beyond it is long and mostly right. When the branch beyond does
+   not decide (LAD and LCX alike beyond it: the left main or its bifurcation; or less than
+   ``MIN_BEYOND_MM3`` beyond it: a distal lesion or a fragment of a tree), the evidence at the
+   lesion decides: the calcium channel that fired on most of it, else the majority of artery
+   labels within ``local_mm`` (3 mm), else the LAD (the label scheme is LM + LAD). When the tree holds both
    sides alike, the lesion's position relative to the aortic root breaks the tie (never in a heart
    flagged as mirrored), else the labels next to it. A lesion on a mixed tree, on no tree, with
    labels next to it that disagree with its tree, or touching LAD and LCX alike is recorded with
@@ -185,13 +185,6 @@ def _votes(values: np.ndarray) -> dict[str, int]:
     return {a: int(c[ARTERY_ID[a]]) for a in ARTERIES}
 
 
-def _left_choice(votes: dict[str, int]) -> str | None:
-    n = votes["LAD"] + votes["LCX"]
-    if n == 0:
-        return None
-    return "LAD" if votes["LAD"] >= votes["LCX"] else "LCX"
-
-
 def root_distance_mm(tree: np.ndarray, spacing_zyx) -> np.ndarray:
     """Geodesic distance (mm, inside ``tree``) of each voxel from the top of the tree.
 
@@ -222,28 +215,35 @@ def _left_branch(beyond: dict[str, int] | None, local: dict[str, int], along: di
                  channels: dict[str, int], voxel_mm3: float) -> tuple[str, str | None]:
     """LAD or LCX for a lesion on the left tree, and why it is ambiguous (None when it is not).
 
-    The branch beyond the lesion decides; with both branches alike beyond it (the left main or the
-    bifurcation), the calcium channel that fired decides when it clearly says LCX, else the LAD
-    (LM + LAD); with (almost) nothing labelled beyond it, the labels next to it."""
-    channel = max(_LEFT, key=lambda a: (channels[a], a == "LAD"))
+    The branch beyond the lesion decides when the tree beyond it is large enough and >= 2/3 one
+    branch. Otherwise (both branches alike beyond it: the left main or the bifurcation; or a
+    fragment of a tree, or a distal lesion, with little beyond it) the evidence at the lesion
+    decides: the calcium channel that fired on most of it, else the artery labels next to it, else
+    those along its tree, else the LAD (the label scheme is LM + LAD)."""
     n = 0 if beyond is None else beyond["LAD"] + beyond["LCX"]
     if beyond is not None and n * voxel_mm3 >= MIN_BEYOND_MM3:
         if beyond["LAD"] >= BRANCH_SHARE * n:
             return "LAD", None
         if beyond["LCX"] >= BRANCH_SHARE * n:
             return "LCX", None
-        alike = f"the tree beyond it holds LAD and LCX labels alike ({beyond['LAD']} vs {beyond['LCX']} voxels)"
-        fired = channels["LAD"] + channels["LCX"]
-        if fired and channels["LCX"] >= BRANCH_SHARE * fired:  # the network's calcium channel says LCX
-            return "LCX", f"{alike}; given to the LCX, whose calcium channel fired ({channels['LCX']} of {fired} voxels)"
-        return "LAD", f"{alike}: it lies on the left main or at its bifurcation; counted with the LAD (LM + LAD)"
-    # Nothing labelled beyond it (a distal lesion, or a fragment): the labels next to it decide.
+        where = (f"the tree beyond it holds LAD and LCX labels alike ({beyond['LAD']} vs {beyond['LCX']} voxels): "
+                 "it lies on the left main or at its bifurcation")
+    else:
+        where = None
     lv = local if local["LAD"] + local["LCX"] else along
-    art = _left_choice(lv) or channel
-    lo, hi = sorted((lv["LAD"], lv["LCX"]))
-    if lo > 0 and lo >= 0.5 * hi:
-        return art, (f"touches LAD and LCX labels alike ({lv['LAD']} vs {lv['LCX']} voxels; near the left main "
-                     f"bifurcation?): given to {art}")
+    for votes, what in ((channels, "its calcium channel"), (lv, "the artery labels next to it")):
+        if votes["LAD"] != votes["LCX"]:
+            art = "LAD" if votes["LAD"] > votes["LCX"] else "LCX"
+            how = f"{what} ({votes['LAD']} LAD vs {votes['LCX']} LCX voxels)"
+            break
+    else:
+        art, how = "LAD", "the convention LM + LAD (nothing else tells them apart)"
+    if where is not None:
+        return art, f"{where}; given to the {art} by {how}"
+    other = "LCX" if art == "LAD" else "LAD"
+    if lv[other] > lv[art]:  # the labels next to it disagree with the channel that decided
+        return art, (f"the artery labels next to it are mostly {other} ({lv['LAD']} LAD vs {lv['LCX']} LCX voxels, "
+                     f"little of the tree beyond it): given to the {art} by {how}")
     return art, None
 
 
