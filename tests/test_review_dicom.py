@@ -256,3 +256,31 @@ def test_seg_from_label_map_equals_the_one_hot_seg(study):
     assert seg.SegmentsOverlap == "NO"
     with pytest.raises(InputDataError, match="label classes"):
         make_seg(labels.with_array(labels.array.astype(np.int16) * 50), sources, 90, result)
+
+
+def test_non_ascii_text_is_written_as_declared_utf8(study, tmp_path):
+    """A Latin-1 patient name copied from the source, and a non-ASCII flag message, are written
+    under SpecificCharacterSet ISO_IR 192 (UTF-8) and read back unchanged; ASCII-only outputs keep
+    the default repertoire."""
+    from cacpipe.flags import Flag
+    from cacpipe.review.dicom_out import write_dicom_outputs
+
+    root, _, ct, labels, result, sources, out = study
+    for key in ("seg", "sr"):
+        assert "SpecificCharacterSet" not in pydicom.dcmread(root / "out" / out[key])  # ASCII only here
+    latin = []
+    for ds in sources:
+        d = ds.copy()
+        d.SpecificCharacterSet = "ISO_IR 100"
+        d.PatientName = "Müller^Jürgen"
+        latin.append(d)
+    res = StudyResult.from_json(result.to_json())
+    res.flags.append(Flag("phantom_note", "Kontrollfall für Überprüfung: Gefäß", "info"))
+    paths = write_dicom_outputs(tmp_path / "dicom", labels, res, latin, [], [])
+    for path in (paths["seg"], paths["sr"]):
+        raw = Path(path).read_bytes()
+        ds = pydicom.dcmread(path)
+        assert ds.SpecificCharacterSet == "ISO_IR 192" and str(ds.PatientName) == "Müller^Jürgen"
+        assert "Müller^Jürgen".encode() in raw and "Müller".encode("latin-1") not in raw
+    sr_text = Path(paths["sr"]).read_bytes()
+    assert "Überprüfung: Gefäß".encode() in sr_text

@@ -297,6 +297,29 @@ def make_sc(images: list[np.ndarray], ref: pydicom.Dataset, series_number: int, 
     return out
 
 
+def declare_character_set(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """Declare UTF-8 (``ISO_IR 192``) when any text of ``ds`` (sequences included) is not ASCII.
+
+    highdicom declares no character set, so the default repertoire (ASCII) would apply, and a
+    patient name like "Müller" copied from a Latin-1 or UTF-8 source, or a non-ASCII path in a flag
+    message, would be written in a repertoire the header does not name. Pure-ASCII objects keep
+    the default, which every PACS reads."""
+    def non_ascii(d: pydicom.Dataset) -> bool:
+        for elem in d:
+            if elem.VR == "SQ":
+                if any(non_ascii(item) for item in elem.value):
+                    return True
+            elif elem.VR in ("SH", "LO", "ST", "LT", "UT", "PN", "UC") and not elem.is_empty:
+                values = elem.value if elem.VM > 1 else [elem.value]
+                if any(not str(v).isascii() for v in values):
+                    return True
+        return False
+
+    if non_ascii(ds):
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    return ds
+
+
 def write_dicom_outputs(out_dir: Path, labels: Volume, result: StudyResult, sources: list[pydicom.Dataset],
                         overlay_images: list[np.ndarray], overlay_names: list[str], series_base: int = 9100,
                         stamp: _dt.datetime | None = None) -> dict[str, str | list[str]]:
@@ -309,14 +332,14 @@ def write_dicom_outputs(out_dir: Path, labels: Volume, result: StudyResult, sour
     stamp = stamp or _dt.datetime.now()
     make_private_dir(out_dir)
     seg = make_seg(labels, sources, series_base + 1, result, stamp)
-    seg.save_as(out_dir / "seg.dcm")
+    declare_character_set(seg).save_as(out_dir / "seg.dcm")
     sr = make_sr(result, seg, sources, series_base + 2, stamp)
-    sr.save_as(out_dir / "sr.dcm")
+    declare_character_set(sr).save_as(out_dir / "sr.dcm")
     scs = make_sc(overlay_images, sources[0], series_base + 3, overlay_names, result, stamp)
     sc_paths = []
     for i, sc in enumerate(scs):
         p = out_dir / f"sc_{i:03d}.dcm"
-        sc.save_as(p)
+        declare_character_set(sc).save_as(p)
         sc_paths.append(str(p))
     protect([out_dir, out_dir / "seg.dcm", out_dir / "sr.dcm", *sc_paths])
     return {"seg": str(out_dir / "seg.dcm"), "sr": str(out_dir / "sr.dcm"), "sc": sc_paths}
