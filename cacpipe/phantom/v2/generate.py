@@ -180,10 +180,10 @@ def generate(cfg: ChestConfig, with_clean: bool = False) -> ChestPhantom:
     add_noise(spec, acq.kernel, px, (ny, nx), sd, overlap, np.random.default_rng([cfg.seed, 3]))
     img = to_image(spec, (ny, nx), overwrite=True)
     del spec
-    ct = np.clip(np.rint(img, out=img), HU_MIN, HU_MAX).astype(np.int16)
+    ct = np.clip(np.rint(img, out=img), HU_MIN, HU_MAX, out=img).astype(np.int16)
     del img
     if clean is not None:
-        clean = np.clip(np.rint(clean, out=clean), HU_MIN, HU_MAX).astype(np.int16)
+        clean = np.clip(np.rint(clean, out=clean), HU_MIN, HU_MAX, out=clean).astype(np.int16)
     if cfg.heart.situs_inversus:  # the mirror image, left-right (the grid is symmetric about x = 0)
         for a in (ct, heart, labels, lesion_map) + ((clean,) if clean is not None else ()):
             a[:] = a[:, :, ::-1]

@@ -249,7 +249,7 @@ def assemble_truth(cfg: ChestConfig, parts: dict, pis: list[PlaqueImage], distra
                         "kernel": acq.kernel, "contrast_phase": acq.contrast_phase, "noise_sd_hu": noise_sd,
                         "heart_rate_bpm": acq.heart_rate_bpm, "motion_scale": acq.motion_scale,
                         "manufacturer": acq.manufacturer},
-        "heart": {"volume_ml": float(heart.sum()) * vox / 1000.0, "dominance": cfg.heart.dominance,
+        "heart": {"volume_ml": float(np.count_nonzero(heart)) * vox / 1000.0, "dominance": cfg.heart.dominance,
                   "situs_inversus": cfg.heart.situs_inversus,
                   "branches": {n: {"artery": b.artery, "length_mm": round(b.length, 1),
                                    "proximal_diameter_mm": round(2 * float(b.radius[0]), 2)} for n, b in tree.items()}},
