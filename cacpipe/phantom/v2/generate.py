@@ -170,7 +170,7 @@ def generate(cfg: ChestConfig, with_clean: bool = False) -> ChestPhantom:
     del obj
     clean = to_image(spec, (ny, nx)) if with_clean else None
     if cb is not None:
-        clean_cb = clean[cb] if clean is not None else to_image(spec[cb[0]], (ny, nx))[:, cb[1], cb[2]]
+        clean_cb = clean[cb] if clean is not None else to_image(spec[cb[0]], (ny, nx), rows=cb[1])[:, :, cb[2]]
     else:
         clean_cb = None
     lesion_map = np.zeros(shape, np.uint16)
@@ -178,10 +178,8 @@ def generate(cfg: ChestConfig, with_clean: bool = False) -> ChestPhantom:
                                lambda a: bloom(a, px, acq.slice_thickness_mm), art_still)
     overlap = 1.0 - acq.slice_spacing_mm / acq.slice_thickness_mm
     add_noise(spec, acq.kernel, px, (ny, nx), sd, overlap, np.random.default_rng([cfg.seed, 3]))
-    img = to_image(spec, (ny, nx), overwrite=True)
+    ct = to_image(spec, (ny, nx), overwrite=True, hu_range=(HU_MIN, HU_MAX))  # int16 HU as the scanner writes it
     del spec
-    ct = np.clip(np.rint(img, out=img), HU_MIN, HU_MAX, out=img).astype(np.int16)
-    del img
     if clean is not None:
         clean = np.clip(np.rint(clean, out=clean), HU_MIN, HU_MAX, out=clean).astype(np.int16)
     if cfg.heart.situs_inversus:  # the mirror image, left-right (the grid is symmetric about x = 0)
