@@ -193,6 +193,37 @@ def blur_box(arr: np.ndarray, kernel: str, n_yx: tuple[int, int], pixel_mm: floa
     return ndimage.correlate1d(out, kx.astype(np.float32), axis=2, mode="nearest")
 
 
+def nonzero_box(arr: np.ndarray, pad_yx: tuple[int, int] = (0, 0)):
+    """Index box of the nonzero voxels of ``arr`` (padded in y and x, clipped to the array), or None."""
+    zs = np.flatnonzero(arr.any(axis=(1, 2)))
+    if zs.size == 0:
+        return None
+    ys = np.flatnonzero(arr[zs[0]:zs[-1] + 1].any(axis=(0, 2)))
+    xs = np.flatnonzero(arr[zs[0]:zs[-1] + 1, ys[0]:ys[-1] + 1].any(axis=(0, 1)))
+    (py, px), (_, ny, nx) = pad_yx, arr.shape
+    return (slice(int(zs[0]), int(zs[-1]) + 1), slice(max(int(ys[0]) - py, 0), min(int(ys[-1]) + 1 + py, ny)),
+            slice(max(int(xs[0]) - px, 0), min(int(xs[-1]) + 1 + px, nx)))
+
+
+def blur_reach(kernel: str, n_yx: tuple[int, int], pixel_mm: float) -> tuple[int, int]:
+    """How far (pixels, y and x) :func:`blur_box` carries a nonzero value, plus one."""
+    return tuple(len(psf_1d(kernel, n, pixel_mm)) // 2 + 1 for n in n_yx)  # type: ignore[return-value]
+
+
+def blur_nonzero(arr: np.ndarray, kernel: str, n_yx: tuple[int, int], pixel_mm: float) -> np.ndarray:
+    """:func:`blur_box` of ``arr``, computed only round its nonzero voxels (the same numbers).
+
+    The blur is in-plane and its result is exactly 0 farther than the kernel's reach from any
+    nonzero voxel; within the cropped box the border values are 0 (or the array's own border),
+    so "nearest" extension sees what it saw on the whole array.
+    """
+    out = np.zeros(arr.shape, np.float32)
+    box = nonzero_box(arr, blur_reach(kernel, n_yx, pixel_mm))
+    if box is not None:
+        out[box] = blur_box(arr[box], kernel, n_yx, pixel_mm)
+    return out
+
+
 def noise_per_slice(obj: np.ndarray, pixel_mm: float, sd: float, ref_slice: int) -> np.ndarray:
     """Pixel noise SD per slice: larger where the body is wider (diameter of its soft-tissue area).
 
