@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -174,25 +175,31 @@ def generate(cfg: ChestConfig, with_clean: bool = False) -> ChestPhantom:
     else:
         clean_cb = None
     lesion_map = np.zeros(shape, np.uint16)
-    truth_parts = lesion_truth(plaque_imgs, obj_cb, clean_cb, cb, pre_bloom, spacing, acq, lesion_map, labels,
-                               lambda a: bloom(a, px, acq.slice_thickness_mm), art_still)
+    mirror = -1.0 if cfg.heart.situs_inversus else 1.0
+    from .truth import assemble_truth
+
+    def truth_job() -> dict:
+        # Reads the noise-free image and fills lesion_map / labels: nothing the noise pass touches.
+        parts = lesion_truth(plaque_imgs, obj_cb, clean_cb, cb, pre_bloom, spacing, acq, lesion_map, labels,
+                             lambda a: bloom(a, px, acq.slice_thickness_mm), art_still)
+        return assemble_truth(cfg, parts, plaque_imgs, distractors, devices, motion, tree, heart, spacing,
+                              float(sd[ref]), mirror)
+
     overlap = 1.0 - acq.slice_spacing_mm / acq.slice_thickness_mm
-    add_noise(spec, acq.kernel, px, (ny, nx), sd, overlap, np.random.default_rng([cfg.seed, 3]))
-    ct = to_image(spec, (ny, nx), overwrite=True, hu_range=(HU_MIN, HU_MAX))  # int16 HU as the scanner writes it
-    del spec
+    with ThreadPoolExecutor(1) as ex:  # the truth (mostly serial) alongside the noise and the inverse FFT
+        truth_future = ex.submit(truth_job)
+        add_noise(spec, acq.kernel, px, (ny, nx), sd, overlap, np.random.default_rng([cfg.seed, 3]))
+        ct = to_image(spec, (ny, nx), overwrite=True, hu_range=(HU_MIN, HU_MAX))  # int16 HU as the scanner writes
+        del spec
+        truth = truth_future.result()
     if clean is not None:
         clean = np.clip(np.rint(clean, out=clean), HU_MIN, HU_MAX, out=clean).astype(np.int16)
     if cfg.heart.situs_inversus:  # the mirror image, left-right (the grid is symmetric about x = 0)
         for a in (ct, heart, labels, lesion_map) + ((clean,) if clean is not None else ()):
             a[:] = a[:, :, ::-1]
 
-    mirror = -1.0 if cfg.heart.situs_inversus else 1.0
     branches = {n: {"artery": b.artery, "points": b.points * [mirror, 1, 1], "radius": b.radius}
                 for n, b in tree.items()}
-    from .truth import assemble_truth
-
-    truth = assemble_truth(cfg, truth_parts, plaque_imgs, distractors, devices, motion, tree, heart, spacing,
-                           float(sd[ref]), mirror)
     return ChestPhantom(
         config=cfg, ct=Volume(ct, **geo), labels=Volume(labels, **geo), heart=Volume(heart, **geo),
         lesions=Volume(lesion_map, **geo), truth=truth, branches=branches, distractors=distractors,
