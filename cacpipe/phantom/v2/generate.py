@@ -215,8 +215,9 @@ def paint_arteries(obj: np.ndarray, labels: np.ndarray, hb, tree, grid, motion, 
                    contrast: bool) -> None:
     """Composite the coronary tubes (wall; lumen too when enhanced) into the box ``hb`` and label them."""
     shape = obj.shape
-    art_f = {a: np.zeros(shape, np.float32) for a in ARTERIES}
+    art_f = {a: np.zeros(shape, np.float32) for a in ARTERIES}  # calloc: pages no tube reaches stay untouched
     lumen_f = np.zeros(shape, np.float32) if contrast else None
+    touched = []  # every voxel a tube fills lies in one of these boxes
     for b in tree.values():
         pts, rad = b.points[::4], outer_radius(b)[::4]
         if len(b.points) % 4 != 1:  # keep the branch's last point
@@ -224,21 +225,33 @@ def paint_arteries(obj: np.ndarray, labels: np.ndarray, hb, tree, grid, motion, 
         for box, f in tube_occupancy(grid, pts, rad, motion, max_d):
             r = _rel(box, hb)
             np.maximum(art_f[b.artery][r], f, out=art_f[b.artery][r])
+            touched.append(r)
         if lumen_f is not None:
             lum = b.radius[::4] if len(pts) == len(b.points[::4]) else np.concatenate([b.radius[::4], b.radius[-1:]])
             for box, f in tube_occupancy(grid, pts, lum, motion, max_d):
                 r = _rel(box, hb)
                 np.maximum(lumen_f[r], f, out=lumen_f[r])
-    f_any = np.maximum(np.maximum(art_f["RCA"], art_f["LAD"]), art_f["LCX"])
-    obj *= 1 - f_any
-    obj += mats["artery_wall"] * f_any
+                touched.append(r)
+    if not touched:
+        return
+    # Only the voxels some tube fills change (elsewhere v (1 - 0) + 0 = v): gather them, composite, scatter.
+    ub = tuple(slice(min(t[i].start for t in touched), max(t[i].stop for t in touched)) for i in range(3))
+    fs = {a: art_f[a][ub] for a in ARTERIES}
+    f_any = np.maximum(np.maximum(fs["RCA"], fs["LAD"]), fs["LCX"])
+    nz = np.nonzero(f_any if lumen_f is None else (f_any > 0) | (lumen_f[ub] > 0))
+    ov, fa = obj[ub], f_any[nz]
+    v = ov[nz] * (1 - fa)
+    v += mats["artery_wall"] * fa
     if lumen_f is not None:
-        obj += lumen_f * (mats["blood_left"] - mats["artery_wall"])
-    best = np.zeros(shape, np.float32)
+        v += lumen_f[ub][nz] * (mats["blood_left"] - mats["artery_wall"])
+    ov[nz] = v
+    lab = labels[ub][nz]
+    best = np.zeros(lab.shape, np.float32)
     for a in ARTERIES:
-        sel = (art_f[a] >= 0.5) & (art_f[a] > best)
-        labels[sel] = ARTERY_ID[a]
-        np.maximum(best, art_f[a], out=best)
+        fa = fs[a][nz]
+        lab[(fa >= 0.5) & (fa > best)] = ARTERY_ID[a]
+        np.maximum(best, fa, out=best)
+    labels[ub][nz] = lab
 
 
 def scene_aorta(scene_items):
