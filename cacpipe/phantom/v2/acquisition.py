@@ -124,14 +124,19 @@ def _unit_noise_scale(amp: np.ndarray, ny: int, nx: int, rng: np.random.Generato
     return 1.0 / sd
 
 
-def kernel_spectrum(obj: np.ndarray, kernel: str, pixel_mm: float, workers: int = -1) -> np.ndarray:
+def kernel_spectrum(obj: np.ndarray, kernel: str, pixel_mm: float, workers: int = -1, chunk: int = 32) -> np.ndarray:
     """In-plane spectrum of the object filtered by the kernel's MTF (``obj`` is used up)."""
     nz, ny, nx = obj.shape
-    obj += 1000.0  # air = 0, so the periodic FFT sees no step at the image border
-    spec = sfft.rfft2(obj, workers=workers, overwrite_x=True)
     my = mtf_1d(kernel, ny, pixel_mm).astype(np.float32)[:, None]
     mx = np.exp(-np.log(2.0) * (sfft.rfftfreq(nx, d=pixel_mm) / F50[kernel]) ** 2).astype(np.float32)[None, :]
-    spec *= my * mx
+    mtf = my * mx
+    spec = np.empty((nz, ny, nx // 2 + 1), np.complex64)
+    for k in range(0, nz, chunk):  # in slabs (the same numbers as one rfft2): each slab filtered while in cache
+        a = obj[k:k + chunk]
+        a += 1000.0  # air = 0, so the periodic FFT sees no step at the image border
+        s = sfft.rfft2(a, workers=workers, overwrite_x=True)
+        s *= mtf
+        spec[k:k + chunk] = s
     return spec
 
 
