@@ -126,3 +126,20 @@ def test_noise_texture_is_unchanged_by_the_slab_inverse(monkeypatch):
     assert np.array_equal(fast.ct.array, plain.ct.array)
     assert fast.truth["total"] == plain.truth["total"]
     assert 30.0 < fast.ct.array[:, :20, :20].std() < 55.0  # air: noise only
+
+
+def test_small_pages_is_scoped_and_restores_numpys_setting():
+    from cacpipe.phantom.v2.generate import small_pages
+
+    setter = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
+    if setter is None:
+        pytest.skip("this numpy has no huge-page switch")
+    orig = setter(True)
+    try:
+        with small_pages():
+            with small_pages():  # nested (or concurrent) users: the setting comes back once, at the end
+                pass
+            assert setter(False) is False  # still off inside
+        assert setter(True) is True  # restored on exit
+    finally:
+        setter(orig)

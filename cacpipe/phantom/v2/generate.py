@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,11 +67,48 @@ def slice_positions(cfg: ChestConfig) -> np.ndarray:
     return acq.z_top_mm - (n - 1 - np.arange(n)) * acq.slice_spacing_mm  # ascending (inferior -> superior)
 
 
+_PAGES_LOCK = threading.Lock()
+_PAGES_USERS = [0, None]  # generate() calls inside small_pages(), numpy's setting before the first
+
+
+@contextmanager
+def small_pages():
+    """Within: numpy does not ask the kernel for transparent huge pages for its large arrays.
+
+    A phantom allocates many large, short-lived arrays. Where huge pages come with direct
+    compaction (Linux THP defrag "madvise", a busy machine), every fresh array's first touch
+    stalls: writing a 512 x 512 x 400 study took ~0.7 s more CPU with them on the 2-core
+    development machine (docs/phantom.md, Speed). Only speed changes; numpy's own setting is
+    restored when the last concurrent user leaves. A no-op where numpy lacks the switch.
+    """
+    setter = getattr(getattr(np, "_core", None), "multiarray", None)
+    setter = getattr(setter, "_set_madvise_hugepage", None)
+    if setter is None:
+        yield
+        return
+    with _PAGES_LOCK:
+        if _PAGES_USERS[0] == 0:
+            _PAGES_USERS[1] = setter(False)
+        _PAGES_USERS[0] += 1
+    try:
+        yield
+    finally:
+        with _PAGES_LOCK:
+            _PAGES_USERS[0] -= 1
+            if _PAGES_USERS[0] == 0:
+                setter(bool(_PAGES_USERS[1]))
+
+
 def generate(cfg: ChestConfig, with_clean: bool = False) -> ChestPhantom:
     """Build a v2 phantom (deterministic in ``cfg``, seed included).
 
     ``with_clean`` also keeps the noise-free image (``ct_clean``; one more inverse FFT pass).
     """
+    with small_pages():
+        return _generate(cfg, with_clean)
+
+
+def _generate(cfg: ChestConfig, with_clean: bool) -> ChestPhantom:
     acq = cfg.acquisition
     ny, nx = acq.shape_yx
     px = acq.pixel_mm
