@@ -137,13 +137,12 @@ def write_axial_series(
     for key, value in (extra or {}).items():
         setattr(ds, key, value)
     template = SeriesTemplate(ds, ds.file_meta)
-    stored = hu_to_stored(vol.array)
     paths, blobs = [], []
     for inst, k in enumerate(range(nz - 1, -1, -1), start=1):
         z = oz + k * dz
         path = out_dir / f"IM{inst:05d}.dcm"
         blobs.append((path, template.file_bytes(uid(series_uid, k), inst, (f"{ox:.4f}", f"{oy:.4f}", f"{z:.4f}"),
-                                                f"{z:.4f}", stored[k].tobytes())))
+                                                f"{z:.4f}", hu_to_stored(vol.array[k]).tobytes())))
         paths.append(path)
         if len(blobs) >= 32:
             write_files(blobs)
@@ -158,7 +157,11 @@ def write_localizer(vol: Volume, out_dir: Path, patient: PatientInfo, study_uid:
     series_uid = uid(study_uid, "series", series_number, "localizer")
     # ~ attenuation: HU + 1000 clipped at 0, summed along y (integer sums: exact, as the float32 sum was)
     a = vol.array
-    mu = (np.maximum(a, -1000) if a.dtype.kind in "iu" else np.clip(a, -1000, None)).sum(axis=1, dtype=np.int32)
+    mu = np.empty((a.shape[0], a.shape[2]), np.int32)
+    for k0 in range(0, a.shape[0], 32):  # in slabs: no full-size temporary
+        sl = a[k0:k0 + 32]
+        c = np.maximum(sl, -1000) if a.dtype.kind in "iu" else np.clip(sl, -1000, None)
+        mu[k0:k0 + 32] = c.sum(axis=1, dtype=np.int32)
     proj = (mu + 1000 * a.shape[1]).astype(np.float32)[::-1]  # (z, x), superior at the top row
     img = (proj / max(float(proj.max()), 1.0) * 2000 - 1000).astype(np.int16)
     path = out_dir / "IM00001.dcm"

@@ -124,21 +124,46 @@ def _unit_noise_scale(amp: np.ndarray, ny: int, nx: int, rng: np.random.Generato
     return 1.0 / sd
 
 
-def kernel_spectrum(obj: np.ndarray, kernel: str, pixel_mm: float, workers: int = -1) -> np.ndarray:
+def kernel_spectrum(obj: np.ndarray, kernel: str, pixel_mm: float, workers: int = -1, chunk: int = 32) -> np.ndarray:
     """In-plane spectrum of the object filtered by the kernel's MTF (``obj`` is used up)."""
     nz, ny, nx = obj.shape
-    obj += 1000.0  # air = 0, so the periodic FFT sees no step at the image border
-    spec = sfft.rfft2(obj, workers=workers, overwrite_x=True)
     my = mtf_1d(kernel, ny, pixel_mm).astype(np.float32)[:, None]
     mx = np.exp(-np.log(2.0) * (sfft.rfftfreq(nx, d=pixel_mm) / F50[kernel]) ** 2).astype(np.float32)[None, :]
-    spec *= my * mx
+    mtf = my * mx
+    spec = np.empty((nz, ny, nx // 2 + 1), np.complex64)
+    for k in range(0, nz, chunk):  # in slabs (the same numbers as one rfft2): each slab filtered while in cache
+        a = obj[k:k + chunk]
+        a += 1000.0  # air = 0, so the periodic FFT sees no step at the image border
+        s = sfft.rfft2(a, workers=workers, overwrite_x=True)
+        s *= mtf
+        spec[k:k + chunk] = s
     return spec
 
 
-def to_image(spec: np.ndarray, shape_yx: tuple[int, int], workers: int = -1, overwrite: bool = False) -> np.ndarray:
-    """HU image (float32) of a (filtered) spectrum."""
-    out = sfft.irfft2(spec, s=shape_yx, workers=workers, overwrite_x=overwrite).astype(np.float32, copy=False)
-    out -= 1000.0
+def to_image(spec: np.ndarray, shape_yx: tuple[int, int], workers: int = -1, overwrite: bool = False,
+             rows: slice | None = None, hu_range: tuple[float, float] | None = None, chunk: int = 32) -> np.ndarray:
+    """HU image of a (filtered) spectrum: float32, or int16 (rounded, clipped) with ``hu_range``.
+
+    In slabs of ``chunk`` slices. When both sizes are powers of two (every preset) the inverse
+    2D FFT is taken as two 1D passes (along y, then back to real along x): the same numbers as
+    ``irfft2`` (its 1/n scalings are then exact wherever applied), faster, and ``rows`` (a slice
+    of image rows) skips the x pass where the image is not needed. ``overwrite`` lets it reuse ``spec``.
+    """
+    ny, nx = shape_yx
+    r = rows if rows is not None else slice(0, ny)
+    two_pass = ny & (ny - 1) == 0 and nx & (nx - 1) == 0
+    out = np.empty((spec.shape[0], len(range(ny)[r]), nx), np.int16 if hu_range else np.float32)
+    for k in range(0, spec.shape[0], chunk):
+        if two_pass:
+            col = sfft.ifft(spec[k:k + chunk], n=ny, axis=1, workers=workers, overwrite_x=overwrite)
+            img = sfft.irfft(col[:, r], n=nx, axis=2, workers=workers, overwrite_x=True)
+        else:
+            img = sfft.irfft2(spec[k:k + chunk], s=shape_yx, workers=workers, overwrite_x=overwrite)[:, r]
+        img = img.astype(np.float32, copy=False)
+        img -= 1000.0
+        if hu_range:
+            np.clip(np.rint(img, out=img), hu_range[0], hu_range[1], out=img)
+        out[k:k + chunk] = img
     return out
 
 
@@ -177,6 +202,37 @@ def blur_box(arr: np.ndarray, kernel: str, n_yx: tuple[int, int], pixel_mm: floa
     kx = psf_1d(kernel, n_yx[1], pixel_mm)
     out = ndimage.correlate1d(arr.astype(np.float32), ky.astype(np.float32), axis=1, mode="nearest")
     return ndimage.correlate1d(out, kx.astype(np.float32), axis=2, mode="nearest")
+
+
+def nonzero_box(arr: np.ndarray, pad_yx: tuple[int, int] = (0, 0)):
+    """Index box of the nonzero voxels of ``arr`` (padded in y and x, clipped to the array), or None."""
+    zs = np.flatnonzero(arr.any(axis=(1, 2)))
+    if zs.size == 0:
+        return None
+    ys = np.flatnonzero(arr[zs[0]:zs[-1] + 1].any(axis=(0, 2)))
+    xs = np.flatnonzero(arr[zs[0]:zs[-1] + 1, ys[0]:ys[-1] + 1].any(axis=(0, 1)))
+    (py, px), (_, ny, nx) = pad_yx, arr.shape
+    return (slice(int(zs[0]), int(zs[-1]) + 1), slice(max(int(ys[0]) - py, 0), min(int(ys[-1]) + 1 + py, ny)),
+            slice(max(int(xs[0]) - px, 0), min(int(xs[-1]) + 1 + px, nx)))
+
+
+def blur_reach(kernel: str, n_yx: tuple[int, int], pixel_mm: float) -> tuple[int, int]:
+    """How far (pixels, y and x) :func:`blur_box` carries a nonzero value, plus one."""
+    return tuple(len(psf_1d(kernel, n, pixel_mm)) // 2 + 1 for n in n_yx)  # type: ignore[return-value]
+
+
+def blur_nonzero(arr: np.ndarray, kernel: str, n_yx: tuple[int, int], pixel_mm: float) -> np.ndarray:
+    """:func:`blur_box` of ``arr``, computed only round its nonzero voxels (the same numbers).
+
+    The blur is in-plane and its result is exactly 0 farther than the kernel's reach from any
+    nonzero voxel; within the cropped box the border values are 0 (or the array's own border),
+    so "nearest" extension sees what it saw on the whole array.
+    """
+    out = np.zeros(arr.shape, np.float32)
+    box = nonzero_box(arr, blur_reach(kernel, n_yx, pixel_mm))
+    if box is not None:
+        out[box] = blur_box(arr[box], kernel, n_yx, pixel_mm)
+    return out
 
 
 def noise_per_slice(obj: np.ndarray, pixel_mm: float, sd: float, ref_slice: int) -> np.ndarray:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,11 +67,48 @@ def slice_positions(cfg: ChestConfig) -> np.ndarray:
     return acq.z_top_mm - (n - 1 - np.arange(n)) * acq.slice_spacing_mm  # ascending (inferior -> superior)
 
 
+_PAGES_LOCK = threading.Lock()
+_PAGES_USERS = [0, None]  # generate() calls inside small_pages(), numpy's setting before the first
+
+
+@contextmanager
+def small_pages():
+    """Within: numpy does not ask the kernel for transparent huge pages for its large arrays.
+
+    A phantom allocates many large, short-lived arrays. Where huge pages come with direct
+    compaction (Linux THP defrag "madvise", a busy machine), every fresh array's first touch
+    stalls: writing a 512 x 512 x 400 study took ~0.7 s more CPU with them on the 2-core
+    development machine (docs/phantom.md, Speed). Only speed changes; numpy's own setting is
+    restored when the last concurrent user leaves. A no-op where numpy lacks the switch.
+    """
+    setter = getattr(getattr(np, "_core", None), "multiarray", None)
+    setter = getattr(setter, "_set_madvise_hugepage", None)
+    if setter is None:
+        yield
+        return
+    with _PAGES_LOCK:
+        if _PAGES_USERS[0] == 0:
+            _PAGES_USERS[1] = setter(False)
+        _PAGES_USERS[0] += 1
+    try:
+        yield
+    finally:
+        with _PAGES_LOCK:
+            _PAGES_USERS[0] -= 1
+            if _PAGES_USERS[0] == 0:
+                setter(bool(_PAGES_USERS[1]))
+
+
 def generate(cfg: ChestConfig, with_clean: bool = False) -> ChestPhantom:
     """Build a v2 phantom (deterministic in ``cfg``, seed included).
 
     ``with_clean`` also keeps the noise-free image (``ct_clean``; one more inverse FFT pass).
     """
+    with small_pages():
+        return _generate(cfg, with_clean)
+
+
+def _generate(cfg: ChestConfig, with_clean: bool) -> ChestPhantom:
     acq = cfg.acquisition
     ny, nx = acq.shape_yx
     px = acq.pixel_mm
@@ -170,31 +210,35 @@ def generate(cfg: ChestConfig, with_clean: bool = False) -> ChestPhantom:
     del obj
     clean = to_image(spec, (ny, nx)) if with_clean else None
     if cb is not None:
-        clean_cb = clean[cb] if clean is not None else to_image(spec[cb[0]], (ny, nx))[:, cb[1], cb[2]]
+        clean_cb = clean[cb] if clean is not None else to_image(spec[cb[0]], (ny, nx), rows=cb[1])[:, :, cb[2]]
     else:
         clean_cb = None
     lesion_map = np.zeros(shape, np.uint16)
-    truth_parts = lesion_truth(plaque_imgs, obj_cb, clean_cb, cb, pre_bloom, spacing, acq, lesion_map, labels,
-                               lambda a: bloom(a, px, acq.slice_thickness_mm), art_still)
+    mirror = -1.0 if cfg.heart.situs_inversus else 1.0
+    from .truth import assemble_truth
+
+    def truth_job() -> dict:
+        # Reads the noise-free image and fills lesion_map / labels: nothing the noise pass touches.
+        parts = lesion_truth(plaque_imgs, obj_cb, clean_cb, cb, pre_bloom, spacing, acq, lesion_map, labels,
+                             lambda a: bloom(a, px, acq.slice_thickness_mm), art_still)
+        return assemble_truth(cfg, parts, plaque_imgs, distractors, devices, motion, tree, heart, spacing,
+                              float(sd[ref]), mirror)
+
     overlap = 1.0 - acq.slice_spacing_mm / acq.slice_thickness_mm
-    add_noise(spec, acq.kernel, px, (ny, nx), sd, overlap, np.random.default_rng([cfg.seed, 3]))
-    img = to_image(spec, (ny, nx), overwrite=True)
-    del spec
-    ct = np.clip(np.rint(img, out=img), HU_MIN, HU_MAX).astype(np.int16)
-    del img
+    with ThreadPoolExecutor(1) as ex:  # the truth (mostly serial) alongside the noise and the inverse FFT
+        truth_future = ex.submit(truth_job)
+        add_noise(spec, acq.kernel, px, (ny, nx), sd, overlap, np.random.default_rng([cfg.seed, 3]))
+        ct = to_image(spec, (ny, nx), overwrite=True, hu_range=(HU_MIN, HU_MAX))  # int16 HU as the scanner writes
+        del spec
+        truth = truth_future.result()
     if clean is not None:
-        clean = np.clip(np.rint(clean, out=clean), HU_MIN, HU_MAX).astype(np.int16)
+        clean = np.clip(np.rint(clean, out=clean), HU_MIN, HU_MAX, out=clean).astype(np.int16)
     if cfg.heart.situs_inversus:  # the mirror image, left-right (the grid is symmetric about x = 0)
         for a in (ct, heart, labels, lesion_map) + ((clean,) if clean is not None else ()):
             a[:] = a[:, :, ::-1]
 
-    mirror = -1.0 if cfg.heart.situs_inversus else 1.0
     branches = {n: {"artery": b.artery, "points": b.points * [mirror, 1, 1], "radius": b.radius}
                 for n, b in tree.items()}
-    from .truth import assemble_truth
-
-    truth = assemble_truth(cfg, truth_parts, plaque_imgs, distractors, devices, motion, tree, heart, spacing,
-                           float(sd[ref]), mirror)
     return ChestPhantom(
         config=cfg, ct=Volume(ct, **geo), labels=Volume(labels, **geo), heart=Volume(heart, **geo),
         lesions=Volume(lesion_map, **geo), truth=truth, branches=branches, distractors=distractors,
@@ -210,8 +254,9 @@ def paint_arteries(obj: np.ndarray, labels: np.ndarray, hb, tree, grid, motion, 
                    contrast: bool) -> None:
     """Composite the coronary tubes (wall; lumen too when enhanced) into the box ``hb`` and label them."""
     shape = obj.shape
-    art_f = {a: np.zeros(shape, np.float32) for a in ARTERIES}
+    art_f = {a: np.zeros(shape, np.float32) for a in ARTERIES}  # calloc: pages no tube reaches stay untouched
     lumen_f = np.zeros(shape, np.float32) if contrast else None
+    touched = []  # every voxel a tube fills lies in one of these boxes
     for b in tree.values():
         pts, rad = b.points[::4], outer_radius(b)[::4]
         if len(b.points) % 4 != 1:  # keep the branch's last point
@@ -219,21 +264,33 @@ def paint_arteries(obj: np.ndarray, labels: np.ndarray, hb, tree, grid, motion, 
         for box, f in tube_occupancy(grid, pts, rad, motion, max_d):
             r = _rel(box, hb)
             np.maximum(art_f[b.artery][r], f, out=art_f[b.artery][r])
+            touched.append(r)
         if lumen_f is not None:
             lum = b.radius[::4] if len(pts) == len(b.points[::4]) else np.concatenate([b.radius[::4], b.radius[-1:]])
             for box, f in tube_occupancy(grid, pts, lum, motion, max_d):
                 r = _rel(box, hb)
                 np.maximum(lumen_f[r], f, out=lumen_f[r])
-    f_any = np.maximum(np.maximum(art_f["RCA"], art_f["LAD"]), art_f["LCX"])
-    obj *= 1 - f_any
-    obj += mats["artery_wall"] * f_any
+                touched.append(r)
+    if not touched:
+        return
+    # Only the voxels some tube fills change (elsewhere v (1 - 0) + 0 = v): gather them, composite, scatter.
+    ub = tuple(slice(min(t[i].start for t in touched), max(t[i].stop for t in touched)) for i in range(3))
+    fs = {a: art_f[a][ub] for a in ARTERIES}
+    f_any = np.maximum(np.maximum(fs["RCA"], fs["LAD"]), fs["LCX"])
+    nz = np.nonzero(f_any if lumen_f is None else (f_any > 0) | (lumen_f[ub] > 0))
+    ov, fa = obj[ub], f_any[nz]
+    v = ov[nz] * (1 - fa)
+    v += mats["artery_wall"] * fa
     if lumen_f is not None:
-        obj += lumen_f * (mats["blood_left"] - mats["artery_wall"])
-    best = np.zeros(shape, np.float32)
+        v += lumen_f[ub][nz] * (mats["blood_left"] - mats["artery_wall"])
+    ov[nz] = v
+    lab = labels[ub][nz]
+    best = np.zeros(lab.shape, np.float32)
     for a in ARTERIES:
-        sel = (art_f[a] >= 0.5) & (art_f[a] > best)
-        labels[sel] = ARTERY_ID[a]
-        np.maximum(best, art_f[a], out=best)
+        fa = fs[a][nz]
+        lab[(fa >= 0.5) & (fa > best)] = ARTERY_ID[a]
+        np.maximum(best, fa, out=best)
+    labels[ub][nz] = lab
 
 
 def scene_aorta(scene_items):

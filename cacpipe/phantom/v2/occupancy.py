@@ -65,13 +65,15 @@ def static_displacer(k: np.ndarray, anchor: np.ndarray) -> np.ndarray:
 
 def tube_occupancy(grid: SliceGrid, points: np.ndarray, radii: np.ndarray, disp: Displacer,
                    max_disp_mm: float, z_step: float = 0.5):
-    """Per segment of a polyline tube and per slice it touches: yields (box, f), f = filled fraction.
+    """Per segment of a polyline tube: yields (box, f), f = filled fraction of each voxel of ``box``.
 
     Each segment moves rigidly with the displacement of its midpoint; each slice only looks at
-    where the segment was during that slice's own acquisition window.
+    where the segment was during that slice's own acquisition window. ``box`` spans the slices
+    the segment touches (one array operation for all of them); voxels it does not reach get 0.
     """
     px = grid.pixel
     t2 = grid.thickness / 2
+    h = px / 2
     offs = grid.sub_z(z_step).astype(F32)
     for i in range(len(points) - 1):
         a, b = points[i], points[i + 1]
@@ -85,29 +87,35 @@ def tube_occupancy(grid: SliceGrid, points: np.ndarray, radii: np.ndarray, disp:
         ab = (b - a).astype(float)
         l2 = float(ab @ ab) or 1e-12
         seg_lo, seg_hi = np.minimum(a, b) - r, np.maximum(a, b) + r
-        for ki, k in enumerate(ks):
-            d = d_all[ki]  # (M, 3)
-            lo, hi = seg_lo + d.min(axis=0), seg_hi + d.max(axis=0)
-            if hi[2] < grid.z[k] - t2 or lo[2] > grid.z[k] + t2:
-                continue
-            box = grid.index_box(lo, hi)
-            if box is None:
-                continue
-            box = (slice(int(k), int(k) + 1), box[1], box[2])
-            x = grid.x[box[2]].astype(F32)[None, None, None, :]
-            y = grid.y[box[1]].astype(F32)[None, None, :, None]
-            z = (F32(grid.z[k]) + offs)[None, :, None, None]
-            dx = x - d[:, 0, None, None, None] - F32(a[0])
-            dy = y - d[:, 1, None, None, None] - F32(a[1])
-            dz = z - d[:, 2, None, None, None] - F32(a[2])
-            t = np.clip((dx * F32(ab[0] / l2) + dy * F32(ab[1] / l2)) + dz * F32(ab[2] / l2), 0.0, 1.0)
-            ex, ey, ez = dx - t * F32(ab[0]), dy - t * F32(ab[1]), dz - t * F32(ab[2])
-            dist = np.sqrt(ex * ex + ey * ey + ez * ez)
-            rr = F32(ra) + t * F32(rb - ra)
-            cov = np.clip((rr - dist) / F32(px) + F32(0.5), 0.0, 1.0)
-            f = cov.mean(axis=(0, 1))[None]
-            if f.any():
-                yield box, f
+        # Per slice: where the segment can be during its window (as grid.index_box, for all slices at once).
+        lo, hi = seg_lo + d_all.min(axis=1), seg_hi + d_all.max(axis=1)  # (nK, 3)
+        zk = grid.z[ks]
+        j0 = np.searchsorted(grid.y, lo[:, 1] - h, side="left")
+        j1 = np.searchsorted(grid.y, hi[:, 1] + h, side="right")
+        i0 = np.searchsorted(grid.x, lo[:, 0] - h, side="left")
+        i1 = np.searchsorted(grid.x, hi[:, 0] + h, side="right")
+        hit = ~((hi[:, 2] < zk - t2) | (lo[:, 2] > zk + t2)) & (j0 < j1) & (i0 < i1)
+        if not hit.any():
+            continue
+        kk = np.flatnonzero(hit)
+        sel = slice(int(kk[0]), int(kk[-1]) + 1)  # the slices it reaches (and any between them)
+        box = (slice(int(ks[sel][0]), int(ks[sel][-1]) + 1), slice(int(j0[kk].min()), int(j1[kk].max())),
+               slice(int(i0[kk].min()), int(i1[kk].max())))
+        d = d_all[sel]  # (nK', M, 3)
+        x = grid.x[box[2]].astype(F32)[None, None, None, None, :]
+        y = grid.y[box[1]].astype(F32)[None, None, None, :, None]
+        z = (zk[sel].astype(F32)[:, None] + offs[None, :])[:, None, :, None, None]
+        dx = x - d[:, :, 0, None, None, None] - F32(a[0])
+        dy = y - d[:, :, 1, None, None, None] - F32(a[1])
+        dz = z - d[:, :, 2, None, None, None] - F32(a[2])
+        t = np.clip((dx * F32(ab[0] / l2) + dy * F32(ab[1] / l2)) + dz * F32(ab[2] / l2), 0.0, 1.0)
+        ex, ey, ez = dx - t * F32(ab[0]), dy - t * F32(ab[1]), dz - t * F32(ab[2])
+        dist = np.sqrt(ex * ex + ey * ey + ez * ez)
+        rr = F32(ra) + t * F32(rb - ra)
+        cov = np.clip((rr - dist) / F32(px) + F32(0.5), 0.0, 1.0)
+        f = cov.mean(axis=(1, 2))  # (nK', ny, nx): over the window's instants and the slice profile
+        if f.any():
+            yield box, f
 
 
 @dataclass

@@ -109,18 +109,20 @@ def render(scene: Scene, z: np.ndarray, y: np.ndarray, x: np.ndarray, thickness:
     def part(k0: int, k1: int) -> None:
         zf = (z[k0:k1, None] + offs[None, :]).ravel()
         planes = Planes(zf, y, x)
-        a = np.full(planes.shape, background, np.float32)
-        h = np.zeros(planes.shape, np.uint8)
+        if nsub == 1:  # one plane per slice: paint straight into the output (no second full-size array)
+            a, h = obj[k0:k1], heart[k0:k1]
+            a.fill(background)
+            h.fill(0)
+        else:
+            a = np.full(planes.shape, background, np.float32)
+            h = np.zeros(planes.shape, np.uint8)
         for solid, hu, hflag in scene.items:
             masks: list | None = [] if hflag is not None else None
             solid.paint(planes, a, hu, mask_out=masks)
             if masks:
                 for sl, m in masks:
                     np.copyto(h[sl], np.uint8(hflag), where=m)
-        if nsub == 1:
-            obj[k0:k1] = a
-            heart[k0:k1] = h
-        else:
+        if nsub > 1:
             obj[k0:k1] = a.reshape(k1 - k0, nsub, ny, nx).mean(axis=1)
             heart[k0:k1] = (h.reshape(k1 - k0, nsub, ny, nx).mean(axis=1) >= 0.5)
 

@@ -23,7 +23,7 @@ from ...labels import ARTERIES, CALCIUM_ID
 from ...quant.categories import cac_drs, category
 from ...units import CALCIUM_THRESHOLD_HU, mm3_to_ml
 from ..truth import agatston_reference
-from .acquisition import blur_box, psf_1d
+from .acquisition import blur_box, blur_nonzero, nonzero_box, psf_1d
 from .config import ChestConfig
 from .occupancy import Lobes
 
@@ -68,6 +68,13 @@ def _assign(parts, clean: np.ndarray, kernel: str, n_yx, px: float, pad) -> np.n
     best = np.zeros(clean.shape, np.float32)
     owner = np.zeros(clean.shape, np.uint16)
     for pid, box, f, delta in parts:
+        # Only round the voxels the plaque fills (its box carries the motion margin): elsewhere the
+        # blurred fraction and contribution are exactly 0 and change nothing below.
+        nzb = nonzero_box(f)
+        if nzb is None:
+            continue
+        box = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, nzb, strict=True))
+        f, delta = f[nzb], delta[nzb]
         pb = _pad_box(box, pad, clean.shape)
         inner = _rel(box, pb)
         shape = tuple(s.stop - s.start for s in pb)
@@ -139,7 +146,7 @@ def lesion_truth(pis: list[PlaqueImage], obj_cb: np.ndarray | None, clean_cb: np
             still[rb] = still[rb] * (1 - f) + s
             still_parts.append((p.spec.id, rb, f, still[rb] - old))
         bloom_fn(still)
-        ref_clean = np.rint(clean_cb + blur_box(still - obj_cb, acq.kernel, n_yx, px))
+        ref_clean = np.rint(clean_cb + blur_nonzero(still - obj_cb, acq.kernel, n_yx, px))
         owner_ref = _assign(still_parts, ref_clean, acq.kernel, n_yx, px, pad)
     else:
         ref_clean, owner_ref = img_clean, owner_img
@@ -157,7 +164,7 @@ def _stats(clean: np.ndarray, mask: np.ndarray, spacing) -> dict:
     n = int(mask.sum())
     if n == 0:
         return {"voxel_volume_mm3": 0.0, "agatston": 0.0, "peak_hu": None, "lesions": 0}
-    sl = ndimage.find_objects(mask.astype(np.uint8))[0]
+    sl = nonzero_box(mask)  # the mask's bounding box (as ndimage.find_objects gives it, faster)
     _, lesions = ndimage.label(mask[sl], structure=np.ones((3, 3, 3), bool))
     return {"voxel_volume_mm3": n * vox, "agatston": agatston_reference(clean[sl], mask[sl], spacing),
             "peak_hu": float(clean[sl][mask[sl]].max()), "lesions": int(lesions)}
@@ -249,7 +256,7 @@ def assemble_truth(cfg: ChestConfig, parts: dict, pis: list[PlaqueImage], distra
                         "kernel": acq.kernel, "contrast_phase": acq.contrast_phase, "noise_sd_hu": noise_sd,
                         "heart_rate_bpm": acq.heart_rate_bpm, "motion_scale": acq.motion_scale,
                         "manufacturer": acq.manufacturer},
-        "heart": {"volume_ml": float(heart.sum()) * vox / 1000.0, "dominance": cfg.heart.dominance,
+        "heart": {"volume_ml": float(np.count_nonzero(heart)) * vox / 1000.0, "dominance": cfg.heart.dominance,
                   "situs_inversus": cfg.heart.situs_inversus,
                   "branches": {n: {"artery": b.artery, "length_mm": round(b.length, 1),
                                    "proximal_diameter_mm": round(2 * float(b.radius[0]), 2)} for n, b in tree.items()}},
