@@ -299,6 +299,10 @@ class SegmentSettings(Section):
     agreement: bool = setting(False, "also save the per-voxel fold agreement (heat map in the overlays)")
     bf16: bool = setting(False, "bfloat16 autocast on CPU (about 1.6x faster, tiny numeric differences)")
     threads: int | None = setting(None, "torch CPU threads; null: torch's default")
+    tile_batch: int | None = setting(None, "sliding-window tiles per forward pass; null: 4 on CPU, 1 on CUDA "
+                                           "(same result up to rounding; more: more memory)")
+    channels_last: bool = setting(True, "channels-last 3D memory layout for network and tiles (same result up "
+                                        "to rounding; docs/performance.md)")
     postprocess: bool = setting(True, "complete each calcium lesion to its >= 130 HU extent near the arteries, "
                                       "give it to the artery tree it lies on, flag implausible anatomy "
                                       "(docs/stage2.md); false: the network's map as is")
@@ -310,6 +314,8 @@ class SegmentSettings(Section):
             raise ConfigError(f"segment.folds must be fold numbers >= 0, got {list(self.folds)}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"segment.threads must be >= 1, got {self.threads}")
+        if self.tile_batch is not None and self.tile_batch < 1:
+            raise ConfigError(f"segment.tile_batch must be >= 1, got {self.tile_batch}")
 
 
 @dataclass(frozen=True)

@@ -82,13 +82,66 @@ def _network_builder(trainer_name: str):
         return nnUNetTrainer
 
 
+def tile_batch_for(cfg: SegmentSettings, device: str) -> int:
+    """Sliding-window tiles per forward pass: the setting, or (null) 4 on CPU and 1 (nnU-Net's) on CUDA.
+
+    On CPU a batch of tiles is what makes PyTorch use oneDNN convolutions for small networks (with one
+    contiguous tile it falls back to its slow reference 3D convolution); docs/performance.md has the figures.
+    """
+    if cfg.tile_batch is not None:
+        return int(cfg.tile_batch)
+    return 1 if device.startswith("cuda") else 4
+
+
+def _batched_predictor_class():
+    """nnUNetPredictor with several sliding-window tiles per forward pass (``tile_batch``) and, optionally,
+    channels-last 3D input. Tiles, Gaussian weighting, mirroring and the averaging are nnU-Net's own; only
+    the batching differs, so the result equals nnU-Net's up to floating-point rounding
+    (tests/test_segment_speed.py)."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+    class BatchedPredictor(nnUNetPredictor):
+        tile_batch: int = 1
+        channels_last: bool = False
+
+        @torch.inference_mode()
+        def _internal_predict_sliding_window_return_logits(self, data, slicers, do_on_device: bool = True):
+            results_device = self.device if do_on_device else torch.device("cpu")
+            data = data.to(results_device)
+            heads = self.label_manager.num_segmentation_heads
+            # nnU-Net accumulates in half precision to spare GPU memory; on CPU float32 costs little and rounds less.
+            acc = torch.half if results_device.type == "cuda" else torch.float32
+            logits = torch.zeros((heads, *data.shape[1:]), dtype=acc, device=results_device)
+            weights = torch.zeros(data.shape[1:], dtype=acc, device=results_device)
+            gaussian = compute_gaussian(tuple(self.configuration_manager.patch_size), sigma_scale=1. / 8,
+                                        value_scaling_factor=10, device=results_device, dtype=acc) \
+                if self.use_gaussian else 1
+            step = max(1, int(self.tile_batch))
+            for i in range(0, len(slicers), step):
+                group = slicers[i:i + step]
+                x = torch.stack([data[sl] for sl in group])
+                fmt = torch.channels_last_3d if (self.channels_last and x.ndim == 5) else torch.contiguous_format
+                x = x.to(self.device, memory_format=fmt)
+                pred = self._internal_maybe_mirror_and_predict(x).to(results_device)
+                for sl, p in zip(group, pred, strict=True):
+                    logits[sl] += p * gaussian if self.use_gaussian else p
+                    weights[sl[1:]] += gaussian
+            torch.div(logits, weights, out=logits)
+            if torch.any(torch.isinf(logits)):
+                raise RuntimeError("infinite logits in the sliding-window prediction")
+            return logits
+
+    return BatchedPredictor
+
+
 _CACHE: dict[tuple, object] = {}
 
 
 def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "auto"):
     """An initialised nnUNetPredictor for ``model`` and ``cfg`` (cached per process). Returns (predictor, folds, device, mirroring)."""
     import torch
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -99,7 +152,8 @@ def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "a
         raise ModelNotInstalledError(f"model {model.full_name} has folds {list(model.folds)}; "
                                      f"requested {list(folds)} (missing {missing})")
     mirroring = device.startswith("cuda") if cfg.mirroring is None else bool(cfg.mirroring)
-    key = (str(model.path), folds, device, mirroring, float(cfg.tile_step_size))
+    key = (str(model.path), folds, device, mirroring, float(cfg.tile_step_size), tile_batch_for(cfg, device),
+           bool(cfg.channels_last))
     if key in _CACHE:
         return _CACHE[key], folds, device, mirroring
 
@@ -124,11 +178,15 @@ def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "a
     # nnU-Net prints "perform_everything_on_device=True is only supported for cuda devices!" for any
     # non-CUDA device, whatever the flag says (it is False here on CPU): that print is swallowed.
     with contextlib.redirect_stdout(io.StringIO()):
-        predictor = nnUNetPredictor(tile_step_size=cfg.tile_step_size, use_gaussian=True, use_mirroring=mirroring,
+        predictor = _batched_predictor_class()(tile_step_size=cfg.tile_step_size, use_gaussian=True, use_mirroring=mirroring,
                                     perform_everything_on_device=device.startswith("cuda"),
                                     device=torch.device(device), verbose=False, verbose_preprocessing=False,
                                     allow_tqdm=False)
+    if cfg.channels_last and len(cm.patch_size) == 3:  # weights loaded per fold (load_state_dict) keep this layout
+        network = network.to(memory_format=torch.channels_last_3d)
     predictor.manual_initialization(network, plans_manager, cm, params, dataset_json, model.trainer, mirror_axes)
+    predictor.tile_batch = tile_batch_for(cfg, device)
+    predictor.channels_last = bool(cfg.channels_last)
     predictor.cacpipe_left_right_trained = lr_trained
     predictor.cacpipe_mirror_axes = ckpt_axes
     _CACHE.clear()  # one model in memory at a time
