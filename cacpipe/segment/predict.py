@@ -95,9 +95,9 @@ def tile_batch_for(cfg: SegmentSettings, device: str) -> int:
 
 def _batched_predictor_class():
     """nnUNetPredictor with several sliding-window tiles per forward pass (``tile_batch``) and, optionally,
-    channels-last 3D input. Tiles, Gaussian weighting, mirroring and the averaging are nnU-Net's own; only
-    the batching differs, so the result equals nnU-Net's up to floating-point rounding
-    (tests/test_segment_speed.py)."""
+    channels-last 3D input. Tiles, Gaussian weighting, mirroring and the averaging are nnU-Net's own; the
+    batching differs, and the sums are kept in float32 on CPU (nnU-Net: float16), so the result equals
+    nnU-Net's up to floating-point rounding (tests/test_segment_tiles.py). One tile, contiguous: nnU-Net's loop."""
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.inference.sliding_window_prediction import compute_gaussian
@@ -108,6 +108,8 @@ def _batched_predictor_class():
 
         @torch.inference_mode()
         def _internal_predict_sliding_window_return_logits(self, data, slicers, do_on_device: bool = True):
+            if self.tile_batch <= 1 and not self.channels_last:  # exactly nnU-Net's loop
+                return super()._internal_predict_sliding_window_return_logits(data, slicers, do_on_device)
             results_device = self.device if do_on_device else torch.device("cpu")
             data = data.to(results_device)
             heads = self.label_manager.num_segmentation_heads
