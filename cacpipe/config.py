@@ -299,10 +299,11 @@ class SegmentSettings(Section):
     agreement: bool = setting(False, "also save the per-voxel fold agreement (heat map in the overlays)")
     bf16: bool = setting(False, "bfloat16 autocast on CPU (about 1.6x faster, tiny numeric differences)")
     threads: int | None = setting(None, "torch CPU threads; null: torch's default")
-    tile_batch: int | None = setting(None, "sliding-window tiles per forward pass; null: 4 on CPU, 1 on CUDA "
-                                           "(same result up to rounding; more: more memory)")
-    channels_last: bool = setting(True, "channels-last 3D memory layout for network and tiles (same result up "
-                                        "to rounding; docs/performance.md)")
+    tile_batch: int | None = setting(None, "sliding-window tiles per forward pass (same result up to rounding; "
+                                           "more: more memory); null: on CPU as many small tiles as fit in 2^20 "
+                                           "voxels, at most 8 (1 for the paper's patch), on CUDA 1")
+    channels_last: bool = setting(False, "channels-last 3D memory layout for network and tiles (same result up "
+                                         "to rounding; no gain measured on CPU: docs/performance.md)")
     postprocess: bool = setting(True, "complete each calcium lesion to its >= 130 HU extent near the arteries, "
                                       "give it to the artery tree it lies on, flag implausible anatomy "
                                       "(docs/stage2.md); false: the network's map as is")

@@ -79,8 +79,9 @@ def test_segment_labels_same_with_and_without_tile_batching(demo, crop):
 def test_tile_batch_defaults_and_validation():
     from cacpipe.errors import ConfigError
 
-    assert tile_batch_for(SegmentSettings(), "cpu") == 4
-    assert tile_batch_for(SegmentSettings(), "cuda:0") == 1
+    assert tile_batch_for(SegmentSettings(), "cpu", (32, 48, 48)) == 8  # the demo model's patch
+    assert tile_batch_for(SegmentSettings(), "cpu", (112, 128, 160)) == 1  # the paper's
+    assert tile_batch_for(SegmentSettings(), "cuda:0", (32, 48, 48)) == 1
     assert tile_batch_for(SegmentSettings(tile_batch=2), "cuda") == 2
     with pytest.raises(ConfigError, match="tile_batch"):
         SegmentSettings(tile_batch=0).validate()

@@ -82,15 +82,23 @@ def _network_builder(trainer_name: str):
         return nnUNetTrainer
 
 
-def tile_batch_for(cfg: SegmentSettings, device: str) -> int:
-    """Sliding-window tiles per forward pass: the setting, or (null) 4 on CPU and 1 (nnU-Net's) on CUDA.
+TILE_BATCH_VOXELS = 1 << 20  # CPU: tiles per forward pass up to this many input voxels (at most 8)
 
-    On CPU a batch of tiles is what makes PyTorch use oneDNN convolutions for small networks (with one
-    contiguous tile it falls back to its slow reference 3D convolution); docs/performance.md has the figures.
+
+def tile_batch_for(cfg: SegmentSettings, device: str, patch_size=None) -> int:
+    """Sliding-window tiles per forward pass: the setting, or (null) on CPU as many tiles as fit in
+    ``TILE_BATCH_VOXELS`` (8 for the demo model's 32 x 48 x 48 patch, 1 for the paper's 112 x 128 x 160),
+    on CUDA 1 (nnU-Net's loop; not measured here).
+
+    On CPU a batch of small tiles is what makes PyTorch use oneDNN convolutions (with one small
+    contiguous tile it falls back to its slow reference 3D convolution); a batch of large tiles only
+    costs memory (docs/performance.md has the figures).
     """
     if cfg.tile_batch is not None:
         return int(cfg.tile_batch)
-    return 1 if device.startswith("cuda") else 4
+    if device.startswith("cuda") or not patch_size:
+        return 1
+    return max(1, min(8, TILE_BATCH_VOXELS // int(np.prod(patch_size))))
 
 
 def _batched_predictor_class():
@@ -154,7 +162,7 @@ def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "a
         raise ModelNotInstalledError(f"model {model.full_name} has folds {list(model.folds)}; "
                                      f"requested {list(folds)} (missing {missing})")
     mirroring = device.startswith("cuda") if cfg.mirroring is None else bool(cfg.mirroring)
-    key = (str(model.path), folds, device, mirroring, float(cfg.tile_step_size), tile_batch_for(cfg, device),
+    key = (str(model.path), folds, device, mirroring, float(cfg.tile_step_size), cfg.tile_batch,
            bool(cfg.channels_last))
     if key in _CACHE:
         return _CACHE[key], folds, device, mirroring
@@ -187,7 +195,7 @@ def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "a
     if cfg.channels_last and len(cm.patch_size) == 3:  # weights loaded per fold (load_state_dict) keep this layout
         network = network.to(memory_format=torch.channels_last_3d)
     predictor.manual_initialization(network, plans_manager, cm, params, dataset_json, model.trainer, mirror_axes)
-    predictor.tile_batch = tile_batch_for(cfg, device)
+    predictor.tile_batch = tile_batch_for(cfg, device, cm.patch_size)
     predictor.channels_last = bool(cfg.channels_last)
     predictor.cacpipe_left_right_trained = lr_trained
     predictor.cacpipe_mirror_axes = ckpt_axes
