@@ -297,7 +297,9 @@ class SegmentSettings(Section):
     mirroring: bool | None = setting(None, "test-time mirroring (never left-right); null: off on CPU, on on GPU")
     tile_step_size: float = setting(0.5, "sliding-window step as a fraction of the patch (smaller: more overlap, slower)")
     agreement: bool = setting(False, "also save the per-voxel fold agreement (heat map in the overlays)")
-    bf16: bool = setting(False, "bfloat16 autocast on CPU (about 1.6x faster, tiny numeric differences)")
+    bf16: bool | None = setting(None, "bfloat16 autocast on CPU; null: on when the CPU has native bfloat16 "
+                                      "(AVX512-BF16/AMX): 1.6-2x faster, same Agatston on held-out phantoms "
+                                      "(docs/performance.md); false: float32")
     threads: int | None = setting(None, "torch CPU threads; null: torch's default")
     tile_batch: int | None = setting(None, "sliding-window tiles per forward pass (same result up to rounding; "
                                            "more: more memory); null: on CPU as many small tiles as fit in 2^20 "

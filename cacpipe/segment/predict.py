@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -35,10 +36,29 @@ class SegmentResult:
     mirroring: bool
     seconds: float
     left_right_mirrored_model: bool = False  # a fold was trained with left-right mirroring (not used at test time)
+    precision: str = "fp32"  # "bf16" under CPU bfloat16 autocast; CUDA: nnU-Net's own float16 autocast
+    tile_batch: int = 1
 
     def settings(self) -> dict:
         return {"device": self.device, "folds": list(self.folds), "mirroring": self.mirroring,
-                "seconds": round(self.seconds, 2)}
+                "precision": self.precision, "tile_batch": self.tile_batch, "seconds": round(self.seconds, 2)}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX; Linux /proc/cpuinfo). Without it,
+    bfloat16 autocast is emulated and slower than float32."""
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+def bf16_for(cfg: SegmentSettings, device: str) -> bool:
+    """bfloat16 autocast for this run: only on CPU; the setting, or (null) when the CPU has native bfloat16."""
+    if device != "cpu":
+        return False
+    return cpu_has_native_bf16() if cfg.bf16 is None else bool(cfg.bf16)
 
 
 def resolve_device(device: str) -> str:
@@ -244,7 +264,8 @@ def segment(ct: Volume, model: InstalledModel, cfg: SegmentSettings | None = Non
         all_params = predictor.list_of_parameters
         per_fold = []
         total = None
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if (cfg.bf16 and device == "cpu") else None
+        bf16 = bf16_for(cfg, device)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else None
         with torch.inference_mode():
             for p in all_params:
                 predictor.list_of_parameters = [p]
@@ -267,4 +288,6 @@ def segment(ct: Volume, model: InstalledModel, cfg: SegmentSettings | None = Non
         agree = np.mean([f == labels for f in per_fold], axis=0).astype(np.float32)
         agreement = ct.with_array(agree)
     return SegmentResult(ct.with_array(labels), agreement, device, folds, mirroring, time.perf_counter() - t0,
-                         bool(getattr(predictor, "cacpipe_left_right_trained", False)))
+                         bool(getattr(predictor, "cacpipe_left_right_trained", False)),
+                         "bf16" if bf16 else ("fp16-autocast" if device.startswith("cuda") else "fp32"),
+                         int(predictor.tile_batch))

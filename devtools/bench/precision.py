@@ -28,9 +28,9 @@ import numpy as np
 
 # name -> SegmentSettings overrides; the first is the reference.
 VARIANTS: dict[str, dict] = {
-    "fp32 step 0.5 (reference)": {},
+    "fp32 step 0.5 (reference)": {"bf16": False},
     "bf16 step 0.5": {"bf16": True},
-    "fp32 step 0.75": {"tile_step_size": 0.75},
+    "fp32 step 0.75": {"bf16": False, "tile_step_size": 0.75},
     "bf16 step 0.75": {"bf16": True, "tile_step_size": 0.75},
 }
 
