@@ -297,8 +297,15 @@ class SegmentSettings(Section):
     mirroring: bool | None = setting(None, "test-time mirroring (never left-right); null: off on CPU, on on GPU")
     tile_step_size: float = setting(0.5, "sliding-window step as a fraction of the patch (smaller: more overlap, slower)")
     agreement: bool = setting(False, "also save the per-voxel fold agreement (heat map in the overlays)")
-    bf16: bool = setting(False, "bfloat16 autocast on CPU (about 1.6x faster, tiny numeric differences)")
+    bf16: bool | None = setting(None, "bfloat16 autocast on CPU; null: on when the CPU has native bfloat16 "
+                                      "(AVX512-BF16/AMX): 1.6-2x faster, same Agatston on held-out phantoms "
+                                      "(docs/performance.md); false: float32")
     threads: int | None = setting(None, "torch CPU threads; null: torch's default")
+    tile_batch: int | None = setting(None, "sliding-window tiles per forward pass (same result up to rounding; "
+                                           "more: more memory); null: on CPU as many small tiles as fit in 2^20 "
+                                           "voxels, at most 8 (1 for the paper's patch), on CUDA 1")
+    channels_last: bool = setting(False, "channels-last 3D memory layout for network and tiles (same result up "
+                                         "to rounding; no gain measured on CPU: docs/performance.md)")
     postprocess: bool = setting(True, "complete each calcium lesion to its >= 130 HU extent near the arteries, "
                                       "give it to the artery tree it lies on, flag implausible anatomy "
                                       "(docs/stage2.md); false: the network's map as is")
@@ -310,6 +317,8 @@ class SegmentSettings(Section):
             raise ConfigError(f"segment.folds must be fold numbers >= 0, got {list(self.folds)}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"segment.threads must be >= 1, got {self.threads}")
+        if self.tile_batch is not None and self.tile_batch < 1:
+            raise ConfigError(f"segment.tile_batch must be >= 1, got {self.tile_batch}")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import Settings
@@ -24,6 +26,10 @@ from .flags import CONTRAST_SUSPECTED, DEMO_MODEL, MODEL_MIRRORED_LEFT_RIGHT, SE
 from .ingest import LoadedSeries
 from .legend import write_legends
 from .record import StudyResult
+
+if TYPE_CHECKING:
+    from .heart.stage1 import Stage1Result
+    from .segment import InstalledModel, SegmentResult
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,44 @@ class Laps:
         self._t = now
 
 
+@dataclass
+class Prepared:
+    """One study between the pipeline's three steps (``analyse_series.stages``): stage 1 done
+    (``st1``), then the network's output (``seg``); ``seconds`` collects each step's laps."""
+
+    series: LoadedSeries
+    settings: Settings
+    model: InstalledModel
+    st1: Stage1Result
+    seg: SegmentResult | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_series(series: LoadedSeries, settings: Settings | None = None) -> Prepared:
+    """Step 1 (CPU, or TotalSegmentator on the device): find the model, resample and crop to the heart."""
+    from .heart import heart_crop
+    from .segment import find_model
+
+    s = settings or Settings()
+    lap = Laps()
+    model = find_model(s.segment.model, s.segment.model_dir, allow_demo=s.segment.allow_demo_model)
+    st1 = heart_crop(series.volume, s.heart, target_spacing_zyx=model.spacing_zyx, device=s.device,
+                     min_slices=s.selection.min_slices)
+    lap("heart_crop")
+    return Prepared(series, s, model, st1, seconds=dict(lap.seconds))
+
+
+def segment_prepared(prep: Prepared) -> Prepared:
+    """Step 2 (the accelerator when there is one): the nnU-Net ensemble on the heart crop."""
+    from .segment import segment
+
+    lap = Laps()
+    prep.seg = segment(prep.st1.cropped_ct, prep.model, prep.settings.segment, device=prep.settings.device)
+    lap("segmentation")
+    prep.seconds.update(lap.seconds)
+    return prep
+
+
 def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | None = None) -> StudyResult:
     """Analyse one assembled CT series and write its outputs into ``out_dir``.
 
@@ -50,24 +94,24 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
     review page, overlays and DICOM SEG/SR/SC. Returns the finalised result; the runner adds what
     it knows about the input files and writes result.json.
     """
-    from .heart import heart_crop, uncrop_labels
+    return finish_series(segment_prepared(prepare_series(series, settings)), out_dir)
+
+
+def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
+    """Step 3 (CPU): back to the CT grid, refine, quantify, flag, write ``out_dir``, review outputs."""
+    from .heart import uncrop_labels
     from .quant.quality import quality_flags
     from .quant.quantify import quantify
     from .quant.severity import SeverityModel
     from .quant.validity import finalise
-    from .segment import find_model, refine, segment
+    from .segment import refine
 
-    s = settings or Settings()
+    s, series, model, st1, seg = prep.settings, prep.series, prep.model, prep.st1, prep.seg
+    if seg is None:
+        raise ValueError("finish_series needs the segmentation (segment_prepared) first")
     out_dir = Path(out_dir)
     volume = series.volume
     lap = Laps()
-
-    model = find_model(s.segment.model, s.segment.model_dir, allow_demo=s.segment.allow_demo_model)
-    st1 = heart_crop(volume, s.heart, target_spacing_zyx=model.spacing_zyx, device=s.device,
-                     min_slices=s.selection.min_slices)
-    lap("heart_crop")
-    seg = segment(st1.cropped_ct, model, s.segment, device=s.device)
-    lap("segmentation")
     labels = uncrop_labels(seg.labels, st1.record)
     agreement = uncrop_labels(seg.agreement, st1.record) if seg.agreement is not None else None
     lap("uncrop")
@@ -154,6 +198,11 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
             files += [out_dir / p for p in written.get("sc", [])]
             result.pipeline["send"] = send_outputs(files, s.review.send)
             lap("send")
-    result.pipeline["seconds"] = lap.seconds
-    log.info("analysed %s in %.1f s", series.identity.study_uid, sum(lap.seconds.values()))
+    seconds = {**prep.seconds, **lap.seconds}
+    result.pipeline["seconds"] = seconds
+    log.info("analysed %s in %.1f s", series.identity.study_uid, sum(seconds.values()))
     return result
+
+
+# The runner's pipelined mode (cacpipe.scan.executors.run_pipelined) overlaps these steps across studies.
+analyse_series.stages = (prepare_series, segment_prepared, finish_series)  # type: ignore[attr-defined]

@@ -42,6 +42,7 @@ def test_e2e_summary_splits_cold_and_warm_and_compares_with_the_previous_run(tmp
     assert s["warm_median"]["segmentation"] == 11.0 and s["warm_median"]["total"] == 14.0
     assert s["studies_per_min"] == 60.0 * 4 / 100.0
     assert s["planning_s"] == 100.0 - (40 + 12 + 14 + 30)
+    assert summarise({**raw, "pipelined": True})["planning_s"] is None  # overlapping studies: no planning split
     before = {**s, "warm_median": {**s["warm_median"], "total": 28.0}, "studies_per_min": 1.2}
     r = ratios_to(before, s)
     assert r["warm total"] == 0.5 and r["studies per minute"] == 2.0 and r["peak RSS"] == 1.0

@@ -251,3 +251,29 @@ def test_real_seg_and_sr_pass_the_dicom_validator(demo_run):
         for name in ("seg.dcm", "sr.dcm", "sc_000.dcm"):
             errors, _ = dciodvfy(study / "dicom" / name)
             assert errors == [], (study.parent.name, name, errors)
+
+
+def test_pipelined_scan_gives_the_same_numbers(demo_run, tmp_path):
+    """`cacpipe scan --pipeline` (next study's heart crop and previous study's review in threads while
+    one is segmented) scores the demo export exactly as the study-after-study scan."""
+    base, r = demo_run
+    piped = tmp_path / "piped"
+    rp = _scan(base / "export", piped, "--pipeline")
+    assert rp.exit_code == r.exit_code == 0, rp.output
+
+    def cohort(out):
+        with open(out / "cohort.csv", newline="") as f:
+            return {row["patient_id"]: row for row in csv.DictReader(f)}
+
+    a, b = cohort(base / "results"), cohort(piped)
+    assert a == b and len(a) == 3
+    manifest = json.loads((piped / "manifest.json").read_text())
+    for e in manifest["studies"].values():
+        if e["status"] != "done":
+            continue
+        ra = json.loads((base / "results" / e["result"]).read_text())
+        rb = json.loads((piped / e["result"]).read_text())
+        for key in ("arteries", "total", "lesions", "flags", "status"):
+            assert ra[key] == rb[key], (e["patient_id"], key)
+        assert set(rb["pipeline"]["seconds"]) >= {"heart_crop", "segmentation", "quantification", "review"}
+        assert set(ra["outputs"]) == set(rb["outputs"])

@@ -187,6 +187,60 @@ def test_jobs_processes_same_as_serial(faulty, reference, tmp_path):
     _same_outputs(tmp_path / "out", reference[0])
 
 
+def test_pipelined_same_as_serial(faulty, reference, tmp_path):
+    s = run_scan(faulty.root, tmp_path / "out", analyse=threshold_analyse, settings=RULES, pipelined=True,
+                 progress=False)
+    assert (s.done, s.failed, s.skipped, s.exit_code) == (5, 2, 2, 1)
+    _same_outputs(tmp_path / "out", reference[0])
+
+
+def test_pipelined_split_analysis_same_results_and_a_failing_step_fails_only_its_study(
+        faulty, reference, tmp_path, monkeypatch):
+    """An analyse function split in three steps (as cacpipe.pipeline.analyse_series is): the steps run
+    for different studies at the same time; the results are the serial ones, and a study whose middle
+    step raises is recorded with its reason while the others go on."""
+    import threading
+
+    steps: list[tuple[str, str, str]] = []
+
+    def prepare(series, settings):
+        steps.append(("prepare", series.identity.patient_id, threading.current_thread().name))
+        return series, settings
+
+    def infer(state):
+        steps.append(("infer", state[0].identity.patient_id, threading.current_thread().name))
+        if state[0].identity.patient_id == "P05DUP":
+            raise ConfigError("synthetic failure of the network step")
+        return state
+
+    def finish(state, out_dir):
+        steps.append(("finish", state[0].identity.patient_id, threading.current_thread().name))
+        return threshold_analyse(state[0], out_dir, state[1])
+
+    monkeypatch.setattr(threshold_analyse, "stages", (prepare, infer, finish), raising=False)
+    out = tmp_path / "out"
+    s = run_scan(faulty.root, out, analyse=threshold_analyse, settings=RULES, pipelined=True, progress=False)
+    assert (s.done, s.failed, s.skipped) == (4, 3, 2)
+    entry = _by_patient(out)["P05DUP"]
+    assert entry["status"] == "failed" and entry["reason"] == "synthetic failure of the network step"
+    assert entry["result"] is None and not list(out.rglob("*P05DUP*/result.json"))
+    ref, got = _results(reference[0]), _results(out)
+    assert set(got) == DONE - {"P05DUP"} and all(got[p] == ref[p] for p in got)
+    ref_rows, rows = _cohort(reference[0]), _cohort(out)
+    assert all(rows[p] == ref_rows[p] for p in rows if p != "P05DUP")
+    # Each step ran in its own thread, for every study that got that far (P04MISS/P06TRUNC fail to load).
+    threads = {name: {t for n, _, t in steps if n == name} for name in ("prepare", "infer", "finish")}
+    assert threads["infer"] == {"MainThread"} and threads["prepare"] == {"cacpipe-open"}
+    assert threads["finish"] == {"cacpipe-close"}
+    assert sorted(p for n, p, _ in steps if n == "finish") == sorted(DONE - {"P05DUP"})
+
+
+def test_pipelined_needs_one_worker(faulty, tmp_path):
+    with pytest.raises(ConfigError, match="--pipeline"):
+        run_scan(faulty.root, tmp_path / "out", analyse=threshold_analyse, settings=RULES, jobs=2, pipelined=True,
+                 progress=False)
+
+
 def test_dask_cluster_same_as_local(faulty, reference, tmp_path):
     from dask.distributed import LocalCluster
 

@@ -118,7 +118,7 @@ def print_summary(summary, review: bool = True) -> None:
 
 def run_logged(input_path: Path, out: Path, settings: Settings, *, analyse=None, jobs: int = 1,
                scheduler: str | None = None, progress: bool = True, force: bool = False,
-               patient_id: str | None = None, command: str = "scan"):
+               patient_id: str | None = None, command: str = "scan", pipelined: bool = False):
     """Start checks, then the scan with its console lines and OUT/cacpipe.log; returns the ScanSummary."""
     from .. import __version__, logs
     from ..errors import CacpipeError
@@ -135,7 +135,8 @@ def run_logged(input_path: Path, out: Path, settings: Settings, *, analyse=None,
             rep.info(line)
         try:
             summary = run_scan(input_path, out, analyse=analyse, jobs=jobs, scheduler=scheduler, settings=settings,
-                               progress=progress, force=force, devices=start.devices, patient_id=patient_id)
+                               progress=progress, force=force, devices=start.devices, patient_id=patient_id,
+                               pipelined=pipelined)
         except CacpipeError as exc:
             rep.error(f"stopped: {exc}")
             raise
@@ -221,6 +222,10 @@ def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patien
              "per GPU, each loading the models once; a GPU asked for but missing stops the scan at start.")
 @option(PERF, "--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
         help="Studies analysed at once, each worker in its own process (with a GPU list: at least one per GPU).")
+@option(PERF, "--pipeline", "pipelined", is_flag=True,
+        help="With one worker: load and heart-crop the next study and finish the previous one (quantities, "
+             "writing, review) while the current one is segmented (threads in this process; same results, "
+             "more memory; docs/performance.md).")
 @option(PERF, "--scheduler", metavar="ADDRESS", default=None,
         help="Run studies on an existing Dask distributed cluster (e.g. tcp://host:8786); its workers must see "
              "INPUT and OUT under the same paths. Overrides --jobs.")
@@ -234,8 +239,8 @@ def command(ctx: click.Context, export: Path | None, input_path: Path | None, pa
             no_demo_model: bool | None, folds: str | None, mirroring: bool | None, heart_method: str | None,
             heart_fast: bool | None, analyse_ref: str | None, agreement: bool | None,
             calibration_factor: float | None, severity_model: str | None, no_review: bool | None,
-            no_ct_nifti: bool | None, no_dicom_out: bool | None, send: str | None, device: str | None, jobs: int, scheduler: str | None,
-            no_progress: bool, settings_file: Path | None) -> None:
+            no_ct_nifti: bool | None, no_dicom_out: bool | None, send: str | None, device: str | None, jobs: int, pipelined: bool,
+            scheduler: str | None, no_progress: bool, settings_file: Path | None) -> None:
     """Score coronary calcium in every CT study of INPUT and write the results to OUT.
 
     \b
@@ -281,5 +286,5 @@ def command(ctx: click.Context, export: Path | None, input_path: Path | None, pa
     out = require(out, "the output folder", "-o OUT")
     analyse = load_analyse(analyse_ref) if analyse_ref else None  # None: the cacpipe pipeline
     summary = run_logged(input_path, out, settings, analyse=analyse, jobs=jobs, scheduler=scheduler,
-                         progress=not no_progress, force=force, patient_id=patient_id)
+                         progress=not no_progress, force=force, patient_id=patient_id, pipelined=pipelined)
     ctx.exit(summary.exit_code)

@@ -1,9 +1,13 @@
-"""Running the planned studies: in this process, in worker processes (``--jobs``, GPU lists), or on Dask.
+"""Running the planned studies: in this process (one at a time, or pipelined), in worker processes
+(``--jobs``, GPU lists), or on Dask.
 
 Local workers are one process each, with a device each (``checks.worker_devices``): a study is
 sent to whichever worker is free, so every worker loads the models once (``segment`` caches its
 predictor per process) and a ``cuda:0,1`` run keeps both GPUs busy. A worker that dies fails only
 the study it was running (retried once, since a death under memory pressure may not recur).
+
+Pipelined (``--pipeline``, one worker): three studies in flight in this process, each in another
+phase of ``worker.process_study`` (``open_study`` / ``infer_study`` / ``close_study``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from .. import env, logs
 from ..errors import ConfigError
 from .layout import RESULT, one_line
 from .report import study_line
-from .worker import StudyTask, failed_outcome, process_study
+from .worker import StudyTask, close_study, failed_outcome, infer_study, open_study, process_study
 
 log = logging.getLogger(__name__)
 DIED = "worker process died while analysing this study (out of memory?)"
@@ -54,15 +58,19 @@ def record_outcome(outcome: dict, tasks_by_key: dict, manifest: dict, out: Path,
         bar.set_postfix(failed=summary.failed, refresh=False)
 
 
-def execute(tasks: list[StudyTask], devices: list[str], scheduler, record: Callable[[dict], None]) -> None:
+def execute(tasks: list[StudyTask], devices: list[str], scheduler, record: Callable[[dict], None],
+            pipelined: bool = False) -> None:
     """Run ``tasks`` and hand each outcome to ``record`` as it arrives. ``devices``: one per local worker
-    (one entry: in this process); ignored with a Dask ``scheduler``."""
+    (one entry: in this process); ignored with a Dask ``scheduler``. ``pipelined``: with one local
+    worker, overlap the studies' phases (``run_pipelined``)."""
     if not tasks:
         return
     if scheduler:
         run_dask(tasks, scheduler, record)
     elif len(devices) > 1 and len(tasks) > 1:
         run_workers(tasks, devices, record)
+    elif pipelined and len(tasks) > 1:
+        run_pipelined(tasks, devices[0], record)
     else:
         for t in tasks:
             record(process_study(on_device(t, devices[0])))
@@ -71,6 +79,91 @@ def execute(tasks: list[StudyTask], devices: list[str], scheduler, record: Calla
 def on_device(task: StudyTask, device: str) -> StudyTask:
     """``task`` to run on ``device`` (left as it is when that is already its settings' device)."""
     return task if device == task.settings.device else replace(task, device=device)
+
+
+def run_pipelined(tasks: list[StudyTask], device: str, record: Callable[[dict], None]) -> None:
+    """Three studies at once in this process: a thread loads the next study and runs its stage 1 (heart
+    crop), this thread runs the network on the current one, and a thread finishes the previous one
+    (quantification, writing, review, result.json) and records it. Models are loaded once (the
+    predictor cache is per process); at most one study waits between two phases, which bounds the
+    volumes held in memory to about five studies. ``record`` is called from the finishing thread only.
+    """
+    import queue
+    import threading
+
+    opened: queue.Queue = queue.Queue(maxsize=1)
+    inferred: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    end = object()
+
+    def put(q: queue.Queue, item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def opener() -> None:
+        try:
+            for t in tasks:
+                if stop.is_set() or not put(opened, open_study(on_device(t, device))):
+                    return
+            put(opened, end)
+        except BaseException as exc:  # open_study never raises for a study's own failure: this is a bug
+            errors.append(exc)
+            stop.set()
+
+    def closer() -> None:
+        try:
+            while (run := inferred.get()) is not end:
+                record(close_study(run))
+        except BaseException as exc:  # e.g. the manifest cannot be written: stop the scan, re-raised below
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=opener, name="cacpipe-open", daemon=True),
+               threading.Thread(target=closer, name="cacpipe-close", daemon=True)]
+    for th in threads:
+        th.start()
+    try:
+        while not stop.is_set():
+            try:
+                run = opened.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if run is end:
+                break
+            if not put(inferred, infer_study(run)):
+                break
+    except BaseException:
+        stop.set()  # Ctrl-C: the opener stops at its next study, the closer after the current one
+        raise
+    finally:
+        if stop.is_set():  # stopping: the closer finishes the study it has, then sees the end
+            _offer(inferred, end)
+        else:
+            put(inferred, end)
+        for th in threads:
+            th.join(timeout=5.0 if stop.is_set() else None)
+    if errors:
+        raise errors[0]
+
+
+def _offer(q, item) -> None:
+    """Put ``item`` without waiting, making room if needed (shutdown: the consumer must see it)."""
+    import queue
+
+    try:
+        q.put_nowait(item)
+    except queue.Full:
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            pass
+        q.put_nowait(item)
 
 
 def _worker_init(threads: int, verbosity: int) -> None:

@@ -100,6 +100,7 @@ def run_scan(
     force: bool = False,
     devices: list[str] | None = None,
     patient_id: str | None = None,
+    pipelined: bool = False,
 ) -> ScanSummary:
     """Scan ``export`` into ``out``; resumable (only failed, new or changed studies are redone).
 
@@ -110,7 +111,9 @@ def run_scan(
     local worker process (``checks.worker_devices``; default: ``jobs`` workers on
     ``settings.device``; one entry runs studies in this process). ``scheduler`` (a Dask
     distributed address) runs studies on that cluster, whose workers must see ``export`` and
-    ``out`` under the same paths.
+    ``out`` under the same paths. ``pipelined`` (one local worker only) overlaps the next study's
+    loading and heart crop and the previous study's quantification, writing and review with the
+    current study's segmentation (``executors.run_pipelined``); results are the same.
     """
     from tqdm import tqdm
 
@@ -123,6 +126,9 @@ def run_scan(
         devices = [settings.device] if scheduler else local_devices(settings.device, jobs)
     if not devices:
         raise ConfigError("no worker device given")
+    if pipelined and (len(devices) > 1 or scheduler):
+        raise ConfigError("--pipeline runs the studies of one worker in this process; use it with --jobs 1, "
+                          "one device and no --scheduler")
     if len(devices) > 1 or scheduler:
         try:
             pickle.dumps(analyse)
@@ -152,7 +158,7 @@ def run_scan(
                 writer.save(throttled=True)
 
             try:
-                execute(tasks, devices, scheduler, record)
+                execute(tasks, devices, scheduler, record, pipelined=pipelined)
             finally:
                 bar.close()
         finally:

@@ -83,40 +83,113 @@ def load_first_usable(task: StudyTask) -> LoadedSeries:
         f"{s.series_description or s.series_uid}: {e}" for s, e in errors))
 
 
-def process_study(task: StudyTask) -> dict:
-    """Load, analyse and write one study; returns the outcome for the manifest."""
-    started, t0 = now(), time.perf_counter()
-    final = Path(task.out_dir)
-    tmp = temporary_twin(final)
-    seconds: dict[str, float] = {}
-    series_uid = task.candidates[0].series_uid if task.candidates else ""
+Stages = tuple  # (prepare(series, settings) -> state, infer(state) -> state, finish(state, out_dir) -> StudyResult)
+
+
+def stages_of(analyse: Analyse) -> Stages | None:
+    """The three steps of a split analyse function (its ``stages`` attribute, as
+    ``cacpipe.pipeline.analyse_series`` has), or None for a plain one."""
+    stages = getattr(analyse, "stages", None)
+    return tuple(stages) if stages is not None and len(stages) == 3 else None
+
+
+@dataclass
+class OpenStudy:
+    """One study on its way through a worker: loaded (and prepared), inferred, then closed.
+
+    ``process_study`` runs the three phases back to back; the pipelined runner
+    (``executors.run_pipelined``) runs them for different studies at the same time.
+    """
+
+    task: StudyTask
+    settings: Settings
+    started: str
+    series_uid: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    busy: float = 0.0  # seconds of work so far (not counting waits between phases)
+    loaded: LoadedSeries | None = None
+    state: object = None  # what the analyse stages hand on (their first step's output, then the second's)
+    error: tuple[str, str] | None = None  # (reason, detail) of the first failure
+
+
+def _fail(run: OpenStudy, exc: Exception) -> None:
+    reason = one_line(str(exc)) if isinstance(exc, CacpipeError) else one_line(f"{type(exc).__name__}: {exc}")
+    run.error = (reason, "" if isinstance(exc, CacpipeError) else traceback.format_exc(limit=8))
+
+
+def open_study(task: StudyTask) -> OpenStudy:
+    """Phase 1: assemble the series and, for a split analyse function, its first step (stage 1)."""
+    t0 = time.perf_counter()
     settings = task.settings if task.device is None else task.settings.replace(device=task.device)
+    run = OpenStudy(task, settings, now(), task.candidates[0].series_uid if task.candidates else "")
     try:
         loaded = load_first_usable(task)
-        series_uid = loaded.identity.series_uid
-        seconds["load"] = round(time.perf_counter() - t0, 3)
-        make_private_dir(tmp)  # owner-only, also the patient folder when it is new (cacpipe.files)
-        result = _validate(task.analyse(loaded, tmp, settings), tmp)
-        seconds["analyse"] = round(time.perf_counter() - t0 - seconds["load"], 3)
-        result.outputs["result"] = RESULT
-        result.ingest = {"input_fingerprint": task.input_fingerprint, "config_hash": task.config_hash,
-                         "files": loaded.files, "skipped_series": task.skipped_series}
-        write_atomic(tmp / RESULT, result_text(result))
-        install(tmp, final)
-        status = "failed" if result.status == "failed" else "done"
-        reason = one_line(result.reason or "analysis reported failure") if status == "failed" else ""
-        detail = ""
-        flags = sorted({f.code for f in result.flags})
-        brief = result_brief(result)
+        run.loaded, run.series_uid = loaded, loaded.identity.series_uid
+        run.seconds["load"] = round(time.perf_counter() - t0, 3)
+        stages = stages_of(task.analyse)
+        if stages:
+            run.state = stages[0](loaded, settings)
     except Exception as exc:  # one study's failure must never stop the batch
+        _fail(run, exc)
+    run.busy += time.perf_counter() - t0
+    return run
+
+
+def infer_study(run: OpenStudy) -> OpenStudy:
+    """Phase 2: the network step of a split analyse function (nothing for a plain one)."""
+    stages = stages_of(run.task.analyse)
+    if stages and run.error is None:
+        t0 = time.perf_counter()
+        try:
+            run.state = stages[1](run.state)
+        except Exception as exc:
+            _fail(run, exc)
+        run.busy += time.perf_counter() - t0
+    return run
+
+
+def close_study(run: OpenStudy) -> dict:
+    """Phase 3: the rest of the analysis into a temporary twin of the result folder, result.json,
+    the folder moved into place; returns the outcome for the manifest (never raises)."""
+    t0, busy0 = time.perf_counter(), run.busy
+    task = run.task
+    final = Path(task.out_dir)
+    tmp = temporary_twin(final)
+    seconds = run.seconds
+    status, flags, brief = "failed", [], {}
+    if run.error is None:
+        try:
+            make_private_dir(tmp)  # owner-only, also the patient folder when it is new (cacpipe.files)
+            stages = stages_of(task.analyse)
+            result = stages[2](run.state, tmp) if stages else task.analyse(run.loaded, tmp, run.settings)
+            result = _validate(result, tmp)
+            seconds["analyse"] = round(busy0 + time.perf_counter() - t0 - seconds["load"], 3)
+            result.outputs["result"] = RESULT
+            result.ingest = {"input_fingerprint": task.input_fingerprint, "config_hash": task.config_hash,
+                             "files": run.loaded.files, "skipped_series": task.skipped_series}
+            write_atomic(tmp / RESULT, result_text(result))
+            install(tmp, final)
+            status = "failed" if result.status == "failed" else "done"
+            reason = one_line(result.reason or "analysis reported failure") if status == "failed" else ""
+            detail = ""
+            flags = sorted({f.code for f in result.flags})
+            brief = result_brief(result)
+        except Exception as exc:  # one study's failure must never stop the batch
+            _fail(run, exc)
+    if run.error is not None:
         shutil.rmtree(tmp, ignore_errors=True)
-        status, flags, brief = "failed", [], {}
-        reason = one_line(str(exc)) if isinstance(exc, CacpipeError) else one_line(f"{type(exc).__name__}: {exc}")
-        detail = "" if isinstance(exc, CacpipeError) else traceback.format_exc(limit=8)
-    seconds["total"] = round(time.perf_counter() - t0, 3)
+        reason, detail = run.error
+    run.state = run.loaded = None  # let the volumes go before the next study
+    run.busy = busy0 + time.perf_counter() - t0
+    seconds["total"] = round(run.busy, 3)
     return {"key": task.key, "status": status, "reason": reason, "detail": detail, "flags": flags,
-            "series_uid": series_uid, "started": started, "finished": now(), "seconds": seconds,
-            "worker": f"{socket.gethostname()}:{os.getpid()}", "device": settings.device, "brief": brief}
+            "series_uid": run.series_uid, "started": run.started, "finished": now(), "seconds": seconds,
+            "worker": f"{socket.gethostname()}:{os.getpid()}", "device": run.settings.device, "brief": brief}
+
+
+def process_study(task: StudyTask) -> dict:
+    """Load, analyse and write one study; returns the outcome for the manifest."""
+    return close_study(infer_study(open_study(task)))
 
 
 def result_brief(result: StudyResult) -> dict:

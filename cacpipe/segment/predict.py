@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -35,10 +36,29 @@ class SegmentResult:
     mirroring: bool
     seconds: float
     left_right_mirrored_model: bool = False  # a fold was trained with left-right mirroring (not used at test time)
+    precision: str = "fp32"  # "bf16" under CPU bfloat16 autocast; CUDA: nnU-Net's own float16 autocast
+    tile_batch: int = 1
 
     def settings(self) -> dict:
         return {"device": self.device, "folds": list(self.folds), "mirroring": self.mirroring,
-                "seconds": round(self.seconds, 2)}
+                "precision": self.precision, "tile_batch": self.tile_batch, "seconds": round(self.seconds, 2)}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX; Linux /proc/cpuinfo). Without it,
+    bfloat16 autocast is emulated and slower than float32."""
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+def bf16_for(cfg: SegmentSettings, device: str) -> bool:
+    """bfloat16 autocast for this run: only on CPU; the setting, or (null) when the CPU has native bfloat16."""
+    if device != "cpu":
+        return False
+    return cpu_has_native_bf16() if cfg.bf16 is None else bool(cfg.bf16)
 
 
 def resolve_device(device: str) -> str:
@@ -82,13 +102,76 @@ def _network_builder(trainer_name: str):
         return nnUNetTrainer
 
 
+TILE_BATCH_VOXELS = 1 << 20  # CPU: tiles per forward pass up to this many input voxels (at most 8)
+
+
+def tile_batch_for(cfg: SegmentSettings, device: str, patch_size=None) -> int:
+    """Sliding-window tiles per forward pass: the setting, or (null) on CPU as many tiles as fit in
+    ``TILE_BATCH_VOXELS`` (8 for the demo model's 32 x 48 x 48 patch, 1 for the paper's 112 x 128 x 160),
+    on CUDA 1 (nnU-Net's loop; not measured here).
+
+    On CPU a batch of small tiles is what makes PyTorch use oneDNN convolutions (with one small
+    contiguous tile it falls back to its slow reference 3D convolution); a batch of large tiles only
+    costs memory (docs/performance.md has the figures).
+    """
+    if cfg.tile_batch is not None:
+        return int(cfg.tile_batch)
+    if device.startswith("cuda") or not patch_size:
+        return 1
+    return max(1, min(8, TILE_BATCH_VOXELS // int(np.prod(patch_size))))
+
+
+def _batched_predictor_class():
+    """nnUNetPredictor with several sliding-window tiles per forward pass (``tile_batch``) and, optionally,
+    channels-last 3D input. Tiles, Gaussian weighting, mirroring and the averaging are nnU-Net's own; the
+    batching differs, and the sums are kept in float32 on CPU (nnU-Net: float16), so the result equals
+    nnU-Net's up to floating-point rounding (tests/test_segment_tiles.py). One tile, contiguous: nnU-Net's loop."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+    class BatchedPredictor(nnUNetPredictor):
+        tile_batch: int = 1
+        channels_last: bool = False
+
+        @torch.inference_mode()
+        def _internal_predict_sliding_window_return_logits(self, data, slicers, do_on_device: bool = True):
+            if self.tile_batch <= 1 and not self.channels_last:  # exactly nnU-Net's loop
+                return super()._internal_predict_sliding_window_return_logits(data, slicers, do_on_device)
+            results_device = self.device if do_on_device else torch.device("cpu")
+            data = data.to(results_device)
+            heads = self.label_manager.num_segmentation_heads
+            # nnU-Net accumulates in half precision to spare GPU memory; on CPU float32 costs little and rounds less.
+            acc = torch.half if results_device.type == "cuda" else torch.float32
+            logits = torch.zeros((heads, *data.shape[1:]), dtype=acc, device=results_device)
+            weights = torch.zeros(data.shape[1:], dtype=acc, device=results_device)
+            gaussian = compute_gaussian(tuple(self.configuration_manager.patch_size), sigma_scale=1. / 8,
+                                        value_scaling_factor=10, device=results_device, dtype=acc) \
+                if self.use_gaussian else 1
+            step = max(1, int(self.tile_batch))
+            for i in range(0, len(slicers), step):
+                group = slicers[i:i + step]
+                x = torch.stack([data[sl] for sl in group])
+                fmt = torch.channels_last_3d if (self.channels_last and x.ndim == 5) else torch.contiguous_format
+                x = x.to(self.device, memory_format=fmt)
+                pred = self._internal_maybe_mirror_and_predict(x).to(results_device)
+                for sl, p in zip(group, pred, strict=True):
+                    logits[sl] += p * gaussian if self.use_gaussian else p
+                    weights[sl[1:]] += gaussian
+            torch.div(logits, weights, out=logits)
+            if torch.any(torch.isinf(logits)):
+                raise RuntimeError("infinite logits in the sliding-window prediction")
+            return logits
+
+    return BatchedPredictor
+
+
 _CACHE: dict[tuple, object] = {}
 
 
 def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "auto"):
     """An initialised nnUNetPredictor for ``model`` and ``cfg`` (cached per process). Returns (predictor, folds, device, mirroring)."""
     import torch
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -99,7 +182,8 @@ def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "a
         raise ModelNotInstalledError(f"model {model.full_name} has folds {list(model.folds)}; "
                                      f"requested {list(folds)} (missing {missing})")
     mirroring = device.startswith("cuda") if cfg.mirroring is None else bool(cfg.mirroring)
-    key = (str(model.path), folds, device, mirroring, float(cfg.tile_step_size))
+    key = (str(model.path), folds, device, mirroring, float(cfg.tile_step_size), cfg.tile_batch,
+           bool(cfg.channels_last))
     if key in _CACHE:
         return _CACHE[key], folds, device, mirroring
 
@@ -124,11 +208,15 @@ def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "a
     # nnU-Net prints "perform_everything_on_device=True is only supported for cuda devices!" for any
     # non-CUDA device, whatever the flag says (it is False here on CPU): that print is swallowed.
     with contextlib.redirect_stdout(io.StringIO()):
-        predictor = nnUNetPredictor(tile_step_size=cfg.tile_step_size, use_gaussian=True, use_mirroring=mirroring,
+        predictor = _batched_predictor_class()(tile_step_size=cfg.tile_step_size, use_gaussian=True, use_mirroring=mirroring,
                                     perform_everything_on_device=device.startswith("cuda"),
                                     device=torch.device(device), verbose=False, verbose_preprocessing=False,
                                     allow_tqdm=False)
+    if cfg.channels_last and len(cm.patch_size) == 3:  # weights loaded per fold (load_state_dict) keep this layout
+        network = network.to(memory_format=torch.channels_last_3d)
     predictor.manual_initialization(network, plans_manager, cm, params, dataset_json, model.trainer, mirror_axes)
+    predictor.tile_batch = tile_batch_for(cfg, device, cm.patch_size)
+    predictor.channels_last = bool(cfg.channels_last)
     predictor.cacpipe_left_right_trained = lr_trained
     predictor.cacpipe_mirror_axes = ckpt_axes
     _CACHE.clear()  # one model in memory at a time
@@ -176,7 +264,8 @@ def segment(ct: Volume, model: InstalledModel, cfg: SegmentSettings | None = Non
         all_params = predictor.list_of_parameters
         per_fold = []
         total = None
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if (cfg.bf16 and device == "cpu") else None
+        bf16 = bf16_for(cfg, device)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else None
         with torch.inference_mode():
             for p in all_params:
                 predictor.list_of_parameters = [p]
@@ -199,4 +288,6 @@ def segment(ct: Volume, model: InstalledModel, cfg: SegmentSettings | None = Non
         agree = np.mean([f == labels for f in per_fold], axis=0).astype(np.float32)
         agreement = ct.with_array(agree)
     return SegmentResult(ct.with_array(labels), agreement, device, folds, mirroring, time.perf_counter() - t0,
-                         bool(getattr(predictor, "cacpipe_left_right_trained", False)))
+                         bool(getattr(predictor, "cacpipe_left_right_trained", False)),
+                         "bf16" if bf16 else ("fp16-autocast" if device.startswith("cuda") else "fp32"),
+                         int(predictor.tile_batch))

@@ -43,18 +43,19 @@ def prepare_cohort(root: Path, n: int, preset: str) -> Path:
     return data / "export"
 
 
-def scan_settings(device: str, review: bool, folds: list[int] | None) -> dict:
+def scan_settings(device: str, review: bool, folds: list[int] | None, segment: dict | None = None) -> dict:
     """The settings tree of the benchmarked scan: the demo model when no model is installed, the
-    fallback heart locator (TotalSegmentator weights are not installed here), review as asked."""
-    seg: dict = {"allow_demo_model": True}
+    fallback heart locator (TotalSegmentator weights are not installed here), review as asked;
+    ``segment``: further stage-2 settings (e.g. ``{"bf16": True}``)."""
+    seg: dict = {"allow_demo_model": True, **(segment or {})}
     if folds:
         seg["folds"] = list(folds)
     return {"device": device, "heart": {"method": "fallback"}, "segment": seg,
             "review": {"enabled": review}}
 
 
-def run_child(export: Path, out: Path, settings: dict) -> dict:
-    """In this (fresh) process: scan ``export`` into ``out`` (jobs=1) and return the raw record."""
+def run_child(export: Path, out: Path, settings: dict, pipelined: bool = False) -> dict:
+    """In this (fresh) process: scan ``export`` into ``out`` (jobs=1, pipelined or not) and return the raw record."""
     import shutil
 
     from cacpipe.config import Settings
@@ -70,13 +71,14 @@ def run_child(export: Path, out: Path, settings: dict) -> dict:
     sampler.start()
     t0 = time.perf_counter()
     try:
-        summary = run_scan(export, out, settings=Settings.from_dict(settings), progress=False, force=True)
+        summary = run_scan(export, out, settings=Settings.from_dict(settings), progress=False, force=True,
+                           pipelined=pipelined)
     finally:
         peak = sampler.stop()
     wall = time.perf_counter() - t0
     return {"wall_s": wall, "peak_rss_mb": peak / 2**20,
             "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
-            "studies": study_records(out), "failed": summary.failed}
+            "studies": study_records(out), "failed": summary.failed, "pipelined": pipelined}
 
 
 def study_records(out: Path) -> list[dict]:
@@ -102,7 +104,8 @@ def summarise(raw: dict) -> dict:
     out: dict = {"studies": len(raw["studies"]), "done": len(done), "wall_s": raw["wall_s"],
                  "peak_rss_mb": raw["peak_rss_mb"], "peak_gpu_mb": raw.get("peak_gpu_mb")}
     out["studies_per_min"] = 60.0 * len(done) / raw["wall_s"] if raw["wall_s"] > 0 else None
-    out["planning_s"] = raw["wall_s"] - sum(r["total"] or 0.0 for r in raw["studies"])
+    # Pipelined, the studies overlap: their seconds do not add up to the wall time.
+    out["planning_s"] = None if raw.get("pipelined") else raw["wall_s"] - sum(r["total"] or 0.0 for r in raw["studies"])
     names = list(STAGES) + sorted({k for r in done for k in r["stages"]} - set(STAGES))
 
     def split(r: dict) -> dict:
@@ -165,14 +168,15 @@ def report_lines(s: dict, ratios: dict, command: str, info: dict, previous_date:
 
 
 def run_e2e(out: Path, n: int, preset: str, device: str, review: bool, folds: list[int] | None,
-            argv: list[str]) -> Path:
+            argv: list[str], segment: dict | None = None, pipelined: bool = False) -> Path:
     """Prepare the cohort, scan it in a fresh process, write OUT/e2e.md and OUT/e2e.json."""
     from .runner import REPO, device_info
 
     out.mkdir(parents=True, exist_ok=True)
     export = prepare_cohort(out / "e2e_data", n, preset)
-    settings = scan_settings(device, review, folds)
-    cmd = [sys.executable, "-m", "devtools.bench.e2e", str(export), str(out / "e2e_scan"), json.dumps(settings)]
+    settings = scan_settings(device, review, folds, segment)
+    cmd = [sys.executable, "-m", "devtools.bench.e2e", str(export), str(out / "e2e_scan"), json.dumps(settings),
+           "pipelined" if pipelined else "serial"]
     print(f"[bench] e2e: scanning {n} {preset} phantom studies ...", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
@@ -182,7 +186,8 @@ def run_e2e(out: Path, n: int, preset: str, device: str, review: bool, folds: li
     command = " ".join(["python -m devtools.bench", *argv])
     s.update(date=time.strftime("%Y-%m-%d %H:%M:%S"), command=command, settings=settings,
              settings_note=f"preset {preset}, device {device}, review {'on' if review else 'off'}, "
-                           f"folds {folds or 'all'}, jobs 1")
+                           f"folds {folds or 'all'}, jobs 1{', pipelined' if pipelined else ''}"
+                           + "".join(f", segment.{k} {v}" for k, v in (segment or {}).items()))
     hist_path = out / HISTORY
     history = json.loads(hist_path.read_text()) if hist_path.exists() else {}
     previous = history.get(command)
@@ -199,6 +204,7 @@ def run_e2e(out: Path, n: int, preset: str, device: str, review: bool, folds: li
     return out / "e2e.md"
 
 
-if __name__ == "__main__":  # child: python -m devtools.bench.e2e EXPORT OUT SETTINGS_JSON
-    record = run_child(Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]))
+if __name__ == "__main__":  # child: python -m devtools.bench.e2e EXPORT OUT SETTINGS_JSON [pipelined|serial]
+    record = run_child(Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]),
+                       pipelined=sys.argv[4:5] == ["pipelined"])
     print(json.dumps(record, default=str))

@@ -116,6 +116,7 @@ def ratios_of(rows: list[dict]) -> dict:
     ratio("nnU-Net: 5 folds / 1 fold", "nnunet_5fold_fp32", "nnunet_1fold_fp32")
     ratio("nnU-Net: mirroring / none", "nnunet_1fold_mirror", "nnunet_1fold_fp32")
     ratio("nnU-Net: fp32 / bf16 (speed-up)", "nnunet_1fold_fp32", "nnunet_1fold_bf16")
+    ratio("nnU-Net 5 folds: fp32 / bf16 (speed-up)", "nnunet_5fold_fp32", "nnunet_5fold_bf16")
     return out
 
 
@@ -132,6 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--preset", default="v2-small", help="--e2e: v2 phantom preset (v2-small, v2, v2-bench).")
     p.add_argument("--no-review", action="store_true", help="--e2e: without review page, overlays and DICOM outputs.")
     p.add_argument("--folds", type=int, nargs="*", default=None, help="--e2e: subset of the model's folds.")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                   help="--e2e: segment.bf16 false / true [default: the setting's default, bf16 on native-bf16 CPUs].")
+    p.add_argument("--tile-step", type=float, default=None, help="--e2e: segment.tile_step_size (default 0.5).")
+    p.add_argument("--tile-batch", type=int, default=None, help="--e2e: segment.tile_batch (default: automatic).")
+    p.add_argument("--pipeline", action="store_true", help="--e2e: the pipelined runner (cacpipe scan --pipeline).")
     p.add_argument("--stage", help=argparse.SUPPRESS)  # internal: run one stage in this process
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -148,7 +154,10 @@ def main(argv: list[str] | None = None) -> None:
     if a.e2e:
         from .e2e import run_e2e
 
-        run_e2e(a.out, a.studies, a.preset, device, not a.no_review, a.folds, argv)
+        bf16 = None if a.precision is None else a.precision == "bf16"
+        seg = {k: v for k, v in (("bf16", bf16), ("tile_step_size", a.tile_step),
+                                 ("tile_batch", a.tile_batch)) if v is not None}
+        run_e2e(a.out, a.studies, a.preset, device, not a.no_review, a.folds, argv, segment=seg, pipelined=a.pipeline)
         return
     data = prepare_data(a.out / "data", a.quick)
     names = a.only or list(all_stages())

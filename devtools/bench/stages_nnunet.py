@@ -95,5 +95,6 @@ NNUNET_STAGES: dict[str, tuple] = {
     "nnunet_1fold_fp32": (_variant(1, False, False), "nnU-Net paper architecture, 1 fold, no mirroring, fp32"),
     "nnunet_1fold_bf16": (_variant(1, False, True), "same, bf16 autocast (CPU) / fp16 (CUDA)"),
     "nnunet_5fold_fp32": (_variant(5, False, False), "5-fold ensemble, no mirroring"),
+    "nnunet_5fold_bf16": (_variant(5, False, True), "5-fold ensemble, no mirroring, bf16 autocast (CPU)"),
     "nnunet_1fold_mirror": (_variant(1, True, False), "1 fold with 8-way test-time mirroring"),
 }
