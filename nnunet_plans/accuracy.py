@@ -53,6 +53,22 @@ from cacpipe.units import CALCIUM_THRESHOLD_HU
 PATTERNS = ("rca_only", "mixed", "none", "left_only", "all_small", "rca_lad")
 
 
+def _pattern_plaques(pattern: str, plaque, rng, mixed) -> list:
+    """The plaque set of ``pattern`` (:data:`PATTERNS`), each made by ``plaque(artery, small=False)``;
+    ``mixed()`` gives the ``mixed`` pattern's set (v1: random arteries, v2: the generator's own draw)."""
+    if pattern == "rca_only":
+        return [plaque("RCA", small=True)] + [plaque("RCA") for _ in range(int(rng.integers(0, 3)))]
+    if pattern == "mixed":
+        return mixed()
+    if pattern == "none":
+        return []
+    if pattern == "left_only":
+        return [plaque(str(rng.choice(("LAD", "LCX")))) for _ in range(int(rng.integers(1, 4)))]
+    if pattern == "all_small":
+        return [plaque(a, small=True) for a in ARTERIES]
+    return [plaque("RCA"), plaque("LAD", small=True), plaque("LAD")]
+
+
 def _v2_pattern(cfg, pattern: str):
     """``cfg`` (a v2 config) with its plaques set to ``pattern`` (ids renumbered).
 
@@ -75,18 +91,7 @@ def _v2_pattern(cfg, pattern: str):
                           density_hu=500.0 if small else float(rng.uniform(300, 900)), n_lobes=2,
                           shape_seed=int(rng.integers(2**31)))
 
-    if pattern == "rca_only":
-        plaques = [plaque("RCA", small=True)] + [plaque("RCA") for _ in range(int(rng.integers(0, 3)))]
-    elif pattern == "mixed":
-        plaques = list(cfg.plaques) or [plaque(a) for a in ARTERIES]
-    elif pattern == "none":
-        plaques = []
-    elif pattern == "left_only":
-        plaques = [plaque(str(rng.choice(("LAD", "LCX")))) for _ in range(int(rng.integers(1, 4)))]
-    elif pattern == "all_small":
-        plaques = [plaque(a, small=True) for a in ARTERIES]
-    else:
-        plaques = [plaque("RCA"), plaque("LAD", small=True), plaque("LAD")]
+    plaques = _pattern_plaques(pattern, plaque, rng, lambda: list(cfg.plaques) or [plaque(a) for a in ARTERIES])
     return replace(cfg, plaques=tuple(replace(p, id=i + 1) for i, p in enumerate(plaques)))
 
 
@@ -125,18 +130,8 @@ def accuracy_cohort(n: int, seed0: int = seed_ranges.HELDOUT.start, preset: str 
             radius = 1.5 if small else float(_rng.uniform(1.5, 2.8))
             return Plaque(artery, float(_rng.uniform(0.05, 0.85)), radius, float(_rng.uniform(160, 700)))
 
-        if pattern == "rca_only":
-            plaques = [plaque("RCA", small=True)] + [plaque("RCA") for _ in range(int(rng.integers(0, 3)))]
-        elif pattern == "mixed":
-            plaques = [plaque(str(rng.choice(ARTERIES))) for _ in range(int(rng.integers(3, 7)))]
-        elif pattern == "none":
-            plaques = []
-        elif pattern == "left_only":
-            plaques = [plaque(str(rng.choice(("LAD", "LCX")))) for _ in range(int(rng.integers(1, 4)))]
-        elif pattern == "all_small":
-            plaques = [plaque(a, small=True) for a in ARTERIES]
-        else:
-            plaques = [plaque("RCA"), plaque("LAD", small=True), plaque("LAD")]
+        plaques = _pattern_plaques(pattern, plaque, rng, lambda _rng=rng, _plaque=plaque: [
+            _plaque(str(_rng.choice(ARTERIES))) for _ in range(int(_rng.integers(3, 7)))])
         cfgs.append((pattern, PhantomConfig.preset(
             preset, seed=seed, plaques=tuple(plaques), noise_hu=float(rng.uniform(20, 45)),
             heart_shift_mm=tuple(float(s) for s in rng.uniform(-8, 8, 3)),
