@@ -191,13 +191,7 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
                                agreement=agreement)
         outputs.update({k: v for k, v in written.items() if k != "dicom_skipped"})
         lap("review")
-        if s.review.send and "seg" in written:
-            from .review import send_outputs
-
-            files = [out_dir / written[k] for k in ("seg", "sr") if k in written]
-            files += [out_dir / p for p in written.get("sc", [])]
-            result.pipeline["send"] = send_outputs(files, s.review.send)
-            lap("send")
+        # review.send: the scan runner sends after the result is written (cacpipe.scan.delivery)
     seconds = {**prep.seconds, **lap.seconds}
     result.pipeline["seconds"] = seconds
     log.info("analysed %s in %.1f s", series.identity.study_uid, sum(seconds.values()))

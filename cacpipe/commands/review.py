@@ -21,6 +21,7 @@ def command() -> None:
     cacpipe review index RESULTS_DIR
     cacpipe review apply OUT [-c corrections.json ...] [--training-cases CASES]
     cacpipe review send AE@HOST:PORT FILE_OR_DIR...
+    cacpipe review send OUT [--to AE@HOST:PORT]
     """
 
 
@@ -110,17 +111,49 @@ def index(results_dir: Path, fields: tuple[str, ...], salt: str) -> None:
 
 
 @command.command("send")
-@click.argument("target", metavar="AE@HOST:PORT")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("args", nargs=-1, required=True, metavar="OUT | AE@HOST:PORT FILE_OR_DIR...")
+@click.option("--to", "to", default=None, metavar="AE@HOST:PORT",
+              help="With OUT: send every done study not yet stored at this PACS [default: retry each study's "
+                   "pending send to its own target].")
 @click.option("--calling-ae", default="CACPIPE", show_default=True, help="Our AE title (the PACS must know it).")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Network timeout in seconds.")
-def send(target: str, paths: tuple[Path, ...], calling_ae: str, timeout: float) -> None:
-    """C-STORE DICOM files (or every .dcm under given folders) to a PACS at AE@HOST:PORT."""
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="Network timeout in seconds per step; each association also ends after (2 + objects) times it.")
+def send(args: tuple[str, ...], to: str | None, calling_ae: str, timeout: float) -> None:
+    """C-STORE DICOM outputs to a PACS.
+
+    \b
+    cacpipe review send OUT                         retry every pending send of a scan's output folder
+    cacpipe review send OUT --to AE@HOST:PORT       send every done study of OUT not yet stored there
+    cacpipe review send AE@HOST:PORT FILE_OR_DIR... send files (or every .dcm under folders)
+
+    With OUT, only objects not yet stored are sent (a new SR after `review apply` goes alone), and
+    each study's send state is recorded in manifest.json and its result.json."""
     from ..errors import CacpipeError
     from ..review import send_outputs
 
+    first = Path(args[0])
+    if len(args) == 1 and first.is_dir() and (first / "manifest.json").exists():
+        from ..scan.delivery import send_pending
+
+        sent, pending = send_pending(first, to, calling_ae=calling_ae, timeout_s=timeout, echo_line=click.echo)
+        click.echo(f"{sent} stud{'y' if sent == 1 else 'ies'} sent, {pending} pending"
+                   + (" (nothing to send)" if sent + pending == 0 else ""))
+        if pending:
+            from ..review.send import SendPending
+
+            raise SendPending(f"{pending} stud{'y' if pending == 1 else 'ies'} still pending; the results are kept, "
+                               f"run `cacpipe review send {first}` again when the PACS is back")
+        return
+    if to is not None:
+        raise click.UsageError("--to goes with a scan's output folder OUT; with files, give AE@HOST:PORT first")
+    if len(args) < 2:
+        raise click.UsageError("give a scan's output folder OUT (with manifest.json), or AE@HOST:PORT and files")
+    missing = [a for a in args[1:] if not Path(a).exists()]
+    if missing:
+        raise click.UsageError(f"not found: {', '.join(missing)}")
+    paths = [Path(a) for a in args[1:]]
     files = [q for p in paths for q in (sorted(p.rglob("*.dcm")) if p.is_dir() else [p])]
-    report = send_outputs(files, target, calling_ae=calling_ae, timeout_s=timeout)
+    report = send_outputs(files, args[0], calling_ae=calling_ae, timeout_s=timeout)
     _print_send(report)
     if report["failed"]:
         raise CacpipeError(f"{len(report['failed'])} of {len(files)} object(s) were not stored")

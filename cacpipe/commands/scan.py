@@ -113,7 +113,7 @@ def print_summary(summary, review: bool = True) -> None:
         if line.startswith("nothing to score"):
             rep.error(line)
         else:
-            rep.log(logging.WARNING if line.startswith("FAILED") else logs.NOTE, line)
+            rep.log(logging.WARNING if line.startswith(("FAILED", "SEND PENDING")) else logs.NOTE, line)
 
 
 def run_logged(input_path: Path, out: Path, settings: Settings, *, analyse=None, jobs: int = 1,
@@ -216,7 +216,8 @@ def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patien
         help="Do not write ct.nii.gz (the scored CT for viewers, ~80 MB per 512x512x300 scan) next to labels.nii.gz.")
 @option(OUTPUTS, "--no-dicom-out", is_flag=True, default=None, help="Skip DICOM SEG/SR/secondary captures.")
 @option(PACS, "--send", default=None, metavar="AE@HOST:PORT",
-        help="C-STORE each study's SEG/SR/SC to this PACS node.")
+        help="C-STORE each study's SEG/SR/SC to this PACS node once its result is written (checked with C-ECHO "
+             "at start). A failed send keeps the result, marked pending: `cacpipe review send OUT` retries.")
 @option(PERF, "--device", default=None, metavar="auto|cpu|cuda|cuda:N|cuda:0,1",
         help="Where the networks run [default: auto = a GPU when there is one]. A list (cuda:0,1) runs one worker "
              "per GPU, each loading the models once; a GPU asked for but missing stops the scan at start.")

@@ -114,6 +114,20 @@ def check_heart(settings: Settings) -> None:
         require_weights(None if home is None else Path(home), settings.heart.fast)
 
 
+def check_send(target: str | None, timeout_s: float = 10.0) -> None:
+    """With ``--send``, the PACS answers a C-ECHO now (within an overall deadline), so that a wrong
+    address or a peer that is down stops the scan at start instead of after the first analysis."""
+    if not target:
+        return
+    from ..review.send import SendError, echo
+
+    try:
+        echo(target, timeout_s=timeout_s)
+    except SendError as exc:
+        raise ConfigError(f"--send {target}: {exc}; check the PACS (or scan without --send and send later with "
+                          "`cacpipe review send OUT --to AE@HOST:PORT`)") from None
+
+
 def check_input(inp: ScanInput) -> None:
     """The input can be read (its content is checked by planning)."""
     if not os.access(inp.path, os.R_OK):
@@ -158,6 +172,7 @@ def start_checks(inp: ScanInput, out: Path, settings: Settings, jobs: int = 1, s
     check_output(out, inp)  # creates OUT
     try:
         devices = check_devices(settings.device, jobs, scheduler)
+        check_send(settings.review.send)
         model = None
         if pipeline:
             model = check_model(settings)

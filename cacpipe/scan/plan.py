@@ -24,6 +24,9 @@ def config_hash(analyse: Analyse, settings: Settings) -> str:
     (which changes the inputs, and the input fingerprint already tracks those)."""
     tree = settings.to_record()  # secrets by their public name only
     tree.pop("discovery", None)
+    # Where the outputs are sent is not part of the analysis: adding --send never redoes a study
+    # (the value is kept as None, so that hashes of results scanned without --send stay the same).
+    tree.get("review", {})["send"] = None
     return settings_hash({"analyse": analyse_name(analyse), "settings": tree})
 
 

@@ -13,6 +13,7 @@ from ..config import Settings
 from ..errors import EXIT_NOTHING_TO_SCORE, EXIT_OK, EXIT_STUDY_FAILED, ConfigError
 from .checks import check_output, local_devices
 from .cohort import write_cohort
+from .delivery import SENT, Sender, deliver_entry
 from .executors import execute, record_outcome
 from .inputs import plan_image, resolve_input
 from .layout import COHORT, MANIFEST, WORK, cleanup_stale
@@ -37,6 +38,9 @@ class ScanSummary:
     ignored_files: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (study key, reason)
     seconds: float = 0.0
+    send_target: str | None = None  # --send: the PACS every done study's outputs go to
+    sent: int = 0  # studies whose outputs reached it in this run
+    send_pending: list[tuple[str, str]] = field(default_factory=list)  # (study key, why not sent)
 
     @property
     def scorable(self) -> int:
@@ -50,7 +54,7 @@ class ScanSummary:
     @property
     def exit_code(self) -> int:
         """1 when a study failed, 3 when the input held nothing to score, else 0 (cacpipe.errors.EXIT_CODES)."""
-        if self.failed:
+        if self.failed or self.send_pending:
             return EXIT_STUDY_FAILED
         return EXIT_NOTHING_TO_SCORE if self.nothing_to_score else EXIT_OK
 
@@ -75,6 +79,12 @@ class ScanSummary:
                f"{self.failed} failed, {self.skipped} skipped; {self.problems} unreadable files, "
                f"{self.ignored_files} non-DICOM files ignored ({self.seconds:.1f} s)"]
         out += [f"FAILED {k}: {r}" for k, r in self.failures]
+        if self.send_target:
+            out.append(f"PACS {self.send_target}: {self.sent} stud{'y' if self.sent == 1 else 'ies'} sent, "
+                       f"{len(self.send_pending)} pending")
+            out += [f"SEND PENDING {k}: {r}" for k, r in self.send_pending]
+            if self.send_pending:
+                out.append(f"the results are kept; `cacpipe review send {self.out}` sends what is pending")
         if self.nothing_to_score:
             out.append(self.nothing_to_score_message())
         out += [f"manifest: {self.manifest}", f"cohort:   {self.cohort}"]
@@ -153,14 +163,30 @@ def run_scan(
             bar = tqdm(total=len(tasks), unit="study", desc="cacpipe scan", disable=not progress or not tasks,
                        dynamic_ncols=True)
 
+            sender = Sender() if settings.review.send else None
+            summary.send_target = settings.review.send
+
+            def deliver(key: str) -> None:
+                state = deliver_entry(sender, out, key, manifest["studies"][key], settings.review.send)
+                if state is not None and state["state"] != SENT:
+                    summary.send_pending.append((key, state.get("error") or "not sent"))
+                elif state is not None:
+                    summary.sent += 1
+
             def record(outcome: dict) -> None:
                 record_outcome(outcome, by_key, manifest, out, summary, bar)
+                if sender is not None:  # after the result is recorded: a failed send never costs it
+                    deliver(outcome["key"])
                 writer.save(throttled=True)
 
             try:
                 execute(tasks, devices, scheduler, record, pipelined=pipelined)
             finally:
                 bar.close()
+            if sender is not None:  # studies up to date from earlier runs whose outputs did not reach it yet
+                for key, entry in sorted(manifest["studies"].items()):
+                    if entry.get("in_last_scan") and key not in by_key:
+                        deliver(key)
         finally:
             writer.save()
             write_cohort(out, manifest)
