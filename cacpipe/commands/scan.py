@@ -113,12 +113,13 @@ def print_summary(summary, review: bool = True) -> None:
         if line.startswith("nothing to score"):
             rep.error(line)
         else:
-            rep.log(logging.WARNING if line.startswith(("FAILED", "SEND PENDING")) else logs.NOTE, line)
+            rep.log(logging.WARNING if line.startswith(("FAILED", "SEND PENDING", "KEPT")) else logs.NOTE, line)
 
 
 def run_logged(input_path: Path, out: Path, settings: Settings, *, analyse=None, jobs: int = 1,
                scheduler: str | None = None, progress: bool = True, force: bool = False,
-               patient_id: str | None = None, command: str = "scan", pipelined: bool = False):
+               patient_id: str | None = None, command: str = "scan", pipelined: bool = False,
+               redo_corrected: bool = False):
     """Start checks, then the scan with its console lines and OUT/cacpipe.log; returns the ScanSummary."""
     from .. import __version__, logs
     from ..errors import CacpipeError
@@ -136,7 +137,7 @@ def run_logged(input_path: Path, out: Path, settings: Settings, *, analyse=None,
         try:
             summary = run_scan(input_path, out, analyse=analyse, jobs=jobs, scheduler=scheduler, settings=settings,
                                progress=progress, force=force, devices=start.devices, patient_id=patient_id,
-                               pipelined=pipelined)
+                               pipelined=pipelined, redo_corrected=redo_corrected)
         except CacpipeError as exc:
             rep.error(f"stopped: {exc}")
             raise
@@ -184,7 +185,11 @@ def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patien
 @option(IO, "--dry-run", is_flag=True,
         help="Only list the series each study would score and why every other series is skipped (headers only, "
              "no networks); written to OUT/dry_run.json when -o is given.")
-@option(IO, "--force", is_flag=True, help="Redo every study, even those already done with the same inputs.")
+@option(IO, "--force", is_flag=True, help="Redo every study, even those already done with the same inputs (a "
+        "study a reader corrected is kept: see --redo-corrected).")
+@option(IO, "--redo-corrected", is_flag=True,
+        help="Also redo studies a reader corrected (`cacpipe review apply`) when they would be redone; the "
+             "corrected folder is moved whole to OUT/superseded/, never deleted. Without it they are kept.")
 @apply(SELECTION_OPTIONS[:-1])
 @option(MODEL, "--model", default=None, help="Installed coronary model to use (see `cacpipe models list`) "
                                              "[default: the only installed one].")
@@ -234,7 +239,7 @@ def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patien
 @apply(SELECTION_OPTIONS[-1:])
 @click.pass_context
 def command(ctx: click.Context, export: Path | None, input_path: Path | None, patient_id: str | None,
-            out: Path | None, dry_run: bool, force: bool, min_slices: int | None, min_spacing: float | None,
+            out: Path | None, dry_run: bool, force: bool, redo_corrected: bool, min_slices: int | None, min_spacing: float | None,
             max_spacing: float | None, max_missing_slices: int | None, preferred_kernel: str | None,
             allow_contrast: bool | None, model: str | None, model_dir: str | None, allow_demo_model: bool | None,
             no_demo_model: bool | None, folds: str | None, mirroring: bool | None, heart_method: str | None,
@@ -287,5 +292,6 @@ def command(ctx: click.Context, export: Path | None, input_path: Path | None, pa
     out = require(out, "the output folder", "-o OUT")
     analyse = load_analyse(analyse_ref) if analyse_ref else None  # None: the cacpipe pipeline
     summary = run_logged(input_path, out, settings, analyse=analyse, jobs=jobs, scheduler=scheduler,
-                         progress=not no_progress, force=force, patient_id=patient_id, pipelined=pipelined)
+                         progress=not no_progress, force=force, patient_id=patient_id, pipelined=pipelined,
+                         redo_corrected=redo_corrected)
     ctx.exit(summary.exit_code)

@@ -39,6 +39,7 @@ def record_outcome(outcome: dict, tasks_by_key: dict, manifest: dict, out: Path,
                  worker=outcome.get("worker"), attempts=int(entry.get("attempts", 0)) + 1,
                  series_uid=outcome.get("series_uid") or entry.get("series_uid"))
     entry.pop("detail", None)
+    entry.pop("kept", None)
     if outcome.get("detail"):
         entry["detail"] = outcome["detail"]
     if outcome.get("device"):

@@ -20,8 +20,8 @@ from ..errors import ConfigError, InputDataError
 from ..ingest import Study, is_image_file
 from ..ingest.loaded import image_identity
 from .layout import RESULT, now, study_folders
-from .manifest import recover, redo_reason
-from .plan import config_hash
+from .manifest import corrected_by, recover, redo_reason
+from .plan import config_hash, keep_study
 from .worker import Analyse, StudyTask
 
 
@@ -79,7 +79,7 @@ def check_image(path: Path) -> tuple[int, ...]:
 
 
 def plan_image(inp: ScanInput, out: Path, manifest: dict, analyse: Analyse, settings: Settings, force: bool,
-               summary, patient_id: str | None = None) -> list[StudyTask]:
+               summary, patient_id: str | None = None, redo_corrected: bool = False) -> list[StudyTask]:
     """The one study of a CT image file: recorded in ``manifest``, returned as a task unless up to date."""
     size_xyz = check_image(inp.path)
     ident = image_identity(inp.path, patient_id)
@@ -105,7 +105,10 @@ def plan_image(inp: ScanInput, out: Path, manifest: dict, analyse: Analyse, sett
         manifest["studies"][key] = {**entry, **base, "input_fingerprint": fp, "config_hash": cfg}
         summary.up_to_date += 1
         return []
+    if keep_study(out, rel, why, redo_corrected, manifest, key, entry, base, summary):
+        return []
     manifest["studies"][key] = {**(entry or {}), **base, "status": "pending", "reason": why,
                                 "input_fingerprint": fp, "config_hash": cfg, "result": None}
     return [StudyTask(key=key, candidates=[], out_dir=str(out / rel), input_fingerprint=fp, config_hash=cfg,
-                      analyse=analyse, settings=settings, image=str(inp.path), patient_id=ident.patient_id)]
+                      analyse=analyse, settings=settings, image=str(inp.path), patient_id=ident.patient_id,
+                      supersede=bool(corrected_by(out / rel)), out_root=str(out))]

@@ -136,3 +136,29 @@ def recover(out: Path, rel: str, fp: str, cfg: str, study_uid: str) -> str | Non
             and study.get("study_uid") == study_uid):
         return str(study.get("series_uid", ""))
     return None
+
+
+def corrected_by(study_dir: Path) -> list[str]:
+    """The readers whose corrections a study folder's result.json holds (empty: not corrected).
+
+    A reader's corrections are data (docs/review.md): a rescan never replaces such a folder unless
+    asked to, and then keeps it (:func:`cacpipe.scan.layout.supersede`)."""
+    try:
+        res = json.loads((study_dir / RESULT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    files = ((res.get("corrections") or {}).get("files") or []) if isinstance(res, dict) else []
+    readers = sorted({str(f.get("reader") or "?") for f in files if isinstance(f, dict)})
+    if not readers and (study_dir / "labels_corrected.nii.gz").exists():
+        readers = ["?"]
+    return readers
+
+
+def keep_corrected(out: Path, rel: str, why: str, redo_corrected: bool) -> str | None:
+    """When the study folder ``rel`` holds a reader-corrected result that would be redone for
+    ``why``: the line saying it is kept (None: nothing corrected there, or ``redo_corrected``)."""
+    readers = corrected_by(out / rel)
+    if not readers or redo_corrected:
+        return None
+    return (f"kept the result corrected by {', '.join(readers)}; not redone although {why} "
+            "(`cacpipe scan --redo-corrected` redoes it and moves the corrected version to OUT/superseded/)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from .. import __version__
 from ..config import Settings
 from ..ingest import discover, group_studies, select_series
 from .layout import RESULT, now, study_folders
-from .manifest import recover, redo_reason, settings_hash
+from .manifest import corrected_by, keep_corrected, recover, redo_reason, settings_hash
 from .worker import Analyse, StudyTask
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,13 @@ def config_hash(analyse: Analyse, settings: Settings) -> str:
 
 
 def plan(export: Path, out: Path, manifest: dict, analyse: Analyse, settings: Settings, force: bool,
-         workdir: Path, summary, progress: bool) -> list[StudyTask]:
+         workdir: Path, summary, progress: bool, redo_corrected: bool = False) -> list[StudyTask]:
     """Discover, group, select; record skipped and up-to-date studies in ``manifest``; return the
-    studies to run. ``summary`` (a ScanSummary) gets the counts."""
+    studies to run. ``summary`` (a ScanSummary) gets the counts. A study whose folder holds a
+    reader-corrected result is kept, not redone (:func:`keep_study`), unless ``redo_corrected``."""
+    # The same export spelled as a relative or an absolute path (or through a symlink) is the same
+    # input: file names, and so the fingerprints, are taken from the resolved path.
+    export = Path(export).resolve()
     disc = discover(export, workdir, progress=progress, exclude=(out,),
                     follow_symlinks=settings.discovery.follow_symlinks)
     studies, group_problems = group_studies(disc.headers)
@@ -81,10 +86,32 @@ def plan(export: Path, out: Path, manifest: dict, analyse: Analyse, settings: Se
             manifest["studies"][study.key] = {"series_uid": sel.selected.series_uid, **entry, **base}
             summary.up_to_date += 1
             continue
+        if keep_study(out, rel, why, redo_corrected, manifest, study.key, entry, base, summary):
+            continue
         manifest["studies"][study.key] = {**(entry or {}), **base, "status": "pending", "reason": why,
                                           "series_uid": sel.selected.series_uid, "input_fingerprint": fp,
                                           "config_hash": cfg, "result": None}
         tasks.append(StudyTask(key=study.key, candidates=sel.candidates, out_dir=str(out / rel),
                                input_fingerprint=fp, config_hash=cfg, analyse=analyse, settings=settings,
-                               skipped_series=sel.skipped_dicts()))
+                               skipped_series=sel.skipped_dicts(), supersede=bool(corrected_by(out / rel)),
+                               out_root=str(out)))
     return tasks
+
+
+def keep_study(out: Path, rel: str, why: str, redo_corrected: bool, manifest: dict, key: str, entry: dict | None,
+               base: dict, summary) -> bool:
+    """Keep a reader-corrected study that would be redone for ``why`` (recorded in ``manifest`` as
+    done, with a ``kept`` line, and in ``summary.kept``); False when it is to be redone."""
+    kept = keep_corrected(out, rel, why, redo_corrected)
+    if kept is None:
+        return False
+    series_uid = (entry or {}).get("series_uid") or ""
+    try:
+        series_uid = json.loads((out / rel / RESULT).read_text(encoding="utf-8"))["study"]["series_uid"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    manifest["studies"][key] = {**(entry or {}), **base, "status": "done", "reason": "", "kept": kept,
+                                "series_uid": series_uid, "result": f"{rel}/{RESULT}"}
+    summary.up_to_date += 1
+    summary.kept.append((key, kept))
+    return True

@@ -38,6 +38,7 @@ class ScanSummary:
     ignored_files: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (study key, reason)
     seconds: float = 0.0
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (study key, why): reader-corrected, not redone
     send_target: str | None = None  # --send: the PACS every done study's outputs go to
     sent: int = 0  # studies whose outputs reached it in this run
     send_pending: list[tuple[str, str]] = field(default_factory=list)  # (study key, why not sent)
@@ -79,6 +80,7 @@ class ScanSummary:
                f"{self.failed} failed, {self.skipped} skipped; {self.problems} unreadable files, "
                f"{self.ignored_files} non-DICOM files ignored ({self.seconds:.1f} s)"]
         out += [f"FAILED {k}: {r}" for k, r in self.failures]
+        out += [f"KEPT {k}: {r}" for k, r in self.kept]
         if self.send_target:
             out.append(f"PACS {self.send_target}: {self.sent} stud{'y' if self.sent == 1 else 'ies'} sent, "
                        f"{len(self.send_pending)} pending")
@@ -111,6 +113,7 @@ def run_scan(
     devices: list[str] | None = None,
     patient_id: str | None = None,
     pipelined: bool = False,
+    redo_corrected: bool = False,
 ) -> ScanSummary:
     """Scan ``export`` into ``out``; resumable (only failed, new or changed studies are redone).
 
@@ -124,6 +127,9 @@ def run_scan(
     ``out`` under the same paths. ``pipelined`` (one local worker only) overlaps the next study's
     loading and heart crop and the previous study's quantification, writing and review with the
     current study's segmentation (``executors.run_pipelined``); results are the same.
+    A study whose folder holds a reader-corrected result is never redone (kept, and said so in
+    ``ScanSummary.kept``), not even with ``force``, unless ``redo_corrected``: then the corrected
+    folder is moved whole to ``OUT/superseded/`` before the new result is installed.
     """
     from tqdm import tqdm
 
@@ -155,9 +161,11 @@ def run_scan(
         workdir = Path(tempfile.mkdtemp(prefix="extract-", dir=out / WORK))
         try:
             if inp.kind == "image":
-                tasks = plan_image(inp, out, manifest, analyse, settings, force, summary, patient_id)
+                tasks = plan_image(inp, out, manifest, analyse, settings, force, summary, patient_id,
+                                   redo_corrected=redo_corrected)
             else:
-                tasks = plan(inp.root, out, manifest, analyse, settings, force, workdir, summary, progress)
+                tasks = plan(inp.root, out, manifest, analyse, settings, force, workdir, summary, progress,
+                             redo_corrected=redo_corrected)
             writer.save()
             by_key = {t.key: t for t in tasks}
             bar = tqdm(total=len(tasks), unit="study", desc="cacpipe scan", disable=not progress or not tasks,
