@@ -1,13 +1,14 @@
 """Small pieces shared by cacpipe's command lines (``cacpipe`` and ``cacpipe-labels``).
 
 - :class:`OneLineErrorGroup`: cacpipe errors become one line on stderr and the error's exit code
-  (cacpipe.errors.EXIT_CODES); Ctrl-C exits 130; ``-v``/``-q`` may be given after the sub-command too.
+  (cacpipe.errors.EXIT_CODES); Ctrl-C, SIGTERM and SIGHUP exit 130; ``-v``/``-q`` may be given after the sub-command too.
 - :class:`SectionedCommand` / :func:`option`: ``--help`` with the options in titled sections.
 - :func:`one_of`: the ``-i/-o`` convention next to the positional arguments commands always had.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -33,13 +34,46 @@ class OneLineErrorGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with stop_on_signals():
+                return super().invoke(ctx)
         except CacpipeError as exc:
             click.echo(f"{ctx.find_root().info_name}: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo(f"{ctx.find_root().info_name}: interrupted; run the same command again to resume", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")
+"""What systemd, SLURM, ``docker stop`` and a closed terminal send: handled like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, as Ctrl-C does:
+    the scan stops its workers, saves the manifest, releases its lock, and the next run resumes
+    (a study in progress is written to a temporary folder and never counts). Elsewhere (another
+    thread, a platform without them) nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    saved = {}
+    for name in STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            saved[sig] = signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
 
 
 class SectionedOption(click.Option):
