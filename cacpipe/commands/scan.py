@@ -31,6 +31,9 @@ INPUT_OPTIONS = [
                 "(geometry from the file). Same as the INPUT argument."),
     option(IO, "--id", "patient_id", default=None, metavar="PATIENT_ID",
            help="Patient id of a NIfTI/NRRD input [default: the file name without extension and _0000]."),
+    option(IO, "--ids", "ids_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+           metavar="CSV", help="With a folder of NIfTI/NRRD/MHA files: a CSV (file,patient_id) naming each file's "
+                               "patient id [default: file names without _0000, or the case folder's name]."),
 ]
 SELECTION_OPTIONS = [
     option(SELECT, "--min-slices", type=click.IntRange(min=1), default=None,
@@ -119,7 +122,7 @@ def print_summary(summary, review: bool = True) -> None:
 def run_logged(input_path: Path, out: Path, settings: Settings, *, analyse=None, jobs: int = 1,
                scheduler: str | None = None, progress: bool = True, force: bool = False,
                patient_id: str | None = None, command: str = "scan", pipelined: bool = False,
-               redo_corrected: bool = False):
+               redo_corrected: bool = False, ids_csv: Path | None = None):
     """Start checks, then the scan with its console lines and OUT/cacpipe.log; returns the ScanSummary."""
     from .. import __version__, logs
     from ..errors import CacpipeError
@@ -127,7 +130,7 @@ def run_logged(input_path: Path, out: Path, settings: Settings, *, analyse=None,
     from ..scan.checks import start_checks
     from ..scan.inputs import resolve_input
 
-    inp = resolve_input(input_path, patient_id)
+    inp = resolve_input(input_path, patient_id, ids_csv)
     start = start_checks(inp, out, settings, jobs, scheduler, pipeline=analyse is None)
     rep = logs.report()
     with logs.log_file(out / LOG):
@@ -137,7 +140,7 @@ def run_logged(input_path: Path, out: Path, settings: Settings, *, analyse=None,
         try:
             summary = run_scan(input_path, out, analyse=analyse, jobs=jobs, scheduler=scheduler, settings=settings,
                                progress=progress, force=force, devices=start.devices, patient_id=patient_id,
-                               pipelined=pipelined, redo_corrected=redo_corrected)
+                               pipelined=pipelined, redo_corrected=redo_corrected, ids_csv=ids_csv)
         except CacpipeError as exc:
             rep.error(f"stopped: {exc}")
             raise
@@ -147,7 +150,7 @@ def run_logged(input_path: Path, out: Path, settings: Settings, *, analyse=None,
 
 
 def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patient_id: str | None, as_json: bool = False,
-            progress: bool = True) -> int:
+            progress: bool = True, ids_csv: Path | None = None) -> int:
     """Print which series would be scored (and write OUT/dry_run.json when OUT is given); returns the exit code."""
     import json
 
@@ -157,7 +160,7 @@ def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patien
     from ..scan.preview import PREVIEW_FILE, preview
     from ..scan.report import preview_lines
 
-    inp = resolve_input(input_path, patient_id)
+    inp = resolve_input(input_path, patient_id, ids_csv)
     res = preview(inp, settings, out=out, patient_id=patient_id, progress=progress)
     text = json.dumps(res, indent=1, default=str)
     if as_json:
@@ -239,7 +242,7 @@ def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patien
 @apply(SELECTION_OPTIONS[-1:])
 @click.pass_context
 def command(ctx: click.Context, export: Path | None, input_path: Path | None, patient_id: str | None,
-            out: Path | None, dry_run: bool, force: bool, redo_corrected: bool, min_slices: int | None, min_spacing: float | None,
+            ids_csv: Path | None, out: Path | None, dry_run: bool, force: bool, redo_corrected: bool, min_slices: int | None, min_spacing: float | None,
             max_spacing: float | None, max_missing_slices: int | None, preferred_kernel: str | None,
             allow_contrast: bool | None, model: str | None, model_dir: str | None, allow_demo_model: bool | None,
             no_demo_model: bool | None, folds: str | None, mirroring: bool | None, heart_method: str | None,
@@ -253,6 +256,7 @@ def command(ctx: click.Context, export: Path | None, input_path: Path | None, pa
     cacpipe scan -i EXPORT -o OUT          a PACS export: folders, DICOMDIR, zip files, many patients
     cacpipe scan -i SERIES_DIR -o OUT      one DICOM series (or study) folder, or a zip of it
     cacpipe scan -i ct.nii.gz -o OUT       one CT as NIfTI/NRRD (patient id: file name or --id)
+    cacpipe scan -i imagesTs/ -o OUT       a folder of NIfTI/NRRD/MHA files or case folders: one study each
     cacpipe scan -i EXPORT --dry-run       which series would be scored, and why not the others
     cacpipe scan EXPORT --out OUT          the same as -i/-o
 
@@ -288,10 +292,10 @@ def command(ctx: click.Context, export: Path | None, input_path: Path | None, pa
         "review.dicom": None if no_dicom_out is None else not no_dicom_out, "review.send": send,
     })
     if dry_run:
-        ctx.exit(print_dry_run(input_path, out, settings, patient_id, progress=not no_progress))
+        ctx.exit(print_dry_run(input_path, out, settings, patient_id, progress=not no_progress, ids_csv=ids_csv))
     out = require(out, "the output folder", "-o OUT")
     analyse = load_analyse(analyse_ref) if analyse_ref else None  # None: the cacpipe pipeline
     summary = run_logged(input_path, out, settings, analyse=analyse, jobs=jobs, scheduler=scheduler,
                          progress=not no_progress, force=force, patient_id=patient_id, pipelined=pipelined,
-                         redo_corrected=redo_corrected)
+                         redo_corrected=redo_corrected, ids_csv=ids_csv)
     ctx.exit(summary.exit_code)

@@ -77,7 +77,7 @@ def check_devices(device: str, jobs: int, scheduler: str | None = None) -> list[
 def check_output(out: Path, inp: ScanInput) -> None:
     """OUT can be created and written, and (for DICOM input) does not overlap the export; one image
     file as input may lie in OUT (:func:`cacpipe.scan.layout.check_output_folder`)."""
-    check_output_folder(inp.root if inp.kind == "dicom" else None, out)
+    check_output_folder(inp.root if inp.kind in ("dicom", "images") else None, out)
 
 
 def check_model(settings: Settings):

@@ -15,7 +15,7 @@ from .checks import check_output, local_devices
 from .cohort import write_cohort
 from .delivery import SENT, Sender, deliver_entry
 from .executors import execute, record_outcome
-from .inputs import plan_image, resolve_input
+from .inputs import plan_image, plan_image_folder, resolve_input
 from .layout import COHORT, MANIFEST, WORK, cleanup_stale
 from .manifest import ManifestWriter, ScanLock, load_manifest
 from .plan import analyse_name, plan
@@ -113,6 +113,7 @@ def run_scan(
     devices: list[str] | None = None,
     patient_id: str | None = None,
     pipelined: bool = False,
+    ids_csv: str | Path | None = None,
     redo_corrected: bool = False,
 ) -> ScanSummary:
     """Scan ``export`` into ``out``; resumable (only failed, new or changed studies are redone).
@@ -137,7 +138,7 @@ def run_scan(
     out = Path(out)
     analyse = analyse or default_analyse()
     settings = settings or Settings()
-    inp = resolve_input(export, patient_id)
+    inp = resolve_input(export, patient_id, ids_csv)
     if devices is None:
         devices = [settings.device] if scheduler else local_devices(settings.device, jobs)
     if not devices:
@@ -163,6 +164,9 @@ def run_scan(
             if inp.kind == "image":
                 tasks = plan_image(inp, out, manifest, analyse, settings, force, summary, patient_id,
                                    redo_corrected=redo_corrected)
+            elif inp.kind == "images":
+                tasks = plan_image_folder(inp, out, manifest, analyse, settings, force, summary,
+                                          redo_corrected=redo_corrected)
             else:
                 tasks = plan(inp.root, out, manifest, analyse, settings, force, workdir, summary, progress,
                              redo_corrected=redo_corrected)
