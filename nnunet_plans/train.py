@@ -195,7 +195,8 @@ def model_folder(dataset_id: int, config: str, trainer_name: str) -> Path:
 
 def export_zip(dataset_id: int, config: str, trainer_name: str, folds: list[int], out: str | Path) -> Path:
     """nnU-Net's export (the zip ``cacpipe models install`` and ``nnUNetv2_install_pretrained_model_from_zip``
-    take), plus the model card files, which nnU-Net's export does not know about."""
+    take), plus the model card files, which nnU-Net's export does not know about; scrubbed of local
+    paths and case ids (``zip_privacy``)."""
     from nnunetv2.model_sharing.model_export import export_pretrained_model
 
     from cacpipe.segment.card import CARD_JSON, CARD_MD
@@ -208,6 +209,15 @@ def export_zip(dataset_id: int, config: str, trainer_name: str, folds: list[int]
         for name in (CARD_JSON, CARD_MD):
             if (folder / name).exists():
                 zf.write(folder / name, (folder / name).relative_to(env.nnunet_path("nnUNet_results")).as_posix())
+    # The zip travels: no local paths, no case ids (nnunet_plans.zip_privacy).
+    from .zip_privacy import identifying_strings, scrub_model_zip
+
+    scrub_model_zip(out)
+    left = identifying_strings(out)
+    if left:
+        out.unlink()
+        raise RuntimeError(f"the exported model would carry identifying strings ({'; '.join(left[:3])}); "
+                           "not written")
     return out
 
 

@@ -309,7 +309,7 @@ def _apply_one(study_dir: Path, docs: list, cts: _ScoredCT, cases: Path | None, 
     from ..errors import GeometryError
     from ..quant.severity import SeverityModel
     from ..review.corrections import applied_corrections, corrected_json, merge_corrections, original_record
-    from ..scan.layout import safe_name, write_atomic
+    from ..scan.layout import write_atomic
     from ..volume import Volume
 
     raw = json.loads((study_dir / "result.json").read_text())
@@ -349,7 +349,7 @@ def _apply_one(study_dir: Path, docs: list, cts: _ScoredCT, cases: Path | None, 
         note += f"; `cacpipe review send` sends them to {send.get('target')}"
     write_atomic(study_dir / "result.json", json.dumps(doc, indent=2, default=str))
     if cases is not None:
-        case = cases / safe_name(f"{original.study.patient_id}_{original.study.study_uid}")
+        case = cases / training_case_id(original.study.patient_id, original.study.study_uid, page_salt)
         case.mkdir(parents=True, exist_ok=True)
         ct.write(case / "ct.nii.gz")
         new_labels.write(case / "labels.nii.gz")
@@ -360,6 +360,18 @@ def _apply_one(study_dir: Path, docs: list, cts: _ScoredCT, cases: Path | None, 
             f"{t.cac_drs or 'no CAC-DRS'})"
     readers = ", ".join(sorted({x.reader for x in corrections}))
     return f"{study_dir}: total Agatston {fmt(o)} -> {fmt(c)}; {len(audit)} change(s) by {readers}{note}"
+
+
+def training_case_id(patient_id: str, study_uid: str, salt: str | None = None) -> str:
+    """A pseudonymous training case id: the anonymised patient id (keyed by the anonymisation secret)
+    and 8 hex digits of the study, e.g. ``anon-1a2b3c4d5e_9f8e7d6c``. Case ids end up in nnU-Net's
+    files and so near a model zip: they never carry the PatientID or StudyInstanceUID (the real
+    patient id stays in the case's patient.txt, which keeps a patient's studies in one fold)."""
+    import hashlib
+
+    from ..review.options import anonymised_id
+
+    return f"{anonymised_id(patient_id, salt)}_{hashlib.sha1(study_uid.encode()).hexdigest()[:8]}"
 
 
 def _without_secret(tree: dict) -> dict:
@@ -383,8 +395,8 @@ def _without_secret(tree: dict) -> dict:
 @click.option("--export", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Where the scan's export is now, if it moved.")
 @click.option("--training-cases", "cases", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write each corrected study as a training case CASES/<patient>_<study>/ (ct.nii.gz, "
-                   "labels.nii.gz, patient.txt) for `make train DATA=CASES`.")
+              help="Also write each corrected study as a training case CASES/<anon-id>_<study hash>/ (ct.nii.gz, "
+                   "labels.nii.gz, patient.txt) for `make train DATA=CASES`; case ids are pseudonymous.")
 @click.option("--salt", default=None, help="The anonymisation secret the review pages were made with, when it was "
                                           "given (not this installation's); needed to rebuild them.")
 @click.option("--organization", default="", help="The readers' organisation, named in the verified SR.")

@@ -134,6 +134,16 @@ def check_input(inp: ScanInput) -> None:
         raise InputDataError(f"input {inp.path} cannot be read (permissions)")
 
 
+def _weak(model) -> list[str]:
+    from ..errors import CacpipeError
+    from ..segment.card import weak_points
+
+    try:
+        return weak_points(model.card())
+    except (CacpipeError, OSError, ValueError):
+        return []
+
+
 @dataclass
 class StartReport:
     """What the start checks found, for the console and cacpipe.log."""
@@ -157,6 +167,9 @@ class StartReport:
             demo = "  [phantom demo model: NOT FOR CLINICAL USE]" if m.is_demo else ""
             folds = ",".join(map(str, self.folds or m.folds))
             out.append(f"model: {m.full_name} (folds {folds} of {len(m.folds)}){demo}")
+            weak = _weak(m)
+            if weak:
+                out.append(f"model warning: its cross-validation is below the install floor ({'; '.join(weak)})")
         return out + self.notes
 
 
