@@ -87,3 +87,19 @@ def test_apply_rebuilds_page_seg_sc_and_a_verified_sr(export, tmp_path):
         assert len(new) == len(files) and sr.SOPInstanceUID in new and old_sr.SOPInstanceUID not in new
     finally:
         server.shutdown()
+    # A second reader corrects on the rebuilt page (its lesion names are the corrected record's): applied on top.
+    second = max(after["lesions"], key=lambda x: x["agatston"])
+    doc2 = {"schema": "cacpipe.corrections/1", "reader": "Reader^Ben", "time": "2026-12-02T09:00:00Z",
+            "study_uid": e["study_uid"], "changes": [{"op": "delete", "lesion": second["name"],
+                                                     "centre_zyx": second["centre_zyx"]}]}
+    (tmp_path / "c2.json").write_text(json.dumps(doc2))
+    r = CliRunner().invoke(cli, ["review", "apply", str(out), "-c", str(tmp_path / "c2.json")])
+    assert r.exit_code == 0, r.output
+    again = json.loads((d / "result.json").read_text())
+    assert again["total"]["agatston"] == pytest.approx(total - second["agatston"], abs=0.05)
+    assert [a["reader"] for a in again["corrections"]["audit"]] == ["Reader^Anna", "Reader^Ben"]
+    assert again["original"]["total"]["agatston"] == before["total"]["agatston"]
+    sr2 = pydicom.dcmread(d / again["outputs"]["sr"])
+    assert str(sr2.VerifyingObserverSequence[0].VerifyingObserverName) == "Reader^Ben"
+    assert sr2.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0] \
+        .ReferencedSOPInstanceUID == sr.SOPInstanceUID
