@@ -9,12 +9,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import re
 from pathlib import Path
 
 import click
 
-from .errors import EXIT_INTERRUPTED, CacpipeError
+from .errors import EXIT_INTERRUPTED, EXIT_NO_SPACE, CacpipeError
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, file-size limit (RLIMIT_FSIZE)
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 IO_SECTION = "Input and output"
@@ -42,6 +45,13 @@ class OneLineErrorGroup(click.Group):
         except KeyboardInterrupt:
             click.echo(f"{ctx.find_root().info_name}: interrupted; run the same command again to resume", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            if exc.errno not in NO_SPACE:
+                raise
+            where = f" writing {exc.filename}" if exc.filename else ""
+            click.echo(f"{ctx.find_root().info_name}: error: {exc.strerror or 'no space left'}{where}; free space (or "
+                       "raise the quota or file-size limit) and run the same command again (a scan resumes)", err=True)
+            ctx.exit(EXIT_NO_SPACE)
 
 
 STOP_SIGNALS = ("SIGTERM", "SIGHUP")

@@ -307,6 +307,7 @@ def _apply_one(study_dir: Path, docs: list, cts: _ScoredCT, cases: Path | None, 
 
     from ..config import Settings
     from ..errors import GeometryError
+    from ..files import protect
     from ..quant.severity import SeverityModel
     from ..review.corrections import applied_corrections, corrected_json, merge_corrections, original_record
     from ..scan.layout import write_atomic
@@ -333,6 +334,7 @@ def _apply_one(study_dir: Path, docs: list, cts: _ScoredCT, cases: Path | None, 
     tmp = study_dir / ".labels_corrected.tmp.nii.gz"
     new_labels.write(tmp)
     tmp.replace(study_dir / "labels_corrected.nii.gz")
+    protect([study_dir / "labels_corrected.nii.gz"])  # owner-only, as every output with patient data
     note = ""
     if settings.review.enabled:  # every output a reader or PACS sees shows the corrected result
         corrected.outputs.update(_rebuild_outputs(study_dir, loaded, new_labels, corrected, settings, corrections,

@@ -9,7 +9,7 @@ import click
 from ..clitools import IO_SECTION, SectionedCommand, one_of, option, require
 from ..config import HeartMethod, Settings
 
-LOG = "cacpipe.log"
+LOG = "cacpipe.log"  # = cacpipe.scan.layout.LOG (a reserved name at OUT's root; not imported: --help stays fast)
 IO, SELECT, MODEL, OUTPUTS, PACS, PERF, CONF = (IO_SECTION, "Input selection", "Model and heart locator",
                                                 "Outputs", "PACS", "Performance", "Settings")
 _DEF = Settings()

@@ -36,6 +36,9 @@ RESULT = "result.json"
 LOCK = ".cacpipe-scan.lock"
 WORK = ".tmp"
 SUPERSEDED = "superseded"
+LOG = "cacpipe.log"
+PREVIEW = "dry_run.json"
+CORRECTIONS = "corrections"  # where readers' corrections files go (`cacpipe review apply` reads it)
 
 
 def now() -> str:
@@ -58,8 +61,9 @@ def _utf8(text: str) -> bytes:
 
 MAX_NAME = 64
 HASH_CHARS = 10
-RUN_FILES = frozenset({MANIFEST, COHORT, "index.html", LOCK, WORK, SUPERSEDED})
-"""Names the run itself writes at the top of OUT: never a patient folder as they are."""
+RUN_FILES = frozenset({MANIFEST, COHORT, "index.html", LOCK, WORK, SUPERSEDED, LOG, PREVIEW, CORRECTIONS})
+"""Names cacpipe writes or reads at the top of OUT (the scan, its log and dry run, the index page,
+readers' corrections, superseded results): never a patient folder as they are."""
 WINDOWS_DEVICES = frozenset({"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
                              *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))})
 

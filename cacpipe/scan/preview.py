@@ -16,10 +16,10 @@ from ..config import Settings
 from ..errors import InputDataError
 from ..ingest import discover, group_studies, select_series
 from .inputs import ScanInput, check_image
-from .layout import MANIFEST
+from .layout import MANIFEST, PREVIEW
 
 PREVIEW_SCHEMA = "cacpipe.preview/1"
-PREVIEW_FILE = "dry_run.json"
+PREVIEW_FILE = PREVIEW
 
 
 def _series(s, reason: str | None = None) -> dict:
