@@ -33,6 +33,7 @@ ARTERY_OUTSIDE_HEART = "artery_outside_heart"
 DEXTROCARDIA_SUSPECTED = "dextrocardia_suspected"
 MODEL_MIRRORED_LEFT_RIGHT = "model_trained_mirrored_left_right"
 READER_CORRECTED = "reader_corrected"  # a reader's corrections were applied (cacpipe review apply)
+UIDS_MISSING = "uids_missing"  # the files had blank Study/Series/SOP Instance UIDs: grouped by folder and geometry
 
 
 @dataclass(frozen=True)
