@@ -450,7 +450,8 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
         lesions.append(rec)
         if reason:
             flags.append(Flag(F.CALCIUM_ATTRIBUTION_AMBIGUOUS,
-                              f"{art} lesion at slice {centre[0]:.0f} ({rec.voxels} voxels): {reason}", severity, art))
+                              f"{art} lesion at {ct.slice_reference(centre[0])} ({rec.voxels} voxels): {reason}",
+                              severity, art))
     painted = owner[les_map]  # artery id of each lesion voxel
     new[calc] = painted[calc] + 3  # artery id -> its calcium id
     # Sub-threshold calcium next to a lesion joins that lesion's artery (as artery, not calcium).
@@ -513,7 +514,8 @@ def _plausibility(ct: Volume, lab: np.ndarray, offset: np.ndarray, far: np.ndarr
             les.lateral_mm = d
             if d > RCA_LESION_MARGIN_MM if les.artery == "RCA" else d < -SIDE_MARGIN_MM:
                 side, others = ("left", _LEFT) if les.artery == "RCA" else ("right", ("RCA",))
-                where = f"{les.artery} lesion at slice {les.centre_zyx[0]:.0f} lies {abs(d):.0f} mm to the patient's {side}"
+                where = (f"{les.artery} lesion at {ct.slice_reference(les.centre_zyx[0])} lies {abs(d):.0f} mm to "
+                         f"the patient's {side}")
                 flags.append(Flag(F.ARTERY_IMPLAUSIBLE_POSITION,
                                   f"{where} of the aortic root, where the {les.artery} does not run: this artery's "
                                   "numbers are not valid", "invalid", les.artery))
