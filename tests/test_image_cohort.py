@@ -102,3 +102,15 @@ def test_case_folders_named_alike_and_an_id_for_a_folder_refused(tmp_path):
     assert set(_results(tmp_path / "out")) == {"A", "B_ct", "B_lung"}
     r = _scan(root, tmp_path / "o2", "--id", "X")
     assert r.exit_code == 2 and "--id names the patient of one CT image file" in r.output
+
+
+def test_send_with_image_inputs_says_there_is_nothing_to_send(cohort, tmp_path):
+    from test_send_never_loses import scp
+
+    server, received = scp([])
+    try:
+        r = _scan(cohort, tmp_path / "out", "--send", f"TESTPACS@127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+    assert r.exit_code == 0, r.output
+    assert "0 studies sent, 0 pending, 4 without DICOM outputs to send" in r.output and received == []

@@ -24,7 +24,7 @@ from ..errors import CacpipeError, InputDataError
 from .layout import RESULT, now, one_line, write_atomic
 
 log = logging.getLogger(__name__)
-SENT, PENDING = "sent", "pending"
+SENT, PENDING, NOTHING = "sent", "pending", "nothing"  # nothing: the study has no DICOM outputs to send
 
 
 def _read_result(study_dir: Path) -> dict:
@@ -57,7 +57,7 @@ def needs_send(result: dict, target: str | None) -> str | None:
     st = send_state(result) or {}
     if target is None:
         return st.get("target") if st.get("state") == PENDING else None
-    if st.get("target") == target and st.get("state") == SENT:
+    if st.get("target") == target and st.get("state") in (SENT, NOTHING):
         return None
     return target
 
@@ -68,7 +68,7 @@ class Sender:
     def __init__(self, calling_ae: str = "CACPIPE", timeout_s: float = 30.0):
         self.calling_ae, self.timeout_s = calling_ae, timeout_s
         self.down: dict[str, str] = {}  # target -> why it counts as down for the rest of this run
-        self.sent = self.pending = 0
+        self.sent = self.pending = self.nothing = 0
 
     def deliver(self, study_dir: Path, target: str) -> dict:
         """Send the study's outputs not yet stored at ``target``; record and return the send state.
@@ -85,7 +85,8 @@ class Sender:
         try:
             todo = [f for f in files if _sop_uid(f) not in done]
             if not files:
-                state["error"] = "no DICOM outputs to send (written with --no-dicom-out, or no source DICOM headers)"
+                state.update(state=NOTHING, error="no DICOM outputs to send (--no-dicom-out, or no source DICOM "
+                                                  "headers: an image-file input, or blank UIDs)")
             elif target in self.down:
                 state.update(error=f"not tried: {self.down[target]}", attempts=state["attempts"] - 1)
             elif not todo:
@@ -106,6 +107,8 @@ class Sender:
             self.down[target] = state["error"]
         if state["state"] == SENT:
             self.sent += 1
+        elif state["state"] == NOTHING:
+            self.nothing += 1
         else:
             self.pending += 1
         result.setdefault("pipeline", {})["send"] = state
@@ -126,6 +129,8 @@ def state_line(key: str, state: dict) -> str:
     """One console line for a study's send."""
     if state["state"] == SENT:
         return f"sent    {key} -> {state['target']} ({len(state.get('sent') or [])} object(s))"
+    if state["state"] == NOTHING:
+        return f"nothing {key}: {state['error']}"
     return f"PENDING {key} -> {state['target']}: {state.get('error') or 'not sent'}"
 
 

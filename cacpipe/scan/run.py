@@ -13,7 +13,7 @@ from ..config import Settings
 from ..errors import EXIT_NOTHING_TO_SCORE, EXIT_OK, EXIT_STUDY_FAILED, ConfigError
 from .checks import check_output, local_devices
 from .cohort import write_cohort
-from .delivery import SENT, Sender, deliver_entry
+from .delivery import NOTHING, SENT, Sender, deliver_entry
 from .executors import execute, record_outcome
 from .inputs import plan_image, plan_image_folder, resolve_input
 from .layout import COHORT, MANIFEST, WORK, cleanup_stale
@@ -41,6 +41,7 @@ class ScanSummary:
     kept: list[tuple[str, str]] = field(default_factory=list)  # (study key, why): reader-corrected, not redone
     send_target: str | None = None  # --send: the PACS every done study's outputs go to
     sent: int = 0  # studies whose outputs reached it in this run
+    nothing_to_send: int = 0  # done studies without DICOM outputs (image input, --no-dicom-out, blank UIDs)
     send_pending: list[tuple[str, str]] = field(default_factory=list)  # (study key, why not sent)
 
     @property
@@ -83,7 +84,8 @@ class ScanSummary:
         out += [f"KEPT {k}: {r}" for k, r in self.kept]
         if self.send_target:
             out.append(f"PACS {self.send_target}: {self.sent} stud{'y' if self.sent == 1 else 'ies'} sent, "
-                       f"{len(self.send_pending)} pending")
+                       f"{len(self.send_pending)} pending"
+                       + (f", {self.nothing_to_send} without DICOM outputs to send" if self.nothing_to_send else ""))
             out += [f"SEND PENDING {k}: {r}" for k, r in self.send_pending]
             if self.send_pending:
                 out.append(f"the results are kept; `cacpipe review send {self.out}` sends what is pending")
@@ -180,10 +182,14 @@ def run_scan(
 
             def deliver(key: str) -> None:
                 state = deliver_entry(sender, out, key, manifest["studies"][key], settings.review.send)
-                if state is not None and state["state"] != SENT:
-                    summary.send_pending.append((key, state.get("error") or "not sent"))
-                elif state is not None:
+                if state is None:
+                    return
+                if state["state"] == SENT:
                     summary.sent += 1
+                elif state["state"] == NOTHING:
+                    summary.nothing_to_send += 1
+                else:
+                    summary.send_pending.append((key, state.get("error") or "not sent"))
 
             def record(outcome: dict) -> None:
                 record_outcome(outcome, by_key, manifest, out, summary, bar)
