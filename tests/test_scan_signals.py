@@ -31,7 +31,17 @@ def _cmd(export, out):
             "--analyse", "export_faults:threshold_analyse", "--no-progress", "-j", "2"]
 
 
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sighup_stops_a_command_like_ctrl_c():
+    from cacpipe.clitools import stop_on_signals
+
+    before = signal.getsignal(signal.SIGHUP)
+    with pytest.raises(KeyboardInterrupt, match="SIGHUP"), stop_on_signals():
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(5)  # the handler raises here
+    assert signal.getsignal(signal.SIGHUP) == before  # restored after the command
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM"])
 def test_signal_stops_workers_and_the_next_run_resumes(export, tmp_path, signame):
     out, marker = tmp_path / "out", tmp_path / "slow-started"
     tests_dir = str(Path(__file__).parent)

@@ -188,17 +188,17 @@ def test_scan_send_to_a_working_pacs_and_rescan_sends_only_new_targets(export, t
 def test_review_send_has_an_overall_deadline(export, tmp_path):
     out = tmp_path / "out"
     assert _scan(export, out).exit_code == 0
-    files = sorted(out.rglob("*.dcm"))[:3]
+    files = sorted(out.rglob("*.dcm"))[:1]
     srv, conns = garbage_peer()
     try:
         t0 = time.monotonic()
         r = CliRunner().invoke(cli, ["review", "send", f"PACS@127.0.0.1:{srv.getsockname()[1]}", *map(str, files),
-                                     "--timeout", "2"])
+                                     "--timeout", "1"])
         took = time.monotonic() - t0
     finally:
         srv.close()
         for c in conns:
             c.close()
-    assert r.exit_code == 2 and "did not finish within 10 s" in r.output, r.output
+    assert r.exit_code == 2 and "did not finish within 3 s" in r.output, r.output
     assert len(r.output.strip().splitlines()) == 1
-    assert took < 20, took
+    assert took < 10, took

@@ -137,7 +137,7 @@ def echo(target: str, calling_ae: str = "CACPIPE", timeout_s: float = 10.0) -> N
             raise SendError(f"PACS {tgt} did not confirm C-ECHO (" + ("no response" if code is None
                                                                      else f"status 0x{code:04X}") + ")")
 
-    _within(deadline_for(timeout_s, 1), ae, work, f"C-ECHO to {tgt}")
+    _within(deadline_for(timeout_s, 0), ae, work, f"C-ECHO to {tgt}")
 
 
 def dicom_outputs(outputs: dict, study_dir: Path) -> list[Path]:

@@ -114,7 +114,7 @@ def check_heart(settings: Settings) -> None:
         require_weights(None if home is None else Path(home), settings.heart.fast)
 
 
-def check_send(target: str | None, timeout_s: float = 10.0) -> None:
+def check_send(target: str | None, timeout_s: float = 5.0) -> None:
     """With ``--send``, the PACS answers a C-ECHO now (within an overall deadline), so that a wrong
     address or a peer that is down stops the scan at start instead of after the first analysis."""
     if not target:
