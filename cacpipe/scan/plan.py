@@ -101,17 +101,22 @@ def plan(export: Path, out: Path, manifest: dict, analyse: Analyse, settings: Se
 def keep_study(out: Path, rel: str, why: str, redo_corrected: bool, manifest: dict, key: str, entry: dict | None,
                base: dict, summary) -> bool:
     """Keep a reader-corrected study that would be redone for ``why`` (recorded in ``manifest`` as
-    done, with a ``kept`` line, and in ``summary.kept``); False when it is to be redone."""
-    kept = keep_corrected(out, rel, why, redo_corrected)
-    if kept is None:
-        return False
-    series_uid = (entry or {}).get("series_uid") or ""
-    try:
-        series_uid = json.loads((out / rel / RESULT).read_text(encoding="utf-8"))["study"]["series_uid"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    manifest["studies"][key] = {**(entry or {}), **base, "status": "done", "reason": "", "kept": kept,
-                                "series_uid": series_uid, "result": f"{rel}/{RESULT}"}
-    summary.up_to_date += 1
-    summary.kept.append((key, kept))
-    return True
+    done, with a ``kept`` line, and in ``summary.kept``); False when it is to be redone. The
+    corrected result may sit in ``rel`` or, when the folder name changed, where the manifest says."""
+    current = str((entry or {}).get("result") or "")
+    folders = [rel] + ([current.rsplit("/", 1)[0]] if current.endswith(f"/{RESULT}") else [])
+    for folder in dict.fromkeys(folders):
+        kept = keep_corrected(out, folder, why, redo_corrected)
+        if kept is None:
+            continue
+        series_uid = (entry or {}).get("series_uid") or ""
+        try:
+            series_uid = json.loads((out / folder / RESULT).read_text(encoding="utf-8"))["study"]["series_uid"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        manifest["studies"][key] = {**(entry or {}), **base, "status": "done", "reason": "", "kept": kept,
+                                    "series_uid": series_uid, "result": f"{folder}/{RESULT}"}
+        summary.up_to_date += 1
+        summary.kept.append((key, kept))
+        return True
+    return False
