@@ -117,7 +117,8 @@ def index(results_dir: Path, fields: tuple[str, ...], salt: str) -> None:
                    "pending send to its own target].")
 @click.option("--calling-ae", default="CACPIPE", show_default=True, help="Our AE title (the PACS must know it).")
 @click.option("--timeout", type=float, default=30.0, show_default=True,
-              help="Network timeout in seconds per step; each association also ends after (2 + objects) times it.")
+              help="Network timeout in seconds: the connection and negotiation may take twice it, each object and "
+                   "the release once; a peer that stalls longer is aborted.")
 def send(args: tuple[str, ...], to: str | None, calling_ae: str, timeout: float) -> None:
     """C-STORE DICOM outputs to a PACS.
 

@@ -4,9 +4,10 @@ Target syntax: ``AE@HOST:PORT`` (e.g. ``ORTHANC@10.0.0.5:4242``; IPv6 as ``AE@[:
 One association; one presentation context per SOP class found in the files, each offering the
 file's own transfer syntax plus Explicit and Implicit VR Little Endian.
 
-Every association has an overall deadline as well as pynetdicom's per-message timeouts: a peer
-that answers with a malformed PDU (pynetdicom then waits for bytes that never come) is aborted
-when the deadline passes, so a send never hangs a batch (:func:`deadline_for`).
+Every association has deadlines as well as pynetdicom's per-message timeouts: a peer that answers
+with a malformed PDU (pynetdicom then waits for bytes that never come) is aborted when the
+connection and negotiation take more than two timeouts, or any later step (one object, the
+release) more than one, so a send never hangs a batch (:func:`deadline_for`, ``_within``).
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def parse_target(text: str) -> Target:
 
 
 def deadline_for(timeout_s: float, n_objects: int) -> float:
-    """The overall deadline (s) of one association: the per-message timeout for the connection and
-    negotiation, one per object and one for the release."""
+    """The longest one association may take (s): two timeouts for the connection and negotiation,
+    one per object (``n_objects`` 0: the negotiation's own deadline)."""
     return timeout_s * (2 + max(0, n_objects))
 
 
@@ -82,20 +83,41 @@ def _new_ae(calling_ae: str, timeout_s: float):
     return ae
 
 
-def _within(deadline_s: float, ae, work, what: str):
-    """Run ``work()`` in a helper thread; past ``deadline_s`` abort every association of ``ae`` and
-    raise SendError (pynetdicom cannot be interrupted from outside otherwise)."""
+class _Deadline:
+    """A deadline that each completed step moves forward (``tick``): a peer that stops answering at
+    any step is given up after ``step_s``, a working one is never cut off mid-send."""
+
+    def __init__(self, first_s: float, step_s: float):
+        import time
+
+        self._time = time.monotonic
+        self.step_s = step_s
+        self.at = self._time() + first_s
+
+    def tick(self) -> None:
+        self.at = self._time() + self.step_s
+
+    def left(self) -> float:
+        return self.at - self._time()
+
+
+def _within(deadline_s: float, ae, work, what: str, step_s: float | None = None):
+    """Run ``work(tick)`` in a helper thread; when the deadline passes (``deadline_s`` for the start,
+    ``step_s`` after each ``tick()``), abort every association of ``ae`` and raise SendError
+    (pynetdicom cannot be interrupted from outside otherwise)."""
     box: dict = {}
+    deadline = _Deadline(deadline_s, step_s if step_s is not None else deadline_s)
 
     def run() -> None:
         try:
-            box["value"] = work()
+            box["value"] = work(deadline.tick)
         except BaseException as exc:  # handed to the caller below
             box["error"] = exc
 
     th = threading.Thread(target=run, name="cacpipe-dicom-association", daemon=True)
     th.start()
-    th.join(deadline_s)
+    while th.is_alive() and deadline.left() > 0:
+        th.join(min(deadline.left(), 0.5))
     if th.is_alive():
         for assoc in list(getattr(ae, "active_associations", [])):
             try:
@@ -104,7 +126,9 @@ def _within(deadline_s: float, ae, work, what: str):
                 pass
         th.join(2.0)
         raise SendError(f"{what} did not finish within {deadline_s:g} s (the peer answers but not as DICOM, or "
-                        "too slowly); aborted")
+                        "too slowly); aborted" if step_s is None else
+                        f"{what} stalled: a step took more than {max(deadline_s, step_s):g} s (the peer answers but "
+                        "not as DICOM, or too slowly); aborted")
     if "error" in box:
         raise box["error"]
     return box.get("value")
@@ -125,7 +149,7 @@ def echo(target: str, calling_ae: str = "CACPIPE", timeout_s: float = 10.0) -> N
     ae = _new_ae(calling_ae, timeout_s)
     ae.add_requested_context(VERIFICATION)
 
-    def work() -> None:
+    def work(tick) -> None:
         assoc = _associate(ae, tgt, calling_ae)
         try:
             status = assoc.send_c_echo()
@@ -181,11 +205,13 @@ def send_outputs(paths: list[str | Path], target: str, calling_ae: str = "CACPIP
         ae.add_requested_context(sop_class, ts)
     report: dict = {"target": str(tgt), "sent": [], "failed": [], "contexts": []}
 
-    def work() -> None:
+    def work(tick) -> None:
         assoc = _associate(ae, tgt, calling_ae)
+        tick()
         report["contexts"] = sorted({str(c.abstract_syntax) for c in assoc.accepted_contexts})
         try:
             for path, ds in datasets:
+                tick()
                 item = {"path": str(path), "sop_class_uid": str(ds.SOPClassUID),
                         "sop_instance_uid": str(ds.SOPInstanceUID)}
                 if str(ds.SOPClassUID) not in report["contexts"]:
@@ -204,9 +230,12 @@ def send_outputs(paths: list[str | Path], target: str, calling_ae: str = "CACPIP
                 else:
                     report["failed"].append({**item, "error": f"C-STORE status 0x{code:04X}"})
         finally:
+            tick()
             if assoc.is_established:
                 assoc.release()
 
-    deadline = deadline_for(timeout_s, len(datasets)) if deadline_s is None else deadline_s
-    _within(deadline, ae, work, f"the association with {tgt}")
+    if deadline_s is not None:  # one fixed deadline for the whole association
+        _within(deadline_s, ae, work, f"the association with {tgt}")
+    else:  # connection and negotiation: 2 timeouts; then each object and the release: 1 timeout each
+        _within(deadline_for(timeout_s, 0), ae, work, f"the association with {tgt}", step_s=timeout_s)
     return report
