@@ -118,7 +118,8 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
 
     flags: list[Flag] = [*series.flags, *st1.flags]
     contrast = any(f.code == CONTRAST_SUSPECTED for f in flags)  # an enhanced lumen is >= 130 HU: no growth
-    post = refine(volume, labels, heart=st1.heart_mask, complete=not contrast) if s.segment.postprocess else None
+    post = (refine(volume, labels, heart=st1.heart_mask, complete=not contrast, density_rule=s.segment.density_rule,
+                   instance_numbers=series.instance_numbers) if s.segment.postprocess else None)
     if post is not None:  # the map written to disk and the numbers both come from the refined map
         labels = post.labels
         flags += post.flags
@@ -153,7 +154,7 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
         },
         flags=flags,
         arteries=numbers.arteries,
-        lesions=numbers.lesions,
+        lesions=post.mark_found_by(numbers.lesions) if post is not None else numbers.lesions,
     )
     result.set_grid(volume, series.instance_numbers, series.slice_positions_mm)
     finalise(result)

@@ -105,17 +105,24 @@ def _v2_acquisition(seed: int, motion: bool) -> dict:
 
 
 def accuracy_cohort(n: int, seed0: int = seed_ranges.HELDOUT.start, preset: str | None = None, phantom: str = "v2",
-                    motion: bool = False):
-    """``n`` held-out phantom configs, deterministic in (n, seed0, phantom, motion); patterns cycle through PATTERNS.
+                    motion: bool = False, clinical: bool = False, purpose: str = "heldout"):
+    """``n`` phantom configs, deterministic in (n, seed0, phantom, motion, clinical); patterns cycle through PATTERNS.
 
-    Every seed must lie in the registry's ``heldout`` range (never trained or tested on).
+    Every seed must lie in the registry's ``purpose`` range: ``heldout`` (never trained or tested on)
+    for every figure; ``training`` only to fit something (``devtools.density_fit``).
+    ``clinical``: the v2 clinical preset (512 x 512, 0.625-3 mm slices) with the generator's own
+    noise, cardiac motion, devices, grafts and distractors (non-contrast, left-sided hearts); the
+    plaques still follow the patterns. Otherwise v2-small with issue 14's noise, still hearts unless ``motion``.
     """
-    seeds = seed_ranges.require(range(seed0, seed0 + n), "heldout")
+    seeds = seed_ranges.require(range(seed0, seed0 + n), purpose)
     if phantom == "v2":
         from cacpipe.phantom.v2 import random_config
 
+        def acq(seed: int) -> dict:
+            return {"contrast_phase": "none"} if clinical else _v2_acquisition(seed, motion)
+
         return [(PATTERNS[i % len(PATTERNS)],
-                 _v2_pattern(random_config(seed, preset or "v2-small", acquisition=_v2_acquisition(seed, motion),
+                 _v2_pattern(random_config(seed, preset or ("v2" if clinical else "v2-small"), acquisition=acq(seed),
                                            heart={"situs_inversus": False}), PATTERNS[i % len(PATTERNS)]))
                 for i, seed in enumerate(seeds)]
     from cacpipe.phantom import PhantomConfig, Plaque

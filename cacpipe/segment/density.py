@@ -1,0 +1,181 @@
+"""Calcium by definition on the predicted coronary tree: the density rule (docs/stage2.md).
+
+Agatston defines calcium as >= 130 HU on a coronary artery. The network's artery labels find the
+trees far more reliably than its calcium channel fires on small plaques, so every >= 130 HU
+component on or next to a predicted coronary label is a *candidate*, whether or not the calcium
+channel fired on it. A candidate is judged by a small logistic model of what tells plaques from
+noise, partial volume and confounders on the same scan (coefficients, their training phantoms
+and the command that fitted them: ``cacpipe/data/density_rule.json``):
+
+- ``log_voxels``: log(1 + voxels >= 130 HU within ``NEAR_MM`` of the labels);
+- ``peak_z``: (peak HU - 130) / blood-pool noise SD (the robust SD of HU inside the heart mask,
+  eroded away from its wall: the same scan's own noise);
+- ``log_excess``: log(1 + sum over its voxels of (HU - 130) / noise SD): size and density together;
+- ``attached``: share of the whole >= 130 HU component (unbounded) that lies near the labels: a
+  piece of bone, valve, aortic wall or contrast lumen reaches far beyond the artery (low share);
+- ``on_label``: share of its voxels on a predicted coronary label (not merely next to one);
+- ``area_ok``: 1 when some slice holds >= 1 mm2 of it (Agatston's minimum lesion).
+
+Accepted candidates become calcium seeds (the post-processing then completes and attributes them
+like the network's own); every candidate, accepted or not, is recorded with its features, so a
+dense spot on an artery never vanishes silently: the rejected ones with >= 1 mm2 are reported
+by the ``calcium_uncounted`` flag. Arrays are (z, y, x) on the CT's own grid (a work box of it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ..units import CALCIUM_THRESHOLD_HU
+
+NEAR_MM = 1.5  # a candidate's voxels lie within this distance of a predicted coronary label
+TOUCH_MM = 1.0  # ... and at least one of them this close (on or next to the label)
+MIN_AREA_MM2 = 1.0  # Agatston's smallest lesion, in one slice
+NOISE_FLOOR_HU = 5.0  # a noise estimate below this is not trusted (a flat synthetic image)
+DEFAULT_NOISE_HU = 30.0  # no heart mask or too few blood-pool voxels to measure the noise
+FEATURES = ("log_voxels", "peak_z", "log_excess", "attached", "on_label", "area_ok")
+RULE_FILE = Path(__file__).resolve().parent.parent / "data" / "density_rule.json"
+_CONN26 = np.ones((3, 3, 3), dtype=bool)
+_SLICE8 = np.zeros((3, 3, 3), dtype=bool)
+_SLICE8[1] = True
+
+
+@dataclass(frozen=True)
+class DensityRule:
+    """A fitted judge: P(plaque) = logistic(intercept + sum(coef * feature)); accept when >= threshold."""
+
+    coef: dict[str, float]
+    intercept: float
+    threshold: float
+    source: str = ""
+
+    def probability(self, feats: dict[str, float]) -> float:
+        z = self.intercept + sum(self.coef.get(k, 0.0) * float(feats[k]) for k in FEATURES)
+        return float(1.0 / (1.0 + np.exp(-z)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DensityRule:
+        return cls({k: float(v) for k, v in d["coef"].items()}, float(d["intercept"]), float(d["threshold"]),
+                   str(d.get("source", "")))
+
+
+@lru_cache(maxsize=4)
+def load_rule(path: str | None = None) -> DensityRule:
+    """The shipped rule (``cacpipe/data/density_rule.json``) or one at ``path``."""
+    return DensityRule.from_dict(json.loads(Path(path or RULE_FILE).read_text()))
+
+
+@dataclass
+class Candidate:
+    """One >= 130 HU component on or next to the predicted coronary labels (indices in the work box)."""
+
+    index: int
+    voxels: int
+    volume_mm3: float
+    max_area_mm2: float
+    peak_hu: float
+    centre_zyx: tuple[float, float, float]
+    features: dict[str, float]
+    network: bool  # the calcium channel fired on it (then it is the network's lesion, not a candidate)
+    probability: float | None = None
+    accepted: bool = False
+
+    def to_dict(self, offset=(0, 0, 0)) -> dict:
+        d = asdict(self)
+        d["centre_zyx"] = [round(float(c) + float(o), 1) for c, o in zip(self.centre_zyx, offset, strict=True)]
+        d["features"] = {k: round(float(v), 4) for k, v in self.features.items()}
+        d["volume_mm3"] = round(self.volume_mm3, 2)
+        d["max_area_mm2"] = round(self.max_area_mm2, 2)
+        if self.probability is not None:
+            d["probability"] = round(self.probability, 4)
+        return d
+
+
+def blood_noise_sd(hu: np.ndarray, heart: np.ndarray | None, spacing_zyx) -> float | None:
+    """Robust SD (1.4826 x MAD) of HU in the heart's interior, at least 5 mm from its wall.
+
+    The interior of a non-contrast heart is blood and myocardium (40-60 HU apart), so the MAD is
+    dominated by the noise. Voxels >= 130 HU (calcium, devices) are left out. None when the mask
+    is missing or holds too few interior voxels."""
+    if heart is None or not heart.any():
+        return None
+    steps = [max(1, int(round(5.0 / float(s)))) for s in spacing_zyx]
+    inner = ndimage.binary_erosion(heart, structure=np.ones([2 * k + 1 for k in steps], dtype=bool))
+    v = hu[inner]
+    v = v[v < CALCIUM_THRESHOLD_HU]
+    if v.size < 200:
+        return None
+    v = v[:: max(1, v.size // 200_000)]  # a subsample is plenty for a MAD
+    return float(1.4826 * np.median(np.abs(v - np.median(v))))
+
+
+def find_candidates(hu: np.ndarray, lab: np.ndarray, seeds: np.ndarray, spacing_zyx, noise_sd: float,
+                    near_mm: float = NEAR_MM, touch_mm: float = TOUCH_MM) -> tuple[np.ndarray, list[Candidate]]:
+    """(map of candidate ids, candidates) of a work box: connected >= 130 HU voxels within
+    ``near_mm`` of a coronary label (``lab > 0``), touching one within ``touch_mm``.
+
+    ``seeds``: the voxels the calcium channel marked (>= 130 HU); a candidate holding one is the
+    network's (``network=True``) and is not judged. Arrays are (z, y, x) on one grid."""
+    coronary = lab > 0
+    dense = hu >= CALCIUM_THRESHOLD_HU
+    ids = np.zeros(hu.shape, dtype=np.int32)
+    if not coronary.any() or not dense.any():
+        return ids, []
+    sp = tuple(float(s) for s in spacing_zyx)
+    dist = ndimage.distance_transform_edt(~coronary, sampling=sp)
+    near = dense & (dist <= near_mm)
+    comp, n = ndimage.label(near, structure=_CONN26)
+    if n == 0:
+        return ids, []
+    idx = np.arange(1, n + 1)
+    touch = ndimage.maximum(dist <= touch_mm, comp, idx).astype(bool)
+    full, _ = ndimage.label(dense, structure=_CONN26)
+    vox = float(np.prod(sp))
+    area_px = sp[1] * sp[2]
+    sd = max(float(noise_sd), NOISE_FLOOR_HU)
+    full_size = np.bincount(full.ravel())
+    out: list[Candidate] = []
+    k = 0
+    for i, sl in enumerate(ndimage.find_objects(comp), start=1):
+        if sl is None or not touch[i - 1]:
+            continue
+        m = comp[sl] == i
+        h = hu[sl][m].astype(float)
+        n_vox = int(m.sum())
+        per_slice = m.reshape(m.shape[0], -1).sum(axis=1)
+        # largest 8-connected piece in any slice: Agatston's area
+        pieces, _ = ndimage.label(m, structure=_SLICE8)
+        max_area = float(np.bincount(pieces.ravel())[1:].max()) * area_px if per_slice.any() else 0.0
+        owners = np.unique(full[sl][m])
+        whole = int(full_size[owners[owners > 0]].sum())
+        feats = {
+            "log_voxels": float(np.log1p(n_vox)),
+            "peak_z": (float(h.max()) - CALCIUM_THRESHOLD_HU) / sd,
+            "log_excess": float(np.log1p(np.sum(h - CALCIUM_THRESHOLD_HU) / sd)),
+            "attached": n_vox / max(whole, 1),
+            "on_label": float(coronary[sl][m].mean()),
+            "area_ok": float(max_area >= MIN_AREA_MM2 - 1e-9),
+        }
+        k += 1
+        ids[sl][m] = k
+        out.append(Candidate(k, n_vox, n_vox * vox, max_area, float(h.max()),
+                             tuple(float(c) for c in (np.argwhere(m).mean(axis=0) + [s.start for s in sl])),
+                             feats, bool(seeds[sl][m].any())))
+    return ids, out
+
+
+def judge(cands: list[Candidate], rule: DensityRule) -> None:
+    """Set ``probability`` and ``accepted`` of each candidate the network did not mark.
+
+    A candidate under Agatston's minimum area is never accepted: it could not count."""
+    for c in cands:
+        if c.network:
+            continue
+        c.probability = rule.probability(c.features)
+        c.accepted = bool(c.features["area_ok"]) and c.probability >= rule.threshold
