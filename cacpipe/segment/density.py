@@ -12,7 +12,8 @@ and the command that fitted them: ``cacpipe/data/density_rule.json``):
   eroded away from its wall: the same scan's own noise);
 - ``log_excess``: log(1 + sum over its voxels of (HU - 130) / noise SD): size and density together;
 - ``attached``: share of the whole >= 130 HU component (unbounded) that lies near the labels: a
-  piece of bone, valve, aortic wall or contrast lumen reaches far beyond the artery (low share);
+  piece of bone, valve, aortic wall or contrast lumen reaches far beyond the artery (low share;
+  below ``MIN_ATTACHED`` a candidate is never accepted);
 - ``on_label``: share of its voxels on a predicted coronary label (not merely next to one);
 - ``area_ok``: 1 when some slice holds >= 1 mm2 of it (Agatston's minimum lesion).
 
@@ -37,6 +38,7 @@ from ..units import CALCIUM_THRESHOLD_HU
 NEAR_MM = 1.5  # a candidate's voxels lie within this distance of a predicted coronary label
 TOUCH_MM = 1.0  # ... and at least one of them this close (on or next to the label)
 MIN_AREA_MM2 = 1.0  # Agatston's smallest lesion, in one slice
+MIN_ATTACHED = 0.5  # share of its whole >= 130 HU structure a candidate must hold (else: bone, valve, wall)
 NOISE_FLOOR_HU = 5.0  # a noise estimate below this is not trusted (a flat synthetic image)
 DEFAULT_NOISE_HU = 30.0  # no heart mask or too few blood-pool voxels to measure the noise
 FEATURES = ("log_voxels", "peak_z", "log_excess", "attached", "on_label", "area_ok")
@@ -173,9 +175,12 @@ def find_candidates(hu: np.ndarray, lab: np.ndarray, seeds: np.ndarray, spacing_
 def judge(cands: list[Candidate], rule: DensityRule) -> None:
     """Set ``probability`` and ``accepted`` of each candidate the network did not mark.
 
-    A candidate under Agatston's minimum area is never accepted: it could not count."""
+    Two guards hold whatever the model says: a candidate under Agatston's minimum area could not
+    count, and one that is a small part (< ``MIN_ATTACHED``) of a dense structure reaching beyond the
+    artery (bone, a calcified valve or aortic wall, an enhanced lumen) is that structure, not a plaque."""
     for c in cands:
         if c.network:
             continue
         c.probability = rule.probability(c.features)
-        c.accepted = bool(c.features["area_ok"]) and c.probability >= rule.threshold
+        c.accepted = (bool(c.features["area_ok"]) and c.features["attached"] >= MIN_ATTACHED
+                      and c.probability >= rule.threshold)

@@ -443,8 +443,8 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
                   "heart_centre_lateral_mm": None if ref.heart_offset_mm is None else round(ref.heart_offset_mm, 1),
                   "removed_outside_heart_mm3": None if far is None else removed}
     extra, cands, cand_ids = None, [], None
-    if density_rule and complete:
-        extra, cands, cand_ids = _density_candidates(hu, lab, heart_box, sp, rule, info, offset)
+    if complete:  # candidates are found (and the plausible ones reported) even with the rule off
+        extra, cands, cand_ids = _density_candidates(hu, lab, heart_box, sp, rule, info, offset, density_rule)
     calc, below = complete_calcium(hu, lab, sp, completion_mm if complete else None, extra_seeds=extra)
     new = lab.copy()
     for a in ARTERIES:  # every calcium label back to artery first; lesions are painted below
@@ -620,24 +620,25 @@ def _outside_heart(ct: Volume, lab: np.ndarray, whole: dict[str, np.ndarray], fa
 
 
 def _density_candidates(hu: np.ndarray, lab: np.ndarray, heart: np.ndarray | None, sp, rule: DensityRule | None,
-                        info: dict, offset) -> tuple[np.ndarray | None, list, np.ndarray]:
+                        info: dict, offset, accept: bool = True) -> tuple[np.ndarray | None, list, np.ndarray]:
     """The density rule on the work box: (accepted seed voxels or None, candidates, candidate-id map).
 
     Candidates holding metal (>= METAL_HU) are never accepted: a lead, clip or stent next to an
-    artery is a device, which quality checks flag, not calcium."""
+    artery is a device, which quality checks flag, not calcium. ``accept=False`` (the rule switched
+    off): candidates are judged and recorded, none is counted."""
     noise = blood_noise_sd(hu, heart, sp)
     rule = rule or load_rule()
     seeds = np.isin(lab, CALCIUM_IDS) & (hu >= CALCIUM_THRESHOLD_HU)
     ids, cands = find_candidates(hu, lab, seeds, sp, DEFAULT_NOISE_HU if noise is None else noise)
     judge(cands, rule)
     for c in cands:
-        if c.accepted and c.peak_hu >= METAL_HU:
+        if c.accepted and (c.peak_hu >= METAL_HU or not accept):
             c.accepted = False
     acc = [c.index for c in cands if c.accepted]
     info["density_rule"] = {
         "noise_sd_hu": None if noise is None else round(noise, 1),
         "noise_from": "heart interior" if noise is not None else f"default {DEFAULT_NOISE_HU:g} HU (no heart interior)",
-        "rule": rule.source, "threshold": rule.threshold,
+        "rule": rule.source, "threshold": rule.threshold, "counting": accept,
         "candidates": len(cands), "network": sum(c.network for c in cands), "accepted": len(acc),
         # every candidate that could count (>= 1 mm2 in a slice), most likely first; centres on the CT grid
         "candidate_list": [c.to_dict(offset) for c in sorted(
@@ -674,12 +675,13 @@ def _uncounted(cands: list, ids: np.ndarray, calc: np.ndarray, lab: np.ndarray, 
                                           "volume_mm3": round(c.volume_mm3, 1), "peak_hu": round(c.peak_hu),
                                           "why": why})
     info["uncounted"] = spots
+    why = ("too faint or small to tell from noise" if info.get("density_rule", {}).get("counting", True)
+           else "the density rule is switched off (segment.density_rule)")
     flags = []
     for art, ss in spots.items():
         where = ", ".join(f"{s['image']} ({s['volume_mm3']:g} mm3, peak {s['peak_hu']} HU, {s['why']})" for s in ss[:5])
         more = f" and {len(ss) - 5} more" if len(ss) > 5 else ""
         flags.append(Flag(F.CALCIUM_UNCOUNTED,
                           f"{art}: {len(ss)} dense spot(s) >= 130 HU on or next to the artery not counted as calcium: "
-                          f"{where}{more}; too faint or small to tell from noise: check them on the images",
-                          "warning", art))
+                          f"{where}{more}; {why}: check them on the images", "warning", art))
     return flags
