@@ -117,6 +117,33 @@ def blood_noise_sd(hu: np.ndarray, heart: np.ndarray | None, spacing_zyx) -> flo
     return float(1.4826 * np.median(np.abs(v - np.median(v))))
 
 
+def _near_labels(coronary: np.ndarray, dense: np.ndarray, sp, near_mm: float, touch_mm: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(dense voxels within ``near_mm`` of a coronary voxel, those within ``touch_mm``), exact
+    Euclidean distances in mm. Only the dense voxels inside the labels' box are measured, against
+    the label voxels (a k-d tree): a distance map of the whole box would cost seconds at 0.6 mm."""
+    from scipy.spatial import cKDTree
+
+    near = np.zeros(dense.shape, dtype=bool)
+    close = np.zeros(dense.shape, dtype=bool)
+    pad = [int(np.ceil(near_mm / s)) + 1 for s in sp]
+    found = ndimage.find_objects(coronary.view(np.uint8))
+    if not found or found[0] is None:
+        return near, close
+    box = tuple(slice(max(0, b.start - k), min(n, b.stop + k)) for b, k, n in zip(found[0], pad, dense.shape, strict=True))
+    lo = np.array([b.start for b in box])
+    pts = np.argwhere(dense[box])
+    if not len(pts):
+        return near, close
+    scale = np.asarray(sp, dtype=float)
+    tree = cKDTree(np.argwhere(coronary[box]) * scale)
+    d, _ = tree.query(pts * scale, distance_upper_bound=near_mm + 1e-6)
+    for mask, bound in ((near, near_mm), (close, touch_mm)):
+        sel = pts[d <= bound + 1e-9] + lo
+        mask[tuple(sel.T)] = True
+    return near, close
+
+
 def find_candidates(hu: np.ndarray, lab: np.ndarray, seeds: np.ndarray, spacing_zyx, noise_sd: float,
                     near_mm: float = NEAR_MM, touch_mm: float = TOUCH_MM) -> tuple[np.ndarray, list[Candidate]]:
     """(map of candidate ids, candidates) of a work box: connected >= 130 HU voxels within
@@ -130,13 +157,12 @@ def find_candidates(hu: np.ndarray, lab: np.ndarray, seeds: np.ndarray, spacing_
     if not coronary.any() or not dense.any():
         return ids, []
     sp = tuple(float(s) for s in spacing_zyx)
-    dist = ndimage.distance_transform_edt(~coronary, sampling=sp)
-    near = dense & (dist <= near_mm)
+    near, close = _near_labels(coronary, dense, sp, near_mm, touch_mm)
     comp, n = ndimage.label(near, structure=_CONN26)
     if n == 0:
         return ids, []
     idx = np.arange(1, n + 1)
-    touch = ndimage.maximum(dist <= touch_mm, comp, idx).astype(bool)
+    touch = ndimage.maximum(close, comp, idx).astype(bool)
     full, _ = ndimage.label(dense, structure=_CONN26)
     vox = float(np.prod(sp))
     area_px = sp[1] * sp[2]
