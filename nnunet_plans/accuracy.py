@@ -105,6 +105,13 @@ def _v2_acquisition(seed: int, motion: bool) -> dict:
             **extra}
 
 
+# Devices and grafts the clinical cohort cycles through its patients (with the plaque patterns: a
+# device lies beside calcium in some patients and alone in others), besides the generator's own draws.
+CONFOUNDERS: tuple[dict | None, ...] = (None, {"device": "pacemaker"}, {"prosthetic_valve": "tavi"}, {"cabg": True},
+                                        None, {"device": "icd"}, {"prosthetic_valve": "mechanical_aortic"},
+                                        {"prosthetic_valve": "mitral_ring"})
+
+
 def accuracy_cohort(n: int, seed0: int = seed_ranges.HELDOUT.start, preset: str | None = None, phantom: str = "v2",
                     motion: bool = False, clinical: bool = False, purpose: str = "heldout"):
     """``n`` phantom configs, deterministic in (n, seed0, phantom, motion, clinical); patterns cycle through PATTERNS.
@@ -113,7 +120,8 @@ def accuracy_cohort(n: int, seed0: int = seed_ranges.HELDOUT.start, preset: str 
     for every figure; ``training`` only to fit something (``devtools.density_fit``).
     ``clinical``: the v2 clinical preset (512 x 512, 0.625-3 mm slices) with the generator's own
     noise, cardiac motion, devices, grafts and distractors (non-contrast, left-sided hearts); the
-    plaques still follow the patterns. Otherwise v2-small with issue 14's noise, still hearts unless ``motion``.
+    plaques still follow the patterns, and the devices and grafts of :data:`CONFOUNDERS` cycle through
+    the patients. Otherwise v2-small with issue 14's noise, still hearts unless ``motion``.
     """
     seeds = seed_ranges.require(range(seed0, seed0 + n), purpose)
     if phantom == "v2":
@@ -122,9 +130,13 @@ def accuracy_cohort(n: int, seed0: int = seed_ranges.HELDOUT.start, preset: str 
         def acq(seed: int) -> dict:
             return {"contrast_phase": "none"} if clinical else _v2_acquisition(seed, motion)
 
+        def extra(i: int) -> dict:  # the generator seldom draws devices: the clinical cohort cycles them in
+            return {"findings": CONFOUNDERS[i % len(CONFOUNDERS)]} if clinical and CONFOUNDERS[i % len(CONFOUNDERS)] \
+                else {}
+
         return [(PATTERNS[i % len(PATTERNS)],
                  _v2_pattern(random_config(seed, preset or ("v2" if clinical else "v2-small"), acquisition=acq(seed),
-                                           heart={"situs_inversus": False}), PATTERNS[i % len(PATTERNS)]))
+                                           heart={"situs_inversus": False}, **extra(i)), PATTERNS[i % len(PATTERNS)]))
                 for i, seed in enumerate(seeds)]
     from cacpipe.phantom import PhantomConfig, Plaque
 
