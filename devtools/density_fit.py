@@ -6,9 +6,9 @@
 Two cohorts of ``training``-range v2 seeds (never the held-out ones, and past the seeds the demo
 models train on) are written like ``make accuracy``'s (the same plaque patterns): v2-small and
 the clinical preset with the generator's own confounders. They are scanned by ``cacpipe scan``
-(the demo model, post-processing on), and every density-rule candidate the scan recorded
-(``pipeline.postprocess.density_rule.candidate_list``: features, centre) is labelled against the
-imaged truth: a plaque when a true calcium voxel lies within ``--match-mm`` of its centre. A
+(the demo model, post-processing off: the network's map as is), the post-processing then runs
+here on each study and every density-rule candidate it records
+(``density_rule.candidate_list``: features, centre) is labelled against the imaged truth: a plaque when a true calcium voxel lies within ``--match-mm`` of its centre. A
 logistic regression on :data:`cacpipe.segment.density.FEATURES` is fitted; the threshold is the
 lowest probability whose false candidates stay within ``--fp-per-scan`` per study. ``--write``
 stores the rule with its provenance (seeds, counts, command) in cacpipe/data/density_rule.json.
@@ -33,14 +33,25 @@ from nnunet_plans.accuracy import accuracy_cohort, run_scan, write_cohort
 
 
 def labelled_candidates(results: Path, truth_dir: Path, match_mm: float) -> list[dict]:
-    """Every recorded candidate the network did not mark, with ``plaque`` (bool) and ``study``."""
+    """Every candidate the network did not mark, with ``plaque`` (bool) and ``study``.
+
+    ``results`` is a scan with post-processing off (the network's map as is, ``labels.nii.gz``,
+    beside ``ct.nii.gz`` and ``heart_mask.nii.gz``): the post-processing runs here, in this process,
+    so the features are those of the code at hand (no rescan when a feature changes)."""
+    from cacpipe.segment import refine
+
     out = []
     for rj in sorted(results.rglob("result.json")):
         r = json.loads(rj.read_text())
         pid = r["study"]["patient_id"]
-        info = ((r.get("pipeline") or {}).get("postprocess") or {}).get("density_rule")
         tl = truth_dir / f"{pid}_labels.nii.gz"
-        if not info or not tl.exists():
+        if not tl.exists() or not (rj.parent / "labels.nii.gz").exists():
+            continue
+        ct = Volume.read(rj.parent / "ct.nii.gz")
+        heart = rj.parent / "heart_mask.nii.gz"
+        ref = refine(ct, Volume.read(rj.parent / "labels.nii.gz"), Volume.read(heart) if heart.exists() else None)
+        info = ref.info.get("density_rule")
+        if not info:
             continue
         t = Volume.read(tl)
         calc = np.isin(np.asarray(t.array), CALCIUM_IDS)
@@ -97,8 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
         if not cfgs:
             continue
         ids = write_cohort(cfgs, out / name / "export", out / name / "truth")
-        run_scan(out / name / "export", out / name / "results", args.model, True, 1)
-        cands += labelled_candidates(out / name / "results", out / name / "truth", args.match_mm)
+        run_scan(out / name / "export", out / name / "results_raw", args.model, False, 1)
+        cands += labelled_candidates(out / name / "results_raw", out / name / "truth", args.match_mm)
         n_scans += len(ids)
         seeds[name] = [c.seed for _, c in cfgs]
     rule = fit(cands, n_scans, args.fp_per_scan)

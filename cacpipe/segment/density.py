@@ -10,6 +10,8 @@ and the command that fitted them: ``cacpipe/data/density_rule.json``):
 - ``log_voxels``: log(1 + voxels >= 130 HU within ``NEAR_MM`` of the labels);
 - ``peak_z``: (peak HU - 130) / blood-pool noise SD (the robust SD of HU inside the heart mask,
   eroded away from its wall: the same scan's own noise);
+- ``smooth_z``: (mean HU of the 3 x 3 x 3 voxels round its peak - blood-pool median) / noise SD: a
+  plaque blurred by the kernel lifts its neighbours, a noise spike hardly;
 - ``log_excess``: log(1 + sum over its voxels of (HU - 130) / noise SD): size and density together;
 - ``attached``: share of the whole >= 130 HU component (unbounded) that lies near the labels: a
   piece of bone, valve, aortic wall or contrast lumen reaches far beyond the artery (low share;
@@ -41,7 +43,8 @@ MIN_AREA_MM2 = 1.0  # Agatston's smallest lesion, in one slice
 MIN_ATTACHED = 0.5  # share of its whole >= 130 HU structure a candidate must hold (else: bone, valve, wall)
 NOISE_FLOOR_HU = 5.0  # a noise estimate below this is not trusted (a flat synthetic image)
 DEFAULT_NOISE_HU = 30.0  # no heart mask or too few blood-pool voxels to measure the noise
-FEATURES = ("log_voxels", "peak_z", "log_excess", "attached", "on_label", "area_ok")
+DEFAULT_BLOOD_HU = 40.0  # ... and the blood pool's HU then
+FEATURES = ("log_voxels", "peak_z", "smooth_z", "log_excess", "attached", "on_label", "area_ok")
 RULE_FILE = Path(__file__).resolve().parent.parent / "data" / "density_rule.json"
 _CONN26 = np.ones((3, 3, 3), dtype=bool)
 _SLICE8 = np.zeros((3, 3, 3), dtype=bool)
@@ -99,22 +102,30 @@ class Candidate:
         return d
 
 
-def blood_noise_sd(hu: np.ndarray, heart: np.ndarray | None, spacing_zyx) -> float | None:
-    """Robust SD (1.4826 x MAD) of HU in the heart's interior, at least 5 mm from its wall.
+def blood_stats(hu: np.ndarray, heart: np.ndarray | None, spacing_zyx) -> tuple[float, float] | None:
+    """(median, robust SD = 1.4826 x MAD) of HU in the heart's interior, >= 5 mm from its wall.
 
     The interior of a non-contrast heart is blood and myocardium (40-60 HU apart), so the MAD is
     dominated by the noise. Voxels >= 130 HU (calcium, devices) are left out. None when the mask
-    is missing or holds too few interior voxels."""
+    is missing or holds too few interior voxels. The erosion runs on a coarse grid (~2.5 mm): an
+    exact 5 mm erosion of a whole heart at 0.6 mm costs seconds and measures nothing better."""
     if heart is None or not heart.any():
         return None
-    steps = [max(1, int(round(5.0 / float(s)))) for s in spacing_zyx]
-    inner = ndimage.binary_erosion(heart, structure=np.ones([2 * k + 1 for k in steps], dtype=bool))
-    v = hu[inner]
+    step = [max(1, int(round(2.5 / float(s)))) for s in spacing_zyx]
+    coarse = heart[::step[0], ::step[1], ::step[2]]
+    inner = ndimage.binary_erosion(coarse, structure=np.ones((5, 5, 5), dtype=bool))
+    v = hu[::step[0], ::step[1], ::step[2]][inner]
     v = v[v < CALCIUM_THRESHOLD_HU]
     if v.size < 200:
         return None
-    v = v[:: max(1, v.size // 200_000)]  # a subsample is plenty for a MAD
-    return float(1.4826 * np.median(np.abs(v - np.median(v))))
+    med = float(np.median(v))
+    return med, float(1.4826 * np.median(np.abs(v - med)))
+
+
+def blood_noise_sd(hu: np.ndarray, heart: np.ndarray | None, spacing_zyx) -> float | None:
+    """The robust SD of :func:`blood_stats` (None when it cannot be measured)."""
+    st = blood_stats(hu, heart, spacing_zyx)
+    return None if st is None else st[1]
 
 
 def _near_labels(coronary: np.ndarray, dense: np.ndarray, sp, near_mm: float, touch_mm: float
@@ -145,7 +156,8 @@ def _near_labels(coronary: np.ndarray, dense: np.ndarray, sp, near_mm: float, to
 
 
 def find_candidates(hu: np.ndarray, lab: np.ndarray, seeds: np.ndarray, spacing_zyx, noise_sd: float,
-                    near_mm: float = NEAR_MM, touch_mm: float = TOUCH_MM) -> tuple[np.ndarray, list[Candidate]]:
+                    near_mm: float = NEAR_MM, touch_mm: float = TOUCH_MM, blood_hu: float = DEFAULT_BLOOD_HU
+                    ) -> tuple[np.ndarray, list[Candidate]]:
     """(map of candidate ids, candidates) of a work box: connected >= 130 HU voxels within
     ``near_mm`` of a coronary label (``lab > 0``), touching one within ``touch_mm``.
 
@@ -182,7 +194,12 @@ def find_candidates(hu: np.ndarray, lab: np.ndarray, seeds: np.ndarray, spacing_
         max_area = float(np.bincount(pieces.ravel())[1:].max()) * area_px if per_slice.any() else 0.0
         owners = np.unique(full[sl][m])
         whole = int(full_size[owners[owners > 0]].sum())
+        # the 3 x 3 x 3 mean round its densest voxel: a plaque (blurred by the kernel) lifts its
+        # neighbours too, a noise spike much less
+        pz, py, px = (int(v) for v in np.argwhere(m)[int(np.argmax(h))] + [s_.start for s_ in sl])
+        nb = hu[max(0, pz - 1):pz + 2, max(0, py - 1):py + 2, max(0, px - 1):px + 2]
         feats = {
+            "smooth_z": (float(nb.mean()) - blood_hu) / sd,
             "log_voxels": float(np.log1p(n_vox)),
             "peak_z": (float(h.max()) - CALCIUM_THRESHOLD_HU) / sd,
             "log_excess": float(np.log1p(np.sum(h - CALCIUM_THRESHOLD_HU) / sd)),

@@ -60,7 +60,15 @@ from ..flags import Flag
 from ..labels import ARTERIES, ARTERY_ID, CALCIUM_ID, CALCIUM_IDS
 from ..units import CALCIUM_THRESHOLD_HU
 from ..volume import Volume
-from .density import DEFAULT_NOISE_HU, DensityRule, blood_noise_sd, find_candidates, judge, load_rule
+from .density import (
+    DEFAULT_BLOOD_HU,
+    DEFAULT_NOISE_HU,
+    DensityRule,
+    blood_stats,
+    find_candidates,
+    judge,
+    load_rule,
+)
 
 COMPLETION_MM = 2.0  # growth bound: distance from the predicted coronary labels
 FRAGMENT_MM3 = 50.0  # calcium on a tree with less artery label than this is not grown
@@ -626,10 +634,12 @@ def _density_candidates(hu: np.ndarray, lab: np.ndarray, heart: np.ndarray | Non
     Candidates holding metal (>= METAL_HU) are never accepted: a lead, clip or stent next to an
     artery is a device, which quality checks flag, not calcium. ``accept=False`` (the rule switched
     off): candidates are judged and recorded, none is counted."""
-    noise = blood_noise_sd(hu, heart, sp)
+    blood = blood_stats(hu, heart, sp)
+    noise = None if blood is None else blood[1]
     rule = rule or load_rule()
     seeds = np.isin(lab, CALCIUM_IDS) & (hu >= CALCIUM_THRESHOLD_HU)
-    ids, cands = find_candidates(hu, lab, seeds, sp, DEFAULT_NOISE_HU if noise is None else noise)
+    ids, cands = find_candidates(hu, lab, seeds, sp, DEFAULT_NOISE_HU if blood is None else blood[1],
+                                 blood_hu=DEFAULT_BLOOD_HU if blood is None else blood[0])
     judge(cands, rule)
     for c in cands:
         if c.accepted and (c.peak_hu >= METAL_HU or not accept):
@@ -637,6 +647,7 @@ def _density_candidates(hu: np.ndarray, lab: np.ndarray, heart: np.ndarray | Non
     acc = [c.index for c in cands if c.accepted]
     info["density_rule"] = {
         "noise_sd_hu": None if noise is None else round(noise, 1),
+        "blood_hu": None if blood is None else round(blood[0], 1),
         "noise_from": "heart interior" if noise is not None else f"default {DEFAULT_NOISE_HU:g} HU (no heart interior)",
         "rule": rule.source, "threshold": rule.threshold, "counting": accept,
         "candidates": len(cands), "network": sum(c.network for c in cands), "accepted": len(acc),
