@@ -313,6 +313,9 @@ class SegmentSettings(Section):
                                        "labels that the calcium channel missed count as calcium when the "
                                        "density rule's judge accepts them (cacpipe/data/density_rule.json; "
                                        "docs/stage2.md); false: only the network's calcium")
+    save_calcium_probability: bool = setting(False, "also write calcium_prob.nii.gz: the network's calcium "
+                                                    "probability on the CT grid (refitting the density rule: "
+                                                    "python -m devtools.density_fit)")
 
     def validate(self) -> None:
         if not 0 < self.tile_step_size <= 1:

@@ -48,8 +48,9 @@ def labelled_candidates(results: Path, truth_dir: Path, match_mm: float) -> list
         if not tl.exists() or not (rj.parent / "labels.nii.gz").exists():
             continue
         ct = Volume.read(rj.parent / "ct.nii.gz")
-        heart = rj.parent / "heart_mask.nii.gz"
-        ref = refine(ct, Volume.read(rj.parent / "labels.nii.gz"), Volume.read(heart) if heart.exists() else None)
+        heart, prob = rj.parent / "heart_mask.nii.gz", rj.parent / "calcium_prob.nii.gz"
+        ref = refine(ct, Volume.read(rj.parent / "labels.nii.gz"), Volume.read(heart) if heart.exists() else None,
+                     calcium_prob=Volume.read(prob) if prob.exists() else None)
         info = ref.info.get("density_rule")
         if not info:
             continue
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
         if not cfgs:
             continue
         ids = write_cohort(cfgs, out / name / "export", out / name / "truth")
-        run_scan(out / name / "export", out / name / "results_raw", args.model, False, 1)
+        run_scan(out / name / "export", out / name / "results_raw", args.model, False, 1,
+                 extra={"segment": {"save_calcium_probability": True}})
         cands += labelled_candidates(out / name / "results_raw", out / name / "truth", args.match_mm)
         n_scans += len(ids)
         seeds[name] = [c.seed for _, c in cfgs]

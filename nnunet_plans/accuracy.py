@@ -197,9 +197,12 @@ def write_cohort(cfgs, export: Path, truth_dir: Path) -> list[str]:
     return ids
 
 
-def run_scan(export: Path, results: Path, model: str | None, postprocess: bool, jobs: int) -> float:
-    """``cacpipe scan`` as a user runs it; returns its wall time (s)."""
+def run_scan(export: Path, results: Path, model: str | None, postprocess: bool, jobs: int,
+             extra: dict | None = None) -> float:
+    """``cacpipe scan`` as a user runs it; returns its wall time (s). ``extra``: more settings per section."""
     settings = {"segment": {"allow_demo_model": True, "postprocess": postprocess}, "review": {"enabled": False}}
+    for section, values in (extra or {}).items():
+        settings.setdefault(section, {}).update(values)
     results.mkdir(parents=True, exist_ok=True)
     sf = results.parent / f"{results.name}_settings.json"
     sf.write_text(json.dumps(settings))

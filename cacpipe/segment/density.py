@@ -7,6 +7,8 @@ channel fired on it. A candidate is judged by a small logistic model of what tel
 noise, partial volume and confounders on the same scan (coefficients, their training phantoms
 and the command that fitted them: ``cacpipe/data/density_rule.json``):
 
+- ``calc_prob``: the network's highest calcium probability on it (its sigmoid below the 0.5 that
+  makes a label: what the network saw and did not call; 0 when the map is not given);
 - ``log_voxels``: log(1 + voxels >= 130 HU within ``NEAR_MM`` of the labels);
 - ``peak_z``: (peak HU - 130) / blood-pool noise SD (the robust SD of HU inside the heart mask,
   eroded away from its wall: the same scan's own noise);
@@ -44,7 +46,7 @@ MIN_ATTACHED = 0.5  # share of its whole >= 130 HU structure a candidate must ho
 NOISE_FLOOR_HU = 5.0  # a noise estimate below this is not trusted (a flat synthetic image)
 DEFAULT_NOISE_HU = 30.0  # no heart mask or too few blood-pool voxels to measure the noise
 DEFAULT_BLOOD_HU = 40.0  # ... and the blood pool's HU then
-FEATURES = ("log_voxels", "peak_z", "smooth_z", "log_excess", "attached", "on_label", "area_ok")
+FEATURES = ("calc_prob", "log_voxels", "peak_z", "smooth_z", "log_excess", "attached", "on_label", "area_ok")
 RULE_FILE = Path(__file__).resolve().parent.parent / "data" / "density_rule.json"
 _CONN26 = np.ones((3, 3, 3), dtype=bool)
 _SLICE8 = np.zeros((3, 3, 3), dtype=bool)
@@ -156,13 +158,14 @@ def _near_labels(coronary: np.ndarray, dense: np.ndarray, sp, near_mm: float, to
 
 
 def find_candidates(hu: np.ndarray, lab: np.ndarray, seeds: np.ndarray, spacing_zyx, noise_sd: float,
-                    near_mm: float = NEAR_MM, touch_mm: float = TOUCH_MM, blood_hu: float = DEFAULT_BLOOD_HU
-                    ) -> tuple[np.ndarray, list[Candidate]]:
+                    near_mm: float = NEAR_MM, touch_mm: float = TOUCH_MM, blood_hu: float = DEFAULT_BLOOD_HU,
+                    prob: np.ndarray | None = None) -> tuple[np.ndarray, list[Candidate]]:
     """(map of candidate ids, candidates) of a work box: connected >= 130 HU voxels within
     ``near_mm`` of a coronary label (``lab > 0``), touching one within ``touch_mm``.
 
     ``seeds``: the voxels the calcium channel marked (>= 130 HU); a candidate holding one is the
-    network's (``network=True``) and is not judged. Arrays are (z, y, x) on one grid."""
+    network's (``network=True``) and is not judged. ``prob``: the network's calcium probability.
+    Arrays are (z, y, x) on one grid."""
     coronary = lab > 0
     dense = hu >= CALCIUM_THRESHOLD_HU
     ids = np.zeros(hu.shape, dtype=np.int32)
@@ -199,6 +202,7 @@ def find_candidates(hu: np.ndarray, lab: np.ndarray, seeds: np.ndarray, spacing_
         pz, py, px = (int(v) for v in np.argwhere(m)[int(np.argmax(h))] + [s_.start for s_ in sl])
         nb = hu[max(0, pz - 1):pz + 2, max(0, py - 1):py + 2, max(0, px - 1):px + 2]
         feats = {
+            "calc_prob": 0.0 if prob is None else float(prob[sl][m].max()),
             "smooth_z": (float(nb.mean()) - blood_hu) / sd,
             "log_voxels": float(np.log1p(n_vox)),
             "peak_z": (float(h.max()) - CALCIUM_THRESHOLD_HU) / sd,

@@ -414,7 +414,7 @@ def _reference(ct: Volume, lab: np.ndarray, offset: np.ndarray, heart: np.ndarra
 def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete: bool = True,
            completion_mm: float = COMPLETION_MM, local_mm: float = LOCAL_MM,
            min_tree_mm3: float = MIN_TREE_MM3, density_rule: bool = True, rule: DensityRule | None = None,
-           instance_numbers: list | None = None) -> Refinement:
+           instance_numbers: list | None = None, calcium_prob: Volume | None = None) -> Refinement:
     """Complete, attribute and check the calcium of a six-class map on the CT's own grid.
 
     ``heart`` (0/1 on the same grid, optional) enables the outside-heart and heart-side checks and
@@ -423,6 +423,7 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
     >= 130 HU too). ``density_rule``: >= 130 HU spots on the predicted tree that the calcium channel
     missed become calcium when :mod:`cacpipe.segment.density`'s judge accepts them (``rule``: the
     shipped one by default). ``instance_numbers``: the PACS InstanceNumber of each slice, for flags.
+    ``calcium_prob`` (same grid): the network's calcium probability, a feature of the density rule.
     Returns the refined map (what is written to disk and quantified), the flags and a record.
     """
     if ct.shape != labels.shape:
@@ -452,7 +453,8 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
                   "removed_outside_heart_mm3": None if far is None else removed}
     extra, cands, cand_ids = None, [], None
     if complete:  # candidates are found (and the plausible ones reported) even with the rule off
-        extra, cands, cand_ids = _density_candidates(hu, lab, heart_box, sp, rule, info, offset, density_rule)
+        prob = None if calcium_prob is None else np.asarray(calcium_prob.array)[box]
+        extra, cands, cand_ids = _density_candidates(hu, lab, heart_box, sp, rule, info, offset, density_rule, prob)
     calc, below = complete_calcium(hu, lab, sp, completion_mm if complete else None, extra_seeds=extra)
     new = lab.copy()
     for a in ARTERIES:  # every calcium label back to artery first; lesions are painted below
@@ -628,7 +630,8 @@ def _outside_heart(ct: Volume, lab: np.ndarray, whole: dict[str, np.ndarray], fa
 
 
 def _density_candidates(hu: np.ndarray, lab: np.ndarray, heart: np.ndarray | None, sp, rule: DensityRule | None,
-                        info: dict, offset, accept: bool = True) -> tuple[np.ndarray | None, list, np.ndarray]:
+                        info: dict, offset, accept: bool = True, prob: np.ndarray | None = None
+                        ) -> tuple[np.ndarray | None, list, np.ndarray]:
     """The density rule on the work box: (accepted seed voxels or None, candidates, candidate-id map).
 
     Candidates holding metal (>= METAL_HU) are never accepted: a lead, clip or stent next to an
@@ -639,7 +642,7 @@ def _density_candidates(hu: np.ndarray, lab: np.ndarray, heart: np.ndarray | Non
     rule = rule or load_rule()
     seeds = np.isin(lab, CALCIUM_IDS) & (hu >= CALCIUM_THRESHOLD_HU)
     ids, cands = find_candidates(hu, lab, seeds, sp, DEFAULT_NOISE_HU if blood is None else blood[1],
-                                 blood_hu=DEFAULT_BLOOD_HU if blood is None else blood[0])
+                                 blood_hu=DEFAULT_BLOOD_HU if blood is None else blood[0], prob=prob)
     judge(cands, rule)
     for c in cands:
         if c.accepted and (c.peak_hu >= METAL_HU or not accept):
@@ -648,6 +651,7 @@ def _density_candidates(hu: np.ndarray, lab: np.ndarray, heart: np.ndarray | Non
     info["density_rule"] = {
         "noise_sd_hu": None if noise is None else round(noise, 1),
         "blood_hu": None if blood is None else round(blood[0], 1),
+        "network_probability": prob is not None,
         "noise_from": "heart interior" if noise is not None else f"default {DEFAULT_NOISE_HU:g} HU (no heart interior)",
         "rule": rule.source, "threshold": rule.threshold, "counting": accept,
         "candidates": len(cands), "network": sum(c.network for c in cands), "accepted": len(acc),
