@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_phantom_v2 import NO_FINDINGS, small
 
 from cacpipe.evaluation.sources import truth_record
 from cacpipe.labels import ARTERIES
@@ -14,7 +15,6 @@ from cacpipe.phantom.cohort import truth_row
 from cacpipe.phantom.truth import imaged_numbers
 from cacpipe.phantom.v2 import generate
 from cacpipe.phantom.v2.config import PlaqueSpec
-from test_phantom_v2 import NO_FINDINGS, small
 
 PLAQUES = (PlaqueSpec(1, "RCA", "RCA", "focal", t=0.35, length_mm=6.0, thickness_mm=2.0, density_hu=700.0, n_lobes=3),
            PlaqueSpec(2, "LAD", "LAD", "focal", t=0.2, length_mm=5.0, thickness_mm=2.0, density_hu=600.0, n_lobes=3))
