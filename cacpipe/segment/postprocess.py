@@ -501,7 +501,7 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
     new[nb] = near_owner[nb]
     out[box] = new
     if cands:
-        flags += _uncounted(cands, cand_ids, calc, new, offset, sp, instance_numbers, info)
+        flags += _uncounted(ct, cands, cand_ids, calc, new, offset, sp, instance_numbers, info)
     info.update(completed_voxels=int(calc.sum()), added_voxels=int((calc & ~np.isin(lab, CALCIUM_IDS)).sum()),
                 below_threshold_relabelled=int(below.sum()),
                 reattributed_lesions=sum(1 for les in lesions if les.channels[les.artery] < max(les.channels.values())))
@@ -664,13 +664,14 @@ def _density_candidates(hu: np.ndarray, lab: np.ndarray, heart: np.ndarray | Non
     return (np.isin(ids, acc) if acc else None), cands, ids
 
 
-def _image_name(z: int, instance_numbers: list | None) -> str:
+def _image_name(ct: Volume, z: int, instance_numbers: list | None) -> str:
+    """'image N' from ``instance_numbers`` when given, else the volume's own slice reference."""
     n = instance_numbers[z] if instance_numbers and 0 <= z < len(instance_numbers) else None
-    return f"image {n}" if n is not None else f"slice {z}"
+    return f"image {n}" if n is not None else ct.slice_reference(z)
 
 
-def _uncounted(cands: list, ids: np.ndarray, calc: np.ndarray, lab: np.ndarray, offset: np.ndarray, sp,
-               instance_numbers: list | None, info: dict) -> list[Flag]:
+def _uncounted(ct: Volume, cands: list, ids: np.ndarray, calc: np.ndarray, lab: np.ndarray, offset: np.ndarray,
+               sp, instance_numbers: list | None, info: dict) -> list[Flag]:
     """``calcium_uncounted`` per artery: dense spots on or next to a predicted artery, >= 1 mm2 in a
     slice, that the density rule judged plausible (P >= UNCOUNTED_MIN_P) yet did not count: never
     silently dropped. Records every such spot in ``info["uncounted"]``."""
@@ -688,7 +689,7 @@ def _uncounted(cands: list, ids: np.ndarray, calc: np.ndarray, lab: np.ndarray, 
         art = max(ARTERIES, key=lambda a: by[a])
         z = int(round(c.centre_zyx[0])) + int(offset[0])
         why = "metal-dense: a device?" if c.peak_hu >= METAL_HU else f"P {c.probability:.2f}"
-        spots.setdefault(art, []).append({"image": _image_name(z, instance_numbers), "slice": z,
+        spots.setdefault(art, []).append({"image": _image_name(ct, z, instance_numbers), "slice": z,
                                           "volume_mm3": round(c.volume_mm3, 1), "peak_hu": round(c.peak_hu),
                                           "why": why})
     info["uncounted"] = spots
