@@ -50,6 +50,10 @@ SPINE_KEEP_OUT_MM = 40.0  # half-width of the strip behind the vertebral front t
 TUBE_MM = 16.0  # vessels thinner than twice this are cut off the heart
 REGROW_MM = 4.0  # what the tube cut shaved off the heart's surface grows back this far
 ROOT_KEEP_MM = 15.0  # the great vessels' roots kept above the heart (the coronary ostia are there)
+# A cardiac reconstruction (200-250 mm field of view centred on the heart) cuts the body at the image
+# edge on both sides: then the lungs touch the edge and are no holes of the body.
+CUT_SLICE_FRACTION = 0.3  # the field of view cuts the body when it does on this share of the slices
+OUTSIDE_AIR_HU = -970.0  # air outside the patient (or the scanner's padding) is darker than any lung
 
 
 @dataclass
@@ -94,7 +98,59 @@ def _fill_slices(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _spine_front(a: np.ndarray, body: np.ndarray, sp: np.ndarray) -> np.ndarray:
+def _fov_cuts_body(body: np.ndarray) -> bool:
+    """True when the body touches both lateral image edges on at least CUT_SLICE_FRACTION of its slices."""
+    has = body.any(axis=(1, 2))
+    if not has.any():
+        return False
+    both = body[:, :, 0].any(axis=1) & body[:, :, -1].any(axis=1)
+    return bool(both[has].mean() >= CUT_SLICE_FRACTION)
+
+
+def _fill_cut_slices(a: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Body per slice when the field of view cuts it: holes filled as if the body went on past the image edge.
+
+    Every air region then counts as inside, so the regions touching the edge that are darker than
+    any lung (OUTSIDE_AIR_HU: air in front of the chest, the scanner's padding outside the
+    reconstruction circle) are taken out again.
+    """
+    out = np.empty_like(body)
+    for k in range(body.shape[0]):
+        filled = ndi.binary_fill_holes(np.pad(body[k], 1, constant_values=True))[1:-1, 1:-1]
+        added = filled & ~body[k]
+        lab, n = ndi.label(added)
+        if n:
+            edge = np.zeros_like(added)
+            edge[0, :] = edge[-1, :] = True
+            edge[:, 0] = edge[:, -1] = True
+            ids = np.arange(1, n + 1)
+            mean = ndi.mean(a[k], lab, ids)
+            touches = ndi.maximum(edge, lab, ids) > 0
+            for i, m, t in zip(ids, np.atleast_1d(mean), np.atleast_1d(touches), strict=True):
+                if t and m < OUTSIDE_AIR_HU:
+                    filled[lab == i] = False
+        out[k] = filled
+    return out
+
+
+def _spine_columns(a: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Per slice, the column of the vertebral column (most bone in the posterior half), or -1.
+
+    For a field of view centred on the heart, whose centre is not the body's midline.
+    """
+    out = np.full(a.shape[0], -1, dtype=int)
+    for k in range(a.shape[0]):
+        ys = np.nonzero(body[k].any(axis=1))[0]
+        if ys.size == 0:
+            continue
+        half = (ys[0] + ys[-1]) // 2
+        prof = ndi.uniform_filter1d((a[k, half:] >= SPINE_HU).sum(axis=0).astype(float), 5)
+        if prof.max() > 0:
+            out[k] = int(np.argmax(prof))
+    return out
+
+
+def _spine_front(a: np.ndarray, body: np.ndarray, sp: np.ndarray, mids: np.ndarray | None = None) -> np.ndarray:
     """Per slice, the row (y index) of the vertebral body's anterior surface, or -1 when not found.
 
     Along the posterior midline, from the back forwards: bony runs (spinous process and laminae,
@@ -111,7 +167,7 @@ def _spine_front(a: np.ndarray, body: np.ndarray, sp: np.ndarray) -> np.ndarray:
             continue
         xs = np.nonzero(body[k].any(axis=0))[0]
         ys = np.nonzero(body[k].any(axis=1))[0]
-        mid = int(round((xs[0] + xs[-1]) / 2.0))
+        mid = int(round((xs[0] + xs[-1]) / 2.0)) if mids is None or mids[k] < 0 else int(mids[k])
         back, front = int(ys[-1]), int(ys[0])
         bone = a[k, :, max(mid - half, 0):mid + half + 1].max(axis=1) >= SPINE_HU
         y = back
@@ -175,7 +231,9 @@ def locate_heart(ct: Volume) -> FallbackResult:
     info: dict = {"work_spacing_zyx": [float(s) for s in sp]}
 
     body = _largest(a > BODY_HU)
-    body = _fill_slices(body)
+    cut = _fov_cuts_body(body)
+    info["fov_cuts_body"] = cut
+    body = _fill_cut_slices(a, body) if cut else _fill_slices(body)
     # Erode in-plane first: rim voxels averaged with outside air are not lung.
     inner = ndi.binary_erosion(body, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool), iterations=2)
     air_in_body = inner & (a < LUNG_HU)
@@ -241,11 +299,12 @@ def locate_heart(ct: Volume) -> FallbackResult:
         cand[k] = hull & ~lungs_grown[k] & soft[k]
     # The vertebral column and what lies beside and behind its front (descending aorta, rib heads)
     # are never heart; in v2 phantoms they joined the heart through the oesophagus (docs/phantom.md).
-    front = _spine_front(a, body, sp)
+    mids = _spine_columns(a, body) if cut else None
+    front = _spine_front(a, body, sp, mids)
     keep_out = max(1, int(round(SPINE_KEEP_OUT_MM / sp[2])))
     for k in np.nonzero(front >= 0)[0]:
         xs = np.nonzero(body[k].any(axis=0))[0]
-        mid = int(round((xs[0] + xs[-1]) / 2.0))
+        mid = int(round((xs[0] + xs[-1]) / 2.0)) if mids is None or mids[k] < 0 else int(mids[k])
         cand[k, max(front[k] - 1, 0):, max(mid - keep_out, 0):mid + keep_out + 1] = False
     r = np.maximum(OPENING_MM / sp, 1.0)
     # Pad by edge replication so that morphology does not erode a heart cut by the scan range
