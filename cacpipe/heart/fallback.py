@@ -110,25 +110,19 @@ def _fov_cuts_body(body: np.ndarray) -> bool:
 def _fill_cut_slices(a: np.ndarray, body: np.ndarray) -> np.ndarray:
     """Body per slice when the field of view cuts it: holes filled as if the body went on past the image edge.
 
-    Every air region then counts as inside, so the regions touching the edge that are darker than
-    any lung (OUTSIDE_AIR_HU: air in front of the chest, the scanner's padding outside the
-    reconstruction circle) are taken out again.
+    Every air region then counts as inside, so the air darker than any lung (OUTSIDE_AIR_HU: air in
+    front of the chest, the scanner's padding outside the reconstruction circle) that reaches the
+    image edge is taken out again, pixel by pixel (it may touch a lung where the chest wall leaves
+    the image).
     """
     out = np.empty_like(body)
     for k in range(body.shape[0]):
         filled = ndi.binary_fill_holes(np.pad(body[k], 1, constant_values=True))[1:-1, 1:-1]
-        added = filled & ~body[k]
-        lab, n = ndi.label(added)
+        dark = a[k] < OUTSIDE_AIR_HU
+        lab, n = ndi.label(dark)
         if n:
-            edge = np.zeros_like(added)
-            edge[0, :] = edge[-1, :] = True
-            edge[:, 0] = edge[:, -1] = True
-            ids = np.arange(1, n + 1)
-            mean = ndi.mean(a[k], lab, ids)
-            touches = ndi.maximum(edge, lab, ids) > 0
-            for i, m, t in zip(ids, np.atleast_1d(mean), np.atleast_1d(touches), strict=True):
-                if t and m < OUTSIDE_AIR_HU:
-                    filled[lab == i] = False
+            rim = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+            filled &= ~np.isin(lab, rim[rim > 0])
         out[k] = filled
     return out
 
