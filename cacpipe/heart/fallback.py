@@ -51,7 +51,7 @@ TUBE_MM = 16.0  # vessels thinner than twice this are cut off the heart
 REGROW_MM = 4.0  # what the tube cut shaved off the heart's surface grows back this far
 ROOT_KEEP_MM = 15.0  # the great vessels' roots kept above the heart (the coronary ostia are there)
 # A cardiac reconstruction (200-250 mm field of view centred on the heart) cuts the body at the image
-# edge on both sides: then the lungs touch the edge and are no holes of the body.
+# edge: then the lungs may touch the edge and are no holes of the body.
 CUT_SLICE_FRACTION = 0.3  # the field of view cuts the body when it does on this share of the slices
 OUTSIDE_AIR_HU = -970.0  # air outside the patient (or the scanner's padding) is darker than any lung
 
@@ -99,12 +99,16 @@ def _fill_slices(mask: np.ndarray) -> np.ndarray:
 
 
 def _fov_cuts_body(body: np.ndarray) -> bool:
-    """True when the body touches both lateral image edges on at least CUT_SLICE_FRACTION of its slices."""
+    """True when the body touches the image edge on at least CUT_SLICE_FRACTION of its slices.
+
+    A cardiac field of view cuts the body at the sides, or in front and behind for a narrow chest:
+    either way a lung can reach the edge and is then no hole of the body.
+    """
     has = body.any(axis=(1, 2))
     if not has.any():
         return False
-    both = body[:, :, 0].any(axis=1) & body[:, :, -1].any(axis=1)
-    return bool(both[has].mean() >= CUT_SLICE_FRACTION)
+    edge = body[:, :, 0].any(axis=1) | body[:, :, -1].any(axis=1) | body[:, 0, :].any(axis=1) | body[:, -1, :].any(axis=1)
+    return bool(edge[has].mean() >= CUT_SLICE_FRACTION)
 
 
 def _fill_cut_slices(a: np.ndarray, body: np.ndarray) -> np.ndarray:
