@@ -53,6 +53,7 @@ ROOT_KEEP_MM = 15.0  # the great vessels' roots kept above the heart (the corona
 # A cardiac reconstruction (200-250 mm field of view centred on the heart) cuts the body at the image
 # edge: then the lungs may touch the edge and are no holes of the body.
 CUT_SLICE_FRACTION = 0.3  # the field of view cuts the body when it does on this share of the slices
+MIN_LUNG_ML = 200.0  # less lung than this: not a chest CT, or a field of view that cuts the lungs
 OUTSIDE_AIR_HU = -970.0  # air outside the patient (or the scanner's padding) is darker than any lung
 
 
@@ -96,6 +97,18 @@ def _fill_slices(mask: np.ndarray) -> np.ndarray:
     for k in range(mask.shape[0]):
         out[k] = ndi.binary_fill_holes(mask[k])
     return out
+
+
+def _lungs(a: np.ndarray, body: np.ndarray, sp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lungs (air regions of >= 50 mL inside the in-plane eroded body) and all air inside the body."""
+    # Erode in-plane first: rim voxels averaged with outside air are not lung.
+    inner = ndi.binary_erosion(body, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool), iterations=2)
+    air_in_body = inner & (a < LUNG_HU)
+    lab, n = ndi.label(air_in_body)
+    sizes = np.bincount(lab.ravel()) * float(np.prod(sp)) / 1000.0  # mL
+    keep = np.zeros(n + 1, bool)
+    keep[1:] = sizes[1:] >= 50.0
+    return keep[lab], air_in_body
 
 
 def _fov_cuts_body(body: np.ndarray) -> bool:
@@ -228,21 +241,19 @@ def locate_heart(ct: Volume) -> FallbackResult:
     warnings: list[str] = []
     info: dict = {"work_spacing_zyx": [float(s) for s in sp]}
 
-    body = _largest(a > BODY_HU)
-    cut = _fov_cuts_body(body)
+    raw_body = _largest(a > BODY_HU)
+    body = _fill_slices(raw_body)
+    lungs, air_in_body = _lungs(a, body, sp)
+    cut = False
+    if lungs.sum() * np.prod(sp) / 1000.0 < MIN_LUNG_ML and _fov_cuts_body(raw_body):
+        # A cardiac field of view: the lungs reach the image edge, so they were no holes of the body.
+        body_c = _fill_cut_slices(a, raw_body)
+        lungs_c, air_c = _lungs(a, body_c, sp)
+        if lungs_c.sum() > lungs.sum():
+            body, lungs, air_in_body, cut = body_c, lungs_c, air_c, True
     info["fov_cuts_body"] = cut
-    body = _fill_cut_slices(a, body) if cut else _fill_slices(body)
-    # Erode in-plane first: rim voxels averaged with outside air are not lung.
-    inner = ndi.binary_erosion(body, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool), iterations=2)
-    air_in_body = inner & (a < LUNG_HU)
-    lab, n = ndi.label(air_in_body)
-    sizes = np.bincount(lab.ravel()) * float(np.prod(sp)) / 1000.0  # mL
-    lungs = np.zeros_like(body)
-    for i in range(1, n + 1):
-        if sizes[i] >= 50.0:
-            lungs |= lab == i
     info["lung_volume_ml"] = float(lungs.sum() * np.prod(sp) / 1000.0)
-    if info["lung_volume_ml"] < 200.0:
+    if info["lung_volume_ml"] < MIN_LUNG_ML:
         warnings.append(f"fallback heart locator: little or no lung found ({info['lung_volume_ml']:.0f} mL); "
                         f"is this a chest CT?")
 
