@@ -55,7 +55,7 @@ def headline(res: dict) -> list[dict]:
         rows.append(_row(f"{key}_exact_agreement", f"{name}: exact agreement", c.get("exact_agreement"),
                          c.get("exact_agreement_ci_low"), c.get("exact_agreement_ci_high"), c.get("n")))
         for w in ("linear", "quadratic"):
-            rows.append(_row(f"{key}_kappa_{w}", f"{name}: {w}ly weighted kappa", c.get(f"kappa_{w}"),
+            rows.append(_row(f"{key}_kappa_{w}", f"{name}: {w}{'ly' if w == 'linear' else 'ally'} weighted kappa", c.get(f"kappa_{w}"),
                              c.get(f"kappa_{w}_ci_low"), c.get(f"kappa_{w}_ci_high"), c.get("n")))
     rows += artery_category_kappa(res.get("points") or [])
     return rows

@@ -19,8 +19,13 @@ class Published:
     source: str  # citation
     ct: str  # "gated" | "non-gated"
 
+    @property
+    def short(self) -> str:
+        """The source in a few words (first author and year, or the shared/ section)."""
+        return SHORT.get(self.source, self.source[:40])
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "short": self.short}
 
 
 ENG_2021 = ("Eng D, Chute C, Khandwala N, et al. Automated coronary calcium scoring using deep learning with "
@@ -31,6 +36,9 @@ SHARED = "shared/README.md section 10 (published per-vessel figures gathered for
 ORCA_PROTOCOL = ("orCaScore evaluation protocol (orcascore.isi.uu.nl, Evaluation and Data pages); Wolterink JM, "
                  "Leiner T, de Vos BD, et al. An evaluation of automatic coronary artery calcium scoring methods with "
                  "cardiac CT using the orCaScore framework. Med Phys 2016;43:2361-2373")
+
+SHORT = {ENG_2021: "Eng et al. 2021", DE_VOS_2019: "de Vos et al. 2019", SHARED: "shared/README.md s.10",
+         ORCA_PROTOCOL: "orCaScore"}
 
 PUBLISHED: tuple[Published, ...] = (
     Published("category_kappa_linear", 0.89, "risk-category agreement, automatic vs manual (Cohen's kappa), gated "
@@ -72,15 +80,16 @@ def published_for(dataset: str, subset: str) -> list[Published]:
 
 
 PROTOCOLS: dict[str, str] = {
-    "orcascore": ("orCaScore protocol: lesions are 3D 6-connected groups of voxels > 130 HU carrying one label; "
+    "orcascore-gated": ("orCaScore protocol: lesions are 3D 6-connected groups of voxels > 130 HU carrying one label; "
                   "lesion sensitivity and PPV by count (and volume), F1 = their harmonic mean; per-patient Agatston "
                   "and volume compared by the two-way ICC for absolute agreement; patients assigned to risk "
                   "categories (0, 1-10, 11-100, 101-400, > 400) compared by agreement and weighted kappa. cacpipe "
                   "scores lesions with its own model (HU >= 130, 3D 26-connected, a lesion found when a predicted "
                   "lesion of the same artery overlaps it): close to, not identical with, the challenge's software."),
-    "coca": ("COCA (gated): per-lesion contours drawn by readers, converted to calcium labels on the CT grid; the "
-             "reference scores are cacpipe's Agatston convention applied to those labels (HU >= 130 inside a "
-             "contour). COCA (non-gated): Agatston per vessel and in total from the dataset's spreadsheet; presence "
-             "is score > 0; only total Agatston, presence and category agreement can be compared (no contours, "
-             "no volume, no lesions)."),
+    "coca-gated": ("COCA (gated): per-lesion contours drawn by readers, converted to calcium labels on the CT grid "
+                   "(left main counted as LAD); the reference scores are cacpipe's Agatston convention applied to "
+                   "those labels (HU >= 130 inside a contour), so a perfect segmentation scores them exactly."),
+    "coca-nongated": ("COCA (non-gated): Agatston per vessel and in total from the dataset's spreadsheet (left main "
+                      "added to LAD); presence is score > 0; only Agatston, presence and category agreement can be "
+                      "compared (no contours: no volume, no lesions)."),
 }

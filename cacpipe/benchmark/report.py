@@ -142,13 +142,13 @@ def evaluate_and_report(dataset: str, subset: str, out: Path, records: list[dict
     doc = {"schema": SCHEMA, "cacpipe_version": __version__, "dataset": dataset, "subset": subset,
            "dataset_name": DATASET_NAMES[dataset], "cases": summary.cases, "converted": summary.converted,
            "scanned": summary.scanned, "provenance": res.get("provenance") or [],
-           "demo_model": bool(res.get("demo_model")), "protocol": PROTOCOLS[dataset],
+           "demo_model": bool(res.get("demo_model")), "protocol": PROTOCOLS[f"{dataset}-{subset}"],
            "matching": res.get("matching"), "metrics": head, "published": published, "timing": timing,
            "case_table": cases, "notes": summary.notes + res.get("notes", []),
            "failures": {"conversion": summary.conversion_failed, "scan": summary.scan_failed}}
     write_atomic(out / JSON, json.dumps(doc, indent=1, default=str))
     write_csv(out / METRICS_CSV, head, ["metric", "label", "value", "ci_low", "ci_high", "n"])
-    write_csv(out / PUBLISHED_CSV, published, ["metric", "value", "what", "dataset", "source", "ct"])
+    write_csv(out / PUBLISHED_CSV, published, ["metric", "value", "what", "dataset", "source", "short", "ct"])
     write_csv(out / CASES_CSV, cases, list(cases[0]) if cases else ["case"])
     if not html:
         return out / JSON
@@ -182,7 +182,7 @@ def render_html(doc: dict, plots: list[tuple[str, str]]) -> str:
     parts.append("<h2>cacpipe's figures, with published ones beside them</h2><table><tr><th>figure</th>"
                  "<th>cacpipe</th><th>95 % CI</th><th>n</th><th>published (source below)</th></tr>")
     for h in doc["metrics"]:
-        pub = "; ".join(f"{p['value']:g} [{p['ct']}, {p['dataset']}] ({_short(p['source'])})"
+        pub = "; ".join(f"{p['value']:g} [{p['ct']}, {p['dataset']}] ({p['short']})"
                         for p in by_metric.get(h["metric"], []))
         ci = "" if h["ci_low"] is None and h["ci_high"] is None else f"{_fmt(h['ci_low'])} – {_fmt(h['ci_high'])}"
         parts.append(f"<tr><td>{e(h['label'])}</td><td class='num'>{_fmt(h['value'])}</td><td class='num'>{e(ci)}"
@@ -217,6 +217,3 @@ def render_html(doc: dict, plots: list[tuple[str, str]]) -> str:
                  "reference/by_case/.</p></body></html>")
     return "\n".join(parts)
 
-
-def _short(source: str) -> str:
-    return source.split(".")[0][:60]
