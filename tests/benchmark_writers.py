@@ -201,15 +201,18 @@ def write_coca_nongated(root: Path, phantoms: dict[str, object], oracle: Path | 
     return rel
 
 
-def write_orcascore(root: Path, phantoms: dict[str, object], oracle: Path | None = None) -> Path:
-    """orCaScore training set: <case>CTI.mhd/.raw and Reference standard/<case>R.mhd/.raw."""
+def write_orcascore(root: Path, phantoms: dict[str, object], oracle: Path | None = None, noisy: bool = False) -> Path:
+    """orCaScore training set: <case>CTI.mhd/.raw and Reference standard/<case>R.mhd/.raw.
+
+    ``noisy`` writes the phantom's scanner image (with noise) instead of the floor of the noise-free one.
+    """
     import SimpleITK as sitk
 
     base = root / "Training Set"
     (base / "Images").mkdir(parents=True, exist_ok=True)
     (base / "Reference standard").mkdir(parents=True, exist_ok=True)
     for case, ph in phantoms.items():
-        ct = floor_ct(ph)
+        ct = ph.ct if noisy else floor_ct(ph)
         sitk.WriteImage(ct.to_sitk(), str(base / "Images" / f"{case}CTI.mhd"), False)
         ref = np.zeros(ph.labels.shape, np.uint8)
         for artery, v in ORCA_VALUE.items():

@@ -53,6 +53,7 @@ ROOT_KEEP_MM = 15.0  # the great vessels' roots kept above the heart (the corona
 # A cardiac reconstruction (200-250 mm field of view centred on the heart) cuts the body at the image
 # edge: then the lungs may touch the edge and are no holes of the body.
 CUT_SLICE_FRACTION = 0.3  # the field of view cuts the body when it does on this share of the slices
+CUT_LUNG_GAIN = 1.5  # the cut-field-of-view body must find this many times the lung of the usual one
 MIN_LUNG_ML = 200.0  # less lung than this: not a chest CT, or a field of view that cuts the lungs
 OUTSIDE_AIR_HU = -970.0  # air outside the patient (or the scanner's padding) is darker than any lung
 
@@ -245,11 +246,13 @@ def locate_heart(ct: Volume) -> FallbackResult:
     body = _fill_slices(raw_body)
     lungs, air_in_body = _lungs(a, body, sp)
     cut = False
-    if lungs.sum() * np.prod(sp) / 1000.0 < MIN_LUNG_ML and _fov_cuts_body(raw_body):
-        # A cardiac field of view: the lungs reach the image edge, so they were no holes of the body.
+    if _fov_cuts_body(raw_body):
+        # A cardiac field of view: lungs that reach the image edge are no holes of the body. Taken
+        # only when that finds much more lung (a chest scan whose arms touch the edge keeps its body).
         body_c = _fill_cut_slices(a, raw_body)
         lungs_c, air_c = _lungs(a, body_c, sp)
-        if lungs_c.sum() > lungs.sum():
+        vox_ml = float(np.prod(sp)) / 1000.0
+        if lungs_c.sum() * vox_ml > max(CUT_LUNG_GAIN * lungs.sum() * vox_ml, lungs.sum() * vox_ml + MIN_LUNG_ML):
             body, lungs, air_in_body, cut = body_c, lungs_c, air_c, True
     info["fov_cuts_body"] = cut
     info["lung_volume_ml"] = float(lungs.sum() * np.prod(sp) / 1000.0)
