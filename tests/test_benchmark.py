@@ -186,10 +186,11 @@ def test_benchmark_end_to_end_equals_truth(tmp_path, phantoms, monkeypatch):
     assert "Which model and heart locator" in html and "phantom-oracle" in html
     assert (out / "reference" / "by_case" / "TRV1P1.json").exists()
     # resumable: a second run analyses nothing again
-    res2 = CliRunner().invoke(cli, args)
+    res2 = CliRunner().invoke(cli, [*args, "--no-html"])
     assert res2.exit_code == 0, res2.output
     manifest = json.loads((out / "scan" / "manifest.json").read_text())
     assert len(manifest["studies"]) == 3
+    assert "0 conversion(s) failed, 3 scanned" in res2.output
 
 
 def test_cardiac_preset_and_fallback_locator():
