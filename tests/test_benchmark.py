@@ -37,7 +37,7 @@ SETTINGS = Settings().merged({"selection": {"min_slices": 20}})
 DICOM_REL = 1e-5
 
 
-# Test seeds of the v2-cardiac preset (128 x 128): two with calcium (1705: RCA + LAD, 1707) and one without.
+# Test seeds of the v2-cardiac preset (128 x 128): two with calcium (1705, 1707) and one without (1700).
 SEEDS = {"1": 1705, "2": 1707, "3": 1700}
 
 

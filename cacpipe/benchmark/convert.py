@@ -103,9 +103,9 @@ def reference_row(identity, numbers: dict | None, scores: dict | None, slice_mm:
     else:  # non-gated COCA: Agatston from the spreadsheet (left main counted as LAD)
         per = {"RCA": scores.get("RCA"), "LCX": scores.get("LCX"),
                "LAD": None if scores.get("LAD") is None else scores["LAD"] + (scores.get("LM") or 0.0)}
-        for a in ARTERIES:
+        for a in ARTERIES:  # a blank cell is "unknown" to the evaluation (a sheet with the total only)
+            row[f"{a}_present"] = "" if per[a] is None else int(per[a] > 0)
             if per[a] is not None:
-                row[f"{a}_present"] = int(per[a] > 0)
                 row[f"{a}_agatston"] = per[a]
         tot = scores["total"]
         row.update(total_agatston=tot, category=category(tot))
