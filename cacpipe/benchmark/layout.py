@@ -71,7 +71,8 @@ def _release_root(root: Path, name: str) -> Path | None:
 
 def _series_folder(case_dir: Path) -> Path:
     """The one folder of DICOM files of a COCA case (``<case>/<series folder>/*.dcm``)."""
-    dcm_dirs = sorted({p.parent for p in case_dir.rglob("*.dcm")}, key=lambda p: _natural(str(p)))
+    dcm_dirs = sorted({p.parent for p in case_dir.rglob("*") if p.suffix.lower() == ".dcm" and p.is_file()},
+                      key=lambda p: _natural(str(p)))
     if not dcm_dirs:
         raise DatasetLayoutError(f"COCA case folder {case_dir} holds no .dcm file (expected "
                                  f"{case_dir}/<series folder>/*.dcm)")
