@@ -187,7 +187,9 @@ def _calcium_measurements(volume_mm3: float | None, agatston: float | None, lesi
 
 def _lesion_text(result: StudyResult, les) -> str:
     return (f"{les.name}: {les.volume_mm3:.1f} mm3, Agatston {les.agatston:.1f}, peak {les.peak_hu:.0f} HU; "
-            f"largest on {result.slice_reference(les.best_slice)}")
+            f"largest on {result.slice_reference(les.best_slice)}"
+            + ("; found by the density rule (the network's calcium channel missed it)"
+               if getattr(les, "found_by", "network") == "density_rule" else ""))
 
 
 def _not_assessed_reason(result: StudyResult, artery: str) -> str:
