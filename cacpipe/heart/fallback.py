@@ -53,6 +53,7 @@ ROOT_KEEP_MM = 15.0  # the great vessels' roots kept above the heart (the corona
 # A cardiac reconstruction (200-250 mm field of view centred on the heart) cuts the body at the image
 # edge: then the lungs may touch the edge and are no holes of the body.
 CUT_SLICE_FRACTION = 0.3  # the field of view cuts the body when it does on this share of the slices
+CARDIAC_FOV_MAX_MM = 300.0  # cardiac reconstructions are 180-250 mm (larger patients up to ~300); chest CT >= 320
 CUT_LUNG_GAIN = 1.5  # the cut-field-of-view body must find this many times the lung of the usual one
 MIN_LUNG_ML = 200.0  # less lung than this: not a chest CT, or a field of view that cuts the lungs
 OUTSIDE_AIR_HU = -970.0  # air outside the patient (or the scanner's padding) is darker than any lung
@@ -246,7 +247,9 @@ def locate_heart(ct: Volume) -> FallbackResult:
     body = _fill_slices(raw_body)
     lungs, air_in_body = _lungs(a, body, sp)
     cut = False
-    if _fov_cuts_body(raw_body):
+    fov_mm = float(min(ct.shape[1] * ct.spacing_zyx[1], ct.shape[2] * ct.spacing_zyx[2]))
+    info["fov_mm"] = fov_mm
+    if fov_mm <= CARDIAC_FOV_MAX_MM and _fov_cuts_body(raw_body):
         # A cardiac field of view: lungs that reach the image edge are no holes of the body. Taken
         # only when that finds much more lung (a chest scan whose arms touch the edge keeps its body).
         body_c = _fill_cut_slices(a, raw_body)
