@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 V1_PRESETS = ["full", "small", "thin"]
-V2_PRESETS = ["v2", "v2-small", "v2-bench"]
+V2_PRESETS = ["v2", "v2-small", "v2-bench", "v2-cardiac"]
 
 
 class _DefaultWrite(click.Group):
@@ -37,7 +37,7 @@ def command() -> None:
 @click.option("--preset", type=click.Choice(V1_PRESETS + V2_PRESETS), default="full", show_default=True,
               help="v1: full 512x512x120 at 2.5 mm, small 256x256x100 at 2 mm, thin 512x512x300 at 1 mm. "
                    "v2 (varied anatomy, confounders, scanner model; drawn from --seed): v2, v2-small, "
-                   "v2-bench (512x512x400).")
+                   "v2-bench (512x512x400), v2-cardiac (gated: 200-250 mm field of view on the heart, 2.5-3 mm).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="v1: seed of the noise. v2: seed of the whole phantom. Same seed, same voxels.")
 @click.option("--noise", "noise_hu", type=float, default=None, help="Noise SD in HU (v1 default 20; low-dose 40-60).")

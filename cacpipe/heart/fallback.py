@@ -50,6 +50,13 @@ SPINE_KEEP_OUT_MM = 40.0  # half-width of the strip behind the vertebral front t
 TUBE_MM = 16.0  # vessels thinner than twice this are cut off the heart
 REGROW_MM = 4.0  # what the tube cut shaved off the heart's surface grows back this far
 ROOT_KEEP_MM = 15.0  # the great vessels' roots kept above the heart (the coronary ostia are there)
+# A cardiac reconstruction (200-250 mm field of view centred on the heart) cuts the body at the image
+# edge: then the lungs may touch the edge and are no holes of the body.
+CUT_SLICE_FRACTION = 0.3  # the field of view cuts the body when it does on this share of the slices
+CARDIAC_FOV_MAX_MM = 300.0  # cardiac reconstructions are 180-250 mm (larger patients up to ~300); chest CT >= 320
+CUT_LUNG_GAIN = 1.5  # the cut-field-of-view body must find this many times the lung of the usual one
+MIN_LUNG_ML = 200.0  # less lung than this: not a chest CT, or a field of view that cuts the lungs
+OUTSIDE_AIR_HU = -970.0  # air outside the patient (or the scanner's padding) is darker than any lung
 
 
 @dataclass
@@ -94,7 +101,69 @@ def _fill_slices(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _spine_front(a: np.ndarray, body: np.ndarray, sp: np.ndarray) -> np.ndarray:
+def _lungs(a: np.ndarray, body: np.ndarray, sp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lungs (air regions of >= 50 mL inside the in-plane eroded body) and all air inside the body."""
+    # Erode in-plane first: rim voxels averaged with outside air are not lung.
+    inner = ndi.binary_erosion(body, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool), iterations=2)
+    air_in_body = inner & (a < LUNG_HU)
+    lab, n = ndi.label(air_in_body)
+    sizes = np.bincount(lab.ravel()) * float(np.prod(sp)) / 1000.0  # mL
+    keep = np.zeros(n + 1, bool)
+    keep[1:] = sizes[1:] >= 50.0
+    return keep[lab], air_in_body
+
+
+def _fov_cuts_body(body: np.ndarray) -> bool:
+    """True when the body touches the image edge on at least CUT_SLICE_FRACTION of its slices.
+
+    A cardiac field of view cuts the body at the sides, or in front and behind for a narrow chest:
+    either way a lung can reach the edge and is then no hole of the body.
+    """
+    has = body.any(axis=(1, 2))
+    if not has.any():
+        return False
+    edge = body[:, :, 0].any(axis=1) | body[:, :, -1].any(axis=1) | body[:, 0, :].any(axis=1) | body[:, -1, :].any(axis=1)
+    return bool(edge[has].mean() >= CUT_SLICE_FRACTION)
+
+
+def _fill_cut_slices(a: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Body per slice when the field of view cuts it: holes filled as if the body went on past the image edge.
+
+    Every air region then counts as inside, so the air darker than any lung (OUTSIDE_AIR_HU: air in
+    front of the chest, the scanner's padding outside the reconstruction circle) that reaches the
+    image edge is taken out again, pixel by pixel (it may touch a lung where the chest wall leaves
+    the image).
+    """
+    out = np.empty_like(body)
+    for k in range(body.shape[0]):
+        filled = ndi.binary_fill_holes(np.pad(body[k], 1, constant_values=True))[1:-1, 1:-1]
+        dark = a[k] < OUTSIDE_AIR_HU
+        lab, n = ndi.label(dark)
+        if n:
+            rim = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+            filled &= ~np.isin(lab, rim[rim > 0])
+        out[k] = filled
+    return out
+
+
+def _spine_columns(a: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Per slice, the column of the vertebral column (most bone in the posterior half), or -1.
+
+    For a field of view centred on the heart, whose centre is not the body's midline.
+    """
+    out = np.full(a.shape[0], -1, dtype=int)
+    for k in range(a.shape[0]):
+        ys = np.nonzero(body[k].any(axis=1))[0]
+        if ys.size == 0:
+            continue
+        half = (ys[0] + ys[-1]) // 2
+        prof = ndi.uniform_filter1d((a[k, half:] >= SPINE_HU).sum(axis=0).astype(float), 5)
+        if prof.max() > 0:
+            out[k] = int(np.argmax(prof))
+    return out
+
+
+def _spine_front(a: np.ndarray, body: np.ndarray, sp: np.ndarray, mids: np.ndarray | None = None) -> np.ndarray:
     """Per slice, the row (y index) of the vertebral body's anterior surface, or -1 when not found.
 
     Along the posterior midline, from the back forwards: bony runs (spinous process and laminae,
@@ -111,7 +180,7 @@ def _spine_front(a: np.ndarray, body: np.ndarray, sp: np.ndarray) -> np.ndarray:
             continue
         xs = np.nonzero(body[k].any(axis=0))[0]
         ys = np.nonzero(body[k].any(axis=1))[0]
-        mid = int(round((xs[0] + xs[-1]) / 2.0))
+        mid = int(round((xs[0] + xs[-1]) / 2.0)) if mids is None or mids[k] < 0 else int(mids[k])
         back, front = int(ys[-1]), int(ys[0])
         bone = a[k, :, max(mid - half, 0):mid + half + 1].max(axis=1) >= SPINE_HU
         y = back
@@ -174,19 +243,23 @@ def locate_heart(ct: Volume) -> FallbackResult:
     warnings: list[str] = []
     info: dict = {"work_spacing_zyx": [float(s) for s in sp]}
 
-    body = _largest(a > BODY_HU)
-    body = _fill_slices(body)
-    # Erode in-plane first: rim voxels averaged with outside air are not lung.
-    inner = ndi.binary_erosion(body, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool), iterations=2)
-    air_in_body = inner & (a < LUNG_HU)
-    lab, n = ndi.label(air_in_body)
-    sizes = np.bincount(lab.ravel()) * float(np.prod(sp)) / 1000.0  # mL
-    lungs = np.zeros_like(body)
-    for i in range(1, n + 1):
-        if sizes[i] >= 50.0:
-            lungs |= lab == i
+    raw_body = _largest(a > BODY_HU)
+    body = _fill_slices(raw_body)
+    lungs, air_in_body = _lungs(a, body, sp)
+    cut = False
+    fov_mm = float(min(ct.shape[1] * ct.spacing_zyx[1], ct.shape[2] * ct.spacing_zyx[2]))
+    info["fov_mm"] = fov_mm
+    if fov_mm <= CARDIAC_FOV_MAX_MM and _fov_cuts_body(raw_body):
+        # A cardiac field of view: lungs that reach the image edge are no holes of the body. Taken
+        # only when that finds much more lung (a chest scan whose arms touch the edge keeps its body).
+        body_c = _fill_cut_slices(a, raw_body)
+        lungs_c, air_c = _lungs(a, body_c, sp)
+        vox_ml = float(np.prod(sp)) / 1000.0
+        if lungs_c.sum() * vox_ml > max(CUT_LUNG_GAIN * lungs.sum() * vox_ml, lungs.sum() * vox_ml + MIN_LUNG_ML):
+            body, lungs, air_in_body, cut = body_c, lungs_c, air_c, True
+    info["fov_cuts_body"] = cut
     info["lung_volume_ml"] = float(lungs.sum() * np.prod(sp) / 1000.0)
-    if info["lung_volume_ml"] < 200.0:
+    if info["lung_volume_ml"] < MIN_LUNG_ML:
         warnings.append(f"fallback heart locator: little or no lung found ({info['lung_volume_ml']:.0f} mL); "
                         f"is this a chest CT?")
 
@@ -241,11 +314,12 @@ def locate_heart(ct: Volume) -> FallbackResult:
         cand[k] = hull & ~lungs_grown[k] & soft[k]
     # The vertebral column and what lies beside and behind its front (descending aorta, rib heads)
     # are never heart; in v2 phantoms they joined the heart through the oesophagus (docs/phantom.md).
-    front = _spine_front(a, body, sp)
+    mids = _spine_columns(a, body) if cut else None
+    front = _spine_front(a, body, sp, mids)
     keep_out = max(1, int(round(SPINE_KEEP_OUT_MM / sp[2])))
     for k in np.nonzero(front >= 0)[0]:
         xs = np.nonzero(body[k].any(axis=0))[0]
-        mid = int(round((xs[0] + xs[-1]) / 2.0))
+        mid = int(round((xs[0] + xs[-1]) / 2.0)) if mids is None or mids[k] < 0 else int(mids[k])
         cand[k, max(front[k] - 1, 0):, max(mid - keep_out, 0):mid + keep_out + 1] = False
     r = np.maximum(OPENING_MM / sp, 1.0)
     # Pad by edge replication so that morphology does not erode a heart cut by the scan range

@@ -23,7 +23,10 @@ VENDORS = (
 )
 
 # Grid presets: in-plane matrix, FOV rule, slice choices. "v2" samples realistic clinical
-# protocols; "v2-small" is a quarter-size grid for tests; "v2-bench" is the 512 x 512 x 400 study.
+# protocols; "v2-small" is a quarter-size grid for tests; "v2-bench" is the 512 x 512 x 400 study;
+# "v2-cardiac" is a gated calcium-scoring scan: a 200-250 mm field of view centred on the heart,
+# 2.5-3 mm slices from above the aortic root to below the apex, gated noise, a still heart (as the
+# public COCA and orCaScore scans).
 PRESETS: dict[str, dict] = {
     "v2": {"shape_yx": (512, 512), "thickness": (0.625, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0),
            "p_thickness": (0.08, 0.17, 0.2, 0.1, 0.15, 0.15, 0.15), "overlap_p": 0.3},
@@ -31,7 +34,11 @@ PRESETS: dict[str, dict] = {
                  "overlap_p": 0.0, "fov": 400.0},
     "v2-bench": {"shape_yx": (512, 512), "thickness": (1.0,), "p_thickness": (1.0,), "overlap_p": 0.0,
                  "fov": 400.0, "n_slices": 400},
+    "v2-cardiac": {"shape_yx": (512, 512), "thickness": (2.5, 3.0), "p_thickness": (0.4, 0.6), "overlap_p": 0.0,
+                   "cardiac": True},
 }
+CARDIAC_FOV_MM = (200.0, 250.0)
+CARDIAC_MARGIN_MM = ((10.0, 25.0), (10.0, 20.0))  # above the heart's top (aortic root), below its bottom
 
 
 def _sig(x: float) -> float:
@@ -60,7 +67,38 @@ def random_config(seed: int, preset: str = "v2", **overrides) -> ChestConfig:
     cfg = ChestConfig(seed=int(seed), preset=preset, habitus=hab, heart=heart, plaques=plaques, findings=findings,
                       acquisition=acq)
     cfg = fit_heart(cfg, rng)
+    if pre.get("cardiac"):
+        cfg = cardiac_fov(cfg, rng)
     return apply_overrides(cfg, overrides)
+
+
+def cardiac_fov(cfg: ChestConfig, rng) -> ChestConfig:
+    """A gated cardiac scan of ``cfg``'s patient: the field of view centred on the heart, its z range only.
+
+    The image grid is centred on (0, 0), so the whole patient (body and heart) moves in-plane until
+    the heart's centre lies there; the body is cut by the field of view, as in a real cardiac
+    reconstruction. Noise is that of a gated calcium-scoring protocol at 120 kV (about 15-30 HU at
+    3 mm in soft tissue), the heart is nearly still and there is no contrast.
+    """
+    h, hs = cfg.habitus, cfg.heart
+    lo, hi = heart_extent(hs)
+    mid = (lo + hi) / 2.0
+    dx, dy = -float(mid[0]), -float(mid[1])
+    hab = replace(h, body_offset_xy_mm=(round(h.body_offset_xy_mm[0] + dx, 2), round(h.body_offset_xy_mm[1] + dy, 2)))
+    heart = replace(hs, centre_mm=(round(hs.centre_mm[0] + dx, 2), round(hs.centre_mm[1] + dy, 2), hs.centre_mm[2]))
+    acq = cfg.acquisition
+    (a0, a1), (b0, b1) = CARDIAC_MARGIN_MM
+    z_top = float(hi[2]) + float(rng.uniform(a0, a1))
+    bottom = float(lo[2]) - float(rng.uniform(b0, b1))
+    n = int(np.ceil((z_top - bottom) / acq.slice_spacing_mm)) + 1
+    size = np.exp(0.0195 * 0.25 * (h.body_width_mm - 330))
+    kernel = _choice(rng, ("soft", "standard"), (0.5, 0.5))
+    kfac = {"soft": 0.85, "standard": 1.0}[kernel]
+    noise = float(np.clip(rng.uniform(15, 28) * size * kfac * np.sqrt(3.0 / acq.slice_thickness_mm), 10, 40))
+    acq = replace(acq, fov_mm=round(float(rng.uniform(*CARDIAC_FOV_MM)), 1), z_top_mm=round(z_top, 2), n_slices=n,
+                  kernel=kernel, noise_hu=round(noise, 2), contrast_phase="none",
+                  motion_scale=round(float(rng.uniform(0.0, 0.1)), 3), kvp=120, pitch=0.2)
+    return replace(cfg, habitus=hab, heart=heart, acquisition=acq)
 
 
 def apply_overrides(cfg: ChestConfig, overrides: dict) -> ChestConfig:
