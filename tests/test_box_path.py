@@ -108,3 +108,27 @@ def test_stored_ct_nifti_reads_back_identically_on_the_labels_grid(direction, tm
     import nibabel as nib  # a second reader (Python's gzip) sees the same voxels
 
     assert np.array_equal(np.asarray(nib.load(tmp_path / "ct.nii.gz").dataobj).T, ct.array)
+
+
+def test_page_lesion_map_of_a_capped_page_box_is_the_whole_scan_one(tmp_path):
+    """A page box capped in z (html_max_slices) no longer makes the lesion map search the whole scan;
+    it must still number every voxel as the whole-scan search did."""
+    from cacpipe.config import ReviewSettings
+    from cacpipe.quant.lesions import find_lesions
+    from cacpipe.review.viewer_data import detail_box, lesion_map
+
+    shape = (200, 64, 64)
+    hu = np.full(shape, 40, np.int16)
+    lab = np.zeros(shape, np.uint8)
+    lab[20:180, 30:34, 30:34] = ARTERY_ID["LAD"]  # a long artery: the labels' box spans 160 slices
+    for z0, (y0, x0) in ((30, (30, 30)), (100, (31, 31)), (170, (30, 31))):
+        lab[z0:z0 + 4, y0:y0 + 3, x0:x0 + 3] = CALCIUM_ID["LAD"]
+        hu[z0:z0 + 4, y0:y0 + 3, x0:x0 + 3] = 400
+    ct = Volume(hu, (1.0, 0.7, 0.7))
+    labels = ct.with_array(lab)
+    lesions, whole = find_lesions(hu, lab, ct.spacing_zyx, with_map=True)
+    options = ReviewSettings(html_max_slices=40)
+    box = detail_box(labels, lesions, options)
+    assert box[0].stop - box[0].start == 40  # capped: the labels do not fit
+    got = lesion_map(ct, labels, lesions, box)
+    assert np.array_equal(got, whole[box]) and got.any()
