@@ -348,7 +348,8 @@ class ReviewSettings(Section):
 
     enabled: bool = setting(True, "write overlays and the review page")
     ct_nifti: bool = setting(True, "write ct.nii.gz (the scored CT as read, on the grid of labels.nii.gz, for "
-                                   "viewers; about 80 MB for 512x512x300 slices) even without the review page")
+                                   "viewers; stored, not deflated: 2 bytes a voxel, about 160 MB for 512x512x300 "
+                                   "slices) even without the review page")
     dicom: bool = setting(True, "write DICOM SEG, SR and secondary captures (needs DICOM input)")
     send: str | None = setting(None, "C-STORE each study's SEG/SR/SC to AE@HOST:PORT")
     fields: tuple[str, ...] = setting(("anon_id", "study_date"), "study fields shown in images and pages: "

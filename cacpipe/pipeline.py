@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from . import __version__
 from .config import Settings
 from .files import make_private_dir, protect
 from .flags import CONTRAST_SUSPECTED, DEMO_MODEL, MODEL_MIRRORED_LEFT_RIGHT, SEVERITY_NOT_FITTED, Flag
 from .ingest import LoadedSeries
 from .legend import write_legends
+from .niftiout import write_nifti_gz
 from .record import StudyResult
 
 if TYPE_CHECKING:
@@ -32,6 +35,13 @@ if TYPE_CHECKING:
     from .segment import InstalledModel, SegmentResult
 
 log = logging.getLogger(__name__)
+
+WORK_MARGIN_MM = 40.0
+"""Margin around the labels and the crop box that post-processing and quantification work in: more
+than the farthest any step looks from a label (post-processing 21 mm, the valve-calcium search 33 mm)."""
+CT_NIFTI_LEVEL = 0
+"""zlib level of ct.nii.gz: 0 stores the voxels in gzip framing (docs/performance.md: writing a
+512 x 512 x 550 CT took ~20 s at SimpleITK's level, ~2 s stored, for 1.6x the bytes of the phantom)."""
 
 
 class Laps:
@@ -114,14 +124,28 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     out_dir = Path(out_dir)
     volume = series.volume
     lap = Laps()
-    labels = uncrop_labels(seg.labels, st1.record)
-    agreement = uncrop_labels(seg.agreement, st1.record) if seg.agreement is not None else None
-    calcium_prob = uncrop_labels(seg.calcium_prob, st1.record) if seg.calcium_prob is not None else None
+    # Everything after the network works on the heart's slices and box, not the whole scan (a
+    # 0.625 mm chest CT has 3-4 times the slices the heart spans; docs/performance.md). Post-
+    # processing sees slices [0, z_stop) at full width: the same origin, so every voxel index,
+    # slice number and position it reports is the whole scan's, and each slice is whole (its
+    # body-midline check reads the trunk's extent). Quantification and the quality flags see the
+    # box from voxel (0, 0, 0) to the far corner of the labels and the heart plus WORK_MARGIN_MM:
+    # the same origin again, so their lesions' indices and centres are the whole scan's, bit for
+    # bit. tests/test_box_path.py checks both against the whole-grid path.
+    z_stop = _labelled_z_stop(st1.record, volume.shape[0])
+    labels = uncrop_labels(seg.labels, st1.record, z_stop=z_stop)
+    agreement = uncrop_labels(seg.agreement, st1.record, z_stop=z_stop) if seg.agreement is not None else None
+    calcium_prob = uncrop_labels(seg.calcium_prob, st1.record, z_stop=z_stop) if seg.calcium_prob is not None else None
+    if not labels.array.any():  # nothing labelled: post-processing looks at the middle slice; give it the scan
+        z_stop = volume.shape[0]
+        labels = _on_slices(labels, volume, z_stop)
+        calcium_prob = None if calcium_prob is None else _on_slices(calcium_prob, volume, z_stop)
+    ct_z, heart_z = _slices(volume, z_stop), _slices(st1.heart_mask, z_stop)
     lap("uncrop")
 
     flags: list[Flag] = [*series.flags, *st1.flags]
     contrast = any(f.code == CONTRAST_SUSPECTED for f in flags)  # an enhanced lumen is >= 130 HU: no growth
-    post = (refine(volume, labels, heart=st1.heart_mask, complete=not contrast, density_rule=s.segment.density_rule,
+    post = (refine(ct_z, labels, heart=heart_z, complete=not contrast, density_rule=s.segment.density_rule,
                    instance_numbers=series.instance_numbers, calcium_prob=calcium_prob)
             if s.segment.postprocess else None)
     if post is not None:  # the map written to disk and the numbers both come from the refined map
@@ -139,9 +163,11 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
         flags.append(Flag(SEVERITY_NOT_FITTED, f"severity grades from {severity.source or 'a model'}, which was not "
                           "fitted on radiologist grades: not validated, left out of the DICOM SR; fit one on "
                           "local grades with `cacpipe severity fit`", "info"))
-    numbers = quantify(volume, labels, calibration_factor=s.quant.calibration_factor, assessed=post.assessed if post else None,
-                       severity=severity)
-    flags += quality_flags(volume, labels, heart=st1.heart_mask)
+    box = _work_box(labels.array, st1.record)
+    ct_b, labels_b, heart_b = (_boxed(v, box) for v in (volume, labels, st1.heart_mask))
+    numbers = quantify(ct_b, labels_b, calibration_factor=s.quant.calibration_factor,
+                       assessed=post.assessed if post else None, severity=severity)
+    flags += quality_flags(ct_b, labels_b, heart=heart_b)
     result = StudyResult(
         study=series.identity,
         pipeline={
@@ -162,13 +188,18 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     )
     result.set_grid(volume, series.instance_numbers, series.slice_positions_mm)
     finalise(result)
+    # The whole-scan grid again (labels.nii.gz, the review, DICOM SEG): slices past z_stop hold no label.
+    labels = _on_slices(labels, volume, volume.shape[0])
+    if agreement is not None:
+        agreement = _on_slices(agreement, volume, volume.shape[0])
     lap("quantification")
 
     make_private_dir(out_dir)
     outputs = result.outputs
     labels.write(out_dir / "labels.nii.gz")
     if s.review.ct_nifti:  # the scored CT as the pipeline read it, on the labels' grid: any viewer opens the pair
-        volume.write(out_dir / "ct.nii.gz")
+        # Stored, not deflated (the export holds the CT already): ~20x faster to write, ~1.6x the bytes.
+        write_nifti_gz(volume, out_dir / "ct.nii.gz", level=CT_NIFTI_LEVEL)
         outputs["ct"] = "ct.nii.gz"
     st1.heart_mask.write(out_dir / "heart_mask.nii.gz")
     st1.record.save(out_dir / "crop.json")
@@ -178,7 +209,7 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
         agreement.write(out_dir / "agreement.nii.gz")
         outputs["agreement"] = "agreement.nii.gz"
     if calcium_prob is not None and s.segment.save_calcium_probability:
-        calcium_prob.write(out_dir / "calcium_prob.nii.gz")
+        _on_slices(calcium_prob, volume, volume.shape[0]).write(out_dir / "calcium_prob.nii.gz")
         outputs["calcium_prob"] = "calcium_prob.nii.gz"
     protect(out_dir / rel for rel in outputs.values())
     lap("write")
@@ -204,6 +235,58 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     result.pipeline["seconds"] = seconds
     log.info("analysed %s in %.1f s", series.identity.study_uid, sum(seconds.values()))
     return result
+
+
+def _labelled_z_stop(record, n_slices: int) -> int:
+    """First original slice past the crop box plus WORK_MARGIN_MM: slices from here on hold no label
+    and are farther than any post-processing step looks."""
+    from .heart.crop import original_box
+
+    return int(original_box(record, WORK_MARGIN_MM)[0].stop) if n_slices else 0
+
+
+def _slices(vol, z_stop: int):
+    """``vol``'s slices [0, z_stop): same origin and geometry (a view, no copy)."""
+    from .volume import Volume
+
+    if z_stop >= vol.shape[0]:
+        return vol
+    return Volume(vol.array[:z_stop], vol.spacing_zyx, vol.origin_xyz, vol.direction, meta=dict(vol.meta))
+
+
+def _on_slices(vol, like, n: int):
+    """``vol`` (slices [0, k) of ``like``'s grid) on slices [0, n) of that grid, zero-filled."""
+    from .volume import Volume
+
+    if vol.shape[0] == n:
+        return vol
+    out = np.zeros((n, *vol.shape[1:]), dtype=vol.array.dtype)
+    k = min(n, vol.shape[0])
+    out[:k] = vol.array[:k]
+    return Volume(out, like.spacing_zyx, like.origin_xyz, like.direction, meta=dict(vol.meta))
+
+
+def _work_box(labels: np.ndarray, record) -> tuple[slice, slice, slice]:
+    """(z, y, x) slices of the original grid that quantification and the quality flags work in: from
+    voxel (0, 0, 0) (so that every index is the whole scan's) to the far corner of the labels' box
+    and the crop box's (which holds the heart), plus WORK_MARGIN_MM, clipped."""
+    from .heart.crop import mask_bbox, original_box
+
+    crop = original_box(record, WORK_MARGIN_MM)
+    found = mask_bbox(labels)
+    out = []
+    for ax, (c, s, n) in enumerate(zip(crop, record.original_spacing_zyx, record.original_shape_zyx, strict=True)):
+        hi = c.stop if found is None else max(c.stop, found[1][ax] + int(np.ceil(WORK_MARGIN_MM / s)))
+        out.append(slice(0, min(n, hi)))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def _boxed(vol, box: tuple[slice, ...]):
+    """The sub-volume ``vol.array[box]`` of a box starting at voxel (0, 0, 0): same origin and geometry."""
+    from .volume import Volume
+
+    arr = vol.array[box] if vol.shape[0] >= box[0].stop else _on_slices(vol, vol, box[0].stop).array[box]
+    return Volume(arr, vol.spacing_zyx, vol.origin_xyz, vol.direction, meta=dict(vol.meta))
 
 
 # The runner's pipelined mode (cacpipe.scan.executors.run_pipelined) overlaps these steps across studies.

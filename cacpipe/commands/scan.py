@@ -221,7 +221,7 @@ def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patien
         help="Severity model from `cacpipe severity fit` [default: the packaged model].")
 @option(OUTPUTS, "--no-review", is_flag=True, default=None, help="Skip overlays, review page and DICOM outputs.")
 @option(OUTPUTS, "--no-ct-nifti", is_flag=True, default=None,
-        help="Do not write ct.nii.gz (the scored CT for viewers, ~80 MB per 512x512x300 scan) next to labels.nii.gz.")
+        help="Do not write ct.nii.gz (the scored CT for viewers, stored: ~160 MB per 512x512x300 scan) next to labels.nii.gz.")
 @option(OUTPUTS, "--no-dicom-out", is_flag=True, default=None, help="Skip DICOM SEG/SR/secondary captures.")
 @option(PACS, "--send", default=None, metavar="AE@HOST:PORT",
         help="C-STORE each study's SEG/SR/SC to this PACS node once its result is written (checked with C-ECHO "

@@ -56,12 +56,14 @@ def check_heart_mask(mask: Volume, min_ml: float = MIN_HEART_ML, max_ml: float =
 
 def blood_pool_hu(ct: Volume, heart_mask: Volume) -> float | None:
     """Median HU of the heart mask's interior (> 8 mm from its surface: chambers and aortic root, not the wall)."""
-    m = np.asarray(heart_mask.array) > 0
-    if not m.any():
+    from .crop import mask_bbox
+
+    found = mask_bbox(np.asarray(heart_mask.array))
+    if found is None:
         return None
-    nz = np.nonzero(m)
-    box = tuple(slice(max(0, int(a.min()) - 1), int(a.max()) + 2) for a in nz)
-    dist = ndi.distance_transform_edt(m[box], sampling=ct.spacing_zyx)
+    box = tuple(slice(max(0, lo - 1), hi + 1) for lo, hi in zip(*found, strict=True))
+    m = np.asarray(heart_mask.array)[box] > 0
+    dist = ndi.distance_transform_edt(m, sampling=ct.spacing_zyx)
     core = dist > BLOOD_POOL_EROSION_MM
     if core.sum() < 50:  # a thin mask: take its deeper half
         core = dist >= dist.max() / 2.0
@@ -78,7 +80,12 @@ def detect_contrast(ct: Volume, heart_mask: Volume | None) -> Flag | None:
         from .fallback import locate_heart
 
         heart_mask = locate_heart(ct).mask
-    hu = blood_pool_hu(ct, heart_mask)
+    return contrast_flag(blood_pool_hu(ct, heart_mask))
+
+
+def contrast_flag(blood_pool: float | None) -> Flag | None:
+    """``contrast_suspected`` for a cardiac blood pool median (HU, :func:`blood_pool_hu`) above ~100 HU."""
+    hu = blood_pool
     if hu is None or hu <= CONTRAST_HU:
         return None
     return Flag(F.CONTRAST_SUSPECTED, f"cardiac blood pool median {hu:.0f} HU (> {CONTRAST_HU:.0f} HU): iodine "

@@ -93,7 +93,7 @@ def heart_crop(ct: Volume, cfg: HeartSettings | None = None, *, target_spacing_z
     info["heart_volume_ml"] = float(mask.array.sum()) * ct.voxel_volume_mm3 / 1000.0
     bp = qc.blood_pool_hu(ct, mask)
     info["blood_pool_hu"] = bp
-    cf = qc.detect_contrast(ct, mask)
+    cf = qc.contrast_flag(bp)  # the blood pool once: its distance map is the costliest QC step
     if cf:
         flags.append(cf)
 

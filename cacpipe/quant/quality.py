@@ -22,6 +22,7 @@ from scipy import ndimage
 from .. import flags as F
 from ..flags import Flag
 from ..labels import ARTERIES, ARTERY_ID, CALCIUM_ID
+from ..morph import erode_ball
 from ..volume import Volume
 from .agatston import _as_label_array, label_boxes
 
@@ -158,7 +159,7 @@ def noise_sd(ct: Volume, lab: np.ndarray, boxes, heart: Volume | None = None) ->
     if heart is not None and np.any(heart.array):
         hbox = ndimage.find_objects((heart.array > 0).view(np.uint8) if heart.array.dtype == bool
                                     else (heart.array > 0).astype(np.uint8), max_label=1)[0]
-        inner = ndimage.binary_erosion(heart.array[hbox] > 0, structure=_ball_structure(5.0, sp))
+        inner = erode_ball(heart.array[hbox] > 0, 5.0, sp)  # = binary_erosion with a 5 mm ball (cacpipe.morph)
         vals = ct.array[hbox][inner]
     else:
         box = _union_box([boxes[i] for i in range(1, 7)])

@@ -48,11 +48,19 @@ def font(size: int = 14) -> ImageFont.FreeTypeFont:
 def display_labels(ct: Volume, labels: Volume) -> Volume:
     """The label map as drawn: calcium-label voxels below 130 HU become their artery's label, so the
     calcium drawn is exactly the calcium counted (HU >= 130 inside a calcium label)."""
+    from scipy import ndimage
+
     lab = np.asarray(labels.array)
     out = lab.copy()
-    below = np.asarray(ct.array) < CALCIUM_THRESHOLD_HU
+    hu = np.asarray(ct.array)
+    # Only each calcium class's box is looked at (a few cm of a scan of hundreds of slices).
+    boxes = ndimage.find_objects(lab, max_label=max(CALCIUM_ID.values())) if lab.dtype.kind in "iu" else None
     for a in ARTERIES:
-        out[(lab == CALCIUM_ID[a]) & below] = ARTERY_ID[a]
+        box = (slice(None),) * 3 if boxes is None else boxes[CALCIUM_ID[a] - 1]
+        if box is None:
+            continue
+        view = out[box]
+        view[(lab[box] == CALCIUM_ID[a]) & (hu[box] < CALCIUM_THRESHOLD_HU)] = ARTERY_ID[a]
     return labels.with_array(out)
 
 
@@ -386,10 +394,11 @@ def render_summary(ct, labels, result, options, box, flips, lesions, shown) -> I
     y0, y1, x0, x1 = box
     zs = np.nonzero(labels.array.any(axis=(1, 2)))[0]
     z0, z1 = (int(zs.min()), int(zs.max()) + 1) if len(zs) else (0, ct.shape[0])
-    slab = ct.array[z0:z1]
-    lab = labels.array[z0:z1]
-    ax_hu = _orient(slab.max(axis=0)[y0:y1, x0:x1], flips)
-    ax_lab = _orient(_mip_label(lab, 0)[y0:y1, x0:x1], flips)
+    # Projections of the zoomed region only (not of whole slices that are then cut).
+    slab = ct.array[z0:z1, y0:y1, x0:x1]
+    lab = labels.array[z0:z1, y0:y1, x0:x1]
+    ax_hu = _orient(slab.max(axis=0), flips)
+    ax_lab = _orient(_mip_label(lab, 0), flips)
     scale = _scale_for(y1 - y0, x1 - x0, options.display_px)
     g = _upscale(Image.fromarray(to_grey(ax_hu, options.window)), scale, True)
     lab_up = np.asarray(_upscale(Image.fromarray(ax_lab.astype(np.uint8)), scale, False))
@@ -407,8 +416,8 @@ def render_summary(ct, labels, result, options, box, flips, lesions, shown) -> I
                font=font(14), stroke_width=2, stroke_fill=(0, 0, 0))
     _orientation_marks(d, axial.width, axial.height)
     # coronal MIP over the crop's y range: rows = z (superior at the top), aspect from spacing
-    cor_hu = ct.array[z0:z1, y0:y1, x0:x1].max(axis=1)[::-1]
-    cor_lab = _mip_label(labels.array[z0:z1, y0:y1, x0:x1], 1)[::-1]
+    cor_hu = slab.max(axis=1)[::-1]
+    cor_lab = _mip_label(lab, 1)[::-1]
     if flips[1]:
         cor_hu, cor_lab = cor_hu[:, ::-1], cor_lab[:, ::-1]
     dz, dx = ct.spacing_zyx[0], ct.spacing_zyx[2]

@@ -185,10 +185,12 @@ def context_labels(labels: Volume, step: tuple[int, int, int], shape) -> np.ndar
 
 def lesion_map(ct: Volume, labels: Volume, lesions: list[Lesion], box: tuple[slice, ...]) -> np.ndarray:
     """uint16 map of ``box``: i + 1 where lesion ``lesions[i]`` is (the record's lesion order)."""
-    inside = all(s.start <= b.start and b.stop <= s.stop
-                 for s, b in zip(box, _label_bbox(labels), strict=True)) if labels.array.any() else True
-    # lesions are found per artery in bounding boxes: the box holding every label gives the same lesions
-    sub = box if inside else (slice(None),) * 3
+    lab_box = _label_bbox(labels) if labels.array.any() else box
+    inside = all(s.start <= b.start and b.stop <= s.stop for s, b in zip(box, lab_box, strict=True))
+    # lesions are found per artery in bounding boxes: a box holding every label gives the same lesions
+    # (the page box and the labels' box together, not the whole scan, when the page box is capped)
+    sub = box if inside else tuple(slice(min(s.start, b.start), max(s.stop, b.stop))
+                                   for s, b in zip(box, lab_box, strict=True))
     found, lmap = find_lesions(ct.array[sub], labels.array[sub], ct.spacing_zyx, with_map=True)
     index = {les.name: i for i, les in enumerate(lesions)}
     remap = np.zeros(len(found) + 1, dtype=np.uint16)
@@ -199,7 +201,7 @@ def lesion_map(ct: Volume, labels: Volume, lesions: list[Lesion], box: tuple[sli
         else:
             log.warning("lesion %s of the label map is not in the study record; it is not clickable", les.name)
     out = remap[lmap]
-    return out if inside else out[box]
+    return out if inside else out[tuple(slice(s.start - u.start, s.stop - u.start) for s, u in zip(box, sub, strict=True))]
 
 
 def _label_bbox(labels: Volume) -> tuple[slice, ...]:

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-STAGES = ("load", "heart_crop", "segmentation", "uncrop", "quantification", "write", "review")
+STAGES = ("load", "heart_crop", "segmentation", "uncrop", "postprocess", "quantification", "write", "review")
 HISTORY = "e2e_history.json"
 
 

@@ -130,7 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--e2e", action="store_true",
                    help="End-to-end mode: scan a phantom cohort through cacpipe scan's runner (devtools/bench/e2e.py).")
     p.add_argument("--studies", type=int, default=4, help="--e2e: studies in the cohort (first = cold start).")
-    p.add_argument("--preset", default="v2-small", help="--e2e: v2 phantom preset (v2-small, v2, v2-bench).")
+    p.add_argument("--preset", default="v2-small",
+                   help="--e2e: v2 phantom preset (v2-small, v2, v2-bench), or clinical: one 0.625 mm study of "
+                        "550 slices and one 3 mm study on 512 x 512, each scanned --passes times (devtools/bench/clinical.py).")
+    p.add_argument("--passes", type=int, default=3, help="--e2e --preset clinical: scans of each study (first = cold).")
     p.add_argument("--no-review", action="store_true", help="--e2e: without review page, overlays and DICOM outputs.")
     p.add_argument("--folds", type=int, nargs="*", default=None, help="--e2e: subset of the model's folds.")
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
@@ -157,6 +160,11 @@ def main(argv: list[str] | None = None) -> None:
         bf16 = None if a.precision is None else a.precision == "bf16"
         seg = {k: v for k, v in (("bf16", bf16), ("tile_step_size", a.tile_step),
                                  ("tile_batch", a.tile_batch)) if v is not None}
+        if a.preset == "clinical":
+            from .clinical import run_clinical
+
+            run_clinical(a.out, device, not a.no_review, a.folds, argv, segment=seg, passes=a.passes)
+            return
         run_e2e(a.out, a.studies, a.preset, device, not a.no_review, a.folds, argv, segment=seg, pipelined=a.pipeline)
         return
     data = prepare_data(a.out / "data", a.quick)
