@@ -113,5 +113,8 @@ def test_candidates_and_noise_estimate_on_a_known_image():
     big = [c for c in cands if c.voxels >= 20]
     assert len(big) == 1 and big[0].peak_hu == 400.0 and big[0].features["attached"] == 1.0
     assert not ids[10, 31, 31]
+    # the shipped judge is monotone: a bigger, denser spot on the artery is never less likely a plaque
     rule = load_rule()
-    assert isinstance(rule, DensityRule) and rule.probability(big[0].features) >= rule.threshold
+    spike = dict(big[0].features, log_voxels=0.69, log_excess=0.5, peak_z=1.0, smooth_z=0.0)
+    assert isinstance(rule, DensityRule) and rule.probability(big[0].features) > rule.probability(spike)
+    assert all(v >= 0 for v in rule.coef.values())
