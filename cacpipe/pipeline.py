@@ -100,6 +100,8 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
 def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     """Step 3 (CPU): back to the CT grid, refine, quantify, flag, write ``out_dir``, review outputs."""
     from .heart import uncrop_labels
+    from .quant.devices import screen_devices
+    from .quant.motion import motion_flags
     from .quant.quality import quality_flags
     from .quant.quantify import quantify
     from .quant.severity import SeverityModel
@@ -134,9 +136,13 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
         flags.append(Flag(SEVERITY_NOT_FITTED, f"severity grades from {severity.source or 'a model'}, which was not "
                           "fitted on radiologist grades: not validated, left out of the DICOM SR; fit one on "
                           "local grades with `cacpipe severity fit`", "info"))
+    # Devices and grafts: their metal (and calcium touching it) is never native coronary calcium (flagged).
+    devices, labels, device_flags = screen_devices(volume, labels, st1.heart_mask, series.instance_numbers)
+    flags += device_flags
     numbers = quantify(volume, labels, calibration_factor=s.quant.calibration_factor, assessed=post.assessed if post else None,
                        severity=severity)
-    flags += quality_flags(volume, labels, heart=st1.heart_mask)
+    flags += quality_flags(volume, labels, heart=st1.heart_mask, devices=devices, contrast=not contrast)
+    flags += motion_flags(volume, labels, st1.heart_mask)[0]
     result = StudyResult(
         study=series.identity,
         pipeline={
@@ -150,6 +156,7 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
             "settings": s.to_record(),
             "stage1": dict(st1.info),
             "postprocess": post.to_dict() if post else None,
+            "devices": devices.to_dict(),
         },
         flags=flags,
         arteries=numbers.arteries,
