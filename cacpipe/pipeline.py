@@ -101,7 +101,6 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     """Step 3 (CPU): back to the CT grid, refine, quantify, flag, write ``out_dir``, review outputs."""
     from .heart import uncrop_labels
     from .quant.devices import screen_devices
-    from .quant.motion import motion_flags
     from .quant.quality import quality_flags
     from .quant.quantify import quantify
     from .quant.severity import SeverityModel
@@ -142,7 +141,6 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     numbers = quantify(volume, labels, calibration_factor=s.quant.calibration_factor, assessed=post.assessed if post else None,
                        severity=severity)
     flags += quality_flags(volume, labels, heart=st1.heart_mask, devices=devices, contrast=not contrast)
-    flags += motion_flags(volume, labels, st1.heart_mask)[0]
     result = StudyResult(
         study=series.identity,
         pipeline={

@@ -148,7 +148,7 @@ def heart_fov_problem(hu: np.ndarray, heart: np.ndarray | None, spacing_zyx: Seq
     """
     sz, sy, sx = (float(s) for s in spacing_zyx)
     if heart is None or not np.any(heart):
-        return "no heart was found in the scanned volume"
+        return "no heart was found in the scanned volume: the field of view does not show the heart"
     m = np.asarray(heart) > 0
     ml = float(m.sum()) * sz * sy * sx / 1000.0
     if ml < FOV_MIN_HEART_ML:

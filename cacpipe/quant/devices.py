@@ -18,7 +18,8 @@ predicted coronary labels (LPS patient coordinates, never array axes):
   wires, at least two at different heights) or small ones on the anterior heart surface off the
   coronary labels (clips of a mammary graft) -> ``cabg_suspected``.
 
-Every object's voxels plus ``MARGIN_MM`` (blooming and partial volume reach ~2 mm) make the
+Every object's metal (on the heart: grown into its 500-1400 HU parts within ``GROW_MM``) plus
+``MARGIN_MM`` (blooming and partial volume reach ~2 mm) make the
 **exclusion mask**; :func:`exclude_device_calcium` takes every calcium lesion of the label map that
 touches it out of the count (its voxels become artery label) and says so in a
 ``device_calcium_excluded`` flag per artery (lesions, volume, Agatston, image numbers), so that no
@@ -47,12 +48,15 @@ from .lesions import find_lesions
 
 METAL_HU = 1400.0
 GROUP_MM = 4.0  # metal voxels closer than this belong to one object (struts of a mesh, pieces of a lead)
-MARGIN_MM = 3.0  # exclusion reaches this far from the metal (blooming, partial volume, crushed calcium)
+MARGIN_MM = 3.0
+GROW_MM = 6.0  # on the heart, a device's 500-1400 HU parts connected to its metal, this far, are the device too
+DEVICE_LOW_HU = 500.0  # exclusion reaches this far from the metal (blooming, partial volume, crushed calcium)
 STENT_NEAR_MM = 3.0
 STENT_SHARE = 0.6  # share of an object's metal within STENT_NEAR_MM of one artery's labels
 STENT_MIN_LENGTH_MM = 5.0
 CAN_MIN_MM3 = 1000.0  # a pulse generator / ICD can is a ~5 x 4 x 1 cm metal box
 LEAD_MIN_LENGTH_MM = 40.0
+LEAD_IN_HEART_MM = 50.0
 HEART_NEAR_MM = 10.0  # within this of the heart mask: "on the heart"
 STERNAL_MIDLINE_MM = 45.0  # sternal wires lie within this of the body midline, in front of the heart
 MIN_METAL_VOXELS = 3
@@ -244,8 +248,8 @@ def find_devices(ct: Volume, labels: Volume | np.ndarray | None = None, heart: V
             front = heart_c is not None and centre[1] < heart_front + 10.0 and inside < 0.5
             if front and volume < 30.0:
                 kind = "graft_clip"
-            elif inside > 0.0 and length >= LEAD_MIN_LENGTH_MM and volume < 0.05 * length ** 2:
-                kind = "pacing_lead"
+            elif inside > 0.0 and length >= LEAD_IN_HEART_MM:
+                kind = "pacing_lead"  # longer than any valve frame (rings ~30 mm, TAVI ~45 mm)
             else:
                 kind = "valve_prosthesis"
         else:
@@ -268,14 +272,21 @@ def find_devices(ct: Volume, labels: Volume | np.ndarray | None = None, heart: V
         findings = [(DeviceFinding(**{**asdict(f), "kind": "metal"}) if f.kind == "sternal_wire" else f, gi)
                     for f, gi in findings]
     ball = _ball(margin_mm, sp)
-    pad = np.array(ball.shape) // 2
-    for _, gi in findings:
+    grow = _ball(GROW_MM, sp)
+    for f, gi in findings:
+        # On the heart, a device's thinner parts (a TAVI frame's or a stent's struts on thick slices)
+        # show 500-1400 HU: grown from the metal into them (within GROW_MM), then the margin.
+        small = f.kind not in ("device_can", "sternal_wire") and f.metal_mm3 < CAN_MIN_MM3
+        pad = np.array(ball.shape) // 2 + (np.array(grow.shape) // 2 if small else 0)
         lo = np.maximum(gi.min(axis=0) - pad, 0)
         hi = np.minimum(gi.max(axis=0) + pad + 1, hu.shape)
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
         sub = np.zeros(tuple(int(b - a) for a, b in zip(lo, hi, strict=True)), bool)
         rel = gi - lo
         sub[rel[:, 0], rel[:, 1], rel[:, 2]] = True
+        if small:
+            reach = ndimage.binary_dilation(sub, structure=grow) & (hu[box] >= DEVICE_LOW_HU)
+            sub = ndimage.binary_propagation(sub, structure=np.ones((3, 3, 3), bool), mask=reach | sub)
         excl[box] |= ndimage.binary_dilation(sub, structure=ball)
     out = [f for f, _ in findings]
     info["objects"] = len(out)

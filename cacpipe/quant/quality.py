@@ -15,7 +15,8 @@
   located heart has no lung beside it) -> ``heart_not_in_field_of_view`` and a study-level
   ``not_assessable`` with that reason, never a scored 0.
 With a :class:`cacpipe.quant.devices.DeviceScan`, stents come from it (their metal is excluded from
-the count) and device voxels are not taken for valve calcium. Motion: :mod:`cacpipe.quant.motion`.
+the count) and device voxels are not taken for valve calcium. Motion is not detected (issue 26:
+the lumen-contrast measure tried did not separate moving from still arteries).
 What the flags mean for the numbers is decided once, in :mod:`cacpipe.quant.validity`.
 """
 
