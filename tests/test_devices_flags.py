@@ -170,3 +170,21 @@ def test_flag_scoring_counts_each_flag_against_the_truth():
     assert "metal_device" in table and "NO" in table
     with pytest.raises(ValueError):
         score_flags(raised, expected[:2])
+
+
+def test_flag_scoring_reads_a_scan_and_a_phantom_truth(tmp_path):
+    import json
+
+    from cacpipe.evaluation.flags import score_scan
+
+    for pid, flags, status, expected in (("P1", [{"code": F.METAL_DEVICE, "artery": None}], "done", ["metal_device"]),
+                                         ("P2", [], "not_assessable", ["high_noise"])):
+        d = tmp_path / "scan" / pid / "1.2.3"
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"study": {"patient_id": pid}, "flags": flags, "status": status}))
+        (tmp_path / "truth" / pid).mkdir(parents=True)
+        (tmp_path / "truth" / pid / "truth.json").write_text(json.dumps({"expected_flags": expected}))
+    scores, rows = score_scan(tmp_path / "scan", tmp_path / "truth")
+    assert [r["patient_id"] for r in rows] == ["P1", "P2"]
+    assert scores["metal_device"] == FlagScore("metal_device", 1, 0, 0, 1)
+    assert scores[F.HIGH_NOISE].sensitivity == 0.0 and scores[F.NOT_ASSESSABLE].fp == 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from .. import flags as F
 
@@ -125,3 +126,26 @@ def flag_table(scores: Mapping[str, FlagScore], target_sensitivity: float = 0.9,
         lines.append(f"{s.flag:<26} {s.tp:>3} {s.fn:>3} {s.fp:>3} {s.tn:>3}  {pct(s.sensitivity)}  "
                      f"{pct(s.false_alarm_rate):>11}  {'yes' if ok else 'NO'}")
     return "\n".join(lines)
+
+
+def score_scan(scan_dir: str | Path, truth_dir: str | Path,
+               flags: Sequence[str] | None = None) -> tuple[dict[str, FlagScore], list[dict]]:
+    """Flags of a ``cacpipe scan`` output (``OUT/<PatientID>/<StudyUID>/result.json``) against a phantom
+    cohort's truth (``TRUTH/<PatientID>/truth.json``, as ``cacpipe phantom cohort`` writes it).
+
+    Returns the scores and one row per study (patient, expected, raised). Studies without a truth
+    file are skipped; a truth without a result is not counted (the scan did not reach it).
+    """
+    import json
+
+    rows: list[dict] = []
+    for rj in sorted(Path(scan_dir).glob("*/*/result.json")):
+        r = json.loads(rj.read_text())
+        pid = (r.get("study") or {}).get("patient_id", "")
+        tj = Path(truth_dir) / pid / "truth.json"
+        if not tj.exists():
+            continue
+        expected = json.loads(tj.read_text()).get("expected_flags") or []
+        rows.append({"patient_id": pid, "expected": list(expected),
+                     "raised": sorted(raised_codes(r.get("flags") or [], r.get("status")))})
+    return score_flags([r["raised"] for r in rows], [r["expected"] for r in rows], flags), rows
