@@ -321,8 +321,11 @@ def device_flags(findings: list[DeviceFinding]) -> list[Flag]:
     out: list[Flag] = []
     dev = [f for f in findings if f.kind in METAL_DEVICE_KINDS]
     if dev:
+        valve = any(f.kind == "valve_prosthesis" for f in dev)
         out.append(Flag(F.METAL_DEVICE, f"metal device seen: {_describe(dev)}; its metal and {MARGIN_MM:g} mm around "
-                        "it are never counted as coronary calcium; check the overlays near it", "warning"))
+                        "it are never counted as coronary calcium"
+                        + ("; native valve calcium cannot be told from the prosthesis" if valve else "")
+                        + "; check the overlays near it", "warning"))
     cabg = [f for f in findings if f.kind in CABG_KINDS]
     if cabg:
         out.append(Flag(F.CABG_SUSPECTED, f"signs of bypass surgery (CABG): {_describe(cabg)}; grafts and clips are "

@@ -270,7 +270,10 @@ def quality_flags(ct: Volume, labels: Volume, heart: Volume | None = None, *,
     if fov and heart is not None:
         out += fov_flags(ct, heart)
     out += stent_flags(ct, lab, boxes, stent_hu=stent_hu) if devices is None else []
-    if valve:
+    # A valve prosthesis's frame (a TAVI's struts show 130-1400 HU on thick slices) cannot be told
+    # from valve calcium, and native calcium under it is crushed by it: metal_device says so instead.
+    prosthesis = devices is not None and "valve_prosthesis" in devices.kinds()
+    if valve and not prosthesis:
         out += valve_flags(ct, lab, boxes, exclude=None if devices is None else devices.exclusion)
     if contrast:
         out += contrast_flags(ct, lab, boxes, heart)[0]
