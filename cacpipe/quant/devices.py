@@ -86,7 +86,8 @@ class DeviceFinding:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["slices"] = [int(self.slices[0]), int(self.slices[-1])] if self.slices else []
-        d["images"] = [i for i in (self.images[0], self.images[-1])] if self.images else []
+        known = [i for i in self.images if i is not None]
+        d["images"] = [min(known), max(known)] if known else []
         d["centre_zyx"] = [round(float(c), 1) for c in self.centre_zyx]
         d["centre_lps_mm"] = [round(float(c), 1) for c in self.centre_lps_mm]
         d["metal_mm3"] = round(self.metal_mm3, 1)
@@ -367,7 +368,8 @@ def exclude_device_calcium(ct: Volume, labels: Volume, scan: DeviceScan,
         near = [f for f in scan.findings if set(f.slices) & set(les.slices)]
         records.append({"artery": les.artery, "volume_mm3": round(les.volume_mm3, 1), "agatston": round(les.agatston, 1),
                         "peak_hu": round(les.peak_hu, 0), "slices": [les.slices[0], les.slices[-1]],
-                        "images": list(_images((les.slices[0], les.slices[-1]), instance_numbers)),
+                        "images": sorted(i for i in _images((les.slices[0], les.slices[-1]), instance_numbers)
+                                         if i is not None),
                         "device": sorted({f.kind for f in near}) or ["metal"]})
     flags = []
     for a in ARTERIES:
