@@ -6,6 +6,7 @@ Data flow (arrays (z, y, x) throughout):
       -> segment.segment: nnU-Net ensemble on the crop -> six-class map on the crop grid
       -> heart.uncrop_labels: back to the original CT grid (same shape/spacing/origin/direction)
       -> segment.refine: lesion completion (>= 130 HU), attribution to artery trees, plausibility flags
+      -> quant.devices.screen_devices: devices/grafts found, calcium touching them out of the count (flagged)
       -> quant.quantify on the ORIGINAL grid (Agatston is defined on the acquired slices)
       -> every flag (ingestion, stage 1, model, quality) -> quant.validity.finalise, once
       -> StudyResult (result.json, docs/ARCHITECTURE.md) + labels, crop record, review outputs
