@@ -1,19 +1,23 @@
 """Small pieces shared by cacpipe's command lines (``cacpipe`` and ``cacpipe-labels``).
 
 - :class:`OneLineErrorGroup`: cacpipe errors become one line on stderr and the error's exit code
-  (cacpipe.errors.EXIT_CODES); Ctrl-C exits 130; ``-v``/``-q`` may be given after the sub-command too.
+  (cacpipe.errors.EXIT_CODES); Ctrl-C, SIGTERM and SIGHUP exit 130; ``-v``/``-q`` may be given after the sub-command too.
 - :class:`SectionedCommand` / :func:`option`: ``--help`` with the options in titled sections.
 - :func:`one_of`: the ``-i/-o`` convention next to the positional arguments commands always had.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import re
 from pathlib import Path
 
 import click
 
-from .errors import EXIT_INTERRUPTED, CacpipeError
+from .errors import EXIT_INTERRUPTED, EXIT_NO_SPACE, CacpipeError
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, file-size limit (RLIMIT_FSIZE)
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 IO_SECTION = "Input and output"
@@ -33,13 +37,53 @@ class OneLineErrorGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with stop_on_signals():
+                return super().invoke(ctx)
         except CacpipeError as exc:
             click.echo(f"{ctx.find_root().info_name}: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo(f"{ctx.find_root().info_name}: interrupted; run the same command again to resume", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            if exc.errno not in NO_SPACE:
+                raise
+            where = f" writing {exc.filename}" if exc.filename else ""
+            click.echo(f"{ctx.find_root().info_name}: error: {exc.strerror or 'no space left'}{where}; free space (or "
+                       "raise the quota or file-size limit) and run the same command again (a scan resumes)", err=True)
+            ctx.exit(EXIT_NO_SPACE)
+
+
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")
+"""What systemd, SLURM, ``docker stop`` and a closed terminal send: handled like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, as Ctrl-C does:
+    the scan stops its workers, saves the manifest, releases its lock, and the next run resumes
+    (a study in progress is written to a temporary folder and never counts). Elsewhere (another
+    thread, a platform without them) nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    saved = {}
+    for name in STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            saved[sig] = signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
 
 
 class SectionedOption(click.Option):

@@ -309,6 +309,13 @@ class SegmentSettings(Section):
     postprocess: bool = setting(True, "complete each calcium lesion to its >= 130 HU extent near the arteries, "
                                       "give it to the artery tree it lies on, flag implausible anatomy "
                                       "(docs/stage2.md); false: the network's map as is")
+    density_rule: bool = setting(True, "with postprocess: >= 130 HU spots on or next to the predicted coronary "
+                                       "labels that the calcium channel missed count as calcium when the "
+                                       "density rule's judge accepts them (cacpipe/data/density_rule.json; "
+                                       "docs/stage2.md); false: only the network's calcium")
+    save_calcium_probability: bool = setting(False, "also write calcium_prob.nii.gz: the network's calcium "
+                                                    "probability on the CT grid (refitting the density rule: "
+                                                    "python -m devtools.density_fit)")
 
     def validate(self) -> None:
         if not 0 < self.tile_step_size <= 1:

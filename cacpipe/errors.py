@@ -9,6 +9,7 @@ EXIT_OK = 0
 EXIT_STUDY_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOTHING_TO_SCORE = 3
+EXIT_NO_SPACE = 4
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES: dict[int, str] = {  # "short: detail"
@@ -20,7 +21,9 @@ EXIT_CODES: dict[int, str] = {  # "short: detail"
                 "output folder, lock held); the one-line message says what to change",
     EXIT_NOTHING_TO_SCORE: "nothing to score: the input holds no DICOM CT study, or every series was skipped "
                            "(reasons in manifest.json and `cacpipe scan --dry-run`)",
-    EXIT_INTERRUPTED: "interrupted: Ctrl-C; run the same command again to resume",
+    EXIT_NO_SPACE: "out of space: the disk (or quota, or file-size limit) was full while writing; free space and "
+                   "run the same command again (a scan resumes)",
+    EXIT_INTERRUPTED: "interrupted: Ctrl-C, SIGTERM or SIGHUP; run the same command again to resume",
 }
 
 

@@ -38,7 +38,9 @@ ARTERY_TREE_MISSING = "artery_tree_missing"
 ARTERY_OUTSIDE_HEART = "artery_outside_heart"
 DEXTROCARDIA_SUSPECTED = "dextrocardia_suspected"
 MODEL_MIRRORED_LEFT_RIGHT = "model_trained_mirrored_left_right"
+CALCIUM_UNCOUNTED = "calcium_uncounted"  # dense spots on a predicted artery the density rule did not count
 READER_CORRECTED = "reader_corrected"  # a reader's corrections were applied (cacpipe review apply)
+UIDS_MISSING = "uids_missing"  # the files had blank Study/Series/SOP Instance UIDs: grouped by folder and geometry
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,9 @@ def segment_prepared(prep: Prepared) -> Prepared:
     from .segment import segment
 
     lap = Laps()
-    prep.seg = segment(prep.st1.cropped_ct, prep.model, prep.settings.segment, device=prep.settings.device)
+    cfg = prep.settings.segment
+    prep.seg = segment(prep.st1.cropped_ct, prep.model, cfg, device=prep.settings.device,
+                       calcium_prob=cfg.postprocess or cfg.save_calcium_probability)
     lap("segmentation")
     prep.seconds.update(lap.seconds)
     return prep
@@ -116,11 +118,14 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     lap = Laps()
     labels = uncrop_labels(seg.labels, st1.record)
     agreement = uncrop_labels(seg.agreement, st1.record) if seg.agreement is not None else None
+    calcium_prob = uncrop_labels(seg.calcium_prob, st1.record) if seg.calcium_prob is not None else None
     lap("uncrop")
 
     flags: list[Flag] = [*series.flags, *st1.flags]
     contrast = any(f.code == CONTRAST_SUSPECTED for f in flags)  # an enhanced lumen is >= 130 HU: no growth
-    post = refine(volume, labels, heart=st1.heart_mask, complete=not contrast) if s.segment.postprocess else None
+    post = (refine(volume, labels, heart=st1.heart_mask, complete=not contrast, density_rule=s.segment.density_rule,
+                   instance_numbers=series.instance_numbers, calcium_prob=calcium_prob)
+            if s.segment.postprocess else None)
     if post is not None:  # the map written to disk and the numbers both come from the refined map
         labels = post.labels
         flags += post.flags
@@ -159,7 +164,7 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
         },
         flags=flags,
         arteries=numbers.arteries,
-        lesions=numbers.lesions,
+        lesions=post.mark_found_by(numbers.lesions) if post is not None else numbers.lesions,
     )
     result.set_grid(volume, series.instance_numbers, series.slice_positions_mm)
     finalise(result)
@@ -178,6 +183,9 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     if agreement is not None:
         agreement.write(out_dir / "agreement.nii.gz")
         outputs["agreement"] = "agreement.nii.gz"
+    if calcium_prob is not None and s.segment.save_calcium_probability:
+        calcium_prob.write(out_dir / "calcium_prob.nii.gz")
+        outputs["calcium_prob"] = "calcium_prob.nii.gz"
     protect(out_dir / rel for rel in outputs.values())
     lap("write")
 
@@ -197,13 +205,7 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
                                agreement=agreement)
         outputs.update({k: v for k, v in written.items() if k != "dicom_skipped"})
         lap("review")
-        if s.review.send and "seg" in written:
-            from .review import send_outputs
-
-            files = [out_dir / written[k] for k in ("seg", "sr") if k in written]
-            files += [out_dir / p for p in written.get("sc", [])]
-            result.pipeline["send"] = send_outputs(files, s.review.send)
-            lap("send")
+        # review.send: the scan runner sends after the result is written (cacpipe.scan.delivery)
     seconds = {**prep.seconds, **lap.seconds}
     result.pipeline["seconds"] = seconds
     log.info("analysed %s in %.1f s", series.identity.study_uid, sum(seconds.values()))

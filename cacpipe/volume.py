@@ -50,6 +50,16 @@ class Volume:
             raise GeometryError(f"array shape {array.shape} does not match volume shape {self.array.shape}")
         return replace(self, array=array, meta=dict(self.meta))
 
+    def slice_reference(self, k: float) -> str:
+        """How a reader finds volume slice ``k`` (0-based, may be a mean) in PACS: 'image 42 (z -123.5 mm)',
+        from ``meta["instance_numbers"]`` / ``meta["slice_positions_mm"]`` (set at assembly; the same
+        words as ``StudyResult.slice_reference``); 'slice k+1' when they are unknown."""
+        i = int(round(float(k)))
+        inst = (self.meta.get("instance_numbers") or [])[i:i + 1]
+        pos = (self.meta.get("slice_positions_mm") or [])[i:i + 1]
+        words = f"image {inst[0]}" if inst and inst[0] is not None else f"slice {i + 1}"
+        return words + (f" (z {pos[0]:.1f} mm)" if pos and pos[0] is not None else "")
+
     def same_grid(self, other: Volume, tol: float = 1e-4) -> bool:
         """True when shape, spacing, origin and direction agree (within ``tol`` mm / cosines)."""
         return (

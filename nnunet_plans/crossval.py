@@ -160,7 +160,8 @@ def summary(res: dict, dice: dict, manifest: dict, folds: Sequence[int]) -> dict
         "folds": list(folds),
         "cases": len(manifest["studies"]),
         "patients": len({e["patient_id"] for e in studies}),
-        "failed": sorted(k for k, e in manifest["studies"].items() if e["status"] != "done"),
+        # a count: the card travels in the model zip, and study keys name patients
+        "failed": sum(1 for e in manifest["studies"].values() if e["status"] != "done"),
         "presence": pres,
         "agatston": aga,
         "category": _pick(cat, ("n", "exact_agreement", "kappa_linear", "kappa_linear_ci_low",

@@ -52,7 +52,7 @@ def resolve_init(init: str, work: str | Path) -> InitModel:
     p = Path(init).expanduser()
     if p.is_file():
         digest = file_sha256(p)
-        model = install_model(p, Path(work) / "init" / digest[:12], force=True)
+        model = install_model(p, Path(work) / "init" / digest[:12], force=True, accept_weak=True)
         return InitModel(model, str(p), digest, model.card())
     if p.is_dir():
         model = read_model(p)

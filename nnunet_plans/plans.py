@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SPECS = {"paper": HERE / "paper.json", "demo": HERE / "demo.json"}
+SPECS = {"paper": HERE / "paper.json", "demo": HERE / "demo.json", "demo_clinical": HERE / "demo_clinical.json"}
 
 
 def load_spec(name_or_path: str | Path) -> dict:

@@ -195,7 +195,8 @@ def model_folder(dataset_id: int, config: str, trainer_name: str) -> Path:
 
 def export_zip(dataset_id: int, config: str, trainer_name: str, folds: list[int], out: str | Path) -> Path:
     """nnU-Net's export (the zip ``cacpipe models install`` and ``nnUNetv2_install_pretrained_model_from_zip``
-    take), plus the model card files, which nnU-Net's export does not know about."""
+    take), plus the model card files, which nnU-Net's export does not know about; scrubbed of local
+    paths and case ids (``zip_privacy``)."""
     from nnunetv2.model_sharing.model_export import export_pretrained_model
 
     from cacpipe.segment.card import CARD_JSON, CARD_MD
@@ -208,6 +209,15 @@ def export_zip(dataset_id: int, config: str, trainer_name: str, folds: list[int]
         for name in (CARD_JSON, CARD_MD):
             if (folder / name).exists():
                 zf.write(folder / name, (folder / name).relative_to(env.nnunet_path("nnUNet_results")).as_posix())
+    # The zip travels: no local paths, no case ids (nnunet_plans.zip_privacy).
+    from .zip_privacy import identifying_strings, scrub_model_zip
+
+    scrub_model_zip(out)
+    left = identifying_strings(out)
+    if left:
+        out.unlink()
+        raise RuntimeError(f"the exported model would carry identifying strings ({'; '.join(left[:3])}); "
+                           "not written")
     return out
 
 
@@ -307,7 +317,7 @@ def _settings(args: argparse.Namespace):
 def _sources(args: argparse.Namespace) -> dict:
     """What the work folder is built from (a later run with other data must use another WORK)."""
     return {"data": [str(Path(d).resolve()) for d in (args.data or [])], "phantoms": args.phantoms,
-            "phantoms_v2": args.phantoms_v2,
+            "phantoms_v2": args.phantoms_v2, "v2_preset": args.v2_preset,
             "mapping": str(Path(args.mapping).resolve()) if args.mapping else None,
             "slice_order": args.slice_order, "pixel_origin": args.pixel_origin}
 
@@ -316,7 +326,7 @@ def _cases(args: argparse.Namespace):
     from label_tools.annotations import read_training_cases
 
     if args.phantoms:  # v1 phantoms, then v2 ones (training seeds of cacpipe.phantom.seeds)
-        return data_mod.phantom_cases(args.phantoms, v2_cases=args.phantoms_v2)
+        return data_mod.phantom_cases(args.phantoms, v2_cases=args.phantoms_v2, v2_preset=args.v2_preset)
     return read_training_cases(args.data)
 
 
@@ -485,6 +495,8 @@ def parser() -> argparse.ArgumentParser:
     src.add_argument("--phantoms", type=int, help="train on N synthetic phantoms instead (demo model)")
     p.add_argument("--phantoms-v2", type=int, default=0, help="with --phantoms: also N phantom-v2 patients "
                    "(training seeds; non-contrast, normal situs)")
+    p.add_argument("--v2-preset", default="v2-small", help="with --phantoms-v2: the v2 preset (v2-small: 256 x 256; "
+                   "v2: clinical 512 x 512, 0.625-3 mm slices, the generator's motion and devices)")
     p.add_argument("--plan", default="paper", help="paper (default), demo, or a plan-spec JSON file")
     p.add_argument("--init", default=None, help="fine-tune: start from this model (zip, model folder or installed "
                    "name); its plans replace --plan")

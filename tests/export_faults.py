@@ -178,7 +178,7 @@ def build_faulty_export(root: Path) -> FaultyExport:
     return exp
 
 
-__all__ = ["MIN_SLICES", "FaultyExport", "build_faulty_export", "threshold_analyse", "tiny_config"]
+__all__ = ["MIN_SLICES", "FaultyExport", "build_faulty_export", "review_analyse", "threshold_analyse", "tiny_config"]
 
 
 # --- an analysis stand-in for runner tests -----------------------------------------------------
@@ -225,3 +225,18 @@ def threshold_analyse(series, out_dir, settings):
         outputs={"labels": "labels.nii.gz"})
     result.set_grid(volume)
     return finalise(result)
+
+
+def review_analyse(series, out_dir, settings):
+    """``threshold_analyse`` plus the real review outputs (page, overlays, DICOM SEG/SR/SC from the
+    series' own headers): what ``--send``, ``review apply`` and rescans act on."""
+    from cacpipe.config import ReviewSettings
+    from cacpipe.review import build_review
+    from cacpipe.volume import Volume
+
+    result = threshold_analyse(series, out_dir, settings)
+    labels = Volume.read(Path(out_dir) / "labels.nii.gz")
+    written = build_review(out_dir, series.volume, labels, result, series.sources,
+                           ReviewSettings(max_slices=1, dicom=series.sources is not None))
+    result.outputs.update({k: v for k, v in written.items() if k != "dicom_skipped"})
+    return result

@@ -171,7 +171,8 @@ def build_hostile_export(root: Path) -> HostileExport:
     study("DOT", "dot-b", uid_="1.2.840.99.7.")
     # 2. PatientIDs equal to the run's own files or to Windows devices; 12: backslash, slash; 11: formulas.
     for i, pid in enumerate(("cohort.csv", "index.html", "manifest.json", "CON", "NUL.txt", "SMITH\\JOHN", "A/B",
-                             '=HYPERLINK("http://example.invalid","x")', "@SUM(1)")):
+                             '=HYPERLINK("http://example.invalid","x")', "@SUM(1)",
+                             "cacpipe.log", "dry_run.json", "corrections", "superseded")):
         study(pid, f"name-{i}")
 
     # 3. One StudyInstanceUID under two PatientIDs.

@@ -22,7 +22,7 @@ MINI = np.array([512, 430, 520, 428, 500, 600, 364, 380, 658, 445, 432, 626, 260
 
 def _mcgraw_wong_a1(x: np.ndarray) -> tuple[float, float, float]:
     """ICC(A,1) and its 95 % CI from the mean squares of a statsmodels two-way ANOVA
-    (McGraw & Wong 1996, case 2A, Table 7): an independent route to pingouin's answer."""
+    (McGraw & Wong 1996, case 2A, Table 7): an independent route (statsmodels' ANOVA) to icc_a1's answer."""
     import statsmodels.formula.api as smf
     from scipy.stats import f
     from statsmodels.stats.anova import anova_lm
@@ -47,7 +47,7 @@ def test_icc_a1_shrout_fleiss_worked_example():
     icc, lo, hi = _mcgraw_wong_a1(SHROUT_FLEISS)
     assert r["icc"] == pytest.approx(icc, rel=1e-9)
     assert (r["icc_ci_low"], r["icc_ci_high"]) == pytest.approx((lo, hi), rel=1e-6)
-    assert round(r["icc_ci_low"], 2) != r["icc_ci_low"]  # unrounded (pingouin rounds to 2 decimals by default)
+    assert round(r["icc_ci_low"], 2) != r["icc_ci_low"]  # unrounded
     assert r["icc_p"] < 0.001  # F(5, 15) = 11.03
 
 

@@ -204,9 +204,14 @@ def test_ambiguous_lesions_are_flagged_with_a_reason(phantom):
     z0 = rca_plaque[:, 0].max()
     tube = (lab == ARTERY_ID["RCA"]) & (np.indices(lab.shape)[0] > z0)
     lab[tube] = ARTERY_ID["LCX"]
-    r = refine(phantom.ct.with_array(ct), phantom.labels.with_array(lab), phantom.heart)
+    numbered = phantom.ct.with_array(ct)  # InstanceNumbers running backwards, as assembly records them
+    numbered.meta.update(instance_numbers=[500 - k for k in range(ct.shape[0])],
+                         slice_positions_mm=[-100.0 + 2 * k for k in range(ct.shape[0])])
+    r = refine(numbered, phantom.labels.with_array(lab), phantom.heart)
     amb = [f for f in r.flags if f.code == F.CALCIUM_ATTRIBUTION_AMBIGUOUS]
     assert any("on no artery tree" in f.message and f.artery == "LAD" and f.severity == "warning" for f in amb)
+    # flags name the image as PACS shows it (issue 27): "image 500-k (z ...)", never the internal index
+    assert any(f"at image {500 - cz} (z {-100.0 + 2 * cz:.1f} mm)" in f.message for f in amb), [f.message for f in amb]
     far = [les for les in r.lesions if les.reason and "on no artery tree" in les.reason]
     assert far and far[0].tree_votes == dict.fromkeys(ARTERIES, 0)
     mixed = [les for les in r.lesions if les.reason and "labels alike" in les.reason]

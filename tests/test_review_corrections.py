@@ -125,6 +125,7 @@ def test_apply_recomputes_keeps_originals_and_makes_a_training_case(scanned):
     # the training case: CASE/ct.nii.gz + labels.nii.gz (+ patient.txt), the layout `make train DATA=` reads
     case = next(cases.iterdir())
     assert (case / "patient.txt").read_text().strip() == "PAT9"
+    assert "PAT9" not in case.name and res.study.study_uid not in case.name  # pseudonymous case id
     np.testing.assert_array_equal(Volume.read(case / "labels.nii.gz").array, corrected.array)
     assert Volume.read(case / "ct.nii.gz").shape == corrected.shape
     from nnunet_plans.data import build_dataset_from_dir

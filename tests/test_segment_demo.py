@@ -30,3 +30,30 @@ def test_demo_model_finds_phantom_calcium(tmp_path, monkeypatch):
     assert r["sensitivity"] >= 0.85 and r["calcium_dice"] >= 0.6, r
     assert r["calcium_dice_artery_specific"] >= 0.6, r
     assert r["detection"]["fp"] <= 1, r
+
+
+def test_calcium_probability_is_the_networks_own_and_leaves_the_labels_unchanged(tmp_path, monkeypatch):
+    """segment(calcium_prob=True) returns the ensemble's calcium sigmoid on the crop grid: the same
+    labels as the plain path, and > 0.5 exactly where a calcium label was painted (regions are
+    thresholded at 0.5 and the calcium regions painted last)."""
+    import numpy as np
+
+    from cacpipe.heart import heart_crop
+    from cacpipe.labels import CALCIUM_IDS
+    from cacpipe.phantom import PhantomConfig, Plaque, generate
+    from cacpipe.segment import segment
+
+    monkeypatch.setenv("CACPIPE_CACHE_DIR", str(tmp_path / "cache"))
+    m = find_model(None, tmp_path / "no_models", allow_demo=True)
+    ph = generate(PhantomConfig.preset("small", seed=1421, noise_hu=15.0,
+                                       plaques=(Plaque("RCA", 0.3, 2.5, 500.0), Plaque("LAD", 0.3, 2.2, 450.0))))
+    crop = heart_crop(ph.ct, target_spacing_zyx=m.spacing_zyx).cropped_ct
+    cfg = SegmentSettings(bf16=False)
+    plain = segment(crop, m, cfg)
+    withp = segment(crop, m, cfg, calcium_prob=True)
+    assert plain.calcium_prob is None and withp.calcium_prob is not None
+    lab, prob = np.asarray(withp.labels.array), np.asarray(withp.calcium_prob.array)
+    assert np.array_equal(lab, np.asarray(plain.labels.array)) and prob.shape == lab.shape
+    assert 0.0 <= prob.min() and prob.max() <= 1.0
+    calc = np.isin(lab, CALCIUM_IDS)
+    assert calc.any() and np.array_equal(prob > 0.5, calc)

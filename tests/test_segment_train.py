@@ -93,7 +93,7 @@ def test_fold_starts_from_given_weights(trained):
 
 
 def test_export_install_and_two_fold_ensemble(trained, tmp_path):
-    m = install_model(trained["zip"], tmp_path / "models")
+    m = install_model(trained["zip"], tmp_path / "models", accept_weak=True)
     assert m.folds == (0, 1) and m.is_demo and m.spacing_zyx == (3.0, 3.0, 3.0)
     assert find_model(None, tmp_path / "models", allow_demo=False).path == m.path
     ct, _ = phantom_case(phantom_cohort_configs(1, seed0=4242)[0], m.spacing_zyx)
@@ -131,7 +131,7 @@ def test_training_never_mirrors_left_right(trained):
     *_, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     assert lr not in mirror_axes and set(mirror_axes) == {0, 1, 2} - {lr}
     # Checkpoints: the allowed test-time mirroring axes exclude it too.
-    m = install_model(trained["zip"], trained["work"] / "lr_models")
+    m = install_model(trained["zip"], trained["work"] / "lr_models", accept_weak=True)
     axes = checkpoint_mirror_axes(m)
     assert axes and all(a is not None and lr not in a and len(a) == 2 for a in axes.values())
     assert left_right_mirroring(m) is None and m.warnings == ()
@@ -157,7 +157,7 @@ def test_model_mirrored_left_right_is_never_mirrored_left_right_at_test_time(tra
         torch.save(ck, ck_path)
     bad_zip = tmp_path / "mirrored.zip"
     shutil.make_archive(str(bad_zip.with_suffix("")), "zip", src)
-    m = install_model(bad_zip, tmp_path / "models")
+    m = install_model(bad_zip, tmp_path / "models", accept_weak=True)
     assert m.warnings and "left-right mirroring" in m.warnings[0]
 
     ct, _ = phantom_case(phantom_cohort_configs(1, seed0=4242)[0], m.spacing_zyx)

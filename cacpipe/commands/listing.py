@@ -28,7 +28,7 @@ NAME = "list"
 @apply(SELECTION_OPTIONS)
 @click.pass_context
 def command(ctx: click.Context, export: Path | None, input_path: Path | None, patient_id: str | None,
-            out: Path | None, as_json: bool, no_progress: bool, min_slices: int | None, min_spacing: float | None,
+            ids_csv: Path | None, out: Path | None, as_json: bool, no_progress: bool, min_slices: int | None, min_spacing: float | None,
             max_spacing: float | None, max_missing_slices: int | None, preferred_kernel: str | None,
             allow_contrast: bool | None, settings_file: Path | None) -> None:
     """List per study the series `cacpipe scan` would score and every skipped series with its reason.
@@ -39,4 +39,5 @@ def command(ctx: click.Context, export: Path | None, input_path: Path | None, pa
     input_path = require(one_of(export, input_path, "the input", "-i/--input"), "the input", "-i INPUT")
     settings = settings_from_options(settings_file, selection_given(
         min_slices, min_spacing, max_spacing, max_missing_slices, preferred_kernel, allow_contrast))
-    ctx.exit(print_dry_run(input_path, out, settings, patient_id, as_json=as_json, progress=not no_progress))
+    ctx.exit(print_dry_run(input_path, out, settings, patient_id, as_json=as_json, progress=not no_progress,
+                           ids_csv=ids_csv))

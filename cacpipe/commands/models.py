@@ -27,11 +27,16 @@ def command() -> None:
 @click.argument("zip_path", metavar="ZIP", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=_MODEL_DIR_HELP)
 @click.option("--force", is_flag=True, help="Replace a model of the same name that is already installed.")
-def install(zip_path: Path, model_dir: Path | None, force: bool) -> None:
-    """Install the exported nnU-Net model ZIP into the model directory."""
+@click.option("--accept-weak-model", "accept_weak", is_flag=True,
+              help="Install even when the model card's cross-validation is below the floor (per-artery kappa "
+                   "0.40, total Agatston ICC 0.50, mean Dice 0.20); it is then flagged wherever it is listed.")
+def install(zip_path: Path, model_dir: Path | None, force: bool, accept_weak: bool) -> None:
+    """Install the exported nnU-Net model ZIP into the model directory.
+
+    A model whose card shows cross-validation below the floor is refused unless --accept-weak-model."""
     from ..segment.models import install_model
 
-    m = install_model(zip_path, model_dir, force=force)
+    m = install_model(zip_path, model_dir, force=force, accept_weak=accept_weak)
     click.echo(f"installed {m.full_name}  (folds {', '.join(map(str, m.folds))}; spacing "
                f"{' x '.join(f'{s:g}' for s in m.spacing_zyx)} mm z,y,x) -> {m.path}")
     _echo_card(m)

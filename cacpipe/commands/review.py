@@ -21,6 +21,7 @@ def command() -> None:
     cacpipe review index RESULTS_DIR
     cacpipe review apply OUT [-c corrections.json ...] [--training-cases CASES]
     cacpipe review send AE@HOST:PORT FILE_OR_DIR...
+    cacpipe review send OUT [--to AE@HOST:PORT]
     """
 
 
@@ -110,17 +111,50 @@ def index(results_dir: Path, fields: tuple[str, ...], salt: str) -> None:
 
 
 @command.command("send")
-@click.argument("target", metavar="AE@HOST:PORT")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("args", nargs=-1, required=True, metavar="OUT | AE@HOST:PORT FILE_OR_DIR...")
+@click.option("--to", "to", default=None, metavar="AE@HOST:PORT",
+              help="With OUT: send every done study not yet stored at this PACS [default: retry each study's "
+                   "pending send to its own target].")
 @click.option("--calling-ae", default="CACPIPE", show_default=True, help="Our AE title (the PACS must know it).")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Network timeout in seconds.")
-def send(target: str, paths: tuple[Path, ...], calling_ae: str, timeout: float) -> None:
-    """C-STORE DICOM files (or every .dcm under given folders) to a PACS at AE@HOST:PORT."""
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="Network timeout in seconds: the connection and negotiation may take twice it, each object and "
+                   "the release once; a peer that stalls longer is aborted.")
+def send(args: tuple[str, ...], to: str | None, calling_ae: str, timeout: float) -> None:
+    """C-STORE DICOM outputs to a PACS.
+
+    \b
+    cacpipe review send OUT                         retry every pending send of a scan's output folder
+    cacpipe review send OUT --to AE@HOST:PORT       send every done study of OUT not yet stored there
+    cacpipe review send AE@HOST:PORT FILE_OR_DIR... send files (or every .dcm under folders)
+
+    With OUT, only objects not yet stored are sent (a new SR after `review apply` goes alone), and
+    each study's send state is recorded in manifest.json and its result.json."""
     from ..errors import CacpipeError
     from ..review import send_outputs
 
+    first = Path(args[0])
+    if len(args) == 1 and first.is_dir() and (first / "manifest.json").exists():
+        from ..scan.delivery import send_pending
+
+        sent, pending = send_pending(first, to, calling_ae=calling_ae, timeout_s=timeout, echo_line=click.echo)
+        click.echo(f"{sent} stud{'y' if sent == 1 else 'ies'} sent, {pending} pending"
+                   + (" (nothing to send)" if sent + pending == 0 else ""))
+        if pending:
+            from ..review.send import SendPending
+
+            raise SendPending(f"{pending} stud{'y' if pending == 1 else 'ies'} still pending; the results are kept, "
+                               f"run `cacpipe review send {first}` again when the PACS is back")
+        return
+    if to is not None:
+        raise click.UsageError("--to goes with a scan's output folder OUT; with files, give AE@HOST:PORT first")
+    if len(args) < 2:
+        raise click.UsageError("give a scan's output folder OUT (with manifest.json), or AE@HOST:PORT and files")
+    missing = [a for a in args[1:] if not Path(a).exists()]
+    if missing:
+        raise click.UsageError(f"not found: {', '.join(missing)}")
+    paths = [Path(a) for a in args[1:]]
     files = [q for p in paths for q in (sorted(p.rglob("*.dcm")) if p.is_dir() else [p])]
-    report = send_outputs(files, target, calling_ae=calling_ae, timeout_s=timeout)
+    report = send_outputs(files, args[0], calling_ae=calling_ae, timeout_s=timeout)
     _print_send(report)
     if report["failed"]:
         raise CacpipeError(f"{len(report['failed'])} of {len(files)} object(s) were not stored")
@@ -176,11 +210,12 @@ class _ScoredCT:
         self._studies = None
 
     def load(self, result, settings):
+        """The scored series (a LoadedSeries: volume, and the source headers for DICOM outputs)."""
         from ..errors import InputDataError
         from ..ingest import discover, group_studies, load_series, read_ct
 
         if self.ct_path is not None:
-            return read_ct(self.ct_path, series_uid=result.study.series_uid or None).volume
+            return read_ct(self.ct_path, series_uid=result.study.series_uid or None)
         export = self.export or Path((self.manifest or {}).get("export") or "")
         if not str(export) or not export.exists():
             raise InputDataError(f"the scan's export {export or '(unknown)'} is not there: pass --export DIR (where "
@@ -195,7 +230,7 @@ class _ScoredCT:
             if st.study_uid == result.study.study_uid:
                 for series in st.series:
                     if series.series_uid == result.study.series_uid:
-                        return load_series(series, settings.assembly).volume
+                        return load_series(series, settings.assembly)
         raise InputDataError(f"series {result.study.series_uid} of study {result.study.study_uid} is not in {export}")
 
 
@@ -221,22 +256,73 @@ def requantify(ct, labels, original, corrections, calibration_factor=None, sever
     return new_labels, finalise(res), audit
 
 
-def _apply_one(study_dir: Path, docs: list, cts: _ScoredCT, cases: Path | None) -> str:
+def _rebuild_outputs(study_dir: Path, loaded, labels, corrected, settings, corrections, salt: str | None,
+                     organization: str = "") -> dict:
+    """Rebuild the study's review page, overlays, SEG, SC and a new SR from the corrected map and record.
+
+    The new SR is VERIFIED by the last reader and references the SR it replaces; the derived files
+    of the uncorrected result (overlays/, dicom/) are replaced (the model's label map and the
+    original numbers stay: labels.nii.gz and result.json 'original'). Returns build_review's paths."""
+    import shutil
+
+    import pydicom
+
+    from ..review import build_review
+
+    previous = []
+    old_sr = study_dir / (corrected.outputs.get("sr") or "dicom/sr.dcm")
+    if old_sr.exists():
+        previous.append(pydicom.dcmread(str(old_sr)))
+    last = max(corrections, key=lambda c: (c.time, c.reader))
+    verification = {"observer": last.reader, "organization": organization, "previous": previous}
+    sources = loaded.sources if settings.review.dicom else None
+    for sub in ("overlays", "dicom"):
+        shutil.rmtree(study_dir / sub, ignore_errors=True)
+    review = settings.review.replace(salt=None, dicom=settings.review.dicom and sources is not None)
+    written = build_review(study_dir, loaded.volume, labels, corrected, sources, review, salt=salt,
+                           verification=verification)
+    return {k: v for k, v in written.items() if k != "dicom_skipped"}
+
+
+def _apply_salt(original, salt: str | None) -> str | None:
+    """The anonymisation secret the study's page was made with: this installation's, or ``--salt``
+    (checked against the secret id the result records)."""
+    from ..config import secret_id
+    from ..errors import ConfigError
+
+    anon = original.pipeline.get("anonymisation") or {}
+    if anon.get("secret") == "given":
+        if not salt:
+            raise ConfigError("the review page was made with a given anonymisation secret (secret id "
+                              f"{anon.get('secret_id')}); pass it with --salt to rebuild the page")
+        if anon.get("secret_id") and secret_id(salt) != anon["secret_id"]:
+            raise ConfigError(f"--salt is not the secret the page was made with (id {secret_id(salt)}, the result "
+                              f"says {anon['secret_id']})")
+        return salt
+    return None
+
+
+def _apply_one(study_dir: Path, docs: list, cts: _ScoredCT, cases: Path | None, salt: str | None = None,
+               organization: str = "") -> str:
     import json
 
     from ..config import Settings
     from ..errors import GeometryError
+    from ..files import protect
     from ..quant.severity import SeverityModel
     from ..review.corrections import applied_corrections, corrected_json, merge_corrections, original_record
-    from ..scan.layout import safe_name, write_atomic
+    from ..scan.layout import write_atomic
     from ..volume import Volume
 
     raw = json.loads((study_dir / "result.json").read_text())
     original = original_record(raw)
     corrections = merge_corrections(applied_corrections(raw), docs)
-    settings = Settings.from_dict(original.pipeline.get("settings") or {}, "result.json pipeline.settings")
+    settings = Settings.from_dict(_without_secret(original.pipeline.get("settings") or {}),
+                                  "result.json pipeline.settings")
+    page_salt = _apply_salt(original, salt) if settings.review.enabled else None
     labels = Volume.read(study_dir / (original.outputs.get("labels") or "labels.nii.gz"))
-    ct = cts.load(original, settings)
+    loaded = cts.load(original, settings)
+    ct = loaded.volume
     shape = list((original.ct or {}).get("shape_zyx") or ct.shape)
     if ct.shape != labels.shape or list(ct.shape) != shape:
         raise GeometryError(f"{study_dir}: CT {ct.shape}, labels {labels.shape} and the record's grid {shape} differ; "
@@ -249,11 +335,24 @@ def _apply_one(study_dir: Path, docs: list, cts: _ScoredCT, cases: Path | None) 
     tmp = study_dir / ".labels_corrected.tmp.nii.gz"
     new_labels.write(tmp)
     tmp.replace(study_dir / "labels_corrected.nii.gz")
-    write_atomic(study_dir / "result.json",
-                 json.dumps(corrected_json(original, corrected, corrections, audit, "labels_corrected.nii.gz"),
-                            indent=2, default=str))
+    protect([study_dir / "labels_corrected.nii.gz"])  # owner-only, as every output with patient data
+    note = ""
+    if settings.review.enabled:  # every output a reader or PACS sees shows the corrected result
+        corrected.outputs.update(_rebuild_outputs(study_dir, loaded, new_labels, corrected, settings, corrections,
+                                                  page_salt, organization))
+        if "sr" not in corrected.outputs:
+            corrected.outputs.pop("seg", None), corrected.outputs.pop("sc", None)
+            note = "; page and overlays rebuilt (no DICOM outputs: no source DICOM headers)"
+        else:
+            note = "; page, overlays, SEG, SC and a VERIFIED SR rebuilt"
+    doc = corrected_json(original, corrected, corrections, audit, "labels_corrected.nii.gz")
+    send = (doc.get("pipeline") or {}).get("send")
+    if isinstance(send, dict) and "sr" in corrected.outputs:  # the new objects still have to reach the PACS
+        send.update(state="pending", error="new outputs after review apply")
+        note += f"; `cacpipe review send` sends them to {send.get('target')}"
+    write_atomic(study_dir / "result.json", json.dumps(doc, indent=2, default=str))
     if cases is not None:
-        case = cases / safe_name(f"{original.study.patient_id}_{original.study.study_uid}")
+        case = cases / training_case_id(original.study.patient_id, original.study.study_uid, page_salt)
         case.mkdir(parents=True, exist_ok=True)
         ct.write(case / "ct.nii.gz")
         new_labels.write(case / "labels.nii.gz")
@@ -263,7 +362,29 @@ def _apply_one(study_dir: Path, docs: list, cts: _ScoredCT, cases: Path | None) 
         return ("n/a" if t.agatston is None else f"{t.agatston:.1f}") + f" ({t.category or 'no category'}, " \
             f"{t.cac_drs or 'no CAC-DRS'})"
     readers = ", ".join(sorted({x.reader for x in corrections}))
-    return f"{study_dir}: total Agatston {fmt(o)} -> {fmt(c)}; {len(audit)} change(s) by {readers}"
+    return f"{study_dir}: total Agatston {fmt(o)} -> {fmt(c)}; {len(audit)} change(s) by {readers}{note}"
+
+
+def training_case_id(patient_id: str, study_uid: str, salt: str | None = None) -> str:
+    """A pseudonymous training case id: the anonymised patient id (keyed by the anonymisation secret)
+    and 8 hex digits of the study, e.g. ``anon-1a2b3c4d5e_9f8e7d6c``. Case ids end up in nnU-Net's
+    files and so near a model zip: they never carry the PatientID or StudyInstanceUID (the real
+    patient id stays in the case's patient.txt, which keeps a patient's studies in one fold)."""
+    import hashlib
+
+    from ..review.options import anonymised_id
+
+    return f"{anonymised_id(patient_id, salt)}_{hashlib.sha1(study_uid.encode()).hexdigest()[:8]}"
+
+
+def _without_secret(tree: dict) -> dict:
+    """Recorded settings with the anonymisation secret's public name removed (it is no secret)."""
+    import copy
+
+    tree = copy.deepcopy(tree)
+    if isinstance(tree.get("review"), dict):
+        tree["review"]["salt"] = None
+    return tree
 
 
 @command.command("apply")
@@ -277,15 +398,22 @@ def _apply_one(study_dir: Path, docs: list, cts: _ScoredCT, cases: Path | None) 
 @click.option("--export", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Where the scan's export is now, if it moved.")
 @click.option("--training-cases", "cases", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write each corrected study as a training case CASES/<patient>_<study>/ (ct.nii.gz, "
-                   "labels.nii.gz, patient.txt) for `make train DATA=CASES`.")
-def apply(out: Path, given: tuple[Path, ...], ct_path: Path | None, export: Path | None, cases: Path | None) -> None:
+              help="Also write each corrected study as a training case CASES/<anon-id>_<study hash>/ (ct.nii.gz, "
+                   "labels.nii.gz, patient.txt) for `make train DATA=CASES`; case ids are pseudonymous.")
+@click.option("--salt", default=None, help="The anonymisation secret the review pages were made with, when it was "
+                                          "given (not this installation's); needed to rebuild them.")
+@click.option("--organization", default="", help="The readers' organisation, named in the verified SR.")
+def apply(out: Path, given: tuple[Path, ...], ct_path: Path | None, export: Path | None, cases: Path | None,
+          salt: str | None, organization: str) -> None:
     """Apply readers' corrections to the studies under OUT (a scan's output folder or one study folder).
 
     Each study's numbers are recomputed from its corrected label map with the pipeline's code;
     result.json keeps the original numbers under 'original' and every applied correction under
-    'corrections'; labels_corrected.nii.gz is written next to labels.nii.gz (which is kept); cohort.csv
-    and index.html are rebuilt. Applying again adds new corrections to those already applied.
+    'corrections'; labels_corrected.nii.gz is written next to labels.nii.gz (which is kept); the review
+    page, overlays, SEG and SC are rebuilt from the corrected map, with a new SR that is VERIFIED by the
+    reader and references the SR it replaces (`cacpipe review send OUT` sends them where the study's
+    outputs went); cohort.csv and index.html are rebuilt. Applying again adds new corrections to those
+    already applied.
     """
     from ..errors import CacpipeError, InputDataError
 
@@ -305,7 +433,7 @@ def apply(out: Path, given: tuple[Path, ...], ct_path: Path | None, export: Path
             failed += 1
             continue
         try:
-            click.echo(_apply_one(folders[uid], by_study[uid], cts, cases))
+            click.echo(_apply_one(folders[uid], by_study[uid], cts, cases, salt, organization))
         except CacpipeError as exc:
             click.echo(f"FAILED {folders[uid]}: {exc}", err=True)
             failed += 1

@@ -9,7 +9,7 @@ import click
 from ..clitools import IO_SECTION, SectionedCommand, one_of, option, require
 from ..config import HeartMethod, Settings
 
-LOG = "cacpipe.log"
+LOG = "cacpipe.log"  # = cacpipe.scan.layout.LOG (a reserved name at OUT's root; not imported: --help stays fast)
 IO, SELECT, MODEL, OUTPUTS, PACS, PERF, CONF = (IO_SECTION, "Input selection", "Model and heart locator",
                                                 "Outputs", "PACS", "Performance", "Settings")
 _DEF = Settings()
@@ -31,6 +31,9 @@ INPUT_OPTIONS = [
                 "(geometry from the file). Same as the INPUT argument."),
     option(IO, "--id", "patient_id", default=None, metavar="PATIENT_ID",
            help="Patient id of a NIfTI/NRRD input [default: the file name without extension and _0000]."),
+    option(IO, "--ids", "ids_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+           metavar="CSV", help="With a folder of NIfTI/NRRD/MHA files: a CSV (file,patient_id) naming each file's "
+                               "patient id [default: file names without _0000, or the case folder's name]."),
 ]
 SELECTION_OPTIONS = [
     option(SELECT, "--min-slices", type=click.IntRange(min=1), default=None,
@@ -113,12 +116,13 @@ def print_summary(summary, review: bool = True) -> None:
         if line.startswith("nothing to score"):
             rep.error(line)
         else:
-            rep.log(logging.WARNING if line.startswith("FAILED") else logs.NOTE, line)
+            rep.log(logging.WARNING if line.startswith(("FAILED", "SEND PENDING", "KEPT")) else logs.NOTE, line)
 
 
 def run_logged(input_path: Path, out: Path, settings: Settings, *, analyse=None, jobs: int = 1,
                scheduler: str | None = None, progress: bool = True, force: bool = False,
-               patient_id: str | None = None, command: str = "scan", pipelined: bool = False):
+               patient_id: str | None = None, command: str = "scan", pipelined: bool = False,
+               redo_corrected: bool = False, ids_csv: Path | None = None):
     """Start checks, then the scan with its console lines and OUT/cacpipe.log; returns the ScanSummary."""
     from .. import __version__, logs
     from ..errors import CacpipeError
@@ -126,7 +130,7 @@ def run_logged(input_path: Path, out: Path, settings: Settings, *, analyse=None,
     from ..scan.checks import start_checks
     from ..scan.inputs import resolve_input
 
-    inp = resolve_input(input_path, patient_id)
+    inp = resolve_input(input_path, patient_id, ids_csv)
     start = start_checks(inp, out, settings, jobs, scheduler, pipeline=analyse is None)
     rep = logs.report()
     with logs.log_file(out / LOG):
@@ -136,7 +140,7 @@ def run_logged(input_path: Path, out: Path, settings: Settings, *, analyse=None,
         try:
             summary = run_scan(input_path, out, analyse=analyse, jobs=jobs, scheduler=scheduler, settings=settings,
                                progress=progress, force=force, devices=start.devices, patient_id=patient_id,
-                               pipelined=pipelined)
+                               pipelined=pipelined, redo_corrected=redo_corrected, ids_csv=ids_csv)
         except CacpipeError as exc:
             rep.error(f"stopped: {exc}")
             raise
@@ -146,7 +150,7 @@ def run_logged(input_path: Path, out: Path, settings: Settings, *, analyse=None,
 
 
 def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patient_id: str | None, as_json: bool = False,
-            progress: bool = True) -> int:
+            progress: bool = True, ids_csv: Path | None = None) -> int:
     """Print which series would be scored (and write OUT/dry_run.json when OUT is given); returns the exit code."""
     import json
 
@@ -156,7 +160,7 @@ def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patien
     from ..scan.preview import PREVIEW_FILE, preview
     from ..scan.report import preview_lines
 
-    inp = resolve_input(input_path, patient_id)
+    inp = resolve_input(input_path, patient_id, ids_csv)
     res = preview(inp, settings, out=out, patient_id=patient_id, progress=progress)
     text = json.dumps(res, indent=1, default=str)
     if as_json:
@@ -184,7 +188,11 @@ def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patien
 @option(IO, "--dry-run", is_flag=True,
         help="Only list the series each study would score and why every other series is skipped (headers only, "
              "no networks); written to OUT/dry_run.json when -o is given.")
-@option(IO, "--force", is_flag=True, help="Redo every study, even those already done with the same inputs.")
+@option(IO, "--force", is_flag=True, help="Redo every study, even those already done with the same inputs (a "
+        "study a reader corrected is kept: see --redo-corrected).")
+@option(IO, "--redo-corrected", is_flag=True,
+        help="Also redo studies a reader corrected (`cacpipe review apply`) when they would be redone; the "
+             "corrected folder is moved whole to OUT/superseded/, never deleted. Without it they are kept.")
 @apply(SELECTION_OPTIONS[:-1])
 @option(MODEL, "--model", default=None, help="Installed coronary model to use (see `cacpipe models list`) "
                                              "[default: the only installed one].")
@@ -216,7 +224,8 @@ def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patien
         help="Do not write ct.nii.gz (the scored CT for viewers, ~80 MB per 512x512x300 scan) next to labels.nii.gz.")
 @option(OUTPUTS, "--no-dicom-out", is_flag=True, default=None, help="Skip DICOM SEG/SR/secondary captures.")
 @option(PACS, "--send", default=None, metavar="AE@HOST:PORT",
-        help="C-STORE each study's SEG/SR/SC to this PACS node.")
+        help="C-STORE each study's SEG/SR/SC to this PACS node once its result is written (checked with C-ECHO "
+             "at start). A failed send keeps the result, marked pending: `cacpipe review send OUT` retries.")
 @option(PERF, "--device", default=None, metavar="auto|cpu|cuda|cuda:N|cuda:0,1",
         help="Where the networks run [default: auto = a GPU when there is one]. A list (cuda:0,1) runs one worker "
              "per GPU, each loading the models once; a GPU asked for but missing stops the scan at start.")
@@ -233,7 +242,7 @@ def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patien
 @apply(SELECTION_OPTIONS[-1:])
 @click.pass_context
 def command(ctx: click.Context, export: Path | None, input_path: Path | None, patient_id: str | None,
-            out: Path | None, dry_run: bool, force: bool, min_slices: int | None, min_spacing: float | None,
+            ids_csv: Path | None, out: Path | None, dry_run: bool, force: bool, redo_corrected: bool, min_slices: int | None, min_spacing: float | None,
             max_spacing: float | None, max_missing_slices: int | None, preferred_kernel: str | None,
             allow_contrast: bool | None, model: str | None, model_dir: str | None, allow_demo_model: bool | None,
             no_demo_model: bool | None, folds: str | None, mirroring: bool | None, heart_method: str | None,
@@ -247,6 +256,7 @@ def command(ctx: click.Context, export: Path | None, input_path: Path | None, pa
     cacpipe scan -i EXPORT -o OUT          a PACS export: folders, DICOMDIR, zip files, many patients
     cacpipe scan -i SERIES_DIR -o OUT      one DICOM series (or study) folder, or a zip of it
     cacpipe scan -i ct.nii.gz -o OUT       one CT as NIfTI/NRRD (patient id: file name or --id)
+    cacpipe scan -i imagesTs/ -o OUT       a folder of NIfTI/NRRD/MHA files or case folders: one study each
     cacpipe scan -i EXPORT --dry-run       which series would be scored, and why not the others
     cacpipe scan EXPORT --out OUT          the same as -i/-o
 
@@ -282,9 +292,10 @@ def command(ctx: click.Context, export: Path | None, input_path: Path | None, pa
         "review.dicom": None if no_dicom_out is None else not no_dicom_out, "review.send": send,
     })
     if dry_run:
-        ctx.exit(print_dry_run(input_path, out, settings, patient_id, progress=not no_progress))
+        ctx.exit(print_dry_run(input_path, out, settings, patient_id, progress=not no_progress, ids_csv=ids_csv))
     out = require(out, "the output folder", "-o OUT")
     analyse = load_analyse(analyse_ref) if analyse_ref else None  # None: the cacpipe pipeline
     summary = run_logged(input_path, out, settings, analyse=analyse, jobs=jobs, scheduler=scheduler,
-                         progress=not no_progress, force=force, patient_id=patient_id, pipelined=pipelined)
+                         progress=not no_progress, force=force, patient_id=patient_id, pipelined=pipelined,
+                         redo_corrected=redo_corrected, ids_csv=ids_csv)
     ctx.exit(summary.exit_code)

@@ -3,7 +3,7 @@
 For Agatston and calcium volume, on the studies where both sides have a number:
 
 - ICC(A,1): two-way, absolute agreement, single measurement (McGraw & Wong 1996; Shrout &
-  Fleiss ICC(2,1)) with its 95 % CI, from pingouin ``intraclass_corr``;
+  Fleiss ICC(2,1)) with its 95 % CI (McGraw & Wong's formulas, :func:`icc_a1`);
 - Bland-Altman (1986): bias = mean(pred - ref), limits of agreement = bias +/- 1.96 SD, with the
   95 % CI of the bias (t) and of each limit (SE = sqrt(3 SD^2 / n), Bland & Altman 1999);
 - the same on a log scale, d = ln(pred + 1) - ln(ref + 1) (CAC studies report it so, since the
@@ -13,8 +13,6 @@ For Agatston and calcium volume, on the studies where both sides have a number:
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -30,30 +28,32 @@ MIN_ICC_N = 3  # fewer pairs give no usable ANOVA
 
 
 def icc_a1(ratings: np.ndarray) -> dict:
-    """ICC(A,1) of an n targets x k raters array, with 95 % CI, F test and p (pingouin, unrounded)."""
-    import pingouin
+    """ICC(A,1) of an n targets x k raters array, with 95 % CI, F test and p.
 
+    Two-way ANOVA mean squares (rows = targets, columns = raters), ICC(A,1) and its CI as McGraw &
+    Wong (1996, case 2A, Table 7) give them; F = MS rows / MS error on (n - 1, (n - 1)(k - 1)) df.
+    Computed here rather than by a statistics package (the one used before, pingouin, is GPL-3.0)."""
     x = np.asarray(ratings, dtype=float)
-    n, k = x.shape
+    n, k = x.shape if x.ndim == 2 else (0, 0)
     out = {"icc": None, "icc_ci_low": None, "icc_ci_high": None, "icc_f": None, "icc_p": None}
     if n < MIN_ICC_N or k < 2 or np.ptp(x) == 0:
         return out
-    long = pd.DataFrame({"target": np.repeat(np.arange(n), k), "rater": np.tile(np.arange(k), n),
-                         "score": x.ravel()})
-    saved = pingouin.options.get("round.column.CI95")
-    pingouin.options["round.column.CI95"] = None  # pingouin rounds the CI to 2 decimals by default
-    try:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pingouin's own pandas deprecation chatter
-            t = pingouin.intraclass_corr(long, targets="target", raters="rater", ratings="score")
-    finally:
-        pingouin.options["round.column.CI95"] = saved
-    t = t.set_index("Type")
-    row = t.loc["ICC(A,1)" if "ICC(A,1)" in t.index else "ICC2"]  # pingouin < 0.7 says ICC2
-    lo, hi = (float(v) for v in row["CI95"])
-    vals = {"icc": float(row["ICC"]), "icc_ci_low": lo, "icc_ci_high": hi, "icc_f": float(row["F"]),
-            "icc_p": float(row["pval"])}
-    return {key: (v if np.isfinite(v) else None) for key, v in vals.items()}
+    gm = x.mean()
+    ssr = k * float(np.sum((x.mean(axis=1) - gm) ** 2))
+    ssc = n * float(np.sum((x.mean(axis=0) - gm) ** 2))
+    sse = float(np.sum((x - gm) ** 2)) - ssr - ssc
+    msr, msc, mse = ssr / (n - 1), ssc / (k - 1), sse / ((n - 1) * (k - 1))
+    with np.errstate(all="ignore"):
+        icc = (msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n)
+        a, b = k * icc / (n * (1 - icc)), 1 + k * icc * (n - 1) / (n * (1 - icc))
+        v = (a * msc + b * mse) ** 2 / ((a * msc) ** 2 / (k - 1) + (b * mse) ** 2 / ((n - 1) * (k - 1)))
+        fs, fi = stats.f.ppf(0.975, n - 1, v), stats.f.ppf(0.975, v, n - 1)
+        lo = n * (msr - fs * mse) / (fs * (k * msc + (k * n - k - n) * mse) + n * msr)
+        hi = n * (fi * msr - mse) / (k * msc + (k * n - k - n) * mse + n * fi * msr)
+        f = msr / mse
+        pval = stats.f.sf(f, n - 1, (n - 1) * (k - 1))
+    vals = {"icc": icc, "icc_ci_low": lo, "icc_ci_high": hi, "icc_f": f, "icc_p": pval}
+    return {key: (float(v) if np.isfinite(v) else None) for key, v in vals.items()}
 
 
 def bland_altman(pred: np.ndarray, ref: np.ndarray, prefix: str = "ba") -> dict:

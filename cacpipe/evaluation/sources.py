@@ -94,16 +94,21 @@ def truth_record(data: dict, path: Path) -> dict:
     # <PatientID>.json names its patient; a folder's truth.json only when nothing else identifies it.
     pid = data.get("patient_id") or (path.stem if path.name != TRUTH_JSON else None if uid else path.parent.name)
     row: dict = {"patient_id": pid, "study_uid": uid}
-    try:
-        arts = data["arteries"]
+    from ..phantom.truth import imaged_numbers  # the truth file's format is the phantom's
+
+    try:  # the numbers as imaged (what a perfect reader sees on this scan), the still-heart Agatston beside
+        num = imaged_numbers(data)
+        arts = num["arteries"]
         for a in ARTERIES:
             v = arts[a]
             row[f"{a}_present"] = int(float(v["calcium_volume_mm3"]) > 0)
             for f in ("calcium_volume_mm3", "agatston", "lesions"):
                 row[f"{a}_{f}"] = v.get(f)
-        tot = data["total"]
+            row[f"{a}_agatston_still"] = v.get("agatston_still")
+        tot = num["total"]
         for f in ("calcium_volume_mm3", "agatston", "lesions"):
             row[f"total_{f}"] = tot.get(f)
+        row["total_agatston_still"] = tot.get("agatston_still")
         row["category"] = category(tot["agatston"])
         row["cac_drs"] = cac_drs(tot["agatston"], [arts[a]["agatston"] for a in ARTERIES])
     except (KeyError, TypeError, ValueError) as exc:

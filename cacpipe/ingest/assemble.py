@@ -33,7 +33,7 @@ import pydicom
 
 from ..config import AssemblySettings
 from ..errors import InputDataError
-from ..flags import CONTRAST_SUSPECTED, Flag
+from ..flags import CONTRAST_SUSPECTED, UIDS_MISSING, Flag
 from ..volume import Volume
 from . import plausibility as rules
 from .discover import DEFLATED_TS, FileHeader, deflated_problem, size_problem
@@ -215,6 +215,12 @@ def load_series(series: Series, options: AssemblySettings | None = None) -> Load
     if duplicates:
         flags.append(Flag(DUPLICATE_SLICES, f"{duplicates} duplicate slice(s) at the same position with identical "
                                             f"pixels were dropped", "info"))
+    blanked = sorted({f.uids_missing for f in series.files if f.uids_missing})
+    if blanked:
+        flags.append(Flag(UIDS_MISSING, f"the files have blank UIDs ({'; '.join(blanked)}), as some anonymisers leave "
+                                        "them: the series was grouped by folder, frame of reference, orientation and "
+                                        "pixel spacing; no DICOM SEG/SR/SC (they would reference UIDs no PACS holds)",
+                          "warning"))
     agent = str(datasets[0][0].get("ContrastBolusAgent", "") or "").strip()
     if agent:
         flags.append(Flag(CONTRAST_SUSPECTED, f"contrast agent tag set ({agent}): Agatston is not valid on "
@@ -283,6 +289,8 @@ def load_series(series: Series, options: AssemblySettings | None = None) -> Load
         direction=tuple(float(v) for v in direction.ravel()),
     )
     on_grid = not (missing or uneven)
+    if blanked:
+        on_grid = False  # no source headers: SEG/SR/SC would reference UIDs that no PACS holds
     return LoadedSeries(
         volume=volume,
         identity=series.identity(),

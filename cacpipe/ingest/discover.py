@@ -125,6 +125,8 @@ class FileHeader:
     has_pixel_data: bool = True
     transfer_syntax: str = ""
     zip_member: str = ""  # set when ``path`` is a zip file and the image is this member of it
+    frame_of_reference: str = ""
+    uids_missing: str = ""  # the UIDs the file had blank (an anonymiser removed them), replaced by derived ones
 
 
 @dataclass
@@ -207,6 +209,7 @@ def header_from_dataset(ds, path: str, source: str, fingerprint: str) -> FileHea
         instance_number=_int(ds, "InstanceNumber"),
         has_pixel_data=_int(ds, "Rows") is not None,
         transfer_syntax=str(meta.get("TransferSyntaxUID", "")) if meta else "",
+        frame_of_reference=_str(ds, "FrameOfReferenceUID"),
     )
 
 
@@ -333,8 +336,16 @@ def _parse(fp, head: bytes, path: str, source: str, fingerprint: str, out: Disco
         out.dicomdirs.append(source)
         return
     if not _str(ds, "SeriesInstanceUID") or not _str(ds, "StudyInstanceUID"):
-        out.problems.append(Problem(source, "corrupt or incomplete DICOM file: no Study/Series Instance UID "
-                                           "(cannot be grouped)"))
+        h = header_from_dataset(ds, path, source, fingerprint)
+        if h.position is None or h.orientation is None or h.pixel_spacing is None or not h.has_pixel_data:
+            out.problems.append(Problem(source, "corrupt or incomplete DICOM file: no Study/Series Instance UID "
+                                               "and no image geometry (cannot be grouped)"))
+            return
+        # Some research anonymisers blank the UIDs: the image is kept, its series is derived from
+        # its folder and geometry (derive_missing_uids) and flagged at assembly.
+        h.uids_missing = ", ".join(n for n, v in (("StudyInstanceUID", h.study_uid), ("SeriesInstanceUID", h.series_uid),
+                                                  ("SOPInstanceUID", h.sop_instance_uid)) if not v)
+        out.headers.append(h)
         return
     out.headers.append(header_from_dataset(ds, path, source, fingerprint))
 
@@ -504,7 +515,39 @@ def discover(root: str | Path, workdir: str | Path, progress: bool = False,
     for path in tqdm(paths, desc="reading headers", unit="file", disable=not progress or len(paths) < 2,
                      dynamic_ncols=True, leave=False):
         _discover_file(path, base, workdir, out, follow_symlinks)
+    derive_missing_uids(out.headers)
     return out
+
+
+def _uid(*parts) -> str:
+    """A stable UID under the UUID root 2.25 from ``parts`` (SHA-1, 128 bits)."""
+    import hashlib
+
+    digest = hashlib.sha1("\x1f".join(str(p) for p in parts).encode("utf-8", "surrogateescape")).digest()
+    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
+
+
+def derive_missing_uids(headers: list[FileHeader]) -> None:
+    """Give files whose UIDs were blanked stable derived ones (in place).
+
+    A series is the files of one folder (a zip member's folder inside the zip) with the same frame
+    of reference, orientation (1e-3) and pixel spacing (1e-3 mm) and matrix; a study is the series
+    of one patient, study date and accession under the folder above (where an export keeps a
+    study's series folders). A file that kept one of the UIDs keeps it. The same export always
+    gives the same UIDs (resume works), and ``uids_missing`` says which were derived."""
+    for h in headers:
+        if not h.uids_missing:
+            continue
+        folder = h.source.rsplit("/", 1)[0] if "/" in h.source else ""
+        parent = folder.rsplit("/", 1)[0] if "/" in folder else ""
+        if not h.study_uid:
+            h.study_uid = _uid("study", h.patient_id, h.study_date, h.accession, parent)
+        if not h.series_uid:
+            geom = (tuple(round(v, 3) for v in h.orientation or ()), tuple(round(v, 3) for v in h.pixel_spacing or ()),
+                    h.rows, h.columns)
+            h.series_uid = _uid("series", h.study_uid, folder, h.frame_of_reference, geom, h.series_number)
+        if not h.sop_instance_uid:
+            h.sop_instance_uid = _uid("instance", h.source)
 
 
 def _kind(mode: int) -> str:

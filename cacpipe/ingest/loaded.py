@@ -35,6 +35,11 @@ class LoadedSeries:
     files: int = 0
     info: dict = field(default_factory=dict)  # assembly facts (gantry tilt, ...)
 
+    def __post_init__(self) -> None:
+        # Flags name slices as PACS does (Volume.slice_reference): the volume carries its InstanceNumbers.
+        self.volume.meta.setdefault("instance_numbers", self.instance_numbers)
+        self.volume.meta.setdefault("slice_positions_mm", self.slice_positions_mm)
+
     @property
     def instance_numbers(self) -> list[int | None]:
         """The PACS InstanceNumber of each volume slice (None when unknown)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..labels import ARTERIES
+from ..quant.categories import cac_drs, category
 from . import seeds as seed_ranges
 from .v2 import random_config
 from .v2.generate import generate
@@ -29,6 +30,7 @@ TRUTH_COLUMNS: tuple[str, ...] = (
     "patient_id", "study_uid",
     *[f"{a}_{k}" for a in ARTERIES for k in ("present", "calcium_volume_mm3", "agatston", "lesions")],
     "total_agatston", "total_calcium_volume_mm3", "total_lesions", "category", "cac_drs",
+    *[f"{a}_agatston_still" for a in ARTERIES], "total_agatston_still",
     "sex", "age", "vendor", "slice_thickness", "expected_flags", "seed", "preset",
 )
 EXTRA_P = {"thick": 0.3, "lung": 0.25, "derived": 0.15, "contrast": 0.1}
@@ -43,20 +45,27 @@ def cohort_configs(purpose: str, n: int, preset: str = "v2", offset: int = 0, **
 
 
 def truth_row(truth: dict, patient_id: str, study_uid: str) -> dict:
-    """One truth.csv row from a v2 truth dict."""
+    """One truth.csv row from a v2 truth dict: the numbers as imaged (what a perfect reader sees on
+    the scan, :func:`cacpipe.phantom.truth.imaged_numbers`), the heart-still Agatston beside them."""
+    from .truth import imaged_numbers
+
+    num = imaged_numbers(truth)
     row: dict = {"patient_id": patient_id, "study_uid": study_uid}
     for a in ARTERIES:
-        v = truth["arteries"][a]
-        row[f"{a}_present"] = int(bool(v["present"]))
+        v = num["arteries"][a]
+        row[f"{a}_present"] = int(float(v["calcium_volume_mm3"]) > 0)
         row[f"{a}_calcium_volume_mm3"] = round(float(v["calcium_volume_mm3"]), 4)
         row[f"{a}_agatston"] = round(float(v["agatston"]), 4)
         row[f"{a}_lesions"] = int(v["lesions"])
-    tot = truth["total"]
+        row[f"{a}_agatston_still"] = round(float(v["agatston_still"]), 4)
+    tot = num["total"]
     acq = truth["acquisition"]
     row.update({
         "total_agatston": round(float(tot["agatston"]), 4),
         "total_calcium_volume_mm3": round(float(tot["calcium_volume_mm3"]), 4),
-        "total_lesions": int(tot["lesions"]), "category": tot["category"], "cac_drs": tot["cac_drs"],
+        "total_lesions": int(tot["lesions"]), "category": category(tot["agatston"]),
+        "cac_drs": cac_drs(tot["agatston"], [num["arteries"][a]["agatston"] for a in ARTERIES]),
+        "total_agatston_still": round(float(tot["agatston_still"]), 4),
         "sex": truth["patient"]["sex"], "age": truth["patient"]["age"], "vendor": acq["manufacturer"],
         "slice_thickness": acq["slice_thickness_mm"], "expected_flags": ";".join(truth["expected_flags"]),
         "seed": truth["seed"], "preset": truth["preset"],

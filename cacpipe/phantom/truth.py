@@ -90,3 +90,24 @@ def ground_truth(phantom) -> dict:
         "voxel_volume_mm3": vox,
         "convention": "HU>=130; per-slice 2D 8-connected, min area 1 mm2; weights 1-4 by peak HU; x slice spacing/3 mm; lesions 3D 26-connected",
     }
+
+
+SCORED_FIELDS = ("calcium_volume_mm3", "agatston", "lesions")
+
+
+def imaged_numbers(truth: dict) -> dict:
+    """The numbers a perfect reader sees on the scan: per artery and total, ``calcium_volume_mm3``,
+    ``agatston`` and ``lesions`` **as imaged** (v2: with this scan's cardiac motion; the label maps
+    are drawn so too), each with its heart-still value beside it as ``<field>_still``.
+
+    v1 truths and still hearts have one version: imaged = still. Every benchmark and truth.csv scores
+    against these (issue 26: one patient's RCA was 88.7 still and 41.7 as imaged)."""
+    arteries = {}
+    for a in ARTERIES:
+        v = truth["arteries"][a]
+        img = v.get("imaged") or {}
+        arteries[a] = {f: img.get(f, v.get(f)) for f in SCORED_FIELDS} | {f"{f}_still": v.get(f) for f in SCORED_FIELDS}
+    total = {f: sum(float(arteries[a][f] or 0) for a in ARTERIES) for f in SCORED_FIELDS}
+    total |= {f"{f}_still": truth["total"].get(f) for f in SCORED_FIELDS}
+    total["lesions"] = int(total["lesions"])
+    return {"arteries": arteries, "total": total}

@@ -42,6 +42,7 @@ class Lesion:
     centre_yx: tuple[float, float]  # centroid on best_slice, voxel units
     radius_px: float  # on best_slice, voxel units
     bbox_zyx: tuple[tuple[int, int], ...] = field(default=())  # per axis [lo, hi)
+    found_by: str = "network"  # "network" (the calcium channel) or "density_rule" (cacpipe.segment.density)
 
     @property
     def name(self) -> str:

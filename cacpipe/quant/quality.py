@@ -151,13 +151,17 @@ def valve_flags(ct: Volume, lab: np.ndarray, boxes, radius_mm: float = VALVE_SEA
         return []
     vox = float(np.prod(sp))
     vols = np.bincount(comp.ravel(), minlength=n + 1)[1:] * vox
-    hits = vols[(vols >= min_volume_mm3) & (vols <= 1500.0)]
+    keep = (vols >= min_volume_mm3) & (vols <= 1500.0)
+    hits = vols[keep]
     if hits.size == 0:
         return []
+    # Where a reader finds it: the largest structure's centre, as PACS names the image, and its pixel.
+    big = int(np.flatnonzero(keep)[np.argmax(hits)]) + 1
+    cz, cy, cx = (np.argwhere(comp == big).mean(axis=0) + [s.start for s in box]).round().astype(int)
     return [Flag(F.VALVE_CALCIUM_SUSPECTED,
                  f"{hits.size} calcified structure(s), {hits.sum():.0f} mm3 in all, near the aortic root outside "
-                 "the coronary arteries (aortic valve/root calcium?): check it was not scored as coronary calcium",
-                 "warning")]
+                 f"the coronary arteries (aortic valve/root calcium?), the largest at {ct.slice_reference(cz)}, "
+                 f"row {cy + 1}, column {cx + 1}: check it was not scored as coronary calcium", "warning")]
 
 
 NOISE_BLOCK = 8  # in-plane block (pixels) whose SD measures the noise

@@ -30,13 +30,15 @@ __all__ = ["anonymised_id", "build_index", "build_review",
 
 
 def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResult, source_datasets: list | None,
-                 options: ReviewSettings | None = None, *, salt: str | None = None, agreement=None) -> dict:
+                 options: ReviewSettings | None = None, *, salt: str | None = None, agreement=None,
+                 verification: dict | None = None) -> dict:
     """Write overlays, the review page and (when source slices are given) DICOM SEG/SR/SC.
 
     ``ct`` and ``labels`` are on the original scan grid; ``source_datasets`` are the source CT
     slice headers sorted like the volume (slice k = ct.array[k]) or None to skip DICOM outputs.
     ``salt`` keys the anonymised id (None or empty: ``options.salt``, else this installation's
-    secret, see cacpipe.review.options); ``agreement`` is an optional fold-agreement volume.
+    secret, see cacpipe.review.options); ``agreement`` is an optional fold-agreement volume;
+    ``verification`` makes the SR a reader-verified one (``dicom_out.make_sr``, ``review apply``).
     Calcium is drawn (PNGs, page, SEG) exactly where it is counted: HU >= 130 inside a calcium
     label. Every file is written owner-only (cacpipe.files).
     Returns paths relative to ``study_dir``: {"overlays": [...], "review_html", "review_json",
@@ -74,7 +76,7 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResul
         names = ["summary: thick-slab MIP"] + [f"{s.ref}: " + ", ".join(les.name for les in s.lesions)
                                                 for s in ovs.slices]
         d = write_dicom_outputs(study_dir / "dicom", shown, result, source_datasets, images, names,
-                                options.series_number_base)
+                                options.series_number_base, verification=verification)
         out["seg"] = Path(d["seg"]).relative_to(study_dir).as_posix()
         out["sr"] = Path(d["sr"]).relative_to(study_dir).as_posix()
         out["sc"] = [Path(p).relative_to(study_dir).as_posix() for p in d["sc"]]

@@ -181,26 +181,40 @@ def grow_lesion(hu: np.ndarray, labels: np.ndarray, seed_zyx: Sequence[int], spa
 # --- applying corrections -----------------------------------------------------------------------
 
 class _LesionIndex:
-    """The original record's lesions with their voxels (recomputed from the original labels)."""
+    """The lesions of one version of the label map with their voxels (recomputed from that map).
 
-    def __init__(self, ct: Volume, labels: Volume, original: StudyResult):
+    ``recorded``: the lesion names the reader could see (the original record's; for a map with
+    corrections applied, every lesion found in it, as the rebuilt page lists them)."""
+
+    def __init__(self, ct: Volume, labels: Volume, recorded: set[str] | None = None):
         from ..quant.lesions import find_lesions
 
         found, self.lmap = find_lesions(ct.array, labels.array, ct.spacing_zyx, with_map=True)
         self.id_of = {les.name: i + 1 for i, les in enumerate(found)}
         self.found = {les.name: les for les in found}
-        self.recorded = {les.name for les in original.lesions}
+        self.recorded = set(self.found) if recorded is None else recorded
+
+    def problem(self, name: str, where: str, centre=None) -> str | None:
+        """Why lesion ``name`` (with the reader's ``centre``) is not a lesion of this version (None: it is)."""
+        if name not in self.recorded or name not in self.id_of:
+            return (f"{where}: lesion {name!r} is not in this study's record (known: {sorted(self.recorded) or 'none'}); "
+                    "were the corrections made on another scan of this study?")
+        if centre is not None and np.abs(np.subtract(centre, self.found[name].centre_zyx)).max() > 1.0:
+            return (f"{where}: lesion {name!r} is elsewhere in this study's record (centre "
+                    f"{[round(v, 1) for v in self.found[name].centre_zyx]}, the corrections say "
+                    f"{[round(float(v), 1) for v in centre]}): they were made on another version of it")
+        return None
 
     def region(self, name: str, where: str, centre=None) -> np.ndarray:
-        if name not in self.recorded or name not in self.id_of:
-            raise InputDataError(f"{where}: lesion {name!r} is not in this study's record (known: "
-                                 f"{sorted(self.recorded) or 'none'}); were the corrections made on another scan "
-                                 "of this study?")
-        if centre is not None and np.abs(np.subtract(centre, self.found[name].centre_zyx)).max() > 1.0:
-            raise InputDataError(f"{where}: lesion {name!r} is elsewhere in this study's record (centre "
-                                 f"{[round(v, 1) for v in self.found[name].centre_zyx]}, the corrections say "
-                                 f"{[round(float(v), 1) for v in centre]}): they were made on another version of it")
+        why = self.problem(name, where, centre)
+        if why:
+            raise InputDataError(why)
         return self.lmap == self.id_of[name]
+
+    def resolves(self, c: Corrections) -> bool:
+        """Whether every lesion change of ``c`` names a lesion of this version (where it says it is)."""
+        return all(self.problem(ch["lesion"], "", ch.get("centre_zyx")) is None
+                   for ch in c.changes if ch["op"] in ("reassign", "delete"))
 
 
 def _rim(lesion: np.ndarray, labels: np.ndarray, hu: np.ndarray, cid: int) -> np.ndarray:
@@ -227,17 +241,49 @@ def merged_changes(corrections: list[Corrections]) -> tuple[dict[str, tuple[dict
 
 def corrected_labels(ct: Volume, labels: Volume, original: StudyResult, corrections: list[Corrections]
                      ) -> tuple[np.ndarray, list[dict]]:
-    """The corrected six-class map and the audit entries (one per change, with what it did)."""
+    """The corrected six-class map and the audit entries (one per change, with what it did).
+
+    Corrections are applied in layers: first every document whose lesion names resolve against
+    the original record (made on the original page), then those that resolve against the map with
+    the first layer applied (made on the page ``review apply`` rebuilt), and so on; a document that
+    resolves against no version is refused with the reason it does not fit the original record."""
     lab = labels.array.astype(np.uint8).copy()
+    not_assessed = [a for a in ARTERIES if not original.arteries[a].assessed]
+    pending = sorted(corrections, key=lambda c: (c.time, c.reader))
+    index = _LesionIndex(ct, labels, {les.name for les in original.lesions})
+    first = index
+    audit: list[dict] = []
+    while pending:
+        layer = [c for c in pending if index.resolves(c)]
+        if not layer:
+            _raise_first(first, pending)
+        audit += _apply_layer(ct, lab, index, layer, not_assessed)
+        pending = [c for c in pending if c not in layer]
+        if pending:
+            index = _LesionIndex(ct, labels.with_array(lab))
+    return lab, audit
+
+
+def _raise_first(index: _LesionIndex, pending: list[Corrections]) -> None:
+    for c in pending:
+        for ch in c.changes:
+            if ch["op"] in ("reassign", "delete"):
+                index.region(ch["lesion"], f"corrections of {c.reader} ({c.time})", ch.get("centre_zyx"))
+    raise InputDataError("corrections fit no version of this study's record")  # not reached
+
+
+def _apply_layer(ct: Volume, lab: np.ndarray, index: _LesionIndex, corrections: list[Corrections],
+                 not_assessed: list[str]) -> list[dict]:
+    """Apply ``corrections`` (all made on the version ``index`` describes) to ``lab`` in place."""
     hu = ct.array
-    index = _LesionIndex(ct, labels, original)
+    before = lab.copy()
     lesion_ops, adds, marks = merged_changes(corrections)
     audit = []
     for name, (ch, c) in lesion_ops.items():
         where = f"corrections of {c.reader} ({c.time})"
         region = index.region(name, where, ch.get("centre_zyx"))
         les = index.found[name]
-        region |= _rim(region, labels.array, hu, CALCIUM_ID[les.artery])
+        region |= _rim(region, before, hu, CALCIUM_ID[les.artery])
         if ch["op"] == "delete":
             lab[region] = 0
             did = f"deleted {name} ({les.volume_mm3:.1f} mm3, Agatston {les.agatston:.1f})"
@@ -245,7 +291,6 @@ def corrected_labels(ct: Volume, labels: Volume, original: StudyResult, correcti
             lab[region] = CALCIUM_ID[ch["to"]]
             did = f"reassigned {name} to {ch['to']} (Agatston {les.agatston:.1f})"
         audit.append({"reader": c.reader, "time": c.time, "change": ch, "effect": did})
-    not_assessed = [a for a in ARTERIES if not original.arteries[a].assessed]
     for ch, c in adds:
         where = f"corrections of {c.reader} ({c.time}): add {ch['artery']}"
         if ch["artery"] in not_assessed:
@@ -258,7 +303,7 @@ def corrected_labels(ct: Volume, labels: Volume, original: StudyResult, correcti
     for ch, c in marks:
         audit.append({"reader": c.reader, "time": c.time, "change": ch,
                       "effect": f"{ch['artery']} marked not assessable"})
-    return lab, audit
+    return audit
 
 
 def reader_flags(original: StudyResult, corrections: list[Corrections], n_changes: int) -> list[Flag]:

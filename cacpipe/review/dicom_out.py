@@ -187,7 +187,9 @@ def _calcium_measurements(volume_mm3: float | None, agatston: float | None, lesi
 
 def _lesion_text(result: StudyResult, les) -> str:
     return (f"{les.name}: {les.volume_mm3:.1f} mm3, Agatston {les.agatston:.1f}, peak {les.peak_hu:.0f} HU; "
-            f"largest on {result.slice_reference(les.best_slice)}")
+            f"largest on {result.slice_reference(les.best_slice)}"
+            + ("; found by the density rule (the network's calcium channel missed it)"
+               if getattr(les, "found_by", "network") == "density_rule" else ""))
 
 
 def _not_assessed_reason(result: StudyResult, artery: str) -> str:
@@ -204,10 +206,14 @@ def _add_items(template, items: list) -> None:
 
 
 def make_sr(result: StudyResult, seg, sources: list[pydicom.Dataset], series_number: int,
-            stamp: _dt.datetime | None = None):
+            stamp: _dt.datetime | None = None, verification: dict | None = None):
     """A Comprehensive 3D SR (TID 1500): per artery volume, Agatston, lesion count, lesions (with their
     PACS image) and, from a severity model fitted on local grades only, the grade; totals with category
-    and CAC-DRS; the provenance statement and every quality flag as text."""
+    and CAC-DRS; the provenance statement and every quality flag as text.
+
+    ``verification`` (a reader's corrections applied, ``cacpipe review apply``): {"observer": the
+    reader, "organization": str, "previous": [the SR datasets this one replaces]}: the SR is then
+    VERIFIED and final, names the reader as verifying observer and references its predecessors."""
     import highdicom as hd
 
     prov = result.provenance()
@@ -263,11 +269,17 @@ def make_sr(result: StudyResult, seg, sources: list[pydicom.Dataset], series_num
         + [_text(COMMENT, f"quality flag {f.code} ({f.severity}{', ' + f.artery if f.artery else ''}): {f.message}")
            for f in result.flags])
     report[0].ContentSequence.append(statements)
+    status = {"is_complete": True, "is_final": False, "is_verified": False}
+    if verification:
+        status |= {"is_final": True, "is_verified": True,
+                    "verifying_observer_name": str(verification["observer"])[:64] or "reader",
+                    "verifying_organization": str(verification.get("organization") or "not given")[:64],
+                    "previous_versions": list(verification.get("previous") or []) or None}
     sr = hd.sr.Comprehensive3DSR(
         evidence=[*sources, seg], content=report, series_instance_uid=hd.UID(), series_number=series_number,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer=MANUFACTURER,
-        series_description=series_description(prov, "SR", stamp), is_complete=True, is_final=False,
-        is_verified=False)
+        series_description=series_description(prov, "SR", stamp),
+        **status)
     _stamp(sr, stamp)
     return sr
 
@@ -322,10 +334,12 @@ def declare_character_set(ds: pydicom.Dataset) -> pydicom.Dataset:
 
 def write_dicom_outputs(out_dir: Path, labels: Volume, result: StudyResult, sources: list[pydicom.Dataset],
                         overlay_images: list[np.ndarray], overlay_names: list[str], series_base: int = 9100,
-                        stamp: _dt.datetime | None = None) -> dict[str, str | list[str]]:
+                        stamp: _dt.datetime | None = None, verification: dict | None = None
+                        ) -> dict[str, str | list[str]]:
     """Write seg.dcm, sr.dcm and sc_NNN.dcm (owner-only, cacpipe.files) into ``out_dir``; returns their
     paths (strings). ``labels`` as drawn (calcium = counted calcium); ``stamp``: the run's time
-    (SeriesDate/SeriesTime and the descriptions' run time; default now)."""
+    (SeriesDate/SeriesTime and the descriptions' run time; default now); ``verification``: see
+    :func:`make_sr`."""
     if not sources:
         raise InputDataError("no source DICOM slices given: SEG/SR/SC need the source CT series")
     check_sources(labels, sources)
@@ -333,7 +347,7 @@ def write_dicom_outputs(out_dir: Path, labels: Volume, result: StudyResult, sour
     make_private_dir(out_dir)
     seg = make_seg(labels, sources, series_base + 1, result, stamp)
     declare_character_set(seg).save_as(out_dir / "seg.dcm")
-    sr = make_sr(result, seg, sources, series_base + 2, stamp)
+    sr = make_sr(result, seg, sources, series_base + 2, stamp, verification)
     declare_character_set(sr).save_as(out_dir / "sr.dcm")
     scs = make_sc(overlay_images, sources[0], series_base + 3, overlay_names, result, stamp)
     sc_paths = []

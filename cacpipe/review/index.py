@@ -90,8 +90,9 @@ def index_rows(results_dir: Path, fields=None, salt: str = "") -> list[dict]:
                 study_dir = (results_dir / e["result"]).parent
                 seen.add(study_dir.resolve())
             rows.append(_row(results_dir, study_dir, e, fields, salt))
+    superseded = (results_dir / "superseded").resolve()  # corrected versions a rescan replaced (cacpipe.scan.layout)
     for p in sorted(results_dir.rglob("review.json")):
-        if p.parent.resolve() in seen:
+        if p.parent.resolve() in seen or p.resolve().is_relative_to(superseded):
             continue
         rev = _read(p)
         if not rev or rev.get("schema") != REVIEW_SCHEMA:

@@ -77,7 +77,7 @@ def check_devices(device: str, jobs: int, scheduler: str | None = None) -> list[
 def check_output(out: Path, inp: ScanInput) -> None:
     """OUT can be created and written, and (for DICOM input) does not overlap the export; one image
     file as input may lie in OUT (:func:`cacpipe.scan.layout.check_output_folder`)."""
-    check_output_folder(inp.root if inp.kind == "dicom" else None, out)
+    check_output_folder(inp.root if inp.kind in ("dicom", "images") else None, out)
 
 
 def check_model(settings: Settings):
@@ -114,10 +114,34 @@ def check_heart(settings: Settings) -> None:
         require_weights(None if home is None else Path(home), settings.heart.fast)
 
 
+def check_send(target: str | None, timeout_s: float = 5.0) -> None:
+    """With ``--send``, the PACS answers a C-ECHO now (within an overall deadline), so that a wrong
+    address or a peer that is down stops the scan at start instead of after the first analysis."""
+    if not target:
+        return
+    from ..review.send import SendError, echo
+
+    try:
+        echo(target, timeout_s=timeout_s)
+    except SendError as exc:
+        raise ConfigError(f"--send {target}: {exc}; check the PACS (or scan without --send and send later with "
+                          "`cacpipe review send OUT --to AE@HOST:PORT`)") from None
+
+
 def check_input(inp: ScanInput) -> None:
     """The input can be read (its content is checked by planning)."""
     if not os.access(inp.path, os.R_OK):
         raise InputDataError(f"input {inp.path} cannot be read (permissions)")
+
+
+def _weak(model) -> list[str]:
+    from ..errors import CacpipeError
+    from ..segment.card import weak_points
+
+    try:
+        return weak_points(model.card())
+    except (CacpipeError, OSError, ValueError):
+        return []
 
 
 @dataclass
@@ -143,6 +167,9 @@ class StartReport:
             demo = "  [phantom demo model: NOT FOR CLINICAL USE]" if m.is_demo else ""
             folds = ",".join(map(str, self.folds or m.folds))
             out.append(f"model: {m.full_name} (folds {folds} of {len(m.folds)}){demo}")
+            weak = _weak(m)
+            if weak:
+                out.append(f"model warning: its cross-validation is below the install floor ({'; '.join(weak)})")
         return out + self.notes
 
 
@@ -158,6 +185,7 @@ def start_checks(inp: ScanInput, out: Path, settings: Settings, jobs: int = 1, s
     check_output(out, inp)  # creates OUT
     try:
         devices = check_devices(settings.device, jobs, scheduler)
+        check_send(settings.review.send)
         model = None
         if pipeline:
             model = check_model(settings)

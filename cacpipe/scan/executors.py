@@ -39,6 +39,7 @@ def record_outcome(outcome: dict, tasks_by_key: dict, manifest: dict, out: Path,
                  worker=outcome.get("worker"), attempts=int(entry.get("attempts", 0)) + 1,
                  series_uid=outcome.get("series_uid") or entry.get("series_uid"))
     entry.pop("detail", None)
+    entry.pop("kept", None)
     if outcome.get("detail"):
         entry["detail"] = outcome["detail"]
     if outcome.get("device"):
@@ -170,6 +171,37 @@ def _worker_init(threads: int, verbosity: int) -> None:
     # Several studies at once: keep each worker's math libraries from using every core.
     env.limit_threads(threads)
     logs.setup_worker(verbosity)
+    end_with_parent()
+
+
+def end_with_parent() -> None:
+    """Linux: this process gets SIGTERM when the process that started it dies (even by SIGKILL), so a
+    worker never runs on, and writes a study, after its scan has gone. Elsewhere: nothing."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the parent still ends its workers when it stops
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _stop_processes(pool) -> None:
+    """Terminate the processes of a ProcessPoolExecutor now (shutdown(wait=False) leaves a running
+    study running). Uses the executor's process table, which the standard library keeps in
+    ``_processes``; a missing table only means there is nothing to end."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.terminate()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
 
 
 def run_workers(tasks: list[StudyTask], devices: list[str], record, retries: int = 1) -> None:
@@ -225,7 +257,9 @@ def run_workers(tasks: list[StudyTask], devices: list[str], record, retries: int
                 feed(i)
         clean = True
     finally:
-        for w in workers:  # on Ctrl-C or an error, do not wait for the studies still running
+        for w in workers:  # on Ctrl-C, SIGTERM or an error, end the studies still running: they never count
+            if not clean:
+                _stop_processes(w)
             w.shutdown(wait=clean, cancel_futures=True)
 
 

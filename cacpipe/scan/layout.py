@@ -35,6 +35,10 @@ COHORT = "cohort.csv"
 RESULT = "result.json"
 LOCK = ".cacpipe-scan.lock"
 WORK = ".tmp"
+SUPERSEDED = "superseded"
+LOG = "cacpipe.log"
+PREVIEW = "dry_run.json"
+CORRECTIONS = "corrections"  # where readers' corrections files go (`cacpipe review apply` reads it)
 
 
 def now() -> str:
@@ -57,8 +61,9 @@ def _utf8(text: str) -> bytes:
 
 MAX_NAME = 64
 HASH_CHARS = 10
-RUN_FILES = frozenset({MANIFEST, COHORT, "index.html", LOCK, WORK})
-"""Names the run itself writes at the top of OUT: never a patient folder as they are."""
+RUN_FILES = frozenset({MANIFEST, COHORT, "index.html", LOCK, WORK, SUPERSEDED, LOG, PREVIEW, CORRECTIONS})
+"""Names cacpipe writes or reads at the top of OUT (the scan, its log and dry run, the index page,
+readers' corrections, superseded results): never a patient folder as they are."""
 WINDOWS_DEVICES = frozenset({"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
                              *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))})
 
@@ -166,6 +171,21 @@ def install(tmp: Path, final: Path) -> None:
     os.rename(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def supersede(final: Path, out: Path) -> Path:
+    """Move the study folder ``final`` (e.g. a reader-corrected result about to be redone) to
+    ``OUT/superseded/<PatientFolder>/<StudyFolder>.<UTC time>/``, whole; returns where it went."""
+    rel = final.relative_to(out)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    dest = out / SUPERSEDED / rel.parent / f"{rel.name}.{stamp}"
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = dest.with_name(f"{rel.name}.{stamp}-{n}")
+    make_private_dir(dest.parent)
+    os.rename(final, dest)
+    return dest
 
 
 def cleanup_stale(out: Path) -> None:

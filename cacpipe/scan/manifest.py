@@ -68,12 +68,68 @@ def _pid_alive(pid: int) -> bool:
 
 
 class ScanLock:
-    """One scan at a time per output folder; a lock left by a dead process on this host is taken over."""
+    """One scan at a time per output folder.
+
+    The lock is an advisory ``flock`` on ``OUT/.cacpipe-scan.lock``, which the kernel releases when
+    its process dies, however it dies: taking over after a crash is atomic (of many processes that
+    find a stale lock, exactly one gets it). The file also names its holder (pid, host) for the
+    message others get. A lock file that names a live process on this host while nobody holds the
+    flock (written by an older cacpipe) still counts as held; one naming a dead process is taken
+    over. Where ``flock`` is missing, the older create-exclusive file protocol is used.
+    """
 
     def __init__(self, out: Path):
         self.path = out / LOCK
+        self._fd: int | None = None
+
+    def _refuse(self, other: dict) -> ConfigError:
+        return ConfigError(f"another cacpipe scan (pid {other.get('pid')} on {other.get('host')}) is writing "
+                           f"to {self.path.parent}; wait for it, or delete {self.path} if it is not running")
+
+    def _read(self, fd: int) -> dict:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            return json.loads(os.read(fd, 65536).decode("utf-8") or "{}")
+        except (OSError, ValueError):
+            return {}
 
     def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): the create-exclusive protocol
+            return self._enter_exclusive()
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": now()}
+        for _ in range(20):
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                other = self._read(fd)
+                os.close(fd)
+                raise self._refuse(other) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the holder removed the file as we opened it: try the new one
+                os.close(fd)
+                continue
+            other = self._read(fd)
+            if other and other.get("host") == me["host"] and other.get("pid") != me["pid"] \
+                    and _pid_alive(int(other.get("pid", 0) or 0)) and not other.get("flock"):
+                os.close(fd)  # an older cacpipe's lock (no flock) held by a live process
+                raise self._refuse(other)
+            if other and other.get("pid") == me["pid"] and other.get("host") == me["host"] and not other.get("flock"):
+                os.close(fd)
+                raise self._refuse(other)
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps({**me, "flock": True}).encode())
+            self._fd = fd
+            return self
+        raise ConfigError(f"cannot take the scan lock {self.path}")
+
+    def _enter_exclusive(self):
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": now()}
         for _ in range(2):
             try:
@@ -86,15 +142,19 @@ class ScanLock:
                 if other.get("host") == me["host"] and not _pid_alive(int(other.get("pid", 0) or 0)):
                     self.path.unlink(missing_ok=True)  # stale: its process is gone
                     continue
-                raise ConfigError(f"another cacpipe scan (pid {other.get('pid')} on {other.get('host')}) is writing "
-                                  f"to {self.path.parent}; wait for it, or delete {self.path} if it is not running") from None
+                raise self._refuse(other) from None
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             return self
         raise ConfigError(f"cannot take the scan lock {self.path}")
 
     def __exit__(self, *exc):
+        # Remove the file while still holding the lock: a process that opened it meanwhile sees
+        # that it is gone (inode check) and starts over with a new file.
         self.path.unlink(missing_ok=True)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def redo_reason(entry: dict | None, fp: str, cfg: str, out: Path, force: bool, rel: str,
@@ -136,3 +196,29 @@ def recover(out: Path, rel: str, fp: str, cfg: str, study_uid: str) -> str | Non
             and study.get("study_uid") == study_uid):
         return str(study.get("series_uid", ""))
     return None
+
+
+def corrected_by(study_dir: Path) -> list[str]:
+    """The readers whose corrections a study folder's result.json holds (empty: not corrected).
+
+    A reader's corrections are data (docs/review.md): a rescan never replaces such a folder unless
+    asked to, and then keeps it (:func:`cacpipe.scan.layout.supersede`)."""
+    try:
+        res = json.loads((study_dir / RESULT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    files = ((res.get("corrections") or {}).get("files") or []) if isinstance(res, dict) else []
+    readers = sorted({str(f.get("reader") or "?") for f in files if isinstance(f, dict)})
+    if not readers and (study_dir / "labels_corrected.nii.gz").exists():
+        readers = ["?"]
+    return readers
+
+
+def keep_corrected(out: Path, rel: str, why: str, redo_corrected: bool) -> str | None:
+    """When the study folder ``rel`` holds a reader-corrected result that would be redone for
+    ``why``: the line saying it is kept (None: nothing corrected there, or ``redo_corrected``)."""
+    readers = corrected_by(out / rel)
+    if not readers or redo_corrected:
+        return None
+    return (f"kept the result corrected by {', '.join(readers)}; not redone although {why} "
+            "(`cacpipe scan --redo-corrected` redoes it and moves the corrected version to OUT/superseded/)")

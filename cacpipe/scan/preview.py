@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 
 from ..config import Settings
+from ..errors import InputDataError
 from ..ingest import discover, group_studies, select_series
 from .inputs import ScanInput, check_image
-from .layout import MANIFEST
+from .layout import MANIFEST, PREVIEW
 
 PREVIEW_SCHEMA = "cacpipe.preview/1"
-PREVIEW_FILE = "dry_run.json"
+PREVIEW_FILE = PREVIEW
 
 
 def _series(s, reason: str | None = None) -> dict:
@@ -48,14 +49,34 @@ def preview(inp: ScanInput, settings: Settings | None = None, out: Path | None =
     settings = settings or Settings()
     last = _last_status(out)
     studies, problems, ignored = [], [], 0
-    if inp.kind == "image":
-        size = check_image(inp.path)
-        ident = image_identity(inp.path, patient_id)
-        studies.append({"key": ident.key, "patient_id": ident.patient_id, "study_uid": ident.study_uid,
-                        "study_date": "", "last_status": last.get(ident.key, ""),
-                        "selected": {"series_description": inp.path.name, "shape": "x".join(map(str, size)) + " (x y z)",
-                                     "reason": "a CT image file is scored as it is (geometry from the file)"},
-                        "fallbacks": [], "skipped": []})
+    if inp.kind in ("image", "images"):
+        if inp.kind == "image":
+            pairs, refused = [(inp.path, image_identity(inp.path, patient_id).patient_id)], []
+        else:
+            from ..ingest.image_cohort import collision_reason, image_cohort
+
+            cohort = image_cohort(inp.path, inp.ids_csv)
+            pairs = cohort.images
+            refused = [(pid, collision_reason(pid, files, inp.path)) for pid, files in cohort.collisions]
+        for path, pid in pairs:
+            ident = image_identity(path, pid)
+            try:
+                size = check_image(path)
+                selected, reason = {"series_description": str(path.relative_to(inp.root) if inp.kind == "images"
+                                                              else path.name),
+                                    "shape": "x".join(map(str, size)) + " (x y z)",
+                                    "reason": "a CT image file is scored as it is (geometry from the file)"}, ""
+            except InputDataError as exc:
+                if inp.kind == "image":
+                    raise
+                selected, reason = None, str(exc)
+            studies.append({"key": ident.key, "patient_id": ident.patient_id, "study_uid": ident.study_uid,
+                            "study_date": "", "last_status": last.get(ident.key, ""), "selected": selected,
+                            "fallbacks": [], "skipped": [], "reason": reason})
+        for pid, reason in refused:
+            studies.append({"key": f"{pid}/file-{pid}", "patient_id": pid, "study_uid": f"file-{pid}",
+                            "study_date": "", "last_status": "", "selected": None, "fallbacks": [], "skipped": [],
+                            "reason": reason})
     else:
         with tempfile.TemporaryDirectory(prefix="cacpipe_preview_") as work:
             disc = discover(inp.root, Path(work), progress=progress, exclude=(out,) if out else (),

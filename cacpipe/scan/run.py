@@ -13,8 +13,9 @@ from ..config import Settings
 from ..errors import EXIT_NOTHING_TO_SCORE, EXIT_OK, EXIT_STUDY_FAILED, ConfigError
 from .checks import check_output, local_devices
 from .cohort import write_cohort
+from .delivery import NOTHING, SENT, Sender, deliver_entry
 from .executors import execute, record_outcome
-from .inputs import plan_image, resolve_input
+from .inputs import plan_image, plan_image_folder, resolve_input
 from .layout import COHORT, MANIFEST, WORK, cleanup_stale
 from .manifest import ManifestWriter, ScanLock, load_manifest
 from .plan import analyse_name, plan
@@ -37,6 +38,11 @@ class ScanSummary:
     ignored_files: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (study key, reason)
     seconds: float = 0.0
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (study key, why): reader-corrected, not redone
+    send_target: str | None = None  # --send: the PACS every done study's outputs go to
+    sent: int = 0  # studies whose outputs reached it in this run
+    nothing_to_send: int = 0  # done studies without DICOM outputs (image input, --no-dicom-out, blank UIDs)
+    send_pending: list[tuple[str, str]] = field(default_factory=list)  # (study key, why not sent)
 
     @property
     def scorable(self) -> int:
@@ -50,7 +56,7 @@ class ScanSummary:
     @property
     def exit_code(self) -> int:
         """1 when a study failed, 3 when the input held nothing to score, else 0 (cacpipe.errors.EXIT_CODES)."""
-        if self.failed:
+        if self.failed or self.send_pending:
             return EXIT_STUDY_FAILED
         return EXIT_NOTHING_TO_SCORE if self.nothing_to_score else EXIT_OK
 
@@ -75,6 +81,14 @@ class ScanSummary:
                f"{self.failed} failed, {self.skipped} skipped; {self.problems} unreadable files, "
                f"{self.ignored_files} non-DICOM files ignored ({self.seconds:.1f} s)"]
         out += [f"FAILED {k}: {r}" for k, r in self.failures]
+        out += [f"KEPT {k}: {r}" for k, r in self.kept]
+        if self.send_target:
+            out.append(f"PACS {self.send_target}: {self.sent} stud{'y' if self.sent == 1 else 'ies'} sent, "
+                       f"{len(self.send_pending)} pending"
+                       + (f", {self.nothing_to_send} without DICOM outputs to send" if self.nothing_to_send else ""))
+            out += [f"SEND PENDING {k}: {r}" for k, r in self.send_pending]
+            if self.send_pending:
+                out.append(f"the results are kept; `cacpipe review send {self.out}` sends what is pending")
         if self.nothing_to_score:
             out.append(self.nothing_to_score_message())
         out += [f"manifest: {self.manifest}", f"cohort:   {self.cohort}"]
@@ -101,6 +115,8 @@ def run_scan(
     devices: list[str] | None = None,
     patient_id: str | None = None,
     pipelined: bool = False,
+    ids_csv: str | Path | None = None,
+    redo_corrected: bool = False,
 ) -> ScanSummary:
     """Scan ``export`` into ``out``; resumable (only failed, new or changed studies are redone).
 
@@ -114,6 +130,9 @@ def run_scan(
     ``out`` under the same paths. ``pipelined`` (one local worker only) overlaps the next study's
     loading and heart crop and the previous study's quantification, writing and review with the
     current study's segmentation (``executors.run_pipelined``); results are the same.
+    A study whose folder holds a reader-corrected result is never redone (kept, and said so in
+    ``ScanSummary.kept``), not even with ``force``, unless ``redo_corrected``: then the corrected
+    folder is moved whole to ``OUT/superseded/`` before the new result is installed.
     """
     from tqdm import tqdm
 
@@ -121,7 +140,7 @@ def run_scan(
     out = Path(out)
     analyse = analyse or default_analyse()
     settings = settings or Settings()
-    inp = resolve_input(export, patient_id)
+    inp = resolve_input(export, patient_id, ids_csv)
     if devices is None:
         devices = [settings.device] if scheduler else local_devices(settings.device, jobs)
     if not devices:
@@ -145,22 +164,47 @@ def run_scan(
         workdir = Path(tempfile.mkdtemp(prefix="extract-", dir=out / WORK))
         try:
             if inp.kind == "image":
-                tasks = plan_image(inp, out, manifest, analyse, settings, force, summary, patient_id)
+                tasks = plan_image(inp, out, manifest, analyse, settings, force, summary, patient_id,
+                                   redo_corrected=redo_corrected)
+            elif inp.kind == "images":
+                tasks = plan_image_folder(inp, out, manifest, analyse, settings, force, summary,
+                                          redo_corrected=redo_corrected)
             else:
-                tasks = plan(inp.root, out, manifest, analyse, settings, force, workdir, summary, progress)
+                tasks = plan(inp.root, out, manifest, analyse, settings, force, workdir, summary, progress,
+                             redo_corrected=redo_corrected)
             writer.save()
             by_key = {t.key: t for t in tasks}
             bar = tqdm(total=len(tasks), unit="study", desc="cacpipe scan", disable=not progress or not tasks,
                        dynamic_ncols=True)
 
+            sender = Sender() if settings.review.send else None
+            summary.send_target = settings.review.send
+
+            def deliver(key: str) -> None:
+                state = deliver_entry(sender, out, key, manifest["studies"][key], settings.review.send)
+                if state is None:
+                    return
+                if state["state"] == SENT:
+                    summary.sent += 1
+                elif state["state"] == NOTHING:
+                    summary.nothing_to_send += 1
+                else:
+                    summary.send_pending.append((key, state.get("error") or "not sent"))
+
             def record(outcome: dict) -> None:
                 record_outcome(outcome, by_key, manifest, out, summary, bar)
+                if sender is not None:  # after the result is recorded: a failed send never costs it
+                    deliver(outcome["key"])
                 writer.save(throttled=True)
 
             try:
                 execute(tasks, devices, scheduler, record, pipelined=pipelined)
             finally:
                 bar.close()
+            if sender is not None:  # studies up to date from earlier runs whose outputs did not reach it yet
+                for key, entry in sorted(manifest["studies"].items()):
+                    if entry.get("in_last_scan") and key not in by_key:
+                        deliver(key)
         finally:
             writer.save()
             write_cohort(out, manifest)

@@ -21,7 +21,7 @@ from ..files import make_private_dir
 from ..flags import Flag
 from ..ingest import LoadedSeries, Series, load_series
 from ..record import StudyResult
-from .layout import RESULT, install, now, one_line, temporary_twin, write_atomic
+from .layout import RESULT, install, now, one_line, supersede, temporary_twin, write_atomic
 
 Analyse = Callable[[LoadedSeries, Path, Settings], StudyResult]
 """``analyse(series, out_dir, settings) -> StudyResult``: writes one study's outputs into out_dir."""
@@ -44,6 +44,8 @@ class StudyTask:
     device: str | None = None  # set by the runner: this worker's device (one GPU of a cuda:0,1 list)
     image: str | None = None  # a CT image file (NIfTI/NRRD/MHA) instead of DICOM candidates
     patient_id: str | None = None  # the patient id of an image file
+    supersede: bool = False  # the folder holds a reader-corrected result: move it to OUT/superseded/, never delete
+    out_root: str | None = None  # OUT (for ``supersede``)
 
 
 def _validate(result, tmp: Path) -> StudyResult:
@@ -167,6 +169,10 @@ def close_study(run: OpenStudy) -> dict:
             result.outputs["result"] = RESULT
             result.ingest = {"input_fingerprint": task.input_fingerprint, "config_hash": task.config_hash,
                              "files": run.loaded.files, "skipped_series": task.skipped_series}
+            if task.supersede and final.exists() and task.out_root:
+                # asked to redo a corrected study: the corrected version is kept whole, never deleted
+                kept = supersede(final, Path(task.out_root))
+                result.ingest["superseded"] = str(kept.relative_to(task.out_root))
             write_atomic(tmp / RESULT, result_text(result))
             install(tmp, final)
             status = "failed" if result.status == "failed" else "done"

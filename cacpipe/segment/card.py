@@ -146,18 +146,49 @@ def presence_line(cv: dict, scope: str) -> str:
             f"PPV {_f(p.get('ppv'))}, NPV {_f(p.get('npv'))}, kappa {_f(p.get('kappa'))}")
 
 
+# The install gate's floors on a card's cross-validation (``cacpipe models install`` refuses a model
+# below any of them unless --accept-weak-model): per-artery presence kappa 0.40 ("moderate"
+# agreement, Landis & Koch), total Agatston ICC 0.50, mean nnU-Net validation Dice 0.20. A model
+# that misses them is not a scoring model: its per-artery calls are little better than chance.
+FLOOR_KAPPA = 0.40
+FLOOR_ICC = 0.50
+FLOOR_DICE = 0.20
+
+
+def weak_points(card: dict | None) -> list[str]:
+    """Where a card's cross-validation is below the install floors (empty: none, or no CV recorded)."""
+    cv = (card or {}).get("cross_validation")
+    if not cv:
+        return []
+    out = []
+    for a in ("RCA", "LAD", "LCX"):
+        k = ((cv.get("presence") or {}).get(a) or {}).get("kappa")
+        if k is None or k < FLOOR_KAPPA:
+            out.append(f"{a} presence kappa {_f(k)} < {FLOOR_KAPPA:.2f}")
+    icc = ((cv.get("agatston") or {}).get("total") or {}).get("icc")
+    if icc is None or icc < FLOOR_ICC:
+        bias = ((cv.get("agatston") or {}).get("total") or {}).get("bias")
+        out.append(f"total Agatston ICC {_f(icc)} < {FLOOR_ICC:.2f}" + ("" if bias is None else f" (bias {bias:+.1f})"))
+    dice = (cv.get("dice_nnunet") or {}).get("mean")
+    if dice is not None and dice < FLOOR_DICE:
+        out.append(f"mean nnU-Net Dice {_f(dice)} < {FLOOR_DICE:.2f}")
+    return out
+
+
 def headline(card: dict | None) -> str:
-    """One line for ``cacpipe models list``."""
+    """One line for ``cacpipe models list``: per-artery kappa and the total Agatston ICC first."""
     if card is None:
         return "no model card"
     data = card.get("training_data") or {}
     cv = card.get("cross_validation")
     parts = [f"card {card.get('id')}", f"{data.get('cases_used', '?')} cases / {data.get('patients', '?')} patients"]
     if cv:
-        anyp = (cv.get("presence") or {}).get("any") or {}
+        pres = cv.get("presence") or {}
         icc = ((cv.get("agatston") or {}).get("total") or {}).get("icc")
-        parts.append(f"CV any-artery sens {_f(anyp.get('sensitivity'))} spec {_f(anyp.get('specificity'))}"
-                     f", total Agatston ICC {_f(icc)}")
+        parts.append("CV kappa " + " ".join(f"{a} {_f((pres.get(a) or {}).get('kappa'))}" for a in ("RCA", "LAD", "LCX"))
+                     + f", total Agatston ICC {_f(icc)}")
+        if weak_points(card):
+            parts.append("BELOW THE INSTALL FLOOR: " + ", ".join(weak_points(card)))
     else:
         parts.append("not cross-validated")
     if card.get("lineage"):

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from .. import env
 from ..errors import ConfigError, InputDataError, ModelMismatchError, ModelNotInstalledError
 from ..labels import REGIONS_CLASS_ORDER, nnunet_labels
-from .card import CHECKPOINT, read_card, verify_card
+from .card import CHECKPOINT, read_card, verify_card, weak_points
 
 log = logging.getLogger(__name__)
 
@@ -279,11 +279,13 @@ def _zip_models(zf: zipfile.ZipFile, zip_path: Path) -> list[str]:
     return prefixes
 
 
-def install_model(zip_path: str | Path, model_dir_: str | Path | None = None, force: bool = False) -> InstalledModel:
+def install_model(zip_path: str | Path, model_dir_: str | Path | None = None, force: bool = False,
+                  accept_weak: bool = False) -> InstalledModel:
     """Install an exported nnU-Net model zip into the model directory, after validating it.
 
     Refuses (ModelMismatchError) a model whose dataset.json does not match cacpipe's label scheme,
-    and an already installed one unless ``force``.
+    one whose model card's cross-validation is below the floors (``card.weak_points``) unless
+    ``accept_weak`` (then installed with a warning), and an already installed one unless ``force``.
     """
     zip_path = Path(zip_path)
     if not zip_path.is_file():
@@ -307,8 +309,13 @@ def install_model(zip_path: str | Path, model_dir_: str | Path | None = None, fo
         root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=root, prefix=".installing-") as tmp:
             zf.extractall(tmp)
+            weak: list[str] = []
             for pre in prefixes:  # every card must belong to its model's weights before anything is installed
-                check_card(Path(tmp) / pre, f"{zip_path} ({pre})")
+                weak += weak_points(check_card(Path(tmp) / pre, f"{zip_path} ({pre})"))
+            if weak and not accept_weak:
+                raise ModelMismatchError(f"{zip_path}: its cross-validation is below the floor for a scoring model "
+                                         f"({'; '.join(weak)}); not installed. `cacpipe models install "
+                                         "--accept-weak-model` installs it anyway (every scan then says so)")
             for pre in prefixes:
                 dest = root / pre
                 if dest.exists():
@@ -316,11 +323,12 @@ def install_model(zip_path: str | Path, model_dir_: str | Path | None = None, fo
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(Path(tmp) / pre), str(dest))
     model = read_model(root / prefixes[0])
-    warning = left_right_mirroring(model)
-    if warning:
-        log.warning(warning)
-        model = replace(model, warnings=(warning,))
-    return model
+    warnings = [w for w in (left_right_mirroring(model),) if w]
+    if weak:
+        warnings.append("installed although its cross-validation is below the floor: " + "; ".join(weak))
+    for w in warnings:
+        log.warning(w)
+    return replace(model, warnings=tuple(warnings)) if warnings else model
 
 
 def demo_model() -> InstalledModel:
@@ -332,11 +340,11 @@ def demo_model() -> InstalledModel:
     cache = env.cache_dir() / f"demo_model_{digest}"
     try:
         if not _model_folders(cache):
-            install_model(DEMO_ZIP, cache, force=True)
+            install_model(DEMO_ZIP, cache, force=True, accept_weak=True)
     except OSError:  # read-only home: unpack into the temp dir instead
         cache = Path(tempfile.gettempdir()) / f"cacpipe_demo_model_{digest}"
         if not _model_folders(cache):
-            install_model(DEMO_ZIP, cache, force=True)
+            install_model(DEMO_ZIP, cache, force=True, accept_weak=True)
     return read_model(_model_folders(cache)[0], is_demo=True)
 
 

@@ -60,6 +60,15 @@ from ..flags import Flag
 from ..labels import ARTERIES, ARTERY_ID, CALCIUM_ID, CALCIUM_IDS
 from ..units import CALCIUM_THRESHOLD_HU
 from ..volume import Volume
+from .density import (
+    DEFAULT_BLOOD_HU,
+    DEFAULT_NOISE_HU,
+    DensityRule,
+    blood_stats,
+    find_candidates,
+    judge,
+    load_rule,
+)
 
 COMPLETION_MM = 2.0  # growth bound: distance from the predicted coronary labels
 FRAGMENT_MM3 = 50.0  # calcium on a tree with less artery label than this is not grown
@@ -77,6 +86,9 @@ HEART_DISTANCE_MM = 20.0  # coronary labels farther than this from the heart mas
 OUTSIDE_FRACTION = 0.15  # ... and flagged when they are more than this share of the artery (5 %: 15 of 16 studies)
 REMOVED_CALCIUM_FLAG_MM3 = 100.0  # removed far-off pieces holding this much calcium label are flagged (info)
 FRAGMENT_SHARE = 0.25  # a label component wholly outside the heart and smaller than this share of all labels is removed
+UNCOUNTED_MIN_P = 0.2  # a rejected density-rule candidate at least this likely a plaque is reported uncounted
+MAX_RECORDED = 200  # density-rule candidates recorded per study (result.json)
+METAL_HU = 1500.0  # a candidate this dense is a device (lead, clip, stent, valve frame), never density-rule calcium
 DEXTRO_MARGIN_MM = 10.0  # heart centre this far to the patient's right of the midline: flagged
 ROOT_MIDLINE_MM = 40.0  # ostia whose midpoint lies farther from the body midline are not trusted
 _CONN26 = np.ones((3, 3, 3), dtype=bool)
@@ -97,6 +109,7 @@ class LesionAttribution:
     local_votes: dict[str, int]  # artery-label voxels of that tree within LOCAL_MM
     reason: str | None = None  # why it is ambiguous, when it is
     beyond_votes: dict[str, int] | None = None  # left lesions: artery labels of the branch beyond it
+    found_by: str = "network"  # "network": the calcium channel fired on it; "density_rule": cacpipe.segment.density
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -118,6 +131,19 @@ class Refinement:
 
     def to_dict(self) -> dict:
         return {**self.info, "lesions": [les.to_dict() for les in self.lesions]}
+
+    def mark_found_by(self, lesions: list) -> list:
+        """``lesions`` (:class:`cacpipe.quant.lesions.Lesion`) with ``found_by`` set: ``density_rule``
+        when every refined lesion whose centre lies in its box was found by the density rule."""
+        from dataclasses import replace
+
+        out = []
+        for les in lesions:
+            hits = [r.found_by for r in self.lesions
+                    if all(lo <= round(c) < hi for c, (lo, hi) in zip(r.centre_zyx, les.bbox_zyx, strict=True))]
+            rule = bool(hits) and all(h == "density_rule" for h in hits)
+            out.append(replace(les, found_by="density_rule" if rule else "network"))
+        return out
 
 
 def _box(mask: np.ndarray, pad: tuple[int, int, int]) -> tuple[slice, ...] | None:
@@ -141,7 +167,8 @@ def lateral_mm(vol: Volume, idx_zyx: np.ndarray) -> np.ndarray:
 
 
 def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm: float | None = COMPLETION_MM,
-                     fragment_mm3: float = FRAGMENT_MM3) -> tuple[np.ndarray, np.ndarray]:
+                     fragment_mm3: float = FRAGMENT_MM3, extra_seeds: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """(completed calcium mask, predicted calcium voxels below 130 HU) of a six-class map.
 
     Completed calcium = every >= 130 HU voxel 26-connected to a predicted calcium voxel of
@@ -149,12 +176,15 @@ def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm
     Calcium on a tree fragment (its connected coronary labels hold less than ``fragment_mm3`` of
     artery label, about 1 cm of artery) is kept as predicted, not grown: a fragment is no artery to
     bound the growth (a stray label on a valve or the aortic wall would pull in the whole blob).
-    ``completion_mm=None``: no growth (the predicted calcium >= 130 HU only).
+    ``completion_mm=None``: no growth (the predicted calcium >= 130 HU only). ``extra_seeds``: more
+    seed voxels (>= 130 HU) than the calcium labels, e.g. the density rule's accepted candidates.
     """
     coronary = lab > 0
     is_calc_label = np.isin(lab, CALCIUM_IDS)
     dense = hu >= CALCIUM_THRESHOLD_HU
     seeds = is_calc_label & dense
+    if extra_seeds is not None:
+        seeds |= extra_seeds & dense
     if not seeds.any() or completion_mm is None:
         return seeds, is_calc_label & ~dense
     tree, n_tree = ndimage.label(coronary, structure=_CONN26)
@@ -384,11 +414,17 @@ def _reference(ct: Volume, lab: np.ndarray, offset: np.ndarray, heart: np.ndarra
 
 def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete: bool = True,
            completion_mm: float = COMPLETION_MM, local_mm: float = LOCAL_MM,
-           min_tree_mm3: float = MIN_TREE_MM3) -> Refinement:
+           min_tree_mm3: float = MIN_TREE_MM3, density_rule: bool = True, rule: DensityRule | None = None,
+           instance_numbers: list | None = None, calcium_prob: Volume | None = None) -> Refinement:
     """Complete, attribute and check the calcium of a six-class map on the CT's own grid.
 
-    ``heart`` (0/1 on the same grid, optional) enables the outside-heart and heart-side checks.
-    ``complete=False`` skips the growth (a contrast scan: the enhanced lumen is >= 130 HU too).
+    ``heart`` (0/1 on the same grid, optional) enables the outside-heart and heart-side checks and
+    measures the blood-pool noise the density rule judges candidates by.
+    ``complete=False`` skips the growth and the density rule (a contrast scan: the enhanced lumen is
+    >= 130 HU too). ``density_rule``: >= 130 HU spots on the predicted tree that the calcium channel
+    missed become calcium when :mod:`cacpipe.segment.density`'s judge accepts them (``rule``: the
+    shipped one by default). ``instance_numbers``: the PACS InstanceNumber of each slice, for flags.
+    ``calcium_prob`` (same grid): the network's calcium probability, a feature of the density rule.
     Returns the refined map (what is written to disk and quantified), the flags and a record.
     """
     if ct.shape != labels.shape:
@@ -416,7 +452,11 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
                   "root_from": ref.root_from, "root_lateral_mm": None if ref.root_mm is None else round(ref.root_mm, 1),
                   "heart_centre_lateral_mm": None if ref.heart_offset_mm is None else round(ref.heart_offset_mm, 1),
                   "removed_outside_heart_mm3": None if far is None else removed}
-    calc, below = complete_calcium(hu, lab, sp, completion_mm if complete else None)
+    extra, cands, cand_ids = None, [], None
+    if complete:  # candidates are found (and the plausible ones reported) even with the rule off
+        prob = None if calcium_prob is None else np.asarray(calcium_prob.array)[box]
+        extra, cands, cand_ids = _density_candidates(hu, lab, heart_box, sp, rule, info, offset, density_rule, prob)
+    calc, below = complete_calcium(hu, lab, sp, completion_mm if complete else None, extra_seeds=extra)
     new = lab.copy()
     for a in ARTERIES:  # every calcium label back to artery first; lesions are painted below
         new[lab == CALCIUM_ID[a]] = ARTERY_ID[a]
@@ -447,11 +487,13 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
         owner[i] = ARTERY_ID[art]
         rec = LesionAttribution(art, int(lesion.sum()), int(lesion.sum()) - sum(channels.values()),
                                 tuple(float(c) for c in centre), side_mm, channels, tvotes, local, reason,
-                                beyond if art in _LEFT else None)
+                                beyond if art in _LEFT else None,
+                                found_by="network" if sum(channels.values()) else "density_rule")
         lesions.append(rec)
         if reason:
             flags.append(Flag(F.CALCIUM_ATTRIBUTION_AMBIGUOUS,
-                              f"{art} lesion at slice {centre[0]:.0f} ({rec.voxels} voxels): {reason}", severity, art))
+                              f"{art} lesion at {ct.slice_reference(centre[0])} ({rec.voxels} voxels): {reason}",
+                              severity, art))
     painted = owner[les_map]  # artery id of each lesion voxel
     new[calc] = painted[calc] + 3  # artery id -> its calcium id
     # Sub-threshold calcium next to a lesion joins that lesion's artery (as artery, not calcium).
@@ -459,6 +501,8 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
     nb = below & (near_owner > 0)
     new[nb] = near_owner[nb]
     out[box] = new
+    if cands:
+        flags += _uncounted(ct, cands, cand_ids, calc, new, offset, sp, instance_numbers, info)
     info.update(completed_voxels=int(calc.sum()), added_voxels=int((calc & ~np.isin(lab, CALCIUM_IDS)).sum()),
                 below_threshold_relabelled=int(below.sum()),
                 reattributed_lesions=sum(1 for les in lesions if les.channels[les.artery] < max(les.channels.values())))
@@ -514,7 +558,8 @@ def _plausibility(ct: Volume, lab: np.ndarray, offset: np.ndarray, far: np.ndarr
             les.lateral_mm = d
             if d > RCA_LESION_MARGIN_MM if les.artery == "RCA" else d < -SIDE_MARGIN_MM:
                 side, others = ("left", _LEFT) if les.artery == "RCA" else ("right", ("RCA",))
-                where = f"{les.artery} lesion at slice {les.centre_zyx[0]:.0f} lies {abs(d):.0f} mm to the patient's {side}"
+                where = (f"{les.artery} lesion at {ct.slice_reference(les.centre_zyx[0])} lies {abs(d):.0f} mm to "
+                         f"the patient's {side}")
                 flags.append(Flag(F.ARTERY_IMPLAUSIBLE_POSITION,
                                   f"{where} of the aortic root, where the {les.artery} does not run: this artery's "
                                   "numbers are not valid", "invalid", les.artery))
@@ -592,3 +637,77 @@ def _outside_heart(ct: Volume, lab: np.ndarray, whole: dict[str, np.ndarray], fa
             flags.append(Flag(F.ARTERY_OUTSIDE_HEART,
                               f"{a}: {out * vox:.0f} mm3 ({out / n:.0%}) of its labels lie more than "
                               f"{HEART_DISTANCE_MM:g} mm outside the heart{extra}; check the overlay", "warning", a))
+
+
+def _density_candidates(hu: np.ndarray, lab: np.ndarray, heart: np.ndarray | None, sp, rule: DensityRule | None,
+                        info: dict, offset, accept: bool = True, prob: np.ndarray | None = None
+                        ) -> tuple[np.ndarray | None, list, np.ndarray]:
+    """The density rule on the work box: (accepted seed voxels or None, candidates, candidate-id map).
+
+    Candidates holding metal (>= METAL_HU) are never accepted: a lead, clip or stent next to an
+    artery is a device, which quality checks flag, not calcium. ``accept=False`` (the rule switched
+    off): candidates are judged and recorded, none is counted."""
+    blood = blood_stats(hu, heart, sp)
+    noise = None if blood is None else blood[1]
+    rule = rule or load_rule()
+    seeds = np.isin(lab, CALCIUM_IDS) & (hu >= CALCIUM_THRESHOLD_HU)
+    ids, cands = find_candidates(hu, lab, seeds, sp, DEFAULT_NOISE_HU if blood is None else blood[1],
+                                 blood_hu=DEFAULT_BLOOD_HU if blood is None else blood[0], prob=prob)
+    judge(cands, rule)
+    for c in cands:
+        if c.accepted and (c.peak_hu >= METAL_HU or not accept):
+            c.accepted = False
+    acc = [c.index for c in cands if c.accepted]
+    info["density_rule"] = {
+        "noise_sd_hu": None if noise is None else round(noise, 1),
+        "blood_hu": None if blood is None else round(blood[0], 1),
+        "network_probability": prob is not None,
+        "noise_from": "heart interior" if noise is not None else f"default {DEFAULT_NOISE_HU:g} HU (no heart interior)",
+        "rule": rule.source, "threshold": rule.threshold, "counting": accept,
+        "candidates": len(cands), "network": sum(c.network for c in cands), "accepted": len(acc),
+        # every candidate that could count (>= 1 mm2 in a slice), most likely first; centres on the CT grid
+        "candidate_list": [c.to_dict(offset) for c in sorted(
+            (c for c in cands if c.features["area_ok"]), key=lambda c: -(c.probability or 1.0))][:MAX_RECORDED],
+    }
+    return (np.isin(ids, acc) if acc else None), cands, ids
+
+
+def _image_name(ct: Volume, z: int, instance_numbers: list | None) -> str:
+    """'image N' from ``instance_numbers`` when given, else the volume's own slice reference."""
+    n = instance_numbers[z] if instance_numbers and 0 <= z < len(instance_numbers) else None
+    return f"image {n}" if n is not None else ct.slice_reference(z)
+
+
+def _uncounted(ct: Volume, cands: list, ids: np.ndarray, calc: np.ndarray, lab: np.ndarray, offset: np.ndarray,
+               sp, instance_numbers: list | None, info: dict) -> list[Flag]:
+    """``calcium_uncounted`` per artery: dense spots on or next to a predicted artery, >= 1 mm2 in a
+    slice, that the density rule judged plausible (P >= UNCOUNTED_MIN_P) yet did not count: never
+    silently dropped. Records every such spot in ``info["uncounted"]``."""
+    spots: dict[str, list[dict]] = {}
+    pad = _pad(LOCAL_MM, sp)
+    for c in cands:
+        if c.network or c.accepted or not c.features["area_ok"] or (c.probability or 0.0) < UNCOUNTED_MIN_P:
+            continue
+        m = ids == c.index
+        if (calc & m).any():  # grown into a counted lesion after all
+            continue
+        box = _box(m, pad)
+        votes = np.bincount(lab[box][lab[box] > 0].ravel(), minlength=7)
+        by = {a: int(votes[ARTERY_ID[a]] + votes[CALCIUM_ID[a]]) for a in ARTERIES}
+        art = max(ARTERIES, key=lambda a: by[a])
+        z = int(round(c.centre_zyx[0])) + int(offset[0])
+        why = "metal-dense: a device?" if c.peak_hu >= METAL_HU else f"P {c.probability:.2f}"
+        spots.setdefault(art, []).append({"image": _image_name(ct, z, instance_numbers), "slice": z,
+                                          "volume_mm3": round(c.volume_mm3, 1), "peak_hu": round(c.peak_hu),
+                                          "why": why})
+    info["uncounted"] = spots
+    why = ("too faint or small to tell from noise" if info.get("density_rule", {}).get("counting", True)
+           else "the density rule is switched off (segment.density_rule)")
+    flags = []
+    for art, ss in spots.items():
+        where = ", ".join(f"{s['image']} ({s['volume_mm3']:g} mm3, peak {s['peak_hu']} HU, {s['why']})" for s in ss[:5])
+        more = f" and {len(ss) - 5} more" if len(ss) > 5 else ""
+        flags.append(Flag(F.CALCIUM_UNCOUNTED,
+                          f"{art}: {len(ss)} dense spot(s) >= 130 HU on or next to the artery not counted as calcium: "
+                          f"{where}{more}; {why}: check them on the images", "warning", art))
+    return flags

@@ -38,6 +38,7 @@ class SegmentResult:
     left_right_mirrored_model: bool = False  # a fold was trained with left-right mirroring (not used at test time)
     precision: str = "fp32"  # "bf16" under CPU bfloat16 autocast; CUDA: nnU-Net's own float16 autocast
     tile_batch: int = 1
+    calcium_prob: Volume | None = None  # float32 0..1: the ensemble's highest calcium-region probability
 
     def settings(self) -> dict:
         return {"device": self.device, "folds": list(self.folds), "mirroring": self.mirroring,
@@ -224,11 +225,26 @@ def load_predictor(model: InstalledModel, cfg: SegmentSettings, device: str = "a
     return predictor, folds, device, mirroring
 
 
+def _calcium_channels(label_manager) -> list[int]:
+    """Indices of the calcium regions (one calcium label each) among the network's output regions."""
+    from ..labels import CALCIUM_IDS
+
+    regions = label_manager.foreground_regions if label_manager.has_regions else label_manager.foreground_labels
+    out = []
+    for i, r in enumerate(regions):
+        ids = (r,) if isinstance(r, int | np.integer) else tuple(r)
+        if len(ids) == 1 and int(ids[0]) in CALCIUM_IDS:
+            out.append(i)
+    return out
+
+
 def segment(ct: Volume, model: InstalledModel, cfg: SegmentSettings | None = None,
-            device: str = "auto") -> SegmentResult:
+            device: str = "auto", calcium_prob: bool = False) -> SegmentResult:
     """Segment coronary arteries and their calcium in a heart-cropped CT (ideally at ``model.spacing_zyx``).
 
     nnU-Net resamples to the model spacing itself and back, so the labels are always on ``ct``'s grid.
+    ``calcium_prob``: also return the ensemble's calcium probability (the highest of the calcium
+    regions' sigmoids, same grid): the density rule weighs what the network saw below its 0.5 threshold.
     """
     import torch
     from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
@@ -278,7 +294,19 @@ def segment(ct: Volume, model: InstalledModel, cfg: SegmentSettings | None = Non
                 if cfg.agreement:
                     per_fold.append(np.asarray(to_seg(logits)))
         predictor.list_of_parameters = all_params
-        labels = np.asarray(to_seg(total / len(all_params))).astype(np.uint8)
+        prob = None
+        if calcium_prob:
+            seg_, probs = convert_predicted_logits_to_segmentation_with_correct_shape(
+                total / len(all_params), predictor.plans_manager, predictor.configuration_manager,
+                predictor.label_manager, props, return_probabilities=True)
+            labels = np.asarray(seg_).astype(np.uint8)
+            ch = _calcium_channels(predictor.label_manager)
+            # region-based: channels are the regions (no background); softmax models: background first
+            off = 0 if predictor.label_manager.has_regions else 1
+            prob = (np.max(np.asarray(probs)[[c + off for c in ch]], axis=0).astype(np.float32) if ch
+                    else np.zeros(labels.shape, np.float32))
+        else:
+            labels = np.asarray(to_seg(total / len(all_params))).astype(np.uint8)
     finally:
         torch.set_num_threads(old_threads)
     if labels.shape != ct.shape:
@@ -290,4 +318,4 @@ def segment(ct: Volume, model: InstalledModel, cfg: SegmentSettings | None = Non
     return SegmentResult(ct.with_array(labels), agreement, device, folds, mirroring, time.perf_counter() - t0,
                          bool(getattr(predictor, "cacpipe_left_right_trained", False)),
                          "bf16" if bf16 else ("fp16-autocast" if device.startswith("cuda") else "fp32"),
-                         int(predictor.tile_batch))
+                         int(predictor.tile_batch), None if prob is None else ct.with_array(prob))

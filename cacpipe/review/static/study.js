@@ -168,6 +168,7 @@
         slices = sliceRange(l.slices[0], l.slices[l.slices.length - 1], l.best_slice);
         peak = fmt(l.peak_hu, 0); area = fmt(l.area_mm2); vol = fmt(l.volume_mm3); aga = fmt(l.agatston);
         flags = arteryFlags(l.orig);
+        if (l.found_by === 'density_rule') flags = ['found by the density rule (the network missed it)'].concat(flags);
         if (l.deleted) { tr.classList.add('deleted'); flags = ['deleted by reader'].concat(flags); }
         else if (l.artery !== l.orig) flags = ['reassigned from ' + l.orig].concat(flags);
       } else {
