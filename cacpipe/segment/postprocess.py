@@ -33,8 +33,10 @@ Before all of this, with a heart mask: a connected piece of coronary labels lyin
 ``HEART_DISTANCE_MM`` (20 mm) outside the heart, and smaller than a quarter of all labels, is
 removed (coronary arteries run on the heart; the ostia sit ~10 mm outside it): a network's stray
 labels in the lungs, aorta or chest wall would otherwise count their calcium. The removed volume
-is recorded (info flag ``artery_outside_heart``); a larger piece is kept and flagged (a heart
-mask that misses part of the heart must not delete an artery).
+is recorded (``removed_outside_heart_mm3``; an info flag ``artery_outside_heart`` only when the removed
+pieces hold >= ``REMOVED_CALCIUM_FLAG_MM3`` of calcium label); a larger piece is kept, and flagged when
+more than ``OUTSIDE_FRACTION`` of an artery lies outside (a heart mask that misses part of the heart
+must not delete an artery).
 
 3. **Plausibility** per artery, in patient LPS coordinates (from the volume's direction cosines,
    never from array axes): a tree that is missing or tiny (< ``min_tree_mm3``); a tree that
