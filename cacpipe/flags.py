@@ -25,6 +25,12 @@ SEVERITY_NOT_FITTED = "severity_model_not_fitted"
 STENT_SUSPECTED = "stent_suspected"
 VALVE_CALCIUM_SUSPECTED = "valve_calcium_suspected"
 HIGH_NOISE = "high_noise"
+# Devices and grafts seen in the image (cacpipe.quant.devices); motion (no detector yet: issue 26).
+METAL_DEVICE = "metal_device"  # pacemaker / ICD (can, leads), prosthetic or transcatheter valve, annuloplasty ring
+CABG_SUSPECTED = "cabg_suspected"  # sternal wires, graft clips: bypass surgery
+DEVICE_CALCIUM_EXCLUDED = "device_calcium_excluded"  # calcium-labelled voxels a device explains: not counted
+MOTION_SUSPECTED = "motion_suspected"  # cardiac motion doubles, smears or hides calcium (reserved: not raised yet)
+HEART_NOT_IN_FOV = "heart_not_in_field_of_view"  # the scan does not show a heart: not assessable
 # Stage-2 post-processing (cacpipe.segment.postprocess) and the model's lateral safety.
 CALCIUM_ATTRIBUTION_AMBIGUOUS = "calcium_attribution_ambiguous"
 ARTERY_IMPLAUSIBLE_POSITION = "artery_implausible_position"

@@ -6,6 +6,7 @@ Data flow (arrays (z, y, x) throughout):
       -> segment.segment: nnU-Net ensemble on the crop -> six-class map on the crop grid
       -> heart.uncrop_labels: back to the original CT grid (same shape/spacing/origin/direction)
       -> segment.refine: lesion completion (>= 130 HU), attribution to artery trees, plausibility flags
+      -> quant.devices.screen_devices: devices/grafts found, calcium touching them out of the count (flagged)
       -> quant.quantify on the ORIGINAL grid (Agatston is defined on the acquired slices)
       -> every flag (ingestion, stage 1, model, quality) -> quant.validity.finalise, once
       -> StudyResult (result.json, docs/ARCHITECTURE.md) + labels, crop record, review outputs
@@ -112,6 +113,7 @@ def analyse_series(series: LoadedSeries, out_dir: Path, settings: Settings | Non
 def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     """Step 3 (CPU): back to the CT grid, refine, quantify, flag, write ``out_dir``, review outputs."""
     from .heart import uncrop_labels
+    from .quant.devices import screen_devices
     from .quant.quality import quality_flags
     from .quant.quantify import quantify
     from .quant.severity import SeverityModel
@@ -165,9 +167,14 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
                           "local grades with `cacpipe severity fit`", "info"))
     box = _work_box(labels.array, st1.record)
     ct_b, labels_b, heart_b = (_boxed(v, box) for v in (volume, labels, st1.heart_mask))
+    # Devices and grafts: their metal (and calcium touching it) is never native coronary calcium (flagged).
+    # Found in the work box (the heart, the labels and 40 mm round them: leads, valves, clips, stents).
+    devices, labels_b, device_flags = screen_devices(ct_b, labels_b, heart_b, series.instance_numbers)
+    labels = _pasted(labels, labels_b, box, volume)
+    flags += device_flags
     numbers = quantify(ct_b, labels_b, calibration_factor=s.quant.calibration_factor,
                        assessed=post.assessed if post else None, severity=severity)
-    flags += quality_flags(ct_b, labels_b, heart=heart_b)
+    flags += quality_flags(ct_b, labels_b, heart=heart_b, devices=devices, contrast=not contrast)
     result = StudyResult(
         study=series.identity,
         pipeline={
@@ -181,6 +188,7 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
             "settings": s.to_record(),
             "stage1": dict(st1.info),
             "postprocess": post.to_dict() if post else None,
+            "devices": devices.to_dict(),
         },
         flags=flags,
         arteries=numbers.arteries,
@@ -279,6 +287,16 @@ def _work_box(labels: np.ndarray, record) -> tuple[slice, slice, slice]:
         hi = c.stop if found is None else max(c.stop, found[1][ax] + int(np.ceil(WORK_MARGIN_MM / s)))
         out.append(slice(0, min(n, hi)))
     return tuple(out)  # type: ignore[return-value]
+
+
+def _pasted(vol, sub, box: tuple[slice, ...], like):
+    """``vol`` (slices [0, k) of ``like``'s grid) with ``sub`` written into ``box`` (which starts at voxel 0)."""
+    from .volume import Volume
+
+    full = _on_slices(vol, like, max(vol.shape[0], box[0].stop))
+    arr = np.array(full.array, copy=True)
+    arr[box] = sub.array
+    return Volume(arr, full.spacing_zyx, full.origin_xyz, full.direction, meta=dict(vol.meta))
 
 
 def _boxed(vol, box: tuple[slice, ...]):

@@ -211,7 +211,8 @@ def test_flags_on_phantoms():
     noisy = generate(PhantomConfig.preset("small", noise_hu=50, aortic_valve_calcium=False))
     assert [f.code for f in quality_flags(noisy.ct, noisy.labels, heart=noisy.heart)] == [F.HIGH_NOISE]
     contrast = generate(PhantomConfig.preset("small", contrast=True))
-    assert quality_flags(contrast.ct, contrast.labels, heart=contrast.heart) == []  # bright root: no valve claim
+    # bright root: no valve claim; the enhanced blood itself is recognised (no DICOM tag needed)
+    assert [f.code for f in quality_flags(contrast.ct, contrast.labels, heart=contrast.heart)] == [F.CONTRAST_SUSPECTED]
 
 
 def test_stent_flag_marks_agatston_invalid(small_phantom):

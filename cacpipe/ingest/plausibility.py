@@ -30,6 +30,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import ndimage
 
 MIN_FOV_MM = 100.0
 MAX_FOV_MM = 800.0
@@ -124,4 +125,54 @@ def hu_problem(hu: np.ndarray) -> str | None:
         return (f"HU values implausible for a chest CT: {what} ({100 * air / n:.2f} % of voxels <= {AIR_HU:g} HU, "
                 f"{100 * tissue / n:.2f} % within {lo:g}..{hi:g} HU; values {float(hu.min()):g}..{float(hu.max()):g}): "
                 "a wrong RescaleIntercept/RescaleSlope?")
+    return None
+
+
+# --- Is there a heart in the field of view? --------------------------------------------------
+# A heart lies between the lungs: in a chest CT most of the located heart's slices show lung on
+# both sides of it. An abdomen or neck CT (or a locator that found the liver) does not, and a
+# score of 0 there would be read as "no calcium" instead of "not looked at".
+FOV_LUNG_HU = -400.0
+FOV_MIN_LUNG_MM2 = 1000.0  # lung area each side of the heart, per slice (a lung base cut shows less)
+FOV_MIN_SHARE = 0.3  # share of the heart's slices that must have lung on both sides
+FOV_MIN_HEART_ML = 20.0
+
+
+def heart_fov_problem(hu: np.ndarray, heart: np.ndarray | None, spacing_zyx: Sequence[float]) -> str | None:
+    """Why the scan does not show a heart (None: it does). Arrays (z, y, x) on one grid.
+
+    ``heart`` is the located heart mask (0/1; None or empty: no heart found). The check asks
+    whether the located heart has lung on both sides in at least ``FOV_MIN_SHARE`` of its slices,
+    measured in the array's x direction (left and right of the mask's own centre, so it does not
+    depend on which way x runs).
+    """
+    sz, sy, sx = (float(s) for s in spacing_zyx)
+    if heart is None or not np.any(heart):
+        return "no heart was found in the scanned volume: the field of view does not show the heart"
+    m = np.asarray(heart) > 0
+    ml = float(m.sum()) * sz * sy * sx / 1000.0
+    if ml < FOV_MIN_HEART_ML:
+        return f"the located heart is {ml:.0f} mL (< {FOV_MIN_HEART_ML:g} mL): no heart in the field of view"
+    zs = np.nonzero(m.any(axis=(1, 2)))[0]
+    step = max(1, len(zs) // 40)  # about 40 slices are enough
+    both = 0
+    checked = 0
+    px = sy * sx
+    for k in zs[::step]:
+        cols = np.nonzero(m[k].any(axis=0))[0]
+        if cols.size == 0:
+            continue
+        checked += 1
+        body = np.asarray(hu[k]) > FOV_LUNG_HU
+        lung = ndimage.binary_fill_holes(body) & ~body  # air enclosed by the body: lungs (and bowel gas)
+        c = int(round(cols.mean()))
+        left = float(lung[:, :c].sum()) * px
+        right = float(lung[:, c:].sum()) * px
+        if left >= FOV_MIN_LUNG_MM2 and right >= FOV_MIN_LUNG_MM2:
+            both += 1
+    share = both / checked if checked else 0.0
+    if share < FOV_MIN_SHARE:
+        return (f"the located heart has lung on both sides in {share:.0%} of its slices (a chest CT shows "
+                f"lung beside the heart; needs >= {FOV_MIN_SHARE:.0%}): the field of view does not show the heart "
+                "(abdomen or neck scan?)")
     return None

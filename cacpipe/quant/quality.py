@@ -5,11 +5,20 @@
   >= 5 mm long) in or next to an artery -> that artery's Agatston counts metal (``invalid``);
 - suspected **aortic valve calcium**: calcium-dense blobs near the aortic root (located between the
   RCA and left-main ostia) outside the coronary labels -> ``warning`` (check it was not scored);
-- **high noise**: robust SD (1.4826 x MAD) of HU in the heart interior (or a ball at the centre of
-  the coronary tree when no heart mask is given) above 35 HU -> ``warning``; above 70 HU the
+- **high noise**: the median SD of 8 x 8-pixel blocks wholly inside the heart interior (one tissue
+  each: an enhanced heart's mixed blood and muscle is not noise), else the robust SD (1.4826 x MAD)
+  there or in a ball at the centre of the coronary tree when no heart mask is given, above 35 HU -> ``warning``; above 70 HU the
   study is ``not_assessable`` (noise at the 130 HU threshold makes and hides lesions).
-Motion is not detected here. What the flags mean for the numbers is decided once, in
-:mod:`cacpipe.quant.validity`.
+- **contrast from the image**: the predicted coronary lumen or the heart's interior brighter than
+  ``CONTRAST_HU`` (80 HU; non-contrast blood is 30-60 HU, every enhanced phase >= ~100 HU) -> ``contrast_suspected`` (``invalid``), whatever the
+  DICOM tags say (a NIfTI carries none);
+- **no heart in the field of view** (:func:`cacpipe.ingest.plausibility.heart_fov_problem`: the
+  located heart has no lung beside it) -> ``heart_not_in_field_of_view`` and a study-level
+  ``not_assessable`` with that reason, never a scored 0.
+With a :class:`cacpipe.quant.devices.DeviceScan`, stents come from it (their metal is excluded from
+the count) and device voxels are not taken for valve calcium. Motion is not detected (issue 26:
+the lumen-contrast measure tried did not separate moving from still arteries).
+What the flags mean for the numbers is decided once, in :mod:`cacpipe.quant.validity`.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ NOISE_WARN_HU = 35.0
 NOISE_NOT_ASSESSABLE_HU = 70.0
 VALVE_MIN_VOLUME_MM3 = 3.0
 VALVE_SEARCH_RADIUS_MM = 25.0
+CONTRAST_HU = 80.0
 
 
 def _pad_box(box: tuple[slice, ...], pad: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
@@ -110,7 +120,7 @@ def _ostium(lab: np.ndarray, ids: tuple[int, ...], box, spacing_zyx) -> np.ndarr
 
 
 def valve_flags(ct: Volume, lab: np.ndarray, boxes, radius_mm: float = VALVE_SEARCH_RADIUS_MM,
-                min_volume_mm3: float = VALVE_MIN_VOLUME_MM3) -> list[Flag]:
+                min_volume_mm3: float = VALVE_MIN_VOLUME_MM3, exclude: np.ndarray | None = None) -> list[Flag]:
     """``valve_calcium_suspected`` when calcium-dense blobs sit near the aortic root, outside arteries."""
     sp = np.asarray(ct.spacing_zyx, dtype=float)
     o_r = _ostium(lab, (ARTERY_ID["RCA"], CALCIUM_ID["RCA"]),
@@ -135,6 +145,8 @@ def valve_flags(ct: Volume, lab: np.ndarray, boxes, radius_mm: float = VALVE_SEA
     if dense.sum() > 0.2 * ball.sum():
         return []  # a bright blood pool (contrast) fills the root: nothing to say about valves
     coronary = ndimage.binary_dilation(lab[box] > 0, structure=_ball_structure(3.0, tuple(sp)))
+    if exclude is not None:  # a device's metal (TAVI frame, valve ring) is not valve calcium
+        coronary |= exclude[box]
     comp, n = ndimage.label(dense & ~coronary, structure=np.ones((3, 3, 3), bool))
     if n == 0:
         return []
@@ -153,6 +165,29 @@ def valve_flags(ct: Volume, lab: np.ndarray, boxes, radius_mm: float = VALVE_SEA
                  f"row {cy + 1}, column {cx + 1}: check it was not scored as coronary calcium", "warning")]
 
 
+NOISE_BLOCK = 8  # in-plane block (pixels) whose SD measures the noise
+
+
+def _block_sd(hu: np.ndarray, inner: np.ndarray, n: int = NOISE_BLOCK) -> float | None:
+    """Median SD of the n x n in-plane blocks that lie wholly inside ``inner`` and within -300..300 HU.
+
+    Blocks are small enough to be one tissue each, so a heart interior of several tissues (an
+    enhanced scan: left blood 390 HU, right 230, myocardium 110) does not pass for noise, as a
+    median absolute deviation over the whole interior would (v2 training phantoms: 50-92 HU measured
+    for 20-56 HU of noise on enhanced scans). None when fewer than 20 blocks fit."""
+    nz, ny, nx = hu.shape
+    ny8, nx8 = ny // n * n, nx // n * n
+    if ny8 == 0 or nx8 == 0:
+        return None
+    h = hu[:, :ny8, :nx8].reshape(nz, ny8 // n, n, nx8 // n, n)
+    m = inner[:, :ny8, :nx8].reshape(nz, ny8 // n, n, nx8 // n, n)
+    full = m.all(axis=(2, 4)) & ((h > -300) & (h < 300)).all(axis=(2, 4))
+    if full.sum() < 20:
+        return None
+    blocks = h.transpose(0, 1, 3, 2, 4)[full].reshape(-1, n * n)
+    return float(np.median(blocks.std(axis=1, ddof=1)))
+
+
 def noise_sd(ct: Volume, lab: np.ndarray, boxes, heart: Volume | None = None) -> float | None:
     """Robust HU noise SD (1.4826 x MAD) in the heart interior, else near the coronary tree's centre."""
     sp = ct.spacing_zyx
@@ -160,6 +195,9 @@ def noise_sd(ct: Volume, lab: np.ndarray, boxes, heart: Volume | None = None) ->
         hbox = ndimage.find_objects((heart.array > 0).view(np.uint8) if heart.array.dtype == bool
                                     else (heart.array > 0).astype(np.uint8), max_label=1)[0]
         inner = erode_ball(heart.array[hbox] > 0, 5.0, sp)  # = binary_erosion with a 5 mm ball (cacpipe.morph)
+        block = _block_sd(np.asarray(ct.array[hbox], dtype=np.float32), inner)
+        if block is not None:
+            return block
         vals = ct.array[hbox][inner]
     else:
         box = _union_box([boxes[i] for i in range(1, 7)])
@@ -178,16 +216,72 @@ def noise_sd(ct: Volume, lab: np.ndarray, boxes, heart: Volume | None = None) ->
     return float(1.4826 * np.median(np.abs(vals - med)))
 
 
+def lumen_hu(ct: Volume, lab: np.ndarray, boxes) -> float | None:
+    """Median HU of the predicted coronary lumen (artery labels 1-3, not calcium), or None when
+    there are fewer than 50 such voxels. Non-contrast: blood and partial volume with the
+    surrounding fat (about -40..50 HU); an enhanced lumen is far brighter."""
+    vals = []
+    for a in ARTERIES:
+        box = boxes[ARTERY_ID[a]]
+        if box is not None:
+            vals.append(ct.array[box][lab[box] == ARTERY_ID[a]])
+    v = np.concatenate(vals) if vals else np.zeros(0)
+    return float(np.median(v)) if v.size >= 50 else None
+
+
+def contrast_flags(ct: Volume, lab: np.ndarray, boxes, heart: Volume | None = None,
+                   threshold_hu: float = CONTRAST_HU) -> tuple[list[Flag], dict]:
+    """``contrast_suspected`` from the image: the coronary lumen or the heart's interior > threshold."""
+    from ..heart.qc import blood_pool_hu
+
+    lumen = lumen_hu(ct, lab, boxes)
+    pool = blood_pool_hu(ct, heart) if heart is not None and np.any(heart.array) else None
+    info = {"lumen_hu": lumen, "heart_interior_hu": pool}
+    seen = [(v, where) for v, where in ((lumen, "coronary lumen"), (pool, "heart interior")) if v is not None]
+    hits = [(v, where) for v, where in seen if v > threshold_hu]
+    if not hits:
+        return [], info
+    what = ", ".join(f"{where} median {v:.0f} HU" for v, where in hits)
+    return [Flag(F.CONTRAST_SUSPECTED, f"blood brighter than non-contrast blood ({what}; > {threshold_hu:.0f} HU): "
+                 "iodine contrast suspected from the image; Agatston scores are not valid on contrast scans",
+                 "invalid")], info
+
+
+def fov_flags(ct: Volume, heart: Volume | None) -> list[Flag]:
+    """``heart_not_in_field_of_view`` + a study-level ``not_assessable`` when the scan shows no heart."""
+    from ..ingest.plausibility import heart_fov_problem
+
+    why = heart_fov_problem(ct.array, None if heart is None else heart.array, ct.spacing_zyx)
+    if why is None:
+        return []
+    return [Flag(F.HEART_NOT_IN_FOV, why, "invalid"),
+            Flag(F.NOT_ASSESSABLE, f"not assessable: {why}; a score of 0 would mean 'no calcium', not "
+                 "'no heart scanned'", "invalid")]
+
+
 def quality_flags(ct: Volume, labels: Volume, heart: Volume | None = None, *,
                   stent_hu: float = STENT_HU, noise_warn_hu: float = NOISE_WARN_HU,
                   noise_not_assessable_hu: float | None = NOISE_NOT_ASSESSABLE_HU,
-                  valve: bool = True) -> list[Flag]:
-    """Flags detectable from the CT and the six-class map (same grid): stents, valve calcium, noise."""
+                  valve: bool = True, devices=None, contrast: bool = True, fov: bool = True) -> list[Flag]:
+    """Flags detectable from the CT and the six-class map (same grid): stents, valve calcium, noise,
+    contrast, a field of view without a heart.
+
+    ``devices`` (a :class:`cacpipe.quant.devices.DeviceScan`): its stents replace the metal-density
+    stent check here and its exclusion mask is not taken for valve calcium. ``fov`` needs ``heart``.
+    """
     lab = _as_label_array(labels.array)
     boxes = label_boxes(lab)
-    out = stent_flags(ct, lab, boxes, stent_hu=stent_hu)
-    if valve:
-        out += valve_flags(ct, lab, boxes)
+    out: list[Flag] = []
+    if fov and heart is not None:
+        out += fov_flags(ct, heart)
+    out += stent_flags(ct, lab, boxes, stent_hu=stent_hu) if devices is None else []
+    # A valve prosthesis's frame (a TAVI's struts show 130-1400 HU on thick slices) cannot be told
+    # from valve calcium, and native calcium under it is crushed by it: metal_device says so instead.
+    prosthesis = devices is not None and "valve_prosthesis" in devices.kinds()
+    if valve and not prosthesis:
+        out += valve_flags(ct, lab, boxes, exclude=None if devices is None else devices.exclusion)
+    if contrast:
+        out += contrast_flags(ct, lab, boxes, heart)[0]
     sd = noise_sd(ct, lab, boxes, heart)
     if sd is not None:
         if noise_not_assessable_hu is not None and sd > noise_not_assessable_hu:

@@ -4,7 +4,9 @@
   for one artery -> that artery not assessed (numbers None, never 0);
 - an artery the segmentation did not find -> a ``not_assessable`` flag naming it;
 - ``contrast_suspected`` (from DICOM tags or the blood pool) -> no artery's Agatston is valid;
-- ``stent_suspected`` in an artery -> that artery's Agatston is not valid (and the total's: metal);
+- ``stent_suspected`` (severity invalid) in an artery -> that artery's Agatston is not valid (and the
+  total's: metal). A stent the device check found (:mod:`cacpipe.quant.devices`) is a warning: its
+  metal was taken out of the count (``device_calcium_excluded`` says what), so the numbers stay valid;
 - an ``invalid`` attribution flag (``artery_implausible_position`` for an artery,
   ``dextrocardia_suspected`` for every artery) -> that artery's Agatston is not valid, the total
   stays valid: the calcium is coronary, only which artery holds it is in doubt;
@@ -69,6 +71,8 @@ def finalise(result: StudyResult) -> StudyResult:
             merged.append(f)
     arteries = {a: result.arteries.get(a) or ArteryResult.not_assessed() for a in ARTERIES}
     study_na = [f for f in merged if f.code == F.NOT_ASSESSABLE and f.artery is None and f.severity == "invalid"]
+    if study_na and result.status != "failed" and not result.reason:
+        result.reason = study_na[0].message  # what the CLI line and the manifest say
     for a in ARTERIES:
         artery_na = any(f.code == F.NOT_ASSESSABLE and f.artery == a for f in merged)
         if study_na or artery_na:
@@ -79,7 +83,7 @@ def finalise(result: StudyResult) -> StudyResult:
                                "invalid", a))
 
     contrast = any(f.code == F.CONTRAST_SUSPECTED for f in merged)
-    stents = {f.artery for f in merged if f.code == F.STENT_SUSPECTED and f.artery}
+    stents = {f.artery for f in merged if f.code == F.STENT_SUSPECTED and f.artery and f.severity == "invalid"}
     misplaced = {a for f in merged if f.code in ATTRIBUTION_CODES and f.severity == "invalid"
                  for a in ([f.artery] if f.artery else ARTERIES)}
     for a in ARTERIES:
