@@ -114,7 +114,7 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     """Step 3 (CPU): back to the CT grid, refine, quantify, flag, write ``out_dir``, review outputs."""
     from .heart import uncrop_labels
     from .quant.devices import screen_devices
-    from .quant.quality import quality_flags
+    from .quant.quality import fov_flags, quality_flags
     from .quant.quantify import quantify
     from .quant.severity import SeverityModel
     from .quant.validity import finalise
@@ -174,7 +174,9 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     flags += device_flags
     numbers = quantify(ct_b, labels_b, calibration_factor=s.quant.calibration_factor,
                        assessed=post.assessed if post else None, severity=severity)
-    flags += quality_flags(ct_b, labels_b, heart=heart_b, devices=devices, contrast=not contrast)
+    flags += quality_flags(ct_b, labels_b, heart=heart_b, devices=devices, contrast=not contrast, fov=False)
+    # The field-of-view check needs whole slices (lungs enclosed by the body): the slab, not the box.
+    flags += fov_flags(ct_z, heart_z)
     result = StudyResult(
         study=series.identity,
         pipeline={
