@@ -25,3 +25,14 @@ def write_json(path: str | Path, obj, indent: int = 2) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=indent, default=str), encoding="utf-8")
     return path
+
+
+def jsonable(o):
+    """``json.dumps(default=...)`` for numpy scalars and arrays (anything else as its text)."""
+    import numpy as np
+
+    if isinstance(o, (np.integer, np.floating, np.bool_)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..config import Settings
 from ..errors import GeometryError, InputDataError
+from ..jsonfile import jsonable
 from ..labels import ARTERIES, CALCIUM_ID
 from ..quant.agatston import calcium_stats_by_artery
 from ..quant.categories import cac_drs, category
@@ -162,15 +163,9 @@ def convert_case(case: Case, out: Path, settings: Settings, force: bool = False)
     except (InputDataError, GeometryError) as exc:
         rec["reason"] = str(exc).splitlines()[0]
     marker.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(marker, json.dumps(rec, indent=1, default=_jsonable))
+    write_atomic(marker, json.dumps(rec, indent=1, default=jsonable))
     if rec.get("study_uid") and rec["status"] == "done" and rec.get("labels"):
-        write_atomic(out / REFERENCE / rec["study_uid"] / CONVERSION, json.dumps(rec, indent=1, default=_jsonable))
+        write_atomic(out / REFERENCE / rec["study_uid"] / CONVERSION, json.dumps(rec, indent=1, default=jsonable))
     return rec
 
 
-def _jsonable(o):
-    if isinstance(o, (np.integer, np.floating, np.bool_)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)

@@ -55,9 +55,9 @@ def command(pred: Path | None, ref: Path | None, ratings: tuple[Path, ...], ref_
     rs = [read_csv(f, "ratings", sep=s, decimal=decimal) for f in ratings]
     res = evaluate(p, r, rs, allow_partial=allow_partial, ref_labels=ref_labels, lesion_level=not no_lesions)
     if as_json:
-        from ..evaluation.run import _jsonable
+        from ..jsonfile import jsonable
 
-        click.echo(json.dumps(res, indent=2, default=_jsonable))
+        click.echo(json.dumps(res, indent=2, default=jsonable))
     else:
         click.echo(format_text(res))
     if out_dir is not None:

@@ -13,11 +13,11 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..csvout import write_csv
 from ..errors import CacpipeError, InputDataError
+from ..jsonfile import jsonable
 from . import agreement, categories, grades, lesions, presence
 from .ratings import ratings_agreement
 from .sources import find_reference, read_prediction, scan_results
@@ -134,12 +134,6 @@ def _columns(rows: list[dict]) -> list[str]:
     return cols
 
 
-def _jsonable(o):
-    if isinstance(o, (np.integer, np.floating, np.bool_)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def write_outputs(res: dict, out_dir: str | Path, html: bool = True) -> list[Path]:
@@ -147,7 +141,7 @@ def write_outputs(res: dict, out_dir: str | Path, html: bool = True) -> list[Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "evaluation.json"]
-    written[0].write_text(json.dumps(res, indent=2, default=_jsonable))
+    written[0].write_text(json.dumps(res, indent=2, default=jsonable))
     for name in TABLES:
         rows = res.get(name)
         if not rows:

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from .e2e import HISTORY, STAGES, _f, scan_settings, study_records
+from .e2e import STAGES, _f, scan_settings, study_records, write_report
 
 # name -> (held-out seed offset, acquisition overrides). Seeds 900008 and 900004 draw plaques.
 STUDIES: dict[str, tuple[int, dict]] = {
@@ -169,7 +169,7 @@ def report_lines(s: dict, ratios: dict, command: str, info: dict, previous_date:
 def run_clinical(out: Path, device: str, review: bool, folds: list[int] | None, argv: list[str],
                  segment: dict | None = None, passes: int = 3) -> Path:
     """Prepare the two studies, scan them in a fresh process, write OUT/e2e.md and OUT/e2e.json."""
-    from .runner import REPO, device_info
+    from .runner import REPO
 
     out.mkdir(parents=True, exist_ok=True)
     exports = prepare_clinical(out / "e2e_data")
@@ -188,20 +188,7 @@ def run_clinical(out: Path, device: str, review: bool, folds: list[int] | None, 
          "settings_note": f"preset clinical ({', '.join(f'{n}: {a}' for n, (_, a) in STUDIES.items())}), "
                           f"device {device}, review {'on' if review else 'off'}, folds {folds or 'all'}, jobs 1"
                           + "".join(f", segment.{k} {v}" for k, v in (segment or {}).items())}
-    hist_path = out / HISTORY
-    history = json.loads(hist_path.read_text()) if hist_path.exists() else {}
-    previous = history.get(command)
-    ratios = ratios_to(previous, s["studies"])
-    info = device_info()
-    lines = report_lines(s, ratios, command, info, previous and previous.get("date"))
-    (out / "e2e.md").write_text("\n".join(lines) + "\n")
-    (out / "e2e.json").write_text(json.dumps({**s, "device": info, "ratios_to_previous": ratios, "raw": raw},
-                                             indent=2, default=str))
-    history[command] = s
-    hist_path.write_text(json.dumps(history, indent=2, default=str))
-    print("\n".join(lines))
-    print(f"written: {out / 'e2e.md'} {out / 'e2e.json'}")
-    return out / "e2e.md"
+    return write_report(out, command, s, raw, lambda prev: ratios_to(prev, s["studies"]), report_lines)
 
 
 if __name__ == "__main__":  # child: python -m devtools.bench.clinical EXPORTS_JSON OUT SETTINGS_JSON PASSES

@@ -167,10 +167,31 @@ def report_lines(s: dict, ratios: dict, command: str, info: dict, previous_date:
     return lines
 
 
+def write_report(out: Path, command: str, s: dict, raw, ratios_of, report_lines) -> Path:
+    """OUT/e2e.md and OUT/e2e.json for summary ``s``, with the ratios to the previous run of the same
+    command (``ratios_of(previous)``, from OUT's history, which ``s`` then joins); prints the report."""
+    from .runner import device_info
+
+    hist_path = out / HISTORY
+    history = json.loads(hist_path.read_text()) if hist_path.exists() else {}
+    previous = history.get(command)
+    ratios = ratios_of(previous)
+    info = device_info()
+    lines = report_lines(s, ratios, command, info, previous and previous.get("date"))
+    (out / "e2e.md").write_text("\n".join(lines) + "\n")
+    (out / "e2e.json").write_text(json.dumps({**s, "device": info, "ratios_to_previous": ratios, "raw": raw},
+                                             indent=2, default=str))
+    history[command] = s
+    hist_path.write_text(json.dumps(history, indent=2, default=str))
+    print("\n".join(lines))
+    print(f"written: {out / 'e2e.md'} {out / 'e2e.json'}")
+    return out / "e2e.md"
+
+
 def run_e2e(out: Path, n: int, preset: str, device: str, review: bool, folds: list[int] | None,
             argv: list[str], segment: dict | None = None, pipelined: bool = False) -> Path:
     """Prepare the cohort, scan it in a fresh process, write OUT/e2e.md and OUT/e2e.json."""
-    from .runner import REPO, device_info
+    from .runner import REPO
 
     out.mkdir(parents=True, exist_ok=True)
     export = prepare_cohort(out / "e2e_data", n, preset)
@@ -188,20 +209,7 @@ def run_e2e(out: Path, n: int, preset: str, device: str, review: bool, folds: li
              settings_note=f"preset {preset}, device {device}, review {'on' if review else 'off'}, "
                            f"folds {folds or 'all'}, jobs 1{', pipelined' if pipelined else ''}"
                            + "".join(f", segment.{k} {v}" for k, v in (segment or {}).items()))
-    hist_path = out / HISTORY
-    history = json.loads(hist_path.read_text()) if hist_path.exists() else {}
-    previous = history.get(command)
-    ratios = ratios_to(previous, s)
-    info = device_info()
-    lines = report_lines(s, ratios, command, info, previous and previous.get("date"))
-    (out / "e2e.md").write_text("\n".join(lines) + "\n")
-    (out / "e2e.json").write_text(json.dumps({**s, "device": info, "ratios_to_previous": ratios, "raw": raw},
-                                             indent=2, default=str))
-    history[command] = s
-    hist_path.write_text(json.dumps(history, indent=2, default=str))
-    print("\n".join(lines))
-    print(f"written: {out / 'e2e.md'} {out / 'e2e.json'}")
-    return out / "e2e.md"
+    return write_report(out, command, s, raw, lambda prev: ratios_to(prev, s), report_lines)
 
 
 if __name__ == "__main__":  # child: python -m devtools.bench.e2e EXPORT OUT SETTINGS_JSON [pipelined|serial]
