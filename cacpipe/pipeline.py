@@ -148,7 +148,7 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     flags: list[Flag] = [*series.flags, *st1.flags]
     contrast = any(f.code == CONTRAST_SUSPECTED for f in flags)  # an enhanced lumen is >= 130 HU: no growth
     post = (refine(ct_z, labels, heart=heart_z, complete=not contrast, density_rule=s.segment.density_rule,
-                   instance_numbers=series.instance_numbers, calcium_prob=calcium_prob)
+                   calcium_prob=calcium_prob)
             if s.segment.postprocess else None)
     if post is not None:  # the map written to disk and the numbers both come from the refined map
         labels = post.labels

@@ -124,11 +124,6 @@ def blood_stats(hu: np.ndarray, heart: np.ndarray | None, spacing_zyx) -> tuple[
     return med, float(1.4826 * np.median(np.abs(v - med)))
 
 
-def blood_noise_sd(hu: np.ndarray, heart: np.ndarray | None, spacing_zyx) -> float | None:
-    """The robust SD of :func:`blood_stats` (None when it cannot be measured)."""
-    st = blood_stats(hu, heart, spacing_zyx)
-    return None if st is None else st[1]
-
 
 def _near_labels(coronary: np.ndarray, dense: np.ndarray, sp, near_mm: float, touch_mm: float
                  ) -> tuple[np.ndarray, np.ndarray]:

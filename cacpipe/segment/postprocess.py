@@ -417,7 +417,7 @@ def _reference(ct: Volume, lab: np.ndarray, offset: np.ndarray, heart: np.ndarra
 def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete: bool = True,
            completion_mm: float = COMPLETION_MM, local_mm: float = LOCAL_MM,
            min_tree_mm3: float = MIN_TREE_MM3, density_rule: bool = True, rule: DensityRule | None = None,
-           instance_numbers: list | None = None, calcium_prob: Volume | None = None) -> Refinement:
+           calcium_prob: Volume | None = None) -> Refinement:
     """Complete, attribute and check the calcium of a six-class map on the CT's own grid.
 
     ``heart`` (0/1 on the same grid, optional) enables the outside-heart and heart-side checks and
@@ -425,7 +425,7 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
     ``complete=False`` skips the growth and the density rule (a contrast scan: the enhanced lumen is
     >= 130 HU too). ``density_rule``: >= 130 HU spots on the predicted tree that the calcium channel
     missed become calcium when :mod:`cacpipe.segment.density`'s judge accepts them (``rule``: the
-    shipped one by default). ``instance_numbers``: the PACS InstanceNumber of each slice, for flags.
+    shipped one by default). Flags name slices as PACS does (``ct.slice_reference``).
     ``calcium_prob`` (same grid): the network's calcium probability, a feature of the density rule.
     Returns the refined map (what is written to disk and quantified), the flags and a record.
     """
@@ -504,7 +504,7 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
     new[nb] = near_owner[nb]
     out[box] = new
     if cands:
-        flags += _uncounted(ct, cands, cand_ids, calc, new, offset, sp, instance_numbers, info)
+        flags += _uncounted(ct, cands, cand_ids, calc, new, offset, sp, info)
     info.update(completed_voxels=int(calc.sum()), added_voxels=int((calc & ~np.isin(lab, CALCIUM_IDS)).sum()),
                 below_threshold_relabelled=int(below.sum()),
                 reattributed_lesions=sum(1 for les in lesions if les.channels[les.artery] < max(les.channels.values())))
@@ -674,14 +674,8 @@ def _density_candidates(hu: np.ndarray, lab: np.ndarray, heart: np.ndarray | Non
     return (np.isin(ids, acc) if acc else None), cands, ids
 
 
-def _image_name(ct: Volume, z: int, instance_numbers: list | None) -> str:
-    """'image N' from ``instance_numbers`` when given, else the volume's own slice reference."""
-    n = instance_numbers[z] if instance_numbers and 0 <= z < len(instance_numbers) else None
-    return f"image {n}" if n is not None else ct.slice_reference(z)
-
-
 def _uncounted(ct: Volume, cands: list, ids: np.ndarray, calc: np.ndarray, lab: np.ndarray, offset: np.ndarray,
-               sp, instance_numbers: list | None, info: dict) -> list[Flag]:
+               sp, info: dict) -> list[Flag]:
     """``calcium_uncounted`` per artery: dense spots on or next to a predicted artery, >= 1 mm2 in a
     slice, that the density rule judged plausible (P >= UNCOUNTED_MIN_P) yet did not count: never
     silently dropped. Records every such spot in ``info["uncounted"]``."""
@@ -699,7 +693,7 @@ def _uncounted(ct: Volume, cands: list, ids: np.ndarray, calc: np.ndarray, lab: 
         art = max(ARTERIES, key=lambda a: by[a])
         z = int(round(c.centre_zyx[0])) + int(offset[0])
         why = "metal-dense: a device?" if c.peak_hu >= METAL_HU else f"P {c.probability:.2f}"
-        spots.setdefault(art, []).append({"image": _image_name(ct, z, instance_numbers), "slice": z,
+        spots.setdefault(art, []).append({"image": ct.slice_reference(z), "slice": z,
                                           "volume_mm3": round(c.volume_mm3, 1), "peak_hu": round(c.peak_hu),
                                           "why": why})
     info["uncounted"] = spots
