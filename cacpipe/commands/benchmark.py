@@ -62,15 +62,9 @@ def command(ctx: click.Context, dataset: str, dataset_dir: Path, out: Path, subs
     published figures: OUT/benchmark_report.html. Exit codes: 0 done, 1 some case failed,
     2 nothing run (layout, usage or start check). Datasets, layout, time: docs/benchmark.md.
     """
-    from ..errors import ConfigError
-    from .scan import load_analyse
+    from .scan import load_analyse, parse_folds
 
-    fold_list = None
-    if folds is not None:
-        try:
-            fold_list = [int(f) for f in folds.split(",") if f.strip()]
-        except ValueError as exc:
-            raise ConfigError(f"--folds {folds!r}: give fold numbers separated by commas, e.g. 0,1,2") from exc
+    fold_list = parse_folds(folds)
     given = {
         **selection_given(min_slices, min_spacing, max_spacing, max_missing_slices, preferred_kernel, allow_contrast),
         "device": device, "heart.method": heart_method, "heart.fast": heart_fast, "segment.model": model,

@@ -180,6 +180,18 @@ def print_dry_run(input_path: Path, out: Path | None, settings: Settings, patien
     return EXIT_OK
 
 
+def parse_folds(folds: str | None) -> list[int] | None:
+    """``--folds 0,1,2`` as fold numbers (None when not given)."""
+    from ..errors import ConfigError
+
+    if folds is None:
+        return None
+    try:
+        return [int(f) for f in folds.split(",") if f.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"--folds {folds!r}: give fold numbers separated by commas, e.g. 0,1,2") from exc
+
+
 @click.command("scan", cls=SectionedCommand)
 @apply(INPUT_OPTIONS)
 @option(IO, "-o", "--out", "--output", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -268,18 +280,12 @@ def command(ctx: click.Context, export: Path | None, input_path: Path | None, pa
     Exit codes: 0 done, 1 some study failed, 2 nothing run (usage or start check), 3 nothing to
     score. -v/-q may follow the command name.
     """
-    from ..errors import ConfigError
 
     input_path = require(one_of(export, input_path, "the input", "-i/--input"), "the input (a PACS export, "
                          "DICOM folder, zip, DICOMDIR or NIfTI/NRRD CT)", "-i INPUT")
     if allow_demo_model and no_demo_model:
         raise click.UsageError("--allow-demo-model and --no-demo-model contradict each other")
-    fold_list = None
-    if folds is not None:
-        try:
-            fold_list = [int(f) for f in folds.split(",") if f.strip()]
-        except ValueError as exc:
-            raise ConfigError(f"--folds {folds!r}: give fold numbers separated by commas, e.g. 0,1,2") from exc
+    fold_list = parse_folds(folds)
     settings = settings_from_options(settings_file, {
         **selection_given(min_slices, min_spacing, max_spacing, max_missing_slices, preferred_kernel, allow_contrast),
         "device": device, "heart.method": heart_method, "heart.fast": heart_fast, "segment.model": model,
