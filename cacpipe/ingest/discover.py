@@ -610,8 +610,12 @@ def _discover_file(path: Path, base: Path, workdir: Path, out: Discovery, follow
 
 
 def _discover_open(f, head: bytes, st, path: Path, source: str, workdir: Path, out: Discovery) -> None:
-    if head[:4] == b"PK\x03\x04" and zipfile.is_zipfile(f):
-        _scan_zip(str(path), source, workdir, out, depth=1)
+    if head[:4] == b"PK\x03\x04":
+        if zipfile.is_zipfile(f):
+            _scan_zip(str(path), source, workdir, out, depth=1)
+        else:  # starts like a zip file but has no central directory at its end: cut short
+            out.problems.append(Problem(source, "unreadable zip file (no central directory: truncated, or still "
+                                                "being copied?); not read"))
         return
     if path.name.upper() == "DICOMDIR":
         out.dicomdirs.append(source)
