@@ -24,6 +24,10 @@ lists the faults; each is a regression case here:
 | PX25, PXNAN, PX0, PXNEG | PixelSpacing 25 mm (1.6 m field of view), NaN, 0, -0.5 | failed: PixelSpacing |
 | SIGNED | signed pixels declared unsigned (air reads +64536) | failed: HU values implausible |
 | OBLIQUE | ImageOrientationPatient not orthonormal | failed: orthonormal |
+| (72 more) | issue 27's items and more: tests/hostile_probes.py lists them | see there |
+
+``pytest tests/test_hostile_exports.py -k tally -s`` prints the corpus' size and how many probes are
+clean, weak (accepted, not ideal: ``HostileExport.weak`` says why) and failing.
 """
 
 from __future__ import annotations
