@@ -82,12 +82,16 @@ def test_lossy_series_scored_and_flagged_everywhere(scanned, pid, part):
     assert f"{F.LOSSY_COMPRESSION}</b>" not in page and f"</b> {F.LOSSY_COMPRESSION}:" in page  # the flag list
     sr = pydicom.dcmread(d / res["outputs"]["sr"])
     assert any(F.LOSSY_COMPRESSION in t for t in _texts(sr))
+    for sc in res["outputs"]["sc"]:  # images derived from lossy ones say so (PS3.3 C.7.6.1.1.5)
+        assert pydicom.dcmread(d / sc, stop_before_pixels=True).LossyImageCompression == "01"
 
 
 def test_lossless_series_not_flagged(scanned):
     out, entries = scanned
-    res = json.loads((out / entries["PLAIN"]["result"]).read_text())
+    d = (out / entries["PLAIN"]["result"]).parent
+    res = json.loads((d / "result.json").read_text())
     assert F.LOSSY_COMPRESSION not in {f["code"] for f in res["flags"]}
+    assert "LossyImageCompression" not in pydicom.dcmread(d / res["outputs"]["sc"][0], stop_before_pixels=True)
 
 
 def test_rules_on_headers():
