@@ -5,8 +5,11 @@ anonymous."""
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from cacpipe.phantom.demo_export import write_demo_export
 from cacpipe.review import build_index
 from cacpipe.review.options import anonymised_id
 from cacpipe.scan.layout import RUN_FILES
+from devtools.browser import CHROMIUM
 
 PIDS = ("DEMO001", "DEMO002", "DEMO003", "GAPPY77")
 
@@ -90,6 +94,57 @@ def test_corrections_with_the_anonymised_id_are_applied(scanned, tmp_path):
     html = (d / "review.html").read_text(encoding="utf-8")
     assert "DEMO003" not in html and _page_data(html)["patient_id"] == anonymised_id("DEMO003")
     assert "DEMO003" not in (out / "index.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium not installed (make test installs it)")
+def test_downloads_from_the_page_carry_the_anonymised_id(scanned, tmp_path):
+    """In Chromium, as a reader: the ratings CSV and the corrections file the page downloads name the
+    anonymised id, never the PatientID, and `review apply` takes the corrections."""
+    from devtools.browser import Browser, Page
+
+    out, entries = scanned
+    e = entries["DEMO001"]
+    d = (out / e["result"]).parent
+    res = json.loads((d / "result.json").read_text())
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(downloads))
+        page = Page(browser)
+        page.open(d / "review.html", "#viewer=basic")
+        page.js("(() => { const r = document.getElementById('rater'); r.value = 'R9';"
+                " r.dispatchEvent(new Event('input')); })()")
+        page.js("document.querySelector('input[name=\"rating-RCA\"][value=\"excellent\"]').click()")
+        page.js("document.getElementById('download-csv').click()")
+        ratings = _wait_file(downloads, "*.csv")
+        rows = list(csv.DictReader(ratings.open(newline="", encoding="utf-8")))
+        assert rows and {r["patient_id"] for r in rows} == {anonymised_id("DEMO001")}
+        assert {r["study_uid"] for r in rows} == {e["study_uid"]} and "DEMO001" not in ratings.read_text()
+        to = next(a for a in ("RCA", "LAD", "LCX") if a != res["lesions"][0]["artery"])
+        page.js(f"(() => {{ const s = document.querySelectorAll('select.reassign')[0]; s.value = '{to}';"
+                " s.dispatchEvent(new Event('change')); })()")
+        page.js("document.getElementById('download-corrections').click()")
+        corrections = _wait_file(downloads, "corrections_*.json")
+    finally:
+        browser.close()
+    doc = json.loads(corrections.read_text())
+    assert doc["patient_id"] == anonymised_id("DEMO001") and "DEMO001" not in corrections.read_text()
+    assert [c["op"] for c in doc["changes"]] == ["reassign"]
+    r = CliRunner().invoke(cli, ["review", "apply", str(out), "-c", str(corrections)])
+    assert r.exit_code == 0, r.output
+    assert json.loads((d / "result.json").read_text())["corrections"]["files"][0]["reader"] == "R9"
+
+
+def _wait_file(folder: Path, pattern: str) -> Path:
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        found = sorted(folder.glob(pattern))
+        if found:
+            time.sleep(0.2)  # let the download finish writing
+            return found[0]
+        time.sleep(0.1)
+    raise TimeoutError(f"no {pattern} was downloaded")
 
 
 def test_a_second_run_finds_the_same_folders(scanned):
