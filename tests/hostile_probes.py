@@ -109,7 +109,8 @@ def add_probes(exp, t, study, export: Path, outside: Path, scratch: Path, study_
     exp.weak[("DUPINST", study("DUPINST", "dupinst", edit=lambda ds, k: setattr(ds, "InstanceNumber", 1)))] = \
         "every image is InstanceNumber 1: flags and pages name 'image 1' throughout (the z position beside it tells)"
     study("REVINST", "revinst", edit=lambda ds, k: setattr(ds, "InstanceNumber", 1000 - k))
-    study("BADDATE", "baddate", edit=lambda ds, k: setattr(ds, "StudyDate", "20261345"))
+    exp.weak[("BADDATE", study("BADDATE", "baddate", edit=lambda ds, k: setattr(ds, "StudyDate", "20261345")))] = \
+        "an impossible StudyDate is kept as written (pages show 2026-13-45), not flagged"
     study("LONGNAME", "longname", edit=lambda ds, k: setattr(ds, "PatientName", "X" * 10000))
     study("BADCHARSET", "badcharset", edit=lambda ds, k: setattr(ds, "SpecificCharacterSet", "ISO_IR 999"))
 
