@@ -232,7 +232,7 @@ def _findings(rng, h: Habitus, heart: HeartSpec, plaques):
         if rng.random() < float(np.clip(0.1 + 0.01 * (age - 60), 0.03, 0.45)) and valve == "none" else 0.0,
         mitral_annulus_calcium_deg=float(rng.uniform(40, 200))
         if rng.random() < float(np.clip(0.05 + 0.006 * (age - 60), 0.02, 0.3)) else 0.0,
-        aortic_wall_plaques=int(np.clip(1 + rng.poisson(2 + 0.1 * (age - 60)), 1, 15))
+        aortic_wall_plaques=int(np.clip(1 + rng.poisson(max(0.0, 2 + 0.1 * (age - 60))), 1, 15))
         if rng.random() < float(np.clip(0.2 + 0.02 * (age - 50), 0.1, 0.9)) else 0,
         stents=tuple(stents),
         cabg=bool(age > 55 and rng.random() < 0.03),
