@@ -41,6 +41,7 @@ MODEL_MIRRORED_LEFT_RIGHT = "model_trained_mirrored_left_right"
 CALCIUM_UNCOUNTED = "calcium_uncounted"  # dense spots on a predicted artery the density rule did not count
 READER_CORRECTED = "reader_corrected"  # a reader's corrections were applied (cacpipe review apply)
 UIDS_MISSING = "uids_missing"  # the files had blank Study/Series/SOP Instance UIDs: grouped by folder and geometry
+LOSSY_COMPRESSION = "lossy_compression"  # the images were lossy-compressed (LossyImageCompression 01 or a lossy syntax)
 
 
 @dataclass(frozen=True)
