@@ -68,6 +68,7 @@ CHAIN_MM = 12.0  # a valve frame's strut pieces lie this close to each other
 CLIP_PEAK_HU = 1000.0
 CLIP_OFF_HEART_MM = 8.0  # graft clips lie off the heart; native coronary calcium on it
 CLIP_MAX_MM3 = 60.0
+VALVE_STRUT_MAX_MM = 10.0  # a 'stent' this short next to a valve frame is one of its struts
 MESH_MIN_PIECES = 8  # a TAVI frame shows dozens of strut pieces; native calcium one lump or a few
 MESH_MIN_MM = 15.0
 
@@ -224,6 +225,7 @@ def find_devices(ct: Volume, labels: Volume | np.ndarray | None = None, heart: V
     vox = float(np.prod(sp))
     findings = _metal_objects(ct, hu, sp, idx, lab, hm, vox, instance_numbers) if len(idx) >= MIN_METAL_VOXELS else []
     findings += _thin_parts(ct, hu, sp, findings, hm, lab, vox, instance_numbers)
+    findings = _valve_struts_not_stents(findings, sp)
     ball = _ball(margin_mm, sp)
     grow = _ball(GROW_MM, sp)
     for f, gi in findings:
@@ -394,6 +396,23 @@ def _thin_parts(ct: Volume, hu: np.ndarray, sp, findings: list[tuple[DeviceFindi
             if np.isfinite(near).any():
                 taken[i] = True
                 out.append((_piece_finding(ct, "graft_clip", gi, vox, instance_numbers), gi))
+    return out
+
+
+def _valve_struts_not_stents(findings: list[tuple[DeviceFinding, np.ndarray]], sp) -> list[tuple[DeviceFinding, np.ndarray]]:
+    """A short 'stent' within ``CHAIN_MM`` of a valve prosthesis is a strut of its frame next to a
+    coronary ostium (a TAVI frame reaches the left main): the valve, not a stent in the artery."""
+    valves = [gi for f, gi in findings if f.kind == "valve_prosthesis"]
+    if not valves:
+        return findings
+    tree = cKDTree(np.concatenate(valves) * np.asarray(sp, float))
+    out = []
+    for f, gi in findings:
+        if f.kind == "stent" and f.length_mm < VALVE_STRUT_MAX_MM:
+            d, _ = tree.query(gi * np.asarray(sp, float), distance_upper_bound=CHAIN_MM)
+            if np.isfinite(d).any():
+                f = DeviceFinding(**{**asdict(f), "kind": "valve_prosthesis", "artery": None})
+        out.append((f, gi))
     return out
 
 
