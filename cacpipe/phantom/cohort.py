@@ -31,6 +31,7 @@ from .serial import follow_up_patient, patient_progression
 from .v2 import random_config
 from .v2.followup import follow_up_config
 from .v2.generate import generate
+from .v2.sampling import apply_overrides
 from .v2.study import _json_default, patient_of, write_study_v2, write_truth_files
 
 TRUTH_COLUMNS: tuple[str, ...] = (
@@ -110,7 +111,8 @@ def write_cohort(n: int, out: str | Path, seed: int = seed_ranges.HELDOUT.start,
         patient = patient_of(cfg)
         points = [_write_one(cfg, patient, export, truth_root / patient.patient_id, extras_for(s) if extras else ())]
         for k, years in enumerate(years_list, start=1):
-            fcfg = follow_up_config(cfg, years)
+            # the caller's overrides hold at every time point (e.g. a still heart, no contrast)
+            fcfg = apply_overrides(follow_up_config(cfg, years), overrides)
             fpat = follow_up_patient(patient, fcfg, years, k)
             points.append(_write_one(fcfg, fpat, export, truth_root, (), years=years, time_point=k))
         rows.extend(pt["row"] for pt in points)
