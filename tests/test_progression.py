@@ -197,6 +197,10 @@ def test_progression_command_end_to_end(serial_results, serial_cohort, tmp_path)
     page = (out / "progression.html").read_text()
     assert "<svg" in page and "L1" in page and "RESEARCH USE ONLY" in page
     assert "lesion matching" in r.output
+    # the scan's cohort.csv carries progression columns when a patient has several studies
+    cohort = list(csv.DictReader(open(serial_results / "cohort.csv")))
+    assert [c["prior_study_uid"] for c in cohort][0] == "" and cohort[2]["prior_study_uid"] == cohort[1]["study_uid"]
+    assert float(cohort[2]["years_since_prior"]) > 1.9 and cohort[1]["years_since_prior"] == "0"
 
 
 def test_progression_mapping_joins_pseudonyms(serial_results, tmp_path):
