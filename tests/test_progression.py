@@ -196,6 +196,7 @@ def test_progression_command_end_to_end(serial_results, serial_cohort, tmp_path)
     assert len(rows) == 2 * 4 and {r["artery"] for r in rows} == {"RCA", "LAD", "LCX", "total"}
     page = (out / "progression.html").read_text()
     assert "<svg" in page and "L1" in page and "RESEARCH USE ONLY" in page
+    assert page.count("data:image/png;base64,") >= 2  # prior and current side by side at a lesion
     assert "lesion matching" in r.output
     # the scan's cohort.csv carries progression columns when a patient has several studies
     cohort = list(csv.DictReader(open(serial_results / "cohort.csv")))

@@ -23,8 +23,9 @@ import click
 @click.option("--truth", type=click.Path(exists=True, path_type=Path), default=None,
               help="A phantom cohort folder (`cacpipe phantom cohort ... --follow-up`): also score the "
                    "progression against its progression_truth.json (progression_eval.json).")
+@click.option("--no-images", is_flag=True, help="No prior/current image pairs on the page (faster, smaller).")
 def command(results_arg: Path | None, results: Path | None, out: Path | None, mapping: Path | None,
-            repeatability: float | None, truth: Path | None) -> None:
+            repeatability: float | None, truth: Path | None, no_images: bool) -> None:
     """Calcium progression of every patient with more than one study in RESULTS.
 
     Studies are grouped per patient (PatientID, or --mapping), ordered by StudyDate; each
@@ -45,12 +46,13 @@ def command(results_arg: Path | None, results: Path | None, out: Path | None, ma
     def progress(i: int, n: int, subject: str) -> None:
         click.echo(f"  [{i}/{n}] {subject}", err=True)
 
-    doc = run_progression(results, mapping, repeatability or SQRT_VOLUME_THRESHOLD, progress)
+    views: dict | None = None if no_images else {}
+    doc = run_progression(results, mapping, repeatability or SQRT_VOLUME_THRESHOLD, progress, views)
     if truth is not None:
         from ..evaluation.progression import evaluate_progression
 
         doc["evaluation"] = evaluate_progression(doc, results, truth)
-    paths = write_outputs(doc, out)
+    paths = write_outputs(doc, out, views)
     n_pairs = sum(len(p["pairs"]) for p in doc["patients"].values())
     click.echo(f"progression: {len(doc['patients'])} patients with serial studies, {n_pairs} pairs "
                f"({len(doc['single_study_patients'])} with one study, {len(doc['skipped'])} studies skipped)")

@@ -85,7 +85,8 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
-def page(doc: dict) -> str:
+def page(doc: dict, views: dict | None = None) -> str:
+    """The HTML page; ``views``: (prior uid, current uid) -> match id -> [prior PNG, current PNG]."""
     rep = doc["repeatability"]
     out = ["<!doctype html><meta charset='utf-8'><title>cacpipe progression</title>",
            "<style>body{font:14px sans-serif;margin:2em;max-width:1000px}table{border-collapse:collapse;margin:.5em 0}"
@@ -125,23 +126,33 @@ def page(doc: dict) -> str:
                            f"<td>{_fmt(ch.get('agatston_percent_per_year'))}</td>"
                            f"<td>{_fmt(ch['volume_prior_mm3'])} &rarr; {_fmt(ch['volume_mm3'])}</td>"
                            f"<td>{_fmt(ch['sqrt_volume_change'])}</td><td>{_fmt(ch['exceeds_repeatability'])}</td></tr>")
+            imgs = (views or {}).get((pair["prior"], pair["current"]), {})
             out.append("</table><table><tr><th>match id</th><th>artery</th><th>prior lesion</th><th>current lesion</th>"
-                       "<th>status</th><th>volume mm&sup3;</th><th>distance mm</th></tr>")
+                       "<th>status</th><th>volume mm&sup3;</th><th>distance mm</th>"
+                       + ("<th>prior | current (same place, registered)</th>" if imgs else "") + "</tr>")
+            shown: set[str] = set()
             for e in pair["lesions"]:
+                mid = e.get("match_id")
+                cell = ""
+                if imgs:
+                    pngs = imgs.get(mid) if mid not in shown else None
+                    shown.add(mid)
+                    cell = "<td>" + "".join(f"<img alt='{_fmt(mid)}' src='data:image/png;base64,{b}'> "
+                                            for b in (pngs or [])) + "</td>"
                 out.append(f"<tr><td>{_fmt(e.get('match_id'))}</td><td>{e['artery']}</td><td>{_fmt(e['prior_lesion'])}</td>"
                            f"<td>{_fmt(e['current_lesion'])}</td><td>{e['status']}</td>"
                            f"<td>{_fmt(e['prior_volume_mm3'])} &rarr; {_fmt(e['current_volume_mm3'])}</td>"
-                           f"<td>{_fmt(e['distance_mm'])}</td></tr>")
+                           f"<td>{_fmt(e['distance_mm'])}</td>{cell}</tr>")
             out.append("</table>")
     return "\n".join(out)
 
 
-def write_outputs(doc: dict, out: str | Path) -> dict[str, Path]:
+def write_outputs(doc: dict, out: str | Path, views: dict | None = None) -> dict[str, Path]:
     """Write progression.json, progression.csv and progression.html into ``out`` (private files)."""
     out = make_private_dir(out)
     paths = {"json": write_json(out / "progression.json", doc),
              "csv": write_csv(out / "progression.csv", csv_rows(doc), CSV_COLUMNS),
              "html": out / "progression.html"}
-    paths["html"].write_text(page(doc), encoding="utf-8")
+    paths["html"].write_text(page(doc, views), encoding="utf-8")
     protect(paths.values())
     return paths

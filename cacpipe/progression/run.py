@@ -23,13 +23,20 @@ SCHEMA = "cacpipe.progression/1"
 log = logging.getLogger("cacpipe.progression")
 
 
-def _volumes(study: Study) -> tuple[Volume, Volume]:
+def _volumes(study: Study, cache: dict) -> tuple[Volume, Volume]:
+    """The study's CT and label map (``cache`` keeps the last two read: a pair, then the next)."""
+    if study.study_uid in cache:
+        return cache[study.study_uid]
     res = study.result
     paths = [study.folder / (res.outputs.get(k) or f"{k}.nii.gz") for k in ("ct", "labels")]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise InputDataError(f"{study.folder} lacks {', '.join(missing)} (scan with the default outputs)")
-    return Volume.read(paths[0]), Volume.read(paths[1])
+    vols = Volume.read(paths[0]), Volume.read(paths[1])
+    while len(cache) >= 2:
+        cache.pop(next(iter(cache)))
+    cache[study.study_uid] = vols
+    return vols
 
 
 def _study_record(s: Study) -> dict:
@@ -42,17 +49,23 @@ def _study_record(s: Study) -> dict:
             "total_volume_mm3": s.result.total.calcium_volume_mm3, "arteries": arts}
 
 
-def patient_progression(studies: list[Study], threshold: float = SQRT_VOLUME_THRESHOLD) -> dict:
-    """Pairs of consecutive studies of one patient, with lesion tracks over all of them."""
+def patient_progression(studies: list[Study], threshold: float = SQRT_VOLUME_THRESHOLD,
+                        views: dict | None = None) -> dict:
+    """Pairs of consecutive studies of one patient, with lesion tracks over all of them.
+
+    ``views``: when a dict, it receives (prior uid, current uid) -> match id -> [prior PNG, current
+    PNG] (cacpipe.progression.views) for the page."""
     tracks: dict[int, str] = {i: f"L{i + 1}" for i in range(len(studies[0].result.lesions))}
     next_id = len(tracks) + 1
+    cache: dict = {}
     pairs = []
     for k in range(1, len(studies)):
         a, b = studies[k - 1], studies[k]
         years = (b.date - a.date).days / 365.25
         pair: dict = {"prior": a.study_uid, "current": b.study_uid, "years": round(years, 4)}
+        reg = None
         try:
-            reg = _register(a, b)
+            reg = _register(a, b, cache)
             pair["registration"] = reg.record()
             to_prior = reg.to_prior
         except (RegistrationError, InputDataError) as exc:
@@ -79,26 +92,44 @@ def patient_progression(studies: list[Study], threshold: float = SQRT_VOLUME_THR
         pair["counts"] = {s: sum(1 for e in events if e["status"] == s)
                           for s in ("new", "grown", "stable", "smaller", "merged", "gone")}
         pair["arteries"] = artery_change(a.result, b.result, years, threshold)
+        if views is not None:
+            views[(a.study_uid, b.study_uid)] = _views(a, b, reg, events, prior_l, cur_l, cache)
         tracks = new_tracks
         pairs.append(pair)
     return {"studies": [_study_record(s) for s in studies], "pairs": pairs}
 
 
-def _register(a: Study, b: Study):
-    ct_a, lab_a = _volumes(a)
-    ct_b, lab_b = _volumes(b)
+def _views(a: Study, b: Study, reg, events: list[dict], prior_l, cur_l, cache: dict) -> dict:
+    from .views import pair_views
+
+    positions = {}
+    for e in events:
+        if e.get("match_id") and e["match_id"] not in positions:
+            les = prior_l[e["prior"]] if e["prior"] is not None else cur_l[e["current"]]
+            positions[e["match_id"]] = les.xyz
+    try:
+        return pair_views(_volumes(a, cache)[0], _volumes(b, cache)[0], None if reg is None else reg.transform,
+                          positions)
+    except InputDataError:
+        return {}
+
+
+def _register(a: Study, b: Study, cache: dict):
+    ct_a, lab_a = _volumes(a, cache)
+    ct_b, lab_b = _volumes(b, cache)
     return register(ct_a, ct_b, lab_a, lab_b)
 
 
 def run_progression(results: str | Path, mapping: str | Path | None = None,
                     threshold: float = SQRT_VOLUME_THRESHOLD,
-                    progress: Callable[[int, int, str], None] | None = None) -> dict:
-    """Progression of every patient of ``results`` with more than one done study."""
+                    progress: Callable[[int, int, str], None] | None = None, views: dict | None = None) -> dict:
+    """Progression of every patient of ``results`` with more than one done study (``views``: see
+    :func:`patient_progression`)."""
     grouping: Grouping = load_studies(results, read_mapping(mapping) if mapping else None)
     serial = grouping.serial
     patients = {}
     for n, (subject, studies) in enumerate(sorted(serial.items()), start=1):
-        patients[subject] = patient_progression(studies, threshold)
+        patients[subject] = patient_progression(studies, threshold, views)
         if progress is not None:
             progress(n, len(serial), subject)
     source = REPEATABILITY_SOURCE if threshold == SQRT_VOLUME_THRESHOLD else "given with --repeatability"
