@@ -141,6 +141,12 @@ def test_matching_on_known_truth():
     # the artery must agree: an RCA lesion at the same place is not the LAD lesion
     ev = match_lesions([_les(0, "LAD", (0, 0, 0), 20.0)], [_les(0, "RCA", (0, 0, 0), 20.0)])
     assert sorted(e["status"] for e in ev) == ["gone", "new"]
+    # LAD and LCX share the left main: a lesion whose attribution flipped between scans still matches,
+    # but a same-artery lesion at a similar distance is preferred
+    ev = match_lesions([_les(0, "LAD", (0, 0, 0), 20.0)], [_les(0, "LCX", (1, 0, 0), 20.0)])
+    assert ev[0]["status"] == "stable" and ev[0]["artery_prior"] == "LAD"
+    ev = match_lesions([_les(0, "LAD", (0, 0, 0), 20.0)], [_les(0, "LCX", (1, 0, 0), 20.0), _les(1, "LAD", (3, 0, 0), 20.0)])
+    assert {(e["prior"], e["current"]): e["status"] for e in ev}[(0, 1)] == "stable"
 
 
 def _result(agatston: dict, volume: dict) -> StudyResult:

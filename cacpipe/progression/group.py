@@ -3,7 +3,8 @@
 A patient is its PatientID, or (``mapping``) a subject id from a CSV that maps pseudonymised
 PatientIDs or StudyInstanceUIDs to one subject: columns ``subject`` and ``patient_id`` and/or
 ``study_uid``. Studies are ordered by StudyDate (YYYYMMDD); a study without a date cannot be
-placed in time and is left out with its reason, as is a study whose scan did not finish.
+placed in time and is left out with its reason, as is a study whose scan did not finish or
+that was not assessable (its lesions say nothing about change).
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ def load_studies(results: str | Path, mapping: dict[str, str] | None = None) -> 
             parse_date(res.study.study_date)
         except InputDataError as exc:
             out.skipped.append({"study": key, "reason": str(exc)})
+            continue
+        if res.status != "done":  # not assessable: its lesions say nothing about change
+            out.skipped.append({"study": key, "reason": f"{res.status}: {res.reason}"})
             continue
         subject = res.study.patient_id
         if mapping:

@@ -1,9 +1,12 @@
 """Lesions of two studies matched across time; per-artery change against the repeatability.
 
-Matching: a prior lesion and a current lesion can match when they are on the same artery and
-the current lesion's centroid, mapped into the prior's space by the registration, lies within
-the gate of the prior one (:func:`gate_mm`: :data:`GATE_MM`, or half the larger lesion's extent
-for long lesions). Pairs are chosen to minimise the summed distance (Hungarian assignment).
+Matching: a prior lesion and a current lesion can match when the current lesion's centroid,
+mapped into the prior's space by the registration, lies within the gate of the prior one
+(:func:`gate_mm`: :data:`GATE_MM`, or half the larger lesion's extent for long lesions) and they
+are on the same artery, or both on the left system (LAD and LCX share the left main, and
+where the left main's calcium ends up differs from scan to scan: such a pair costs
+:data:`LEFT_SWAP_MM` more and says ``artery_prior``); never across RCA and the left system.
+Pairs are chosen to minimise the summed distance (Hungarian assignment).
 A current lesion left over but within the gate of a matched prior lesion is part of it that
 the threshold now splits off (status ``grown``, same match id); a prior lesion left over within
 the gate of a current lesion merged into it (``merged``). Then:
@@ -33,6 +36,8 @@ from ..labels import ARTERIES
 from ..record import StudyResult
 
 GATE_MM = 8.0
+LEFT = ("LAD", "LCX")
+LEFT_SWAP_MM = 4.0  # extra cost of a LAD <-> LCX match (same artery preferred at equal distance)
 SQRT_VOLUME_THRESHOLD = 2.5  # Hokanson et al. 2004 (see the module docstring)
 REPEATABILITY_SOURCE = ("Hokanson et al., AJR 2004;182:1327-1332 (SQRT method): sqrt(V2) - sqrt(V1) >= 2.5, "
                         "V = calcium volume (mm3); derived on gated scans")
@@ -95,8 +100,9 @@ def match_lesions(prior: list[LesionAt], current: list[LesionAt],
     for i, p in enumerate(prior):
         for j, c in enumerate(current):
             d = float(np.linalg.norm(p.xyz - c.xyz))
-            if p.artery == c.artery and d <= gate_mm(p, c):
-                dist[i, j] = d
+            same = p.artery == c.artery
+            if (same or (p.artery in LEFT and c.artery in LEFT)) and d <= gate_mm(p, c):
+                dist[i, j] = d + (0.0 if same else LEFT_SWAP_MM)
     pairs: list[tuple[int, int]] = []
     if n and m and np.isfinite(dist).any():
         cost = np.where(np.isfinite(dist), dist, 1e6)
@@ -106,15 +112,19 @@ def match_lesions(prior: list[LesionAt], current: list[LesionAt],
     used_p, used_c = {i for i, _ in pairs}, {j for _, j in pairs}
     for i, j in pairs:
         p, c = prior[i], current[j]
-        events.append({"prior": i, "current": j, "artery": c.artery, "distance_mm": round(float(dist[i, j]), 2),
-                       "status": lesion_status(p.volume_mm3, c.volume_mm3, threshold)})
+        e = {"prior": i, "current": j, "artery": c.artery,
+             "distance_mm": round(float(np.linalg.norm(p.xyz - c.xyz)), 2),
+             "status": lesion_status(p.volume_mm3, c.volume_mm3, threshold)}
+        if p.artery != c.artery:
+            e["artery_prior"] = p.artery
+        events.append(e)
     for j in range(m):
         if j in used_c:
             continue
         near = [i for i in used_p if np.isfinite(dist[i, j])]
         i = min(near, key=lambda k: dist[k, j]) if near else None
         events.append({"prior": i, "current": j, "artery": current[j].artery,
-                       "distance_mm": None if i is None else round(float(dist[i, j]), 2),
+                       "distance_mm": None if i is None else round(float(np.linalg.norm(prior[i].xyz - current[j].xyz)), 2),
                        "status": "grown" if i is not None else "new", "split": i is not None})
     for i in range(n):
         if i in used_p:
@@ -122,7 +132,7 @@ def match_lesions(prior: list[LesionAt], current: list[LesionAt],
         near = [j for j in range(m) if np.isfinite(dist[i, j])]
         j = min(near, key=lambda k: dist[i, k]) if near else None
         events.append({"prior": i, "current": j, "artery": prior[i].artery,
-                       "distance_mm": None if j is None else round(float(dist[i, j]), 2),
+                       "distance_mm": None if j is None else round(float(np.linalg.norm(prior[i].xyz - current[j].xyz)), 2),
                        "status": "merged" if j is not None else "gone"})
     return events
 
