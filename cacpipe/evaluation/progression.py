@@ -15,7 +15,8 @@ inside its bounding box); 0 when it lies on no plaque (a false lesion). Then per
   (no plaque there);
 - **per-artery change**: the scan's annualised change (Agatston per year; square-root volume per
   year) minus the truth's, the truth being the numbers as imaged (what a perfect reader measures
-  on each scan: cacpipe.phantom.truth.imaged_numbers);
+  on each scan: cacpipe.phantom.truth.imaged_numbers); arteries with no calcium on either scan
+  and in truth are left out (of the repeatability too);
 - **repeatability** (pairs 0 years apart: rescans of an unchanged patient): per-artery
   repeatability coefficient RC = 1.96 x sqrt(mean(d^2)) of the rescan differences d, for the
   scan's numbers and for the truth's (what acquisition alone changes).
@@ -97,6 +98,7 @@ def evaluate_progression(doc: dict, results: str | Path, truth_root: str | Path)
     sqrt_err = {a: [] for a in (*ARTERIES, "total")}
     rescan = {"scan_agatston": {a: [] for a in ARTERIES}, "scan_sqrt_volume": {a: [] for a in ARTERIES},
               "truth_agatston": {a: [] for a in ARTERIES}, "truth_sqrt_volume": {a: [] for a in ARTERIES}}
+    rescan_total: dict[str, list[float]] = {"agatston": [], "sqrt_volume": []}
     reg_seconds, per_pair, n_pairs = [], [], 0
     for pid, p in doc["patients"].items():
         tp = truth["patients"].get(pid)
@@ -148,13 +150,18 @@ def evaluate_progression(doc: dict, results: str | Path, truth_root: str | Path)
                 ch, tch = pair["arteries"].get(a, {}), _truth_change(tq, a)
                 if not ch.get("assessed") or tch is None:
                     continue
+                if max(ch["agatston_prior"], ch["agatston"], tch["agatston_prior"], tch["agatston"]) <= 0:
+                    continue  # no calcium on either scan nor in truth: an exact 0 would flatter the medians
                 if years > 0:
                     e1 = ch["agatston_change_per_year"] - tch["agatston_change"] / years
                     e2 = (ch["sqrt_volume_change"] - tch["sqrt_volume_change"]) / years
                     change_err[a].append(abs(e1))
                     sqrt_err[a].append(abs(e2))
                     errs[a] = round(e1, 2)
-                elif a != "total":
+                elif a == "total":
+                    rescan_total["agatston"].append(ch["agatston_change"])
+                    rescan_total["sqrt_volume"].append(ch["sqrt_volume_change"])
+                else:
                     rescan["scan_agatston"][a].append(ch["agatston_change"])
                     rescan["scan_sqrt_volume"][a].append(ch["sqrt_volume_change"])
                     rescan["truth_agatston"][a].append(tch["agatston_change"])
@@ -183,6 +190,7 @@ def evaluate_progression(doc: dict, results: str | Path, truth_root: str | Path)
                 "arteries_pooled": _rc(pooled(rescan["scan_agatston"]))},
             "rc_sqrt_volume": {a: _rc(v) for a, v in rescan["scan_sqrt_volume"].items()} | {
                 "arteries_pooled": _rc(pooled(rescan["scan_sqrt_volume"]))},
+            "rc_total_agatston": _rc(rescan_total["agatston"]), "rc_total_sqrt_volume": _rc(rescan_total["sqrt_volume"]),
             "truth_rc_agatston": _rc(pooled(rescan["truth_agatston"])),
             "truth_rc_sqrt_volume": _rc(pooled(rescan["truth_sqrt_volume"])),
             "rescan_artery_pairs": len(pooled(rescan["scan_agatston"]))},
@@ -198,13 +206,13 @@ def _truth_change(tq: dict, artery: str) -> dict | None:
     if artery == "total":
         sums = {k: sum(arts[a][k] for a in ARTERIES) for k in ("agatston_prior", "agatston", "volume_prior_mm3",
                                                                "volume_mm3")}
-        v = {"agatston_change": sums["agatston"] - sums["agatston_prior"],
-             "volume_prior_mm3": sums["volume_prior_mm3"], "volume_mm3": sums["volume_mm3"]}
+        v = {"agatston_change": sums["agatston"] - sums["agatston_prior"], **sums}
     else:
         v = arts.get(artery)
         if v is None:
             return None
-    return {"agatston_change": float(v["agatston_change"]),
+    return {"agatston_change": float(v["agatston_change"]), "agatston_prior": float(v["agatston_prior"]),
+            "agatston": float(v["agatston"]),
             "sqrt_volume_change": float(np.sqrt(max(v["volume_mm3"], 0)) - np.sqrt(max(v["volume_prior_mm3"], 0)))}
 
 
@@ -222,7 +230,8 @@ def summary_lines(ev: dict) -> list[str]:
         f"/y, sqrt volume {ce['median_abs_sqrt_volume_per_year']['arteries_pooled']}/y",
         f"  rescan repeatability (RC, arteries pooled): Agatston {rp['rc_agatston']['arteries_pooled']}, sqrt volume "
         f"{rp['rc_sqrt_volume']['arteries_pooled']} (truth as imaged: {rp['truth_rc_agatston']}, "
-        f"{rp['truth_rc_sqrt_volume']})",
+        f"{rp['truth_rc_sqrt_volume']}); total: Agatston {rp['rc_total_agatston']}, sqrt volume "
+        f"{rp['rc_total_sqrt_volume']}",
         f"  registration seconds per pair: median {ev['registration_seconds']['median']}, "
         f"max {ev['registration_seconds']['max']}",
     ]
