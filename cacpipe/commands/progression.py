@@ -22,7 +22,7 @@ import click
                    "(default 2.5: Hokanson et al. 2004; docs/progression.md).")
 @click.option("--truth", type=click.Path(exists=True, path_type=Path), default=None,
               help="A phantom cohort folder (`cacpipe phantom cohort ... --follow-up`): also score the "
-                   "progression against its progression_truth.json (progression_eval.json).")
+                   "progression against its progression_truth.json (progression.json: evaluation).")
 @click.option("--no-images", is_flag=True, help="No prior/current image pairs on the page (faster, smaller).")
 def command(results_arg: Path | None, results: Path | None, out: Path | None, mapping: Path | None,
             repeatability: float | None, truth: Path | None, no_images: bool) -> None:
