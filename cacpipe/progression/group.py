@@ -114,6 +114,9 @@ def load_studies(results: str | Path, mapping: dict[str, str] | None = None) -> 
         subject = res.study.patient_id
         if mapping:
             subject = mapping.get(res.study.study_uid) or mapping.get(res.study.patient_id) or subject
+        if not subject:  # never lump unidentified studies (e.g. image files) into one patient
+            out.skipped.append({"study": key, "reason": "no PatientID (give a --mapping row for its study_uid)"})
+            continue
         out.patients.setdefault(subject, []).append(Study(subject, res, rpath.parent))
     for studies in out.patients.values():
         studies.sort(key=lambda s: (s.date, s.result.study.accession, s.study_uid))
