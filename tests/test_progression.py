@@ -239,3 +239,22 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
     assert r.exit_code == 2 and "needs a 'subject' column" in r.output
     r = CliRunner().invoke(cli, ["phantom", "cohort", "1", str(tmp_path / "c"), "--follow-up", "soon"])
     assert r.exit_code == 2 and "--follow-up takes years" in r.output
+
+
+def test_grouping_orders_by_date_and_says_why_a_study_is_left_out(tmp_path):
+    from cacpipe.progression.group import load_studies
+
+    studies = {}
+    for key, pid, date, status in [("a", "P1", "20270301", "done"), ("b", "P1", "20250301", "done"),
+                                   ("c", "P1", "", "done"), ("d", "", "20250101", "done"), ("e", "P1", "20260101", "failed"),
+                                   ("f", "P2", "20260101", "done")]:
+        folder = tmp_path / key
+        folder.mkdir()
+        StudyResult.from_json({"study": {"patient_id": pid, "study_uid": f"1.2.{key}", "study_date": date}}).save(
+            folder / "result.json")
+        studies[key] = {"status": status, "result": f"{key}/result.json", "patient_id": pid}
+    (tmp_path / "manifest.json").write_text(json.dumps({"studies": studies}))
+    g = load_studies(tmp_path)
+    assert [s.study_uid for s in g.patients["P1"]] == ["1.2.b", "1.2.a"] and list(g.serial) == ["P1"]
+    reasons = {s["study"]: s["reason"] for s in g.skipped}
+    assert "not a date" in reasons["c"] and "no PatientID" in reasons["d"] and "failed" in reasons["e"]
