@@ -258,3 +258,19 @@ def test_grouping_orders_by_date_and_says_why_a_study_is_left_out(tmp_path):
     assert [s.study_uid for s in g.patients["P1"]] == ["1.2.b", "1.2.a"] and list(g.serial) == ["P1"]
     reasons = {s["study"]: s["reason"] for s in g.skipped}
     assert "not a date" in reasons["c"] and "no PatientID" in reasons["d"] and "failed" in reasons["e"]
+
+
+def test_a_lesion_a_scan_in_between_missed_reappears_with_its_track():
+    from cacpipe.progression.run import _reappeared
+
+    class _S:
+        study_uid = "1.2.first"
+
+    ended = {"L3": (0, 2, _les(2, "LAD", (10, 0, 0), 20.0))}
+    events = [{"prior": None, "current": 0, "status": "new"}, {"prior": None, "current": 1, "status": "new"}]
+    shift = np.array([5.0, 0.0, 0.0])  # the middle study's space: 5 mm from the first's
+    chain = [None, lambda p: p + shift]
+    current = [_les(0, "LCX", (5.5, 0, 0), 22.0), _les(1, "RCA", (40, 0, 0), 5.0)]
+    _reappeared(events, current, ended, chain, 1, [_S()])
+    assert events[0]["status"] == "reappeared" and events[0]["track"] == "L3" and events[0]["earlier_lesion"] == 2
+    assert events[1]["status"] == "new" and not ended

@@ -5,8 +5,8 @@ most common among the lesion's calcium voxels (scan label map, >= 130 HU on the 
 inside its bounding box); 0 when it lies on no plaque (a false lesion). Then per pair:
 
 - **matching**: a current lesion with a true identity is matched correctly when it is linked to
-  a prior lesion of the same identity, or called ``new`` while the prior scan reported no lesion
-  of that identity; a prior lesion called ``gone`` is correct when the current scan reported no
+  a prior lesion of the same identity (or, ``reappeared``, to an earlier study's lesion of that
+  identity), or called ``new`` while the prior scan reported no lesion of that identity; a prior lesion called ``gone`` is correct when the current scan reported no
   lesion of its identity. Accuracy = correct decisions / decisions (false lesions left out,
   counted apart);
 - **false new lesions**: lesions called ``new`` that are not new in truth, split by cause:
@@ -133,6 +133,8 @@ def evaluate_progression(doc: dict, results: str | Path, truth_root: str | Path)
                         elif tq["lesion_status"].get(str(t)) != "new":
                             false_new["missed_before"] += 1
                             fnew += 1
+                    elif e["status"] == "reappeared":  # linked to a lesion of an earlier study
+                        good = e.get("earlier_study") in studies and tids(e["earlier_study"])[e["earlier_lesion"]] == t
                     else:
                         good = e["prior"] is not None and tp_ids[e["prior"]] == t
                     ok += int(good)

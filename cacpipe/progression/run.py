@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import InputDataError
 from ..labels import ARTERIES
 from ..volume import Volume
 from .group import Grouping, Study, load_studies, read_mapping
-from .match import REPEATABILITY_SOURCE, SQRT_VOLUME_THRESHOLD, artery_change, lesions_at, match_lesions
+from .match import (
+    LEFT,
+    REPEATABILITY_SOURCE,
+    SQRT_VOLUME_THRESHOLD,
+    artery_change,
+    gate_mm,
+    lesions_at,
+    match_lesions,
+)
 from .register import RegistrationError, register
 
 SCHEMA = "cacpipe.progression/1"
@@ -59,6 +70,8 @@ def patient_progression(studies: list[Study], threshold: float = SQRT_VOLUME_THR
     next_id = len(tracks) + 1
     cache: dict = {}
     pairs = []
+    chain: list = [None]  # per study: its map into the previous study's space (None: identity)
+    ended: dict[str, tuple] = {}  # track id -> (study index, lesion index, LesionAt in the first study's space)
     for k in range(1, len(studies)):
         a, b = studies[k - 1], studies[k]
         years = (b.date - a.date).days / 365.25
@@ -75,10 +88,14 @@ def patient_progression(studies: list[Study], threshold: float = SQRT_VOLUME_THR
                         a.subject, a.result.study.study_date, b.result.study.study_date, exc)
         prior_l, cur_l = lesions_at(a.result), lesions_at(b.result, to_prior)
         events = match_lesions(prior_l, cur_l, threshold)
+        chain.append(to_prior)
+        _reappeared(events, cur_l, ended, chain, k - 1, studies)
         new_tracks: dict[int, str] = {}
         for e in events:
             if e["current"] is not None and e["prior"] is not None and e["status"] != "merged":
                 new_tracks.setdefault(e["current"], tracks.get(e["prior"], f"L{next_id}"))
+            elif e["status"] == "reappeared":
+                new_tracks[e["current"]] = e.pop("track")
         for e in sorted(events, key=lambda e: (e["current"] is None, e["current"] or 0)):
             if e["current"] is not None and e["current"] not in new_tracks:
                 new_tracks[e["current"]] = f"L{next_id}"
@@ -90,13 +107,45 @@ def patient_progression(studies: list[Study], threshold: float = SQRT_VOLUME_THR
             e["current_volume_mm3"] = None if e["current"] is None else round(cur_l[e["current"]].volume_mm3, 3)
         pair["lesions"] = sorted(events, key=lambda e: (int(e["match_id"][1:]) if e.get("match_id") else 0))
         pair["counts"] = {s: sum(1 for e in events if e["status"] == s)
-                          for s in ("new", "grown", "stable", "smaller", "merged", "gone")}
+                          for s in ("new", "reappeared", "grown", "stable", "smaller", "merged", "gone")}
+        for e in events:  # a track that ends here may reappear in a later study
+            if e["status"] == "gone" and e.get("match_id"):
+                les = prior_l[e["prior"]]
+                ended[e["match_id"]] = (k - 1, e["prior"], replace(les, xyz=_to_first(chain, k - 1, les.xyz)))
         pair["arteries"] = artery_change(a.result, b.result, years, threshold)
         if views is not None:
             views[(a.study_uid, b.study_uid)] = _views(a, b, reg, events, prior_l, cur_l, cache)
         tracks = new_tracks
         pairs.append(pair)
     return {"studies": [_study_record(s) for s in studies], "pairs": pairs}
+
+
+def _to_first(chain: list, k: int, xyz):
+    """A point of study ``k``'s space in the first study's space (through each pair's registration)."""
+    for j in range(k, 0, -1):
+        if chain[j] is not None:
+            xyz = chain[j](xyz[None])[0]
+    return xyz
+
+
+def _reappeared(events: list[dict], cur_l: list, ended: dict, chain: list, k: int, studies: list[Study]) -> None:
+    """``new`` lesions that lie where an earlier study had a lesion whose track ended (a lesion a
+    scan in between missed) become ``reappeared`` with that track's id."""
+    for e in events:
+        if e["status"] != "new" or not ended:
+            continue
+        c = replace(cur_l[e["current"]], xyz=_to_first(chain, k, cur_l[e["current"]].xyz))
+        best = None
+        for tid, (si, li, les) in ended.items():
+            d = float(np.linalg.norm(les.xyz - c.xyz))
+            if (les.artery == c.artery or (les.artery in LEFT and c.artery in LEFT)) and d <= gate_mm(les, c):
+                if best is None or d < best[0]:
+                    best = (d, tid, si, li)
+        if best is not None:
+            d, tid, si, li = best
+            e.update(status="reappeared", track=tid, earlier_study=studies[si].study_uid, earlier_lesion=li,
+                     distance_mm=round(d, 2))
+            del ended[tid]
 
 
 def _views(a: Study, b: Study, reg, events: list[dict], prior_l, cur_l, cache: dict) -> dict:
