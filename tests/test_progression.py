@@ -202,6 +202,10 @@ def test_progression_command_end_to_end(serial_results, serial_cohort, tmp_path)
     assert len(rows) == 2 * 4 and {r["artery"] for r in rows} == {"RCA", "LAD", "LCX", "total"}
     page = (out / "progression.html").read_text()
     assert "<svg" in page and "L1" in page and "RESEARCH USE ONLY" in page
+    # every study says which model and heart locator measured it; one method throughout here
+    assert all("model " in s["made_by"] and s["heart_locator"] for s in p["studies"])
+    assert all(q["same_method"] for q in p["pairs"]) and "measured by different models" not in page
+    assert p["studies"][0]["made_by"] in page and rows[0]["prior_made_by"] == p["studies"][0]["made_by"]
     assert page.count("data:image/png;base64,") >= 2  # prior and current side by side at a lesion
     assert "lesion matching" in r.output
     # the scan's cohort.csv carries progression columns when a patient has several studies
@@ -274,3 +278,21 @@ def test_a_lesion_a_scan_in_between_missed_reappears_with_its_track():
     _reappeared(events, current, ended, chain, 1, [_S()])
     assert events[0]["status"] == "reappeared" and events[0]["track"] == "L3" and events[0]["earlier_lesion"] == 2
     assert events[1]["status"] == "new" and not ended
+
+
+def test_a_pair_measured_by_different_models_says_so(serial_results, tmp_path):
+    """A change between studies measured by two models may be the models': the pair says so."""
+    import shutil
+
+    res = tmp_path / "results"
+    shutil.copytree(serial_results, res)
+    results = sorted(res.glob("*/*/result.json"), key=lambda p: json.loads(p.read_text())["study"]["study_date"])
+    doc = json.loads(results[-1].read_text())
+    doc["pipeline"]["model"] = {**doc["pipeline"].get("model", {}), "id": "0123456789ab", "name": "Dataset777_other/x"}
+    results[-1].write_text(json.dumps(doc))
+    out = tmp_path / "prog"
+    r = CliRunner().invoke(cli, ["progression", str(res), "-o", str(out), "--no-images"])
+    assert r.exit_code == 0, r.output
+    pairs = json.loads((out / "progression.json").read_text())["patients"][f"PV2{SEED:07d}"]["pairs"]
+    assert [q["same_method"] for q in pairs] == [True, False]
+    assert "measured by different models" in (out / "progression.html").read_text()

@@ -20,7 +20,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "agatston_prior", "agatston", "agatston_change", "agatston_change_per_year", "agatston_percent_per_year",
     "volume_prior_mm3", "volume_mm3", "volume_change_mm3", "volume_change_per_year_mm3", "sqrt_volume_change",
     "exceeds_repeatability", "progression", "fast", "new_lesions", "grown_lesions", "stable_lesions",
-    "gone_lesions", "registration_seconds",
+    "gone_lesions", "registration_seconds", "same_method", "prior_made_by", "current_made_by",
 )
 COLOURS = {"RCA": "#d62728", "LAD": "#1f77b4", "LCX": "#2ca02c", "total": "#444444"}
 
@@ -29,6 +29,7 @@ def csv_rows(doc: dict) -> list[dict]:
     rows = []
     for patient, p in doc["patients"].items():
         dates = {s["study_uid"]: s["study_date"] for s in p["studies"]}
+        made = {s["study_uid"]: s.get("made_by") for s in p["studies"]}
         for pair in p["pairs"]:
             for a in (*ARTERIES, "total"):
                 ch = pair["arteries"].get(a, {})
@@ -36,7 +37,9 @@ def csv_rows(doc: dict) -> list[dict]:
                 row = {"patient": patient, "prior_study_uid": pair["prior"], "current_study_uid": pair["current"],
                        "prior_date": dates.get(pair["prior"]), "current_date": dates.get(pair["current"]),
                        "years": pair["years"], "artery": a,
-                       "registration_seconds": pair["registration"].get("seconds")}
+                       "registration_seconds": pair["registration"].get("seconds"),
+                       "same_method": pair.get("same_method"), "prior_made_by": made.get(pair["prior"]),
+                       "current_made_by": made.get(pair["current"])}
                 row.update({k: ch.get(k) for k in CSV_COLUMNS if k in ch})
                 for s in ("new", "grown", "stable", "gone"):
                     row[f"{s}_lesions"] = sum(1 for e in evs if e["status"] == s)
@@ -101,17 +104,21 @@ def page(doc: dict, views: dict | None = None) -> str:
     for patient, p in doc["patients"].items():
         out.append(f"<h2>{html.escape(patient)}</h2>{_trend_svg(p)}")
         out.append("<table><tr><th>date</th><th>scanner</th><th>slice mm</th>"
-                   + "".join(f"<th>{a}</th>" for a in ARTERIES) + "<th>total</th></tr>")
+                   + "".join(f"<th>{a}</th>" for a in ARTERIES) + "<th>total</th><th>made by</th></tr>")
         for s in p["studies"]:
             out.append(f"<tr><td>{_fmt(s['study_date'])}</td><td>{_fmt(s['manufacturer'])}</td>"
                        f"<td>{_fmt(s['slice_thickness_mm'])}</td>"
                        + "".join(f"<td>{_fmt(s['arteries'][a]['agatston'])}</td>" for a in ARTERIES)
-                       + f"<td>{_fmt(s['total_agatston'])}</td></tr>")
+                       + f"<td>{_fmt(s['total_agatston'])}</td>"
+                       f"<td style='text-align:left;font-size:11px'>{html.escape(s.get('made_by') or '-')}</td></tr>")
         out.append("</table>")
         for pair in p["pairs"]:
             reg = pair["registration"]
             regtxt = (f"registered in {reg['seconds']:.1f} s" if "seconds" in reg
                       else f"not registered: {html.escape(reg.get('error', ''))}")
+            if pair.get("same_method") is False:
+                out.append("<p class='prog'>These two studies were measured by different models or heart "
+                           "locators (see 'made by'): part of the change may be the method's, not the patient's.</p>")
             out.append(f"<h3>{pair['years']:.2f} years later ({regtxt})</h3><table><tr><th>artery</th>"
                        "<th>Agatston</th><th>change</th><th>per year</th><th>% per year</th><th>volume mm&sup3;</th>"
                        "<th>&Delta;&radic;volume</th><th>beyond repeatability</th></tr>")

@@ -57,6 +57,8 @@ def _study_record(s: Study) -> dict:
     return {"study_uid": st.study_uid, "study_date": st.study_date, "patient_id": st.patient_id,
             "folder": str(s.folder.name), "manufacturer": st.manufacturer, "slice_thickness_mm": st.slice_thickness_mm,
             "status": s.result.status, "total_agatston": s.result.total.agatston,
+            "made_by": s.result.provenance_statement(), "model_id": s.result.provenance().model_id,
+            "heart_locator": s.result.provenance().heart_locator,
             "total_volume_mm3": s.result.total.calcium_volume_mm3, "arteries": arts}
 
 
@@ -113,11 +115,19 @@ def patient_progression(studies: list[Study], threshold: float = SQRT_VOLUME_THR
                 les = prior_l[e["prior"]]
                 ended[e["match_id"]] = (k - 1, e["prior"], replace(les, xyz=_to_first(chain, k - 1, les.xyz)))
         pair["arteries"] = artery_change(a.result, b.result, years, threshold)
+        pair["same_method"] = same_method(a, b)
         if views is not None:
             views[(a.study_uid, b.study_uid)] = _views(a, b, reg, events, prior_l, cur_l, cache)
         tracks = new_tracks
         pairs.append(pair)
     return {"studies": [_study_record(s) for s in studies], "pairs": pairs}
+
+
+def same_method(a: Study, b: Study) -> bool:
+    """Whether both studies were measured by the same model and heart locator: otherwise part of
+    any change may be the method's, and the pair says so."""
+    pa, pb = a.result.provenance(), b.result.provenance()
+    return (pa.model_id, pa.model_name, pa.heart_locator) == (pb.model_id, pb.model_name, pb.heart_locator)
 
 
 def _to_first(chain: list, k: int, xyz):
