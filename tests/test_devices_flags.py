@@ -215,3 +215,18 @@ def test_a_tavi_frame_on_thick_slices_is_excluded_whole():
     _, flags, records = exclude_device_calcium(ph.ct, ph.labels.with_array(lab), scan)
     assert any(r["artery"] == "LAD" and "valve_prosthesis" in r["device"] for r in records)
     assert any(f.code == F.DEVICE_CALCIUM_EXCLUDED and f.artery == "LAD" for f in flags)
+
+
+def test_metal_spots_a_device_explains_leave_calcium_uncounted():
+    """calcium_uncounted lists dense spots nobody counted; where devices were found, the metal-dense
+    ones are theirs (flagged and out of the count already) and only the rest stay listed."""
+    from cacpipe.segment.postprocess import Refinement, uncounted_flags
+
+    spots = {"RCA": [{"image": "image 112", "slice": 40, "volume_mm3": 64.6, "peak_hu": 3071,
+                      "why": "metal-dense: a device?"}],
+             "LAD": [{"image": "image 119", "slice": 47, "volume_mm3": 3.3, "peak_hu": 156, "why": "P 0.33"}]}
+    ref = Refinement(labels=None, flags=uncounted_flags(spots), assessed={}, info={"uncounted": spots})  # type: ignore[arg-type]
+    assert {f.artery for f in ref.flags} == {"RCA", "LAD"}
+    ref.explain_metal()
+    assert [(f.code, f.artery) for f in ref.flags] == [(F.CALCIUM_UNCOUNTED, "LAD")]
+    assert "image 119" in ref.flags[0].message and ref.info["uncounted_explained_by_devices"] == 1
