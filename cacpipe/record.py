@@ -17,13 +17,56 @@ from .errors import InputDataError
 from .flags import DEMO_MODEL, FALLBACK_HEART_LOCATOR, Flag
 from .jsonfile import read_json, write_json
 from .labels import ARTERIES
-from .quant.lesions import Lesion
 
 # --- what every output says about how a result was made (see Provenance) -----------------------
 RESEARCH_USE = "RESEARCH USE ONLY - NOT FOR CLINICAL USE"
 DEMO_MODEL_STATEMENT = "DEMO MODEL (phantom-trained)"
 FALLBACK_HEART_STATEMENT = "heart: fallback locator"
 SEVERITY_UNFITTED_STATEMENT = "severity model not fitted on local grades"
+
+# --- the lesion model (found by cacpipe.quant.lesions.find_lesions) ------------------------------
+@dataclass(frozen=True)
+class Lesion:
+    """One calcified lesion of one artery."""
+
+    artery: str
+    number: int  # 1-based within the artery, largest first
+    voxels: int
+    volume_mm3: float
+    peak_hu: float
+    mean_hu: float
+    agatston: float  # this lesion's share of the artery's Agatston score
+    area_mm2: float  # largest in-plane cross-section
+    slices: tuple[int, ...]  # slice indices it touches (0-based, volume order)
+    best_slice: int  # slice with the largest cross-section
+    centre_zyx: tuple[float, float, float]  # centroid, voxel units
+    centre_yx: tuple[float, float]  # centroid on best_slice, voxel units
+    radius_px: float  # on best_slice, voxel units
+    bbox_zyx: tuple[tuple[int, int], ...] = field(default=())  # per axis [lo, hi)
+    found_by: str = "network"  # "network" (the calcium channel) or "density_rule" (cacpipe.segment.density)
+
+    @property
+    def name(self) -> str:
+        return f"{self.artery} #{self.number}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["name"] = self.name
+        for k in ("slices", "centre_zyx", "centre_yx"):
+            d[k] = list(d[k])
+        d["bbox_zyx"] = [list(b) for b in self.bbox_zyx]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Lesion:
+        keys = cls.__dataclass_fields__
+        v = {k: d[k] for k in keys if k in d}
+        v["slices"] = tuple(int(s) for s in v.get("slices", ()))
+        v["centre_zyx"] = tuple(float(s) for s in v["centre_zyx"])
+        v["centre_yx"] = tuple(float(s) for s in v["centre_yx"])
+        v["bbox_zyx"] = tuple(tuple(int(x) for x in b) for b in v.get("bbox_zyx", ()))
+        return cls(**v)
+
 
 RESULT_SCHEMA = "cacpipe.result/2"
 STATUSES = ("done", "not_assessable", "failed")
