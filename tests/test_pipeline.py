@@ -102,7 +102,7 @@ def test_calcium_found_in_the_calcified_phantom_and_total_is_consistent(demo_run
 
 def test_demo_truth_table_reads_reported_and_true_numbers(demo_run):
     """`cacpipe demo` ends with true vs reported Agatston per patient and artery, and the category."""
-    from cacpipe.commands.demo import truth_table
+    from cacpipe.evaluation.demo import truth_table
 
     out, _ = demo_run
     text = truth_table(out / "results", out / "truth")
