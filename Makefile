@@ -9,7 +9,7 @@ PIP     := $(BIN)/python -m pip
 OUT     ?= demo_out
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install demo test test-quick lint bench train demo-model accuracy clean chromium dcm2niix viewer dicom3tools
+.PHONY: install demo test test-quick lint wheel-check bench train demo-model accuracy clean chromium dcm2niix viewer dicom3tools
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -70,6 +70,11 @@ lint: $(STAMP)
 
 bench: $(STAMP) dcm2niix
 	$(BIN)/python -m devtools.bench $(BENCH_ARGS)
+
+# The wheel in a clean venv (no Makefile, no checkout): core-only install loads no wing and demo names
+# its extra; with cacpipe[phantom,evaluation] `cacpipe demo` runs end to end (devtools/wheel_check.sh).
+wheel-check:
+	devtools/wheel_check.sh $(PY) build/wheel-check
 
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info cacpipe/review/static/vendor
