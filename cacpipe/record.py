@@ -11,6 +11,7 @@ Agatston unitless, HU for densities. An artery that was not assessed has ``asses
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 
 from .errors import InputDataError
@@ -69,7 +70,22 @@ class Lesion:
 
 
 RESULT_SCHEMA = "cacpipe.result/2"
-STATUSES = ("done", "not_assessable", "failed")
+
+
+class Status(str, Enum):
+    """A study's outcome in result.json; a ``str`` (``Status.DONE == "done"``), so JSON and CSV are unchanged."""
+
+    DONE = "done"
+    NOT_ASSESSABLE = "not_assessable"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+STATUSES = tuple(s.value for s in Status)
 
 
 @dataclass
@@ -205,7 +221,7 @@ class StudyResult:
     """One study's result: identity, provenance, flags, per-artery and total numbers, lesions, outputs."""
 
     study: StudyIdentity
-    status: str = "done"
+    status: Status = Status.DONE  # a plain "done" / "not_assessable" / "failed" is accepted too
     reason: str = ""
     pipeline: dict = field(default_factory=dict)  # provenance: version, model, heart locator, settings, timings
     # The scored volume: shape_zyx, spacing_zyx, origin_xyz, direction, and per slice (volume order)
@@ -288,7 +304,7 @@ class StudyResult:
     def to_json(self) -> dict:
         return {
             "schema": self.schema,
-            "status": self.status,
+            "status": Status(self.status).value,
             "reason": self.reason,
             "study": self.study.to_dict(),
             "pipeline": self.pipeline,
@@ -319,7 +335,7 @@ class StudyResult:
                                        if k in art_names}) for a in ARTERIES}
         return cls(
             study=StudyIdentity.from_dict(d.get("study")),
-            status=status,
+            status=Status(status),
             reason=str(d.get("reason") or ""),
             pipeline=dict(d.get("pipeline") or {}),
             ct=dict(d.get("ct") or {}),
@@ -365,7 +381,7 @@ def cohort_row(result: StudyResult) -> dict:
     """Flat row of a finalised result; keys in :data:`COHORT_COLUMNS` order; None = not assessed."""
     study = result.study.to_dict()
     row: dict = {k: study.get(k) for k in STUDY_FIELDS}
-    row["status"] = result.status
+    row["status"] = Status(result.status).value
     for a in ARTERIES:
         art = asdict(result.arteries.get(a) or ArteryResult())
         for f in ARTERY_FIELDS:

@@ -100,6 +100,24 @@ def test_calcium_found_in_the_calcified_phantom_and_total_is_consistent(demo_run
         assert float(r["total_agatston"]) == pytest.approx(total, abs=1e-3)
 
 
+def test_demo_results_round_trip_through_the_typed_record(demo_run):
+    """result.json of the real pipeline -> StudyResult (str enums for status and severity) -> the same JSON."""
+    from cacpipe.flags import Severity
+    from cacpipe.record import Status, StudyResult
+
+    out, _ = demo_run
+    paths = sorted((out / "results").rglob("result.json"))
+    assert len(paths) == 3
+    severities = set()
+    for path in paths:
+        d = json.loads(path.read_text())
+        res = StudyResult.from_json(d)
+        assert isinstance(res.status, Status) and all(isinstance(f.severity, Severity) for f in res.flags)
+        assert res.to_json() == d
+        severities |= {f.severity for f in res.flags}
+    assert Severity.WARNING in severities  # the demo model's flag at least
+
+
 def test_demo_truth_table_reads_reported_and_true_numbers(demo_run):
     """`cacpipe demo` ends with true vs reported Agatston per patient and artery, and the category."""
     from cacpipe.evaluation.demo import truth_table

@@ -18,16 +18,13 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import CacpipeError, InputDataError
 from ..files import make_private_dir
-from ..flags import Flag
+from ..flags import SERIES_FALLBACK, Flag
 from ..ingest import LoadedSeries, Series, load_series
 from ..record import StudyResult
 from .layout import RESULT, install, now, one_line, supersede, temporary_twin, write_atomic
 
 Analyse = Callable[[LoadedSeries, Path, Settings], StudyResult]
 """``analyse(series, out_dir, settings) -> StudyResult``: writes one study's outputs into out_dir."""
-
-SERIES_FALLBACK = "series_fallback"
-
 
 @dataclass
 class StudyTask:
