@@ -5,6 +5,7 @@ sends only the new objects (issue 27, item 3)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pydicom
 import pytest
@@ -18,8 +19,13 @@ from cacpipe.phantom.demo_export import write_demo_export
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):
+    """The small demo export cut to DEMO003 (its zip): the study corrected below; the others would
+    only add two scans with review outputs to the test's time."""
     root = tmp_path_factory.mktemp("apply_rebuild") / "export"
     write_demo_export(root, shape_yx=(64, 64), pixel_mm=400.0 / 64, n_slices=24)
+    for other in ("DEMO001", "DEMO002"):
+        shutil.rmtree(root / other)
+    assert (root / "DEMO003.zip").is_file()
     return root
 
 
