@@ -142,7 +142,7 @@ def test_contrast_tagged_series_scored_with_allow_contrast_gets_no_category(tmp_
 
     write_axial_series(small_phantom.ct, tmp_path / "export" / "CON1" / "002_contrast", PatientInfo(patient_id="CON1"),
                        "1.2.826.0.1.3680043.10.1437.16", 2, "Thorax C+ 2mm", contrast_agent="IOPAMIDOL 370")
-    res = _scan(tmp_path / "export", tmp_path / "out", "--allow-contrast")
+    res = _scan(tmp_path / "export", tmp_path / "out", "--allow-contrast", "--folds", "0")  # one fold: the flag is the point
     assert res.exit_code == 0, res.output
     (study,) = [p.parent for p in (tmp_path / "out").glob("CON1/*/result.json")]
     result = json.loads((study / "result.json").read_text())
