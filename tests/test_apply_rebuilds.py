@@ -14,18 +14,15 @@ from export_faults import MIN_SLICES
 from test_send_never_loses import SC_UID, SEG_UID, SR_UID, scp
 
 from cacpipe.cli import cli
-from cacpipe.phantom.demo_export import write_demo_export
 
 
 @pytest.fixture(scope="module")
-def export(tmp_path_factory):
-    """The small demo export cut to DEMO003 (its zip): the study corrected below; the others would
-    only add two scans with review outputs to the test's time."""
+def export(tiny_demo_export, tmp_path_factory):
+    """The shared tiny demo export cut to DEMO003 (its zip): the study corrected below; the others
+    would only add two scans with review outputs to the test's time."""
     root = tmp_path_factory.mktemp("apply_rebuild") / "export"
-    write_demo_export(root, shape_yx=(64, 64), pixel_mm=400.0 / 64, n_slices=24)
-    for other in ("DEMO001", "DEMO002"):
-        shutil.rmtree(root / other)
-    assert (root / "DEMO003.zip").is_file()
+    root.mkdir()
+    shutil.copy(tiny_demo_export / "DEMO003.zip", root)
     return root
 
 

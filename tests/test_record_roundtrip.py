@@ -11,7 +11,6 @@ from export_faults import MIN_SLICES
 from cacpipe import flags as F
 from cacpipe.cli import cli
 from cacpipe.flags import Flag, Severity
-from cacpipe.phantom.demo_export import write_demo_export
 from cacpipe.record import RESULT_SCHEMA, STATUSES, Status, StudyResult, cohort_row
 
 
@@ -29,9 +28,8 @@ def test_statuses_and_severities_are_str_enums():
     assert json.dumps({"status": Status.DONE}) == '{"status": "done"}'
 
 
-def test_a_scanned_result_round_trips_unchanged(tmp_path):
-    export = tmp_path / "export"
-    write_demo_export(export, shape_yx=(64, 64), pixel_mm=400.0 / 64, n_slices=24)
+def test_a_scanned_result_round_trips_unchanged(tiny_demo_export, tmp_path):
+    export = tiny_demo_export
     out = tmp_path / "out"
     r = CliRunner().invoke(cli, ["scan", str(export), "--out", str(out), "--min-slices", str(MIN_SLICES),
                                  "--analyse", "export_faults:threshold_analyse", "--no-progress"])
