@@ -35,6 +35,7 @@ def _numbers(ds) -> list[float]:
     return out
 
 
+@pytest.mark.slow
 def test_apply_rebuilds_page_seg_sc_and_a_verified_sr(export, tmp_path):
     out = tmp_path / "out"
     server, received = scp([SEG_UID, SR_UID, SC_UID])

@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from devtools.bench.runner import main
 
 
+@pytest.mark.slow
 def test_bench_runs_stages_in_processes_and_writes_the_report(tmp_path, capsys):
     main(["--quick", "--out", str(tmp_path), "--only", "quantify", "agatston_reference"])
     rep = json.loads((tmp_path / "bench.json").read_text())

@@ -53,6 +53,7 @@ def twin(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_nifti_ct_scores_like_its_dicom_twin_end_to_end(twin, tmp_path):
     out = tmp_path / "out"
     real = ["--allow-demo-model", "--folds", "0", "--min-slices", "20", "--no-review", "--no-progress"]

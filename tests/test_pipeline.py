@@ -19,7 +19,7 @@ from cacpipe.phantom import PhantomConfig, generate
 from cacpipe.quant.quantify import quantify
 from cacpipe.volume import Volume
 
-pytestmark = pytest.mark.xdist_group("pipeline")
+pytestmark = [pytest.mark.xdist_group("pipeline"), pytest.mark.slow]  # the demo model on the demo export
 
 
 ALLOW_DEMO = {"segment": {"allow_demo_model": True}}  # what `cacpipe demo` / `--allow-demo-model` set

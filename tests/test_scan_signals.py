@@ -16,6 +16,8 @@ import psutil
 import pytest
 from export_faults import MIN_SLICES
 
+pytestmark = pytest.mark.slow  # worker processes started, signalled and resumed
+
 
 @pytest.fixture(scope="module")
 def export(tiny_demo_export):
