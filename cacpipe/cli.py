@@ -51,16 +51,15 @@ class CacpipeGroup(OneLineErrorGroup):
         return sorted({*super().list_commands(ctx), *WING_COMMANDS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self.commands or cmd_name not in WING_COMMANDS:
-            return super().get_command(ctx, cmd_name)
-        module, attr, extras, _ = WING_COMMANDS[cmd_name]
-        from .extras import missing
+        if cmd_name in WING_COMMANDS:
+            module, attr, extras, _ = WING_COMMANDS[cmd_name]
+            from .extras import missing
 
-        if any(missing(extra) for extra in extras):
-            return _needs_extra(cmd_name, extras)
-        cmd = getattr(importlib.import_module(module), attr)
-        self.add_command(cmd, name=cmd_name)
-        return cmd
+            if any(missing(extra) for extra in extras):  # checked on every call: extras come and go
+                return _needs_extra(cmd_name, extras)
+            if cmd_name not in self.commands:
+                self.add_command(getattr(importlib.import_module(module), attr), name=cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list, with the wing commands' lines from WING_COMMANDS (their modules stay unloaded)."""
@@ -69,7 +68,7 @@ class CacpipeGroup(OneLineErrorGroup):
         limit = formatter.width - 6 - max(len(n) for n in self.list_commands(ctx))
         rows = []
         for name in self.list_commands(ctx):
-            if name in WING_COMMANDS and name not in self.commands:
+            if name in WING_COMMANDS:
                 _, _, extras, line = WING_COMMANDS[name]
                 if any(missing(extra) for extra in extras):
                     line = _needs_extra(name, extras).help or line
