@@ -366,6 +366,10 @@ class ReviewSettings(Section):
     salt: str | None = setting(None, "secret keying the anonymised id (give every site of a multi-site study "
                                      "the same one); null: this installation's random secret in "
                                      "$CACPIPE_CONFIG_DIR/anonymisation_salt. Never written to results")
+    anonymous_names: bool = setting(False, "name study folders by pseudonyms (anon-<id>/study-<id>, keyed by the "
+                                           "secret) instead of PatientID/StudyUID, and put the anonymised id instead "
+                                           "of the PatientID into the review pages' data, their ratings and "
+                                           "corrections downloads, and the index (links and hover text)")
 
     def validate(self) -> None:
         unknown = [f for f in self.fields if f not in DISPLAY_FIELDS]

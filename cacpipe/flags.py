@@ -61,6 +61,7 @@ UNEVEN_SPACING = "uneven_slice_spacing"
 GANTRY_TILT = "gantry_tilt"
 SERIES_FALLBACK = "series_fallback"
 UIDS_MISSING = "uids_missing"  # the files had blank Study/Series/SOP Instance UIDs: grouped by folder and geometry
+LOSSY_COMPRESSION = "lossy_compression"  # the images were lossy-compressed (LossyImageCompression 01 or a lossy syntax)
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,6 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
             if s.segment.postprocess else None)
     if post is not None:  # the map written to disk and the numbers both come from the refined map
         labels = post.labels
-        flags += post.flags
         lap("postprocess")
     if seg.left_right_mirrored_model:
         flags.append(Flag(MODEL_MIRRORED_LEFT_RIGHT, "the segmentation model was trained with left-right mirroring: "
@@ -172,6 +171,10 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     # Found in the work box (the heart, the labels and 40 mm round them: leads, valves, clips, stents).
     devices, labels_b, device_flags = screen_devices(ct_b, labels_b, heart_b, series.instance_numbers)
     labels = _pasted(labels, labels_b, box, volume)
+    if post is not None:
+        if devices.findings:
+            post.explain_metal()
+        flags += post.flags
     flags += device_flags
     numbers = quantify(ct_b, labels_b, calibration_factor=s.quant.calibration_factor,
                        assessed=post.assessed if post else None, severity=severity)

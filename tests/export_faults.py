@@ -230,13 +230,12 @@ def threshold_analyse(series, out_dir, settings):
 def review_analyse(series, out_dir, settings):
     """``threshold_analyse`` plus the real review outputs (page, overlays, DICOM SEG/SR/SC from the
     series' own headers): what ``--send``, ``review apply`` and rescans act on."""
-    from cacpipe.config import ReviewSettings
     from cacpipe.review import build_review
     from cacpipe.volume import Volume
 
     result = threshold_analyse(series, out_dir, settings)
     labels = Volume.read(Path(out_dir) / "labels.nii.gz")
     written = build_review(out_dir, series.volume, labels, result, series.sources,
-                           ReviewSettings(max_slices=1, dicom=series.sources is not None))
+                           settings.review.replace(max_slices=1, dicom=series.sources is not None))
     result.outputs.update({k: v for k, v in written.items() if k != "dicom_skipped"})
     return result

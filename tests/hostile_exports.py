@@ -24,6 +24,10 @@ lists the faults; each is a regression case here:
 | PX25, PXNAN, PX0, PXNEG | PixelSpacing 25 mm (1.6 m field of view), NaN, 0, -0.5 | failed: PixelSpacing |
 | SIGNED | signed pixels declared unsigned (air reads +64536) | failed: HU values implausible |
 | OBLIQUE | ImageOrientationPatient not orthonormal | failed: orthonormal |
+| (72 more) | issue 27's items and more: tests/hostile_probes.py lists them | see there |
+
+``pytest tests/test_hostile_exports.py -k tally -s`` prints the corpus' size and how many probes are
+clean, weak (accepted, not ideal: ``HostileExport.weak`` says why) and failing.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from export_faults import MIN_SLICES, tiny_config
+from hostile_probes import add_probes
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian
@@ -59,6 +64,15 @@ class HostileExport:
     expected: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (pid, uid) -> (status, part)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (source part, reason part)
     control: tuple[str, str] = ("", "")
+    flags: dict[tuple[str, str], str] = field(default_factory=dict)  # (pid, uid) -> a flag code it must carry
+    not_flags: dict[tuple[str, str], str] = field(default_factory=dict)  # (pid, uid) -> a flag code it must not
+    folder_links: list[str] = field(default_factory=list)  # links to folders (relative to root): counted
+    weak: dict = field(default_factory=dict)  # probe -> why its accepted outcome is not ideal
+
+    @property
+    def n_probes(self) -> int:
+        """Studies, unreadable files and folder links whose outcome the scan is checked against."""
+        return len(self.expected) + len(self.problems) + len(self.folder_links)
 
 
 class _Template:
@@ -156,10 +170,11 @@ def build_hostile_export(root: Path) -> HostileExport:
     t = _Template(scratch)
 
     def study(pid: str, tag: str, status: str = "done", reason: str = "", folder: Path | None = None,
-              uid_: str | None = None, **kw) -> str:
+              uid_: str | None = None, expect: bool = True, **kw) -> str:
         study_uid = uid_ or _study_uid(tag)
         t.clone(folder or export / "studies" / tag, pid, study_uid, **kw)
-        exp.expected[(pid, study_uid)] = (status, reason)
+        if expect:  # the PatientID as read (DICOM text values lose surrounding spaces)
+            exp.expected[(pid.strip(), study_uid)] = (status, reason)
         return study_uid
 
     exp.control = ("CONTROL", study("CONTROL", "control"))
@@ -248,5 +263,6 @@ def build_hostile_export(root: Path) -> HostileExport:
     study("OBLIQUE", "oblique", "failed", "orthonormal",
           edit=lambda ds, k: setattr(ds, "ImageOrientationPatient", ["1", "0", "0", "0.3", "0.954", "0"]))
 
+    add_probes(exp, t, study, export, outside, scratch, _study_uid)  # issue 27 and more (tests/hostile_probes.py)
     shutil.rmtree(scratch)
     return exp

@@ -188,3 +188,45 @@ def test_flag_scoring_reads_a_scan_and_a_phantom_truth(tmp_path):
     assert [r["patient_id"] for r in rows] == ["P1", "P2"]
     assert scores["metal_device"] == FlagScore("metal_device", 1, 0, 0, 1)
     assert scores[F.HIGH_NOISE].sensitivity == 0.0 and scores[F.NOT_ASSESSABLE].fp == 1
+
+
+def test_a_tavi_frame_on_thick_slices_is_excluded_whole():
+    """On 3 mm slices a TAVI frame's struts show few or no voxels over METAL_HU and dozens of 900-1800 HU
+    pieces: the pieces chained to the frame's metal are the device too, so none of them can be
+    counted as coronary calcium (clinical cohort: a 966 HU strut piece was a 'LAD plaque')."""
+    from cacpipe.quant.devices import PIECE_HU
+
+    ph = _slab(1563, {"slice_spacing_mm": 3.0, "slice_thickness_mm": 3.0, "n_slices": 24},
+               prosthetic_valve="tavi", device="none", cabg=False, stents=())
+    scan = find_devices(ph.ct, ph.labels, ph.heart)
+    assert scan.kinds() == {"valve_prosthesis"}
+    hu = np.asarray(ph.ct.array)
+    plaque = np.isin(np.asarray(ph.labels.array), list(CALCIUM_ID.values()))
+    from scipy import ndimage
+
+    on_heart = ndimage.binary_dilation(np.asarray(ph.heart.array) > 0, iterations=8)
+    dense = (hu >= PIECE_HU) & on_heart & ~ndimage.binary_dilation(plaque, iterations=2)
+    assert dense.sum() > 20  # the frame's thin parts are there ...
+    assert (scan.exclusion[dense]).mean() >= 0.8  # ... and excluded (was 0: no voxel reaches METAL_HU)
+    # a calcium label painted on a strut piece is taken out of the count, with its flag
+    lab = np.asarray(ph.labels.array).copy()
+    z, y, x = np.argwhere(dense & scan.exclusion)[0]
+    lab[z, y - 1:y + 2, x - 1:x + 2] = CALCIUM_ID["LAD"]
+    _, flags, records = exclude_device_calcium(ph.ct, ph.labels.with_array(lab), scan)
+    assert any(r["artery"] == "LAD" and "valve_prosthesis" in r["device"] for r in records)
+    assert any(f.code == F.DEVICE_CALCIUM_EXCLUDED and f.artery == "LAD" for f in flags)
+
+
+def test_metal_spots_a_device_explains_leave_calcium_uncounted():
+    """calcium_uncounted lists dense spots nobody counted; where devices were found, the metal-dense
+    ones are theirs (flagged and out of the count already) and only the rest stay listed."""
+    from cacpipe.segment.postprocess import Refinement, uncounted_flags
+
+    spots = {"RCA": [{"image": "image 112", "slice": 40, "volume_mm3": 64.6, "peak_hu": 3071,
+                      "why": "metal-dense: a device?"}],
+             "LAD": [{"image": "image 119", "slice": 47, "volume_mm3": 3.3, "peak_hu": 156, "why": "P 0.33"}]}
+    ref = Refinement(labels=None, flags=uncounted_flags(spots), assessed={}, info={"uncounted": spots})  # type: ignore[arg-type]
+    assert {f.artery for f in ref.flags} == {"RCA", "LAD"}
+    ref.explain_metal()
+    assert [(f.code, f.artery) for f in ref.flags] == [(F.CALCIUM_UNCOUNTED, "LAD")]
+    assert "image 119" in ref.flags[0].message and ref.info["uncounted_explained_by_devices"] == 1

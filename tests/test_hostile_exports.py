@@ -111,6 +111,53 @@ def test_every_fault_has_its_reason(hostile, scanned):
         assert any(source_part in p["source"] and reason_part in p["reason"] for p in problems), (source_part, problems)
 
 
+def probe_outcomes(hostile, out: Path) -> dict[str, str]:
+    """Every probe of the corpus and what it came to: 'clean', 'weak: why' or 'FAILING: what happened'."""
+    m = _manifest(out)
+    entries = _entries(out)
+    outcome: dict[str, str] = {}
+    for key, (status, part) in hostile.expected.items():
+        e = entries.get(key)
+        name = f"study {key[0]!r}/{key[1]}"
+        if e is None:
+            outcome[name] = "FAILING: not in the manifest"
+            continue
+        got = f"{e['status']}: {e.get('reason', '')}"
+        wrong = [f"status {e['status']} (expected {status})"] if e["status"] != status else []
+        if part not in (e.get("reason") or "") or "\n" in (e.get("reason") or ""):
+            wrong.append(f"reason without {part!r}")
+        if e.get("detail"):
+            wrong.append("an unexpected exception")
+        if key in hostile.flags and hostile.flags[key] not in e.get("flags", []):
+            wrong.append(f"flag {hostile.flags[key]} missing")
+        if key in hostile.not_flags and hostile.not_flags[key] in e.get("flags", []):
+            wrong.append(f"flag {hostile.not_flags[key]} raised")
+        outcome[name] = (f"FAILING: {'; '.join(wrong)} ({got[:200]})" if wrong
+                         else f"weak: {hostile.weak[key]}" if key in hostile.weak else "clean")
+    for source_part, reason_part in hostile.problems:
+        ok = any(source_part in p["source"] and reason_part in p["reason"] for p in m["problems"])
+        near = [p for p in m["problems"] if source_part in p["source"]]
+        outcome[f"file {source_part}"] = "clean" if ok else f"FAILING: {near[:2] or 'no problem reported'}"
+    for link in hostile.folder_links:
+        target = str(hostile.root / link)
+        ok = any(entry.startswith(f"{target} -> ") for entry in m.get("folder_links", []))
+        outcome[f"link {link}"] = "clean" if ok else f"FAILING: not counted ({m.get('folder_links')})"
+    return outcome
+
+
+def test_probe_tally(hostile, scanned):
+    """The corpus' size and result: ``pytest tests/test_hostile_exports.py -k tally -s`` prints the tally."""
+    outcome = probe_outcomes(hostile, scanned[0])
+    assert len(outcome) == hostile.n_probes >= 83
+    counts = {k: sum(v.startswith(k) for v in outcome.values()) for k in ("clean", "weak", "FAILING")}
+    print(f"\nhostile corpus: {len(outcome)} probes: {counts['clean']} clean, {counts['weak']} weak, "
+          f"{counts['FAILING']} failing")
+    for name, v in outcome.items():
+        if v != "clean":
+            print(f"  {name}: {v}")
+    assert counts["FAILING"] == 0, "\n".join(f"{k}: {v}" for k, v in outcome.items() if v.startswith("FAILING"))
+
+
 def test_mixed_patients_refused_naming_both(hostile, scanned):
     reasons = [e["reason"] for (pid, _), e in _entries(scanned[0]).items() if pid in ("MIXA", "MIXB")]
     assert len(reasons) == 2 and all("'MIXA'" in r and "'MIXB'" in r for r in reasons)
@@ -149,7 +196,7 @@ def test_identifiers_kept_as_text_and_csv_neutralised(hostile, scanned):
     assert any(k.startswith("A%2FB/") for k in keys)
     with open(out / "cohort.csv", newline="", encoding="utf-8") as f:
         cells = [r["patient_id"] for r in csv.DictReader(f)]
-    risky = [c for c in cells if c.lstrip("'")[:1] in "=+-@"]
+    risky = [c for c in cells if c.lstrip("'")[:1] and c.lstrip("'")[0] in "=+-@"]
     assert len(risky) == 2 and all(c.startswith("'") for c in risky)
 
 
@@ -161,11 +208,11 @@ def test_nothing_written_outside_out(hostile, scanned):
 def test_rerun_keeps_folders_and_redoes_nothing_done(hostile, scanned, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(scanned[0], out, symlinks=True)
-    folders = {k: e["result"] for k, e in _entries(out).items()}
+    folders = {k: e.get("result") for k, e in _entries(out).items()}
     proc, summary = scan_in_child(hostile.root, out)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert summary["done"] == 0 and summary["up_to_date"] == scanned[2]["done"]
-    assert {k: e["result"] for k, e in _entries(out).items()} == folders
+    assert {k: e.get("result") for k, e in _entries(out).items()} == folders
 
 
 def test_result_overwritten_by_an_older_version_is_redone(hostile, scanned, tmp_path):

@@ -91,6 +91,14 @@ def test_random_config_is_deterministic_varied_and_round_trips():
         random_config(1000, heart={"no_such_field": 1})
 
 
+def test_young_patients_sample_without_error():
+    """Seeds 900089, 900111 and 900315 drew 35-year-olds whose aortic-wall plaque rate went
+    negative (numpy refuses a negative Poisson rate): every age must give a config."""
+    for seed in (900089, 900111, 900315):
+        cfg = random_config(seed)
+        assert cfg.habitus.age < 40 and cfg.findings.aortic_wall_plaques >= 0
+
+
 def test_same_config_same_voxels_other_seed_other_phantom():
     cfg = small(1001)
     p, q = generate(cfg), generate(cfg)

@@ -82,7 +82,9 @@ def command(ct_arg: Path | None, out_arg: Path | None, ct: Path | None, out: Pat
     vol = read_ct(ct).volume
     res = heart_crop(vol, cfg, target_spacing_zyx=tuple(spacing) if spacing else PAPER_SPACING_ZYX,
                      device=parse_device(device), min_slices=min_slices)
-    out.mkdir(parents=True, exist_ok=True)
+    from ..files import make_private_dir, protect
+
+    make_private_dir(out)  # the patient's cropped CT: owner-only, as every output with patient data
     res.heart_mask.write(out / "heart_mask.nii.gz")
     res.cropped_ct.write(out / "ct_cropped.nii.gz")
     res.record.save(out / "crop.json")
@@ -92,6 +94,7 @@ def command(ct_arg: Path | None, out_arg: Path | None, ct: Path | None, out: Pat
                "outputs": {"heart_mask": "heart_mask.nii.gz", "cropped_ct": "ct_cropped.nii.gz",
                            "crop_record": "crop.json"}}
     (out / "stage1.json").write_text(json.dumps(summary, indent=2))
+    protect(out / n for n in ("heart_mask.nii.gz", "ct_cropped.nii.gz", "crop.json", "stage1.json"))
     click.echo(f"heart ({res.method}): {res.info.get('heart_volume_ml', 0):.0f} mL; cropped CT "
                f"{'x'.join(map(str, res.record.cropped_shape_zyx))} at "
                f"{'x'.join(f'{s:g}' for s in res.record.target_spacing_zyx)} mm -> {out}")

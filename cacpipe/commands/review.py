@@ -308,7 +308,7 @@ def _apply_one(study_dir: Path, docs: list, cts: _ScoredCT, cases: Path | None, 
 
     from ..config import Settings
     from ..errors import GeometryError
-    from ..files import protect
+    from ..files import make_private_dir, protect, write_private_text
     from ..quant.severity import SeverityModel
     from ..review.corrections import applied_corrections, corrected_json, merge_corrections, original_record
     from ..scan.layout import write_atomic
@@ -353,10 +353,11 @@ def _apply_one(study_dir: Path, docs: list, cts: _ScoredCT, cases: Path | None, 
     write_atomic(study_dir / "result.json", json.dumps(doc, indent=2, default=str))
     if cases is not None:
         case = cases / training_case_id(original.study.patient_id, original.study.study_uid, page_salt)
-        case.mkdir(parents=True, exist_ok=True)
+        make_private_dir(case)  # patient images and the real PatientID: owner-only (cacpipe.files)
         ct.write(case / "ct.nii.gz")
         new_labels.write(case / "labels.nii.gz")
-        (case / "patient.txt").write_text(original.study.patient_id + "\n")
+        write_private_text(case / "patient.txt", original.study.patient_id + "\n")
+        protect([case / "ct.nii.gz", case / "labels.nii.gz"])
     o, c = original.total, corrected.total
     def fmt(t):
         return ("n/a" if t.agatston is None else f"{t.agatston:.1f}") + f" ({t.category or 'no category'}, " \

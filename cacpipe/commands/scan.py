@@ -235,6 +235,10 @@ def parse_folds(folds: str | None) -> list[int] | None:
 @option(OUTPUTS, "--no-ct-nifti", is_flag=True, default=None,
         help="Do not write ct.nii.gz (the scored CT for viewers, stored: ~160 MB per 512x512x300 scan) next to labels.nii.gz.")
 @option(OUTPUTS, "--no-dicom-out", is_flag=True, default=None, help="Skip DICOM SEG/SR/secondary captures.")
+@option(OUTPUTS, "--anonymous-names", is_flag=True, default=None,
+        help="Name study folders anon-<id>/study-<id> instead of PatientID/StudyUID; the index links and hover "
+             "texts and the review pages' ratings and corrections downloads carry the anonymised id "
+             "(setting review.anonymous_names; docs/privacy.md).")
 @option(PACS, "--send", default=None, metavar="AE@HOST:PORT",
         help="C-STORE each study's SEG/SR/SC to this PACS node once its result is written (checked with C-ECHO "
              "at start). A failed send keeps the result, marked pending: `cacpipe review send OUT` retries.")
@@ -260,7 +264,7 @@ def command(ctx: click.Context, export: Path | None, input_path: Path | None, pa
             no_demo_model: bool | None, folds: str | None, mirroring: bool | None, heart_method: str | None,
             heart_fast: bool | None, analyse_ref: str | None, agreement: bool | None,
             calibration_factor: float | None, severity_model: str | None, no_review: bool | None,
-            no_ct_nifti: bool | None, no_dicom_out: bool | None, send: str | None, device: str | None, jobs: int, pipelined: bool,
+            no_ct_nifti: bool | None, no_dicom_out: bool | None, anonymous_names: bool | None, send: str | None, device: str | None, jobs: int, pipelined: bool,
             scheduler: str | None, no_progress: bool, settings_file: Path | None) -> None:
     """Score coronary calcium in every CT study of INPUT and write the results to OUT.
 
@@ -296,6 +300,7 @@ def command(ctx: click.Context, export: Path | None, input_path: Path | None, pa
         "review.enabled": None if no_review is None else not no_review,
         "review.ct_nifti": None if no_ct_nifti is None else not no_ct_nifti,
         "review.dicom": None if no_dicom_out is None else not no_dicom_out, "review.send": send,
+        "review.anonymous_names": anonymous_names,
     })
     if dry_run:
         ctx.exit(print_dry_run(input_path, out, settings, patient_id, progress=not no_progress, ids_csv=ids_csv))

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..csvout import write_csv
 from ..errors import CacpipeError, InputDataError
+from ..files import make_private_dir, protect
 from ..jsonfile import jsonable
 from ..tables import join, texts
 from . import agreement, categories, grades, lesions, presence
@@ -137,9 +138,10 @@ def _columns(rows: list[dict]) -> list[str]:
 
 
 def write_outputs(res: dict, out_dir: str | Path, html: bool = True) -> list[Path]:
-    """evaluation.json, one CSV per table, the long-form reclassification / attribution CSVs, report.html."""
+    """evaluation.json, one CSV per table, the long-form reclassification / attribution CSVs, report.html;
+    owner-only, as every output with patient data (cacpipe.files: ids and study UIDs are in them)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_private_dir(out)
     written = [out / "evaluation.json"]
     written[0].write_text(json.dumps(res, indent=2, default=jsonable))
     for name in TABLES:
@@ -164,4 +166,5 @@ def write_outputs(res: dict, out_dir: str | Path, html: bool = True) -> list[Pat
         from .report_html import write_html
 
         written.append(write_html(res, out / "report.html"))
+    protect(written)
     return written

@@ -16,6 +16,8 @@
 
 - copies of one SOP instance (same SOPInstanceUID found twice) are compared: identical copies
   are read once (flag ``duplicate_instances``), different ones refuse the series, naming both files;
+- lossy-compressed images (LossyImageCompression 01, a lossy transfer syntax) are scored and
+  flagged ``lossy_compression`` (``lossy``);
 - the plausibility rules (``plausibility``: field of view, matrix, rescale, orientation, HU
   range) refuse a series before it is scored.
 
@@ -47,6 +49,7 @@ from ..volume import Volume
 from . import plausibility as rules
 from .discover import DEFLATED_TS, FileHeader, deflated_problem, size_problem
 from .loaded import LoadedSeries
+from .lossy import lossy_flag
 from .series import Series
 
 HU_FLOOR = -1024.0
@@ -232,6 +235,9 @@ def load_series(series: Series, options: AssemblySettings | None = None) -> Load
                                         "them: the series was grouped by folder, frame of reference, orientation and "
                                         "pixel spacing; no DICOM SEG/SR/SC (they would reference UIDs no PACS holds)",
                           "warning"))
+    lossy = lossy_flag([ds for ds, _ in datasets])
+    if lossy is not None:
+        flags.append(lossy)
     agent = str(datasets[0][0].get("ContrastBolusAgent", "") or "").strip()
     if agent:
         flags.append(Flag(CONTRAST_SUSPECTED, f"contrast agent tag set ({agent}): Agatston is not valid on "

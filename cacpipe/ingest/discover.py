@@ -33,6 +33,8 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset, read_preamble
 from pydicom.multival import MultiValue
 
+from .content_sample import content_sample
+
 log = logging.getLogger(__name__)
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
@@ -91,7 +93,7 @@ class FileHeader:
 
     ``path`` is where the file can be read (for zip members: the zip, see ``zip_member``);
     ``source`` is how to name it to a user (``export/a.zip!dir/IM1`` for zip members);
-    ``fingerprint`` changes when the file's content changes (size + mtime, or zip CRC).
+    ``fingerprint`` changes when the file's content changes (size, mtime and a content sample, or zip CRC).
     """
 
     path: str
@@ -137,6 +139,7 @@ class Discovery:
     problems: list[Problem] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # not DICOM (quietly skipped)
     dicomdirs: list[str] = field(default_factory=list)
+    folder_links: list[str] = field(default_factory=list)  # symbolic links to folders: not followed, counted
 
 
 # --- header parsing --------------------------------------------------------------------------
@@ -488,8 +491,9 @@ def discover(root: str | Path, workdir: str | Path, progress: bool = False,
 
     ``workdir`` receives copies of zip files nested in zip files (the caller deletes it after
     the scan, since those members are read from there).
-    Symbolic links to folders are never followed (they can form loops); symbolic links to files
-    outside ``root`` only when ``follow_symlinks`` (otherwise they are reported as problems).
+    Symbolic links to folders are never followed (they can form loops) but listed in
+    ``folder_links``; symbolic links to files outside ``root`` only when ``follow_symlinks``
+    (otherwise they are reported as problems).
     ``progress`` shows a tqdm bar over the files. Folders in ``exclude`` (e.g. an output folder
     inside the export) are not walked.
     """
@@ -505,6 +509,9 @@ def discover(root: str | Path, workdir: str | Path, progress: bool = False,
         skip = {Path(p).resolve() for p in exclude}
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if (Path(dirpath) / d).resolve() not in skip)
+            # os.walk lists links to folders among the folders and does not enter them: say so.
+            out.folder_links.extend(folder_link_text(Path(dirpath) / d) for d in dirnames
+                                    if (Path(dirpath) / d).is_symlink())
             paths.extend(Path(dirpath) / f for f in sorted(filenames))
         base = root.resolve()
     else:
@@ -517,6 +524,15 @@ def discover(root: str | Path, workdir: str | Path, progress: bool = False,
         _discover_file(path, base, workdir, out, follow_symlinks)
     derive_missing_uids(out.headers)
     return out
+
+
+def folder_link_text(link: Path) -> str:
+    """A skipped folder link as a user reads it: ``link -> target`` (the target as the link says it)."""
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    return f"{shown(link)} -> {shown(target)}"
 
 
 def _uid(*parts) -> str:
@@ -594,8 +610,12 @@ def _discover_file(path: Path, base: Path, workdir: Path, out: Discovery, follow
 
 
 def _discover_open(f, head: bytes, st, path: Path, source: str, workdir: Path, out: Discovery) -> None:
-    if head[:4] == b"PK\x03\x04" and zipfile.is_zipfile(f):
-        _scan_zip(str(path), source, workdir, out, depth=1)
+    if head[:4] == b"PK\x03\x04":
+        if zipfile.is_zipfile(f):
+            _scan_zip(str(path), source, workdir, out, depth=1)
+        else:  # starts like a zip file but has no central directory at its end: cut short
+            out.problems.append(Problem(source, "unreadable zip file (no central directory: truncated, or still "
+                                                "being copied?); not read"))
         return
     if path.name.upper() == "DICOMDIR":
         out.dicomdirs.append(source)
@@ -612,5 +632,6 @@ def _discover_open(f, head: bytes, st, path: Path, source: str, workdir: Path, o
     if why:
         out.problems.append(Problem(source, why))
         return
-    f.seek(0)
-    _parse(f, head, str(path), source, f"file:{st.st_size}:{st.st_mtime_ns}", out)
+    # Size and time miss a file rewritten in place with both kept (rsync -a, cp -p): sample its content too.
+    fingerprint = f"file:{st.st_size}:{st.st_mtime_ns}:{content_sample(f, st.st_size)}"
+    _parse(f, head, str(path), source, fingerprint, out)

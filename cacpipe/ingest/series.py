@@ -13,6 +13,7 @@ Nothing is merged silently and nothing depends on the order in which files were 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,9 +53,10 @@ class Series:
         return n / norm if norm > 0 else None
 
     def slice_spacing_mm(self) -> float | None:
-        """Median distance between distinct slice positions along the normal (header-only)."""
+        """Median distance between distinct slice positions along the normal (header-only). Non-finite
+        positions are left out here: assembly refuses such a file, naming it."""
         n = self.slice_normal
-        pos = [f.position for f in self.files if f.position is not None]
+        pos = [f.position for f in self.files if f.position is not None and all(map(math.isfinite, f.position))]
         if n is None or len(pos) < 2:
             return None
         d = np.unique(np.round(np.asarray(pos) @ n, 3))

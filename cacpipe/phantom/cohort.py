@@ -6,6 +6,10 @@ Layout::
     OUT/truth/<PatientID>/truth.json labels.nii.gz truth_lesions.nii.gz heart.nii.gz
     OUT/truth.csv      one row per study (columns: TRUTH_COLUMNS)
 
+With ``follow_up`` (years after the baseline, e.g. ``(0, 1, 2)``), each patient also gets later
+studies (cacpipe.phantom.serial): their truth in ``OUT/truth/<StudyInstanceUID>/``, truth.csv
+rows with the FOLLOW_UP_COLUMNS, and ``OUT/progression_truth.json`` (lesion identity over time).
+
 Studies get extra series at random (a thick 5 mm series, a sharp-kernel series, a derived
 reformat, a labelled post-contrast series), as a real export has; the localizer is always there.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +26,12 @@ import numpy as np
 from ..labels import ARTERIES
 from ..quant.categories import cac_drs, category
 from . import seeds as seed_ranges
+from .serial import SCHEMA as SERIAL_SCHEMA
+from .serial import follow_up_patient, patient_progression
 from .v2 import random_config
+from .v2.followup import follow_up_config
 from .v2.generate import generate
+from .v2.sampling import apply_overrides
 from .v2.study import _json_default, patient_of, write_study_v2, write_truth_files
 
 TRUTH_COLUMNS: tuple[str, ...] = (
@@ -33,6 +41,7 @@ TRUTH_COLUMNS: tuple[str, ...] = (
     *[f"{a}_agatston_still" for a in ARTERIES], "total_agatston_still",
     "sex", "age", "vendor", "slice_thickness", "expected_flags", "seed", "preset",
 )
+FOLLOW_UP_COLUMNS: tuple[str, ...] = ("study_date", "time_point", "years_from_baseline")
 EXTRA_P = {"thick": 0.3, "lung": 0.25, "derived": 0.15, "contrast": 0.1}
 
 
@@ -81,8 +90,10 @@ def extras_for(seed: int) -> tuple[str, ...]:
 
 def write_cohort(n: int, out: str | Path, seed: int = seed_ranges.HELDOUT.start, preset: str = "v2",
                  purpose: str | None = None, seeds: Iterable[int] | None = None, extras: bool = True,
-                 progress=None, **overrides) -> list[dict]:
+                 progress=None, follow_up: Sequence[float] = (), **overrides) -> list[dict]:
     """Write ``n`` phantoms (seeds ``seed`` .. ``seed + n - 1``, or ``seeds``); returns the truth rows.
+
+    ``follow_up``: years after the baseline of each patient's later studies (0 = a rescan).
 
     With ``purpose`` every seed must lie in that range of :mod:`cacpipe.phantom.seeds`.
     ``overrides`` go to :func:`random_config` (e.g. ``acquisition={"contrast_phase": "none"}``).
@@ -93,24 +104,53 @@ def write_cohort(n: int, out: str | Path, seed: int = seed_ranges.HELDOUT.start,
         seed_ranges.require(seed_list, purpose)
     export, truth_root = out / "export", out / "truth"
     export.mkdir(parents=True, exist_ok=True)
-    rows = []
+    years_list = sorted(float(y) for y in follow_up)
+    rows, progression = [], {}
     for i, s in enumerate(seed_list):
         cfg = random_config(s, preset, **overrides)
-        ph = generate(cfg)
         patient = patient_of(cfg)
-        study = write_study_v2(ph, export, patient, extras_for(s) if extras else ())
-        tdir = truth_root / patient.patient_id
-        write_truth_files(ph, tdir, ct=False)
-        truth = dict(ph.truth) | {"patient_id": patient.patient_id, "study_uid": study["study_uid"],
-                                  "seed_purpose": seed_ranges.purpose_of(s),
-                                  "dicom": {k: v for k, v in study.items() if k != "study_dir"}}
-        (tdir / "truth.json").write_text(json.dumps(truth, indent=1, default=_json_default))
-        rows.append(truth_row(truth, patient.patient_id, study["study_uid"]))
+        points = [_write_one(cfg, patient, export, truth_root / patient.patient_id, extras_for(s) if extras else ())]
+        for k, years in enumerate(years_list, start=1):
+            # the caller's overrides hold at every time point (e.g. a still heart, no contrast)
+            fcfg = apply_overrides(follow_up_config(cfg, years), overrides)
+            fpat = follow_up_patient(patient, fcfg, years, k)
+            points.append(_write_one(fcfg, fpat, export, truth_root, (), years=years, time_point=k))
+        rows.extend(pt["row"] for pt in points)
+        if years_list:
+            progression[patient.patient_id] = patient_progression(cfg, points)
         if progress is not None:
             progress(i + 1, len(seed_list), patient.patient_id)
+    if years_list:
+        (out / "progression_truth.json").write_text(json.dumps(
+            {"schema": SERIAL_SCHEMA, "follow_up_years": years_list, "patients": progression}, indent=1,
+            default=_json_default))
+    columns = list(TRUTH_COLUMNS) + (list(FOLLOW_UP_COLUMNS) if years_list else [])
     with open(out / "truth.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(TRUTH_COLUMNS))
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     (export / "README.txt").write_text("Synthetic phantom PACS export (cacpipe phantom cohort). No real patient.\n")
     return rows
+
+
+def _write_one(cfg, patient, export: Path, tdir: Path, extras: tuple[str, ...], years: float = 0.0,
+               time_point: int = 0) -> dict:
+    """Generate and write one study (DICOM + truth files); its time-point record.
+
+    A follow-up's truth folder is ``tdir/<StudyInstanceUID>`` (``cacpipe evaluate`` finds a
+    reference by study UID or PatientID)."""
+    ph = generate(cfg)
+    study = write_study_v2(ph, export, patient, extras)
+    if time_point:
+        tdir = tdir / study["study_uid"]
+    write_truth_files(ph, tdir, ct=False)
+    truth = dict(ph.truth) | {"patient_id": patient.patient_id, "study_uid": study["study_uid"],
+                              "seed_purpose": seed_ranges.purpose_of(cfg.seed),
+                              "dicom": {k: v for k, v in study.items() if k != "study_dir"}}
+    if time_point:
+        truth["follow_up"] = {"time_point": time_point, "years_from_baseline": years}
+    (tdir / "truth.json").write_text(json.dumps(truth, indent=1, default=_json_default))
+    row = truth_row(truth, patient.patient_id, study["study_uid"])
+    row.update(study_date=patient.study_date, time_point=time_point, years_from_baseline=years)
+    return {"years": years, "study_uid": study["study_uid"], "study_date": patient.study_date,
+            "truth_dir": str(tdir.relative_to(export.parent)), "truth": ph.truth, "row": row}

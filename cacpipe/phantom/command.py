@@ -155,7 +155,12 @@ def _write_v2(out, preset, seed, noise_hu, no_calcium, contrast, no_valve_calciu
 @click.option("--purpose", type=click.Choice(["tests", "demo", "training", "heldout"]), default=None,
               help="Refuse seeds outside this range of cacpipe.phantom.seeds (e.g. heldout for evaluation).")
 @click.option("--no-extras", is_flag=True, help="Only the localizer and the axial series per study.")
-def cohort(n: int, out_arg: Path | None, out: Path | None, seed: int | None, preset: str, purpose: str | None, no_extras: bool) -> None:
+@click.option("--follow-up", "follow_up", multiple=True, metavar="YEARS",
+              help="Also write each patient's later study YEARS after the baseline (same anatomy, new "
+                   "acquisition, calcium grown, some new plaques; 0 = a rescan). Repeat or comma-separate: "
+                   "--follow-up 1,2. Truth per time point and OUT/progression_truth.json (docs/progression.md).")
+def cohort(n: int, out_arg: Path | None, out: Path | None, seed: int | None, preset: str, purpose: str | None,
+           no_extras: bool, follow_up: tuple[str, ...]) -> None:
     """Write N varied v2 phantoms as a PACS export (OUT/export) with truth (OUT/truth, OUT/truth.csv).
 
     OUT/truth.csv is a reference table `cacpipe evaluate` reads: per study the truth per artery
@@ -164,6 +169,7 @@ def cohort(n: int, out_arg: Path | None, out: Path | None, seed: int | None, pre
     `cacpipe scan OUT/export RESULTS` then `cacpipe evaluate RESULTS/cohort.csv OUT/truth.csv`.
     """
     from ..clitools import one_of, require
+    from ..errors import ConfigError
     from . import seeds as seed_ranges
     from .cohort import write_cohort
 
@@ -174,7 +180,33 @@ def cohort(n: int, out_arg: Path | None, out: Path | None, seed: int | None, pre
     def progress(i, total, pid):
         click.echo(f"  [{i}/{total}] {pid}", err=True)
 
-    rows = write_cohort(n, out, first, preset, purpose=purpose, extras=not no_extras, progress=progress)
-    pos = sum(1 for r in rows if r["total_agatston"] > 0)
-    click.echo(f"cohort of {len(rows)} phantoms (seeds {first}-{first + n - 1}, preset {preset}) written to {out}: "
+    years = _years(follow_up)
+    if years and preset == "v2-cardiac":
+        raise ConfigError("--follow-up needs a chest preset (v2, v2-small, v2-bench), not v2-cardiac")
+    rows = write_cohort(n, out, first, preset, purpose=purpose, extras=not no_extras, progress=progress,
+                        follow_up=years)
+    pos = sum(1 for r in rows if r["total_agatston"] > 0 and not r.get("time_point"))
+    if years:
+        click.echo(f"  follow-ups at {', '.join(f'{y:g}' for y in years)} years: {len(rows)} studies; "
+                   f"lesion identity over time in {out / 'progression_truth.json'}")
+    click.echo(f"cohort of {n} phantoms (seeds {first}-{first + n - 1}, preset {preset}) written to {out}: "
                f"{pos} with coronary calcium; truth table {out / 'truth.csv'}")
+
+
+def _years(values: tuple[str, ...]) -> list[float]:
+    """--follow-up values (repeated and/or comma-separated) as sorted distinct years."""
+    from ..errors import ConfigError
+
+    out: set[float] = set()
+    for v in values:
+        for part in str(v).replace(" ", ",").split(","):
+            if not part:
+                continue
+            try:
+                y = float(part)
+            except ValueError:
+                raise ConfigError(f"--follow-up takes years as numbers (e.g. 1 or 0.5), got {part!r}") from None
+            if not 0.0 <= y <= 30.0:
+                raise ConfigError(f"--follow-up must be 0-30 years after the baseline, got {part}")
+            out.add(y)
+    return sorted(out)

@@ -48,6 +48,7 @@ from .lesions import find_lesions
 
 METAL_HU = 1400.0
 GROUP_MM = 4.0  # metal voxels closer than this belong to one object (struts of a mesh, pieces of a lead)
+GROUP_SLICES = 1.6  # ... or closer than this many slice spacings (thick slices: struts a slice apart)
 MARGIN_MM = 3.0
 GROW_MM = 6.0  # on the heart, a device's 500-1400 HU parts connected to its metal, this far, are the device too
 DEVICE_LOW_HU = 500.0  # exclusion reaches this far from the metal (blooming, partial volume, crushed calcium)
@@ -60,6 +61,16 @@ LEAD_IN_HEART_MM = 50.0
 HEART_NEAR_MM = 10.0  # within this of the heart mask: "on the heart"
 STERNAL_MIDLINE_MM = 45.0  # sternal wires lie within this of the body midline, in front of the heart
 MIN_METAL_VOXELS = 3
+# A known device's thin parts under METAL_HU (see _thin_parts): denser than the phantoms' native
+# calcium (<= ~800 HU noise-free); only looked for where a valve or bypass surgery is already seen.
+PIECE_HU = 900.0
+CHAIN_MM = 12.0  # a valve frame's strut pieces lie this close to each other
+CLIP_PEAK_HU = 1000.0
+CLIP_OFF_HEART_MM = 8.0  # graft clips lie off the heart; native coronary calcium on it
+CLIP_MAX_MM3 = 60.0
+VALVE_STRUT_MAX_MM = 10.0  # a 'stent' this short next to a valve frame is one of its struts
+MESH_MIN_PIECES = 8  # a TAVI frame shows dozens of strut pieces; native calcium one lump or a few
+MESH_MIN_MM = 15.0
 
 DEVICE_KINDS = ("stent", "device_can", "pacing_lead", "valve_prosthesis", "sternal_wire", "graft_clip", "metal")
 METAL_DEVICE_KINDS = frozenset({"device_can", "pacing_lead", "valve_prosthesis"})
@@ -156,6 +167,13 @@ def _groups(idx: np.ndarray, spacing_zyx, group_mm: float) -> tuple[np.ndarray, 
     return lab[np.ravel(inv)], count
 
 
+def group_distance(spacing_zyx) -> float:
+    """How close two metal voxels must be (mm) to belong to one object: ``GROUP_MM``, or more on
+    thick slices. A 3 mm slice shows a TAVI frame's or a stent's struts as single metal voxels a
+    slice apart (>= 3 mm in z alone): linked only within ``GROUP_SLICES`` slice spacings."""
+    return max(GROUP_MM, GROUP_SLICES * float(spacing_zyx[0]))
+
+
 def _length(pts_mm: np.ndarray) -> float:
     if len(pts_mm) < 2:
         return 0.0
@@ -202,12 +220,38 @@ def find_devices(ct: Volume, labels: Volume | np.ndarray | None = None, heart: V
     metal = hu >= metal_hu
     idx = np.argwhere(metal)
     info: dict = {"metal_hu": metal_hu, "margin_mm": margin_mm, "metal_voxels": int(len(idx))}
-    if len(idx) < MIN_METAL_VOXELS:
-        return DeviceScan([], excl, [], info)
     lab = None if labels is None else np.asarray(labels.array if isinstance(labels, Volume) else labels)
     hm = None if heart is None else np.asarray(heart.array if isinstance(heart, Volume) else heart) > 0
     vox = float(np.prod(sp))
-    gid, n = _groups(idx, sp, GROUP_MM)
+    findings = _metal_objects(ct, hu, sp, idx, lab, hm, vox, instance_numbers) if len(idx) >= MIN_METAL_VOXELS else []
+    findings += _thin_parts(ct, hu, sp, findings, hm, lab, vox, instance_numbers)
+    findings = _valve_struts_not_stents(findings, sp)
+    ball = _ball(margin_mm, sp)
+    grow = _ball(GROW_MM, sp)
+    for f, gi in findings:
+        # On the heart, a device's thinner parts (a TAVI frame's or a stent's struts on thick slices)
+        # show 500-1400 HU: grown from the metal into them (within GROW_MM), then the margin.
+        small = f.kind not in ("device_can", "sternal_wire") and f.metal_mm3 < CAN_MIN_MM3
+        pad = np.array(ball.shape) // 2 + (np.array(grow.shape) // 2 if small else 0)
+        lo = np.maximum(gi.min(axis=0) - pad, 0)
+        hi = np.minimum(gi.max(axis=0) + pad + 1, hu.shape)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        sub = np.zeros(tuple(int(b - a) for a, b in zip(lo, hi, strict=True)), bool)
+        rel = gi - lo
+        sub[rel[:, 0], rel[:, 1], rel[:, 2]] = True
+        if small:
+            reach = ndimage.binary_dilation(sub, structure=grow) & (hu[box] >= DEVICE_LOW_HU)
+            sub = ndimage.binary_propagation(sub, structure=np.ones((3, 3, 3), bool), mask=reach | sub)
+        excl[box] |= ndimage.binary_dilation(sub, structure=ball)
+    out = [f for f, _ in findings]
+    info["objects"] = len(out)
+    return DeviceScan(out, excl, device_flags(out), info)
+
+
+def _metal_objects(ct: Volume, hu: np.ndarray, sp, idx: np.ndarray, lab: np.ndarray | None, hm: np.ndarray | None,
+                   vox: float, instance_numbers) -> list[tuple[DeviceFinding, np.ndarray]]:
+    """The metal objects of ``idx`` (metal voxel indices, z y x), each named by where it lies."""
+    gid, n = _groups(idx, sp, group_distance(sp))
     phys = ct.index_to_physical(idx.astype(float))  # LPS mm
     d_heart = _distance_to(hm, idx, sp, 40.0)
     artery_d = {}
@@ -272,26 +316,134 @@ def find_devices(ct: Volume, labels: Volume | np.ndarray | None = None, heart: V
     if len(wires) == 1:
         findings = [(DeviceFinding(**{**asdict(f), "kind": "metal"}) if f.kind == "sternal_wire" else f, gi)
                     for f, gi in findings]
-    ball = _ball(margin_mm, sp)
-    grow = _ball(GROW_MM, sp)
+    return findings
+
+
+def _thin_parts(ct: Volume, hu: np.ndarray, sp, findings: list[tuple[DeviceFinding, np.ndarray]], heart: np.ndarray | None,
+                lab: np.ndarray | None, vox: float, instance_numbers) -> list[tuple[DeviceFinding, np.ndarray]]:
+    """A device's parts that stay under ``METAL_HU`` (thin struts and clips on thick slices), found
+    only where a device is already known, so that no native calcium elsewhere is touched:
+
+    - a valve prosthesis's frame: dense pieces (peak >= ``PIECE_HU``) on the heart chained to its
+      metal, each within ``CHAIN_MM`` of the last (a TAVI frame on 3 mm slices shows a handful of
+      metal voxels and dozens of 900-1800 HU strut pieces);
+    - after bypass surgery: dense pieces (peak >= ``CLIP_PEAK_HU``) outside the heart, by more than
+      ``CLIP_OFF_HEART_MM``, that touch a predicted coronary label: clips on a graft the network
+      took for an artery.
+    Returns extra findings (kind ``valve_prosthesis`` or ``graft_clip``) with their voxels.
+    """
+    valves = [gi for f, gi in findings if f.kind == "valve_prosthesis"]
+    cabg = any(f.kind in CABG_KINDS for f, _ in findings)
+    if heart is None or not heart.any():
+        return []
+    # only near the heart (its box + 25 mm): bone elsewhere is dense too, and costs time
+    hb = ndimage.find_objects(heart.view(np.uint8))[0]
+    pad = [int(np.ceil(25.0 / s)) for s in sp]
+    near = tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(hb, pad, hu.shape, strict=True))
+    comp = np.zeros(hu.shape, np.int32)
+    comp[near], n = ndimage.label(hu[near] >= PIECE_HU, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return []
+    known = np.zeros(hu.shape, bool)
+    for _, gi in findings:
+        known[gi[:, 0], gi[:, 1], gi[:, 2]] = True
+    # one distance query for every dense voxel (the heart's surface tree is built once)
+    dense = np.argwhere(comp > 0)
+    which = comp[dense[:, 0], dense[:, 1], dense[:, 2]]
+    d_all = _distance_to(heart, dense, sp, 60.0)
+    d_min = np.full(n + 1, np.inf)
+    np.minimum.at(d_min, which, d_all)
+    skip = np.zeros(n + 1, bool)
+    skip[which[known[dense[:, 0], dense[:, 1], dense[:, 2]]]] = True
+    pieces = []
+    for k, box in enumerate(ndimage.find_objects(comp), start=1):
+        if skip[k] or d_min[k] > max(HEART_NEAR_MM, 25.0):  # bone, or far from the heart
+            continue
+        m = comp[box] == k
+        gi = np.argwhere(m) + [s.start for s in box]
+        pieces.append((gi, float(hu[box][m].max()), float(d_min[k])))
+    out: list[tuple[DeviceFinding, np.ndarray]] = []
+    taken = [False] * len(pieces)
+    if not valves:
+        mesh = _mesh(pieces, sp)
+        if mesh:
+            gi = np.concatenate([pieces[i][0] for i in mesh])
+            out.append((_piece_finding(ct, "valve_prosthesis", gi, vox, instance_numbers), gi))
+            for i in mesh:
+                taken[i] = True
+    if valves:
+        chain = np.concatenate(valves) * np.asarray(sp)
+        grew = True
+        while grew:  # breadth-first along the frame: each new piece may reach the next
+            grew = False
+            tree = cKDTree(chain)
+            for i, (gi, peak, dh) in enumerate(pieces):
+                if taken[i] or peak < PIECE_HU or dh > HEART_NEAR_MM:
+                    continue
+                dist, _ = tree.query(gi * np.asarray(sp), distance_upper_bound=CHAIN_MM)
+                if np.isfinite(dist).any():
+                    taken[i] = grew = True
+                    chain = np.concatenate([chain, gi * np.asarray(sp)])
+        if any(taken):
+            gi = np.concatenate([p[0] for p, t in zip(pieces, taken, strict=True) if t])
+            out.append((_piece_finding(ct, "valve_prosthesis", gi, vox, instance_numbers), gi))
+    if cabg and lab is not None:
+        coronary = lab > 0
+        for i, (gi, peak, dh) in enumerate(pieces):
+            if taken[i] or peak < CLIP_PEAK_HU or dh < CLIP_OFF_HEART_MM or len(gi) * vox > CLIP_MAX_MM3:
+                continue
+            near = _distance_to(coronary, gi, sp, STENT_NEAR_MM)
+            if np.isfinite(near).any():
+                taken[i] = True
+                out.append((_piece_finding(ct, "graft_clip", gi, vox, instance_numbers), gi))
+    return out
+
+
+def _valve_struts_not_stents(findings: list[tuple[DeviceFinding, np.ndarray]], sp) -> list[tuple[DeviceFinding, np.ndarray]]:
+    """A short 'stent' within ``CHAIN_MM`` of a valve prosthesis is a strut of its frame next to a
+    coronary ostium (a TAVI frame reaches the left main): the valve, not a stent in the artery."""
+    valves = [gi for f, gi in findings if f.kind == "valve_prosthesis"]
+    if not valves:
+        return findings
+    tree = cKDTree(np.concatenate(valves) * np.asarray(sp, float))
+    out = []
     for f, gi in findings:
-        # On the heart, a device's thinner parts (a TAVI frame's or a stent's struts on thick slices)
-        # show 500-1400 HU: grown from the metal into them (within GROW_MM), then the margin.
-        small = f.kind not in ("device_can", "sternal_wire") and f.metal_mm3 < CAN_MIN_MM3
-        pad = np.array(ball.shape) // 2 + (np.array(grow.shape) // 2 if small else 0)
-        lo = np.maximum(gi.min(axis=0) - pad, 0)
-        hi = np.minimum(gi.max(axis=0) + pad + 1, hu.shape)
-        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-        sub = np.zeros(tuple(int(b - a) for a, b in zip(lo, hi, strict=True)), bool)
-        rel = gi - lo
-        sub[rel[:, 0], rel[:, 1], rel[:, 2]] = True
-        if small:
-            reach = ndimage.binary_dilation(sub, structure=grow) & (hu[box] >= DEVICE_LOW_HU)
-            sub = ndimage.binary_propagation(sub, structure=np.ones((3, 3, 3), bool), mask=reach | sub)
-        excl[box] |= ndimage.binary_dilation(sub, structure=ball)
-    out = [f for f, _ in findings]
-    info["objects"] = len(out)
-    return DeviceScan(out, excl, device_flags(out), info)
+        if f.kind == "stent" and f.length_mm < VALVE_STRUT_MAX_MM:
+            d, _ = tree.query(gi * np.asarray(sp, float), distance_upper_bound=CHAIN_MM)
+            if np.isfinite(d).any():
+                f = DeviceFinding(**{**asdict(f), "kind": "valve_prosthesis", "artery": None})
+        out.append((f, gi))
+    return out
+
+
+def _mesh(pieces: list[tuple[np.ndarray, float, float]], sp) -> list[int]:
+    """The largest cluster of dense pieces on the heart, each within ``CHAIN_MM`` of another, when
+    it holds at least ``MESH_MIN_PIECES`` pieces over ``MESH_MIN_MM``: a metal mesh (a TAVI frame
+    on thick, noisy slices, where not one voxel reaches ``METAL_HU``). Native calcium is one
+    lump or a few; no plaque of the phantoms reaches ``PIECE_HU`` noise-free."""
+    cand = [i for i, (_, peak, dh) in enumerate(pieces) if peak >= PIECE_HU and dh <= HEART_NEAR_MM]
+    if len(cand) < MESH_MIN_PIECES:
+        return []
+    pts = np.concatenate([pieces[i][0] for i in cand]) * np.asarray(sp, float)
+    owner = np.concatenate([np.full(len(pieces[i][0]), j) for j, i in enumerate(cand)])
+    pairs = cKDTree(pts).query_pairs(CHAIN_MM, output_type="ndarray")
+    m = len(cand)
+    graph = coo_matrix((np.ones(len(pairs), bool), (owner[pairs[:, 0]], owner[pairs[:, 1]])), shape=(m, m)) \
+        if len(pairs) else coo_matrix((m, m), dtype=bool)
+    _, lab = connected_components(graph, directed=False)
+    best = int(np.argmax(np.bincount(lab)))
+    members = [cand[j] for j in np.flatnonzero(lab == best)]
+    if len(members) < MESH_MIN_PIECES:
+        return []
+    extent = _length(np.concatenate([pieces[i][0] for i in members]) * np.asarray(sp, float))
+    return members if extent >= MESH_MIN_MM else []
+
+
+def _piece_finding(ct: Volume, kind: str, gi: np.ndarray, vox: float, instance_numbers) -> DeviceFinding:
+    zs = tuple(int(z) for z in np.unique(gi[:, 0]))
+    pts = ct.index_to_physical(gi.astype(float))
+    return DeviceFinding(kind, zs, tuple(float(c) for c in gi.mean(axis=0)), tuple(float(c) for c in pts.mean(axis=0)),
+                         float(len(gi)) * vox, _length(pts), None, _images(zs, instance_numbers))
 
 
 def _body_midline(ct: Volume, hu: np.ndarray, k: int) -> float | None:

@@ -95,6 +95,8 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResul
                     for les in ovs.lesions],
         "review_html": "review.html", "outputs": out,
     }
+    if options.anonymous_names:  # the index shows this id where a text would name the PatientID
+        review["patient_pseudonym"] = anonymised_id(result.study.patient_id, salt)
     write_private_text(study_dir / "review.json", json.dumps(review, indent=2))
     out["review_json"] = "review.json"
     return out

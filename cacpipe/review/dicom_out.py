@@ -29,6 +29,7 @@ from pydicom.sr.coding import Code
 from .. import __version__
 from ..errors import GeometryError, InputDataError
 from ..files import make_private_dir, protect
+from ..flags import LOSSY_COMPRESSION
 from ..labels import ARTERIES, CALCIUM_ID, LABEL_CLASSES
 from ..record import RESEARCH_USE, Provenance, StudyResult
 from ..volume import Volume
@@ -304,6 +305,8 @@ def make_sc(images: list[np.ndarray], ref: pydicom.Dataset, series_number: int, 
         sc.ImageComments = f"{desc} | {prov.line()}"
         sc.BurnedInAnnotation = "YES"
         sc.BodyPartExamined = "CHEST"  # unpaired: Laterality (type 2C) is then rightly absent
+        if result.has_flag(LOSSY_COMPRESSION):  # derived from lossy-compressed images: PS3.3 C.7.6.1.1.5 says so
+            sc.LossyImageCompression = "01"
         _stamp(sc, stamp)
         out.append(sc)
     return out

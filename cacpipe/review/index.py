@@ -20,7 +20,7 @@ from ..labels import ARTERIES
 from ..record import DEMO_MODEL_STATEMENT, RESEARCH_USE, StudyResult
 from .assets import CSP, E, inline_script, script_json, static_text
 from .corrections import SCHEMA as CORRECTIONS_SCHEMA
-from .options import display_items
+from .options import anonymised_id, display_items
 from .page import RATING_COLUMNS, STORAGE, _num
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,11 @@ def _read(path: Path) -> dict | None:
     return d if isinstance(d, dict) else None
 
 
-def _row(results_dir: Path, study_dir: Path | None, entry: dict | None, fields, salt: str) -> dict:
-    """One index row from whatever is known about a study (manifest entry, result.json, review.json)."""
+def _row(results_dir: Path, study_dir: Path | None, entry: dict | None, fields, salt: str,
+         anonymous: bool = False) -> dict:
+    """One index row from whatever is known about a study (manifest entry, result.json, review.json).
+    ``anonymous`` (``review.anonymous_names``): texts that would name the PatientID (a source folder in
+    a reason or flag message, shown on hover) name the anonymised id instead."""
     entry = entry or {}
     res = _read(study_dir / "result.json") if study_dir else None
     rev = _read(study_dir / "review.json") if study_dir else None
@@ -65,6 +68,12 @@ def _row(results_dir: Path, study_dir: Path | None, entry: dict | None, fields, 
     href = None
     if rev is not None:
         href = (study_dir / rev.get("review_html", "review.html")).relative_to(results_dir).as_posix()
+    if anonymous or (rev or {}).get("patient_pseudonym"):
+        pid = str(study.get("patient_id") or entry.get("patient_id") or "")
+        pseudonym = (rev or {}).get("patient_pseudonym") or anonymised_id(pid, salt)
+        hide = (lambda t: t.replace(pid, pseudonym)) if len(pid) >= 3 else (lambda t: t)
+        reason = hide(str(reason))
+        flags = [{**f, "message": hide(str(f.get("message", "")))} for f in flags if isinstance(f, dict)]
     return {
         "study_uid": str(study.get("study_uid") or entry.get("study_uid") or ""),
         "display": display, "href": href, "status": str(status), "reason": str(reason),
@@ -81,6 +90,7 @@ def index_rows(results_dir: Path, fields=None, salt: str = "") -> list[dict]:
     fields = tuple(fields) if fields else ReviewSettings().fields
     rows, seen = [], set()
     manifest = _read(results_dir / "manifest.json")
+    anonymous = bool((((manifest or {}).get("settings") or {}).get("review") or {}).get("anonymous_names"))
     if manifest and manifest.get("schema") == "cacpipe.manifest/1":
         entries = sorted((manifest.get("studies") or {}).values(),
                          key=lambda e: (e.get("patient_id", ""), e.get("study_date", ""), e.get("study_uid", "")))
@@ -89,7 +99,7 @@ def index_rows(results_dir: Path, fields=None, salt: str = "") -> list[dict]:
             if e.get("status") == "done" and e.get("result"):
                 study_dir = (results_dir / e["result"]).parent
                 seen.add(study_dir.resolve())
-            rows.append(_row(results_dir, study_dir, e, fields, salt))
+            rows.append(_row(results_dir, study_dir, e, fields, salt, anonymous))
     superseded = (results_dir / "superseded").resolve()  # corrected versions a rescan replaced (cacpipe.scan.layout)
     for p in sorted(results_dir.rglob("review.json")):
         if p.parent.resolve() in seen or p.resolve().is_relative_to(superseded):
@@ -97,7 +107,7 @@ def index_rows(results_dir: Path, fields=None, salt: str = "") -> list[dict]:
         rev = _read(p)
         if not rev or rev.get("schema") != REVIEW_SCHEMA:
             continue
-        rows.append(_row(results_dir, p.parent, None, fields, salt))
+        rows.append(_row(results_dir, p.parent, None, fields, salt, anonymous))
     return rows
 
 

@@ -91,6 +91,28 @@ def anonymised_id(patient_id: str | None, salt: str | None = None) -> str:
     return f"anon-{digest[:10]}"
 
 
+def study_pseudonym(study_uid: str | None, salt: str | None = None) -> str:
+    """A stable pseudonym for a StudyInstanceUID (folder names under ``review.anonymous_names``):
+    ``study-`` + 10 hex digits of HMAC-SHA256(secret, uid), keyed like :func:`anonymised_id`."""
+    digest = hmac.new(resolve_salt(salt).encode(), b"study\x1f" + (study_uid or "").encode(), hashlib.sha256)
+    return f"study-{digest.hexdigest()[:10]}"
+
+
+def page_patient_id(patient_id: str | None, anonymous: bool, salt: str | None = None) -> str:
+    """The patient id a review page carries in its data block, and so in the ratings and corrections
+    files it downloads: the anonymised id under ``review.anonymous_names``, else the PatientID."""
+    return anonymised_id(patient_id, salt) if anonymous else (patient_id or "")
+
+
+def scrub(text: str, patient_id: str | None, salt: str | None = None) -> str:
+    """``text`` with the PatientID replaced by the anonymised id (a reason or flag message may name a
+    source file whose folder is the PatientID). Ids shorter than 3 characters are left: they would
+    replace parts of ordinary words."""
+    if not patient_id or len(patient_id) < 3 or patient_id not in text:
+        return text
+    return text.replace(patient_id, anonymised_id(patient_id, salt))
+
+
 def display_items(study: dict, fields: Sequence[str], salt: str | None = None) -> list[tuple[str, str]]:
     """(label, value) pairs of the allowed ``fields`` (keys of DISPLAY_FIELDS), in the order given."""
     out = []

@@ -34,7 +34,7 @@ from ..units import AGATSTON_REFERENCE_SLICE_MM, CALCIUM_THRESHOLD_HU
 from ..volume import Volume
 from . import corrections as C
 from .assets import CSP, E, inline_script, niivue_bundle, rgb, script_json, static_text
-from .options import anonymised_id, display_items
+from .options import anonymised_id, display_items, page_patient_id, scrub
 from .overlays import display_flips
 from .viewer_data import CONTEXT_MM, page_volumes
 
@@ -125,7 +125,7 @@ def page_data(ct: Volume, labels: Volume, result: StudyResult, options: ReviewSe
     if not p or len(p) != nz:
         p = [round(float(ct.index_to_physical(np.array([[k, 0, 0]]))[0, 2]), 2) for k in range(nz)]
     return {
-        "schema": "cacpipe.review-page/2", "study_uid": study.study_uid, "patient_id": study.patient_id,
+        "schema": "cacpipe.review-page/2", "study_uid": study.study_uid, "patient_id": page_patient_id(study.patient_id, options.anonymous_names, salt),
         "series_uid": study.series_uid, "file_id": anonymised_id(study.patient_id, salt),
         "storage": STORAGE, "columns": list(RATING_COLUMNS), "ratings": list(RATINGS), "arteries": list(ARTERIES),
         "corrections_schema": C.SCHEMA,
@@ -146,7 +146,8 @@ def page_data(ct: Volume, labels: Volume, result: StudyResult, options: ReviewSe
                                                                    "category", "cac_drs", "complete",
                                                                    "agatston_valid")},
                    "lesions": [les.to_dict() for les in result.lesions],
-                   "flags": [f.to_dict() for f in result.flags]},
+                   "flags": [{**f.to_dict(), "message": _shown_text(f.message, result, options, salt)}
+                             for f in result.flags]},
         "rules": page_rules(ct, result),
         "severity": _severity_params(result),
         "viewer": "niivue" if bundle else "basic", "viewer_note": info.get("reason", ""),
@@ -154,6 +155,12 @@ def page_data(ct: Volume, labels: Volume, result: StudyResult, options: ReviewSe
         "scan_block": f"{CONTEXT_MM:g} mm",
         "volumes": page_volumes(ct, labels, result.lesions, options),
     }
+
+
+def _shown_text(text: str, result: StudyResult, options: ReviewSettings, salt: str) -> str:
+    """A flag message or reason as the page shows it: under ``review.anonymous_names`` the PatientID
+    (a source folder named in a message) becomes the anonymised id."""
+    return scrub(text, result.study.patient_id, salt) if options.anonymous_names else text
 
 
 def _provenance(result: StudyResult) -> str:
@@ -172,7 +179,8 @@ def study_page(ct: Volume, labels: Volume, result: StudyResult, summary_png, opt
     if result.is_demo:
         banners.append("<div class=banner>Segmented with the phantom-trained demo model: NOT FOR CLINICAL USE.</div>")
     if result.status != "done":
-        banners.append(f"<div class=banner>Study status: {E(result.status)} {E(result.reason)}</div>")
+        banners.append(f"<div class=banner>Study status: {E(result.status)} "
+                       f"{E(_shown_text(result.reason, result, options, salt))}</div>")
     score_rows = []
     for a in ARTERIES:
         sw = f"<span class=sw style='background:{rgb(ARTERY_COLOURS[a])}'></span>"
@@ -190,7 +198,7 @@ def study_page(ct: Volume, labels: Volume, result: StudyResult, summary_png, opt
                            f"aria-label='comment on {a}'></td></tr>")
     flag_html = "".join(
         f"<div class='flag {E(f.severity)}'><b>{E(f.severity)}</b> {E(f.code)}"
-        + (f" [{E(f.artery)}]" if f.artery else "") + f": {E(f.message)}</div>"
+        + (f" [{E(f.artery)}]" if f.artery else "") + f": {E(_shown_text(f.message, result, options, salt))}</div>"
         for f in result.flags) or "<p class=muted>No flags.</p>"
     legend = "".join(f"<span><span class=sw style='background:{rgb(ARTERY_COLOURS[a])}'></span>{a}</span>"
                      for a in ARTERIES)

@@ -51,5 +51,11 @@ def cohort_rows(out: Path, manifest: dict) -> list[dict]:
 
 
 def write_cohort(out: Path, manifest: dict) -> Path:
-    write_atomic(out / COHORT, csv_text(cohort_rows(out, manifest), COHORT_COLUMNS))
+    """cohort.csv; with progression columns when a patient has more than one done study
+    (cacpipe.progression.columns)."""
+    from ..progression.columns import PROGRESSION_COLUMNS, add_progression_columns
+
+    rows = cohort_rows(out, manifest)
+    columns = (*COHORT_COLUMNS, *PROGRESSION_COLUMNS) if add_progression_columns(rows) else COHORT_COLUMNS
+    write_atomic(out / COHORT, csv_text(rows, columns))
     return out / COHORT

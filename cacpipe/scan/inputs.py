@@ -5,7 +5,7 @@ INPUT may be a PACS export folder, a single DICOM series or study folder, a zip,
 (``plan.plan``). A NIfTI / NRRD / MHA file is one study on its own: its geometry comes from the
 file, its patient id from the file name (or ``--id``), and its study key is
 ``<PatientID>/file-<PatientID>``, so it gets the usual OUT layout, manifest entry, cohort row and
-resume (the fingerprint is the file's path, size and modification time). A folder that holds such
+resume (the fingerprint is the file's path, size, modification time and a content sample). A folder that holds such
 files and no DICOM is a cohort of them (kind ``images``): one study per file, ids from the file or
 case-folder names or an ids CSV (cacpipe.ingest.image_cohort); files that claim the same id fail
 with the reason.
@@ -22,7 +22,7 @@ from ..config import Settings
 from ..errors import ConfigError, InputDataError
 from ..ingest import Study, is_image_file
 from ..ingest.loaded import image_identity
-from .layout import RESULT, now, study_folders
+from .layout import RESULT, now, output_folders
 from .manifest import corrected_by, recover, redo_reason
 from .plan import config_hash, keep_study
 from .worker import Analyse, StudyTask
@@ -75,8 +75,12 @@ def resolve_input(path: str | Path, patient_id: str | None = None, ids_csv: str 
 
 
 def image_fingerprint(path: Path) -> str:
+    """Changes with the file's path, size, time and content (a sample: a file rewritten in place with
+    its size and time kept, as ``cp -p`` does, is seen; cacpipe.ingest.content_sample)."""
+    from ..ingest.content_sample import file_sample
+
     st = path.stat()
-    return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{file_sample(path)}".encode()).hexdigest()
 
 
 def check_image(path: Path) -> tuple[int, ...]:
@@ -130,9 +134,9 @@ def plan_images(images: list[tuple[Path, str]], refused: list[tuple[str, str]], 
         entry["in_last_scan"] = False
     idents = {path: image_identity(path, pid) for path, pid in images}
     # Folders of earlier studies take part, as in plan.plan (no two folders differ only in case).
-    folders = study_folders([(i.patient_id, i.study_uid) for i in idents.values()]
-                            + [(str(e.get("patient_id", "")), str(e.get("study_uid", "")))
-                               for e in manifest["studies"].values()])
+    folders = output_folders([(i.patient_id, i.study_uid) for i in idents.values()]
+                             + [(str(e.get("patient_id", "")), str(e.get("study_uid", "")))
+                                for e in manifest["studies"].values()], settings.review)
     cfg = config_hash(analyse, settings)
     tasks = []
     for pid, reason in refused:

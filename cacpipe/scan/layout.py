@@ -4,7 +4,8 @@ Layout::
 
     OUT/manifest.json                 status of every study (done / failed / skipped + reason)
     OUT/cohort.csv                    one row per study, rebuilt from the manifest after each run
-    OUT/<PatientID>/<StudyUID>/       result.json, labels.nii.gz, ... (one study)
+    OUT/<PatientID>/<StudyUID>/       result.json, labels.nii.gz, ... (one study); with
+                                      review.anonymous_names: OUT/anon-<id>/study-<id>/
 
 A study's folder is written under a temporary name and renamed into place only when complete,
 so a killed run never leaves a half-written result that counts as done.
@@ -111,6 +112,23 @@ def study_folders(keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         for uid in uids:
             folders[(pid, uid)] = study_folder(pid, uid, pid in hash_pid, uid in hash_uid)
     return folders
+
+
+def anonymous_folders(keys: list[tuple[str, str]], salt: str | None = None) -> dict[tuple[str, str], str]:
+    """Folders (relative to OUT) named by pseudonyms (``review.anonymous_names``):
+    ``anon-<10 hex>/study-<10 hex>``, HMAC-keyed by the anonymisation secret (cacpipe.review.options),
+    so the same patient and study get the same folder on every run and at every site sharing it."""
+    from ..review.options import anonymised_id, study_pseudonym
+
+    return {(pid, uid): f"{anonymised_id(pid, salt)}/{study_pseudonym(uid, salt)}" for pid, uid in keys}
+
+
+def output_folders(keys: list[tuple[str, str]], review) -> dict[tuple[str, str], str]:
+    """The study folders of a scan: pseudonyms under ``review.anonymous_names`` (``review``: the
+    ReviewSettings), else PatientID/StudyUID made safe (:func:`study_folders`)."""
+    if review.anonymous_names:
+        return anonymous_folders(keys, review.salt)
+    return study_folders(keys)
 
 
 def check_output_folder(export: Path | None, out: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import __version__
 from ..config import Settings
 from ..ingest import discover, group_studies, select_series
-from .layout import RESULT, now, study_folders
+from .layout import RESULT, now, output_folders
 from .manifest import corrected_by, keep_corrected, recover, redo_reason, settings_hash
 from .worker import Analyse, StudyTask
 
@@ -45,17 +45,20 @@ def plan(export: Path, out: Path, manifest: dict, analyse: Analyse, settings: Se
     problems = disc.problems + group_problems
     manifest.update(export=str(export.resolve()), cacpipe_version=__version__, scanned=now(),
                     problems=[p.to_dict() for p in problems], ignored_files=len(disc.ignored),
-                    settings=settings.to_record())
+                    folder_links=list(disc.folder_links), settings=settings.to_record())
     summary.problems, summary.ignored_files, summary.studies = len(problems), len(disc.ignored), len(studies)
+    summary.folder_links = list(disc.folder_links)
     for p in problems:
         log.warning("unreadable input: %s: %s", p.source, p.reason)
+    for link in disc.folder_links:
+        log.warning("folder link not followed: %s (scan its target, or copy the folder into the export)", link)
     cfg = config_hash(analyse, settings)
     for entry in manifest["studies"].values():
         entry["in_last_scan"] = False
     # Folders of earlier studies take part: a new study never takes a folder that differs only in case.
-    folders = study_folders([(st.patient_id, st.study_uid) for st in studies]
-                            + [(str(e.get("patient_id", "")), str(e.get("study_uid", "")))
-                               for e in manifest["studies"].values()])
+    folders = output_folders([(st.patient_id, st.study_uid) for st in studies]
+                             + [(str(e.get("patient_id", "")), str(e.get("study_uid", "")))
+                                for e in manifest["studies"].values()], settings.review)
     tasks = []
     for study in studies:
         sel = select_series(study, settings.selection)

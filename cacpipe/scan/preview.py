@@ -48,7 +48,7 @@ def preview(inp: ScanInput, settings: Settings | None = None, out: Path | None =
     t0 = time.perf_counter()
     settings = settings or Settings()
     last = _last_status(out)
-    studies, problems, ignored = [], [], 0
+    studies, problems, ignored, links = [], [], 0, []
     if inp.kind in ("image", "images"):
         if inp.kind == "image":
             pairs, refused = [(inp.path, image_identity(inp.path, patient_id).patient_id)], []
@@ -83,7 +83,7 @@ def preview(inp: ScanInput, settings: Settings | None = None, out: Path | None =
                             follow_symlinks=settings.discovery.follow_symlinks)
         found, group_problems = group_studies(disc.headers)
         problems = [p.to_dict() for p in disc.problems + group_problems]
-        ignored = len(disc.ignored)
+        ignored, links = len(disc.ignored), list(disc.folder_links)
         for study in found:
             if study.conflict:  # refused by the scan (several patients under one StudyInstanceUID)
                 studies.append({"key": study.key, "patient_id": study.patient_id, "study_uid": study.study_uid,
@@ -104,5 +104,5 @@ def preview(inp: ScanInput, settings: Settings | None = None, out: Path | None =
     return {"schema": PREVIEW_SCHEMA, "input": str(inp.path), "input_kind": inp.kind,
             "input_description": inp.describe(), "selection": settings.selection.to_dict(),
             "counts": {"studies": len(studies), "scorable": scorable, "problems": len(problems),
-                       "ignored_files": ignored},
-            "studies": studies, "problems": problems, "seconds": round(time.perf_counter() - t0, 3)}
+                       "ignored_files": ignored, "folder_links": len(links)},
+            "studies": studies, "problems": problems, "folder_links": links, "seconds": round(time.perf_counter() - t0, 3)}

@@ -71,10 +71,13 @@ def preview_lines(preview: dict) -> list[str]:
             out.append(f"  skip   {_series_text(sk)}: {sk['reason']}")
     for p in preview.get("problems", []):
         out.append(f"unreadable: {p['source']}: {p['reason']}")
+    out += [f"link not followed: {link}" for link in preview.get("folder_links", [])]
     n = preview["counts"]
+    links = n.get("folder_links", 0)
     out.append(f"{n['studies']} studies: {n['scorable']} would be scored, {n['studies'] - n['scorable']} have "
-               f"nothing to score; {n['problems']} unreadable files, {n['ignored_files']} non-DICOM files ignored "
-               f"({preview['seconds']:.1f} s, nothing was analysed)")
+               f"nothing to score; {n['problems']} unreadable files, {n['ignored_files']} non-DICOM files ignored"
+               + (f", {links} folder link{'' if links == 1 else 's'} not followed" if links else "")
+               + f" ({preview['seconds']:.1f} s, nothing was analysed)")
     return out
 
 

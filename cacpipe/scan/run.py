@@ -21,6 +21,8 @@ from .manifest import ManifestWriter, ScanLock, load_manifest
 from .plan import analyse_name, plan
 from .worker import Analyse
 
+MAX_LINK_LINES = 5  # folder links named one per line in the summary; all of them are in manifest.json
+
 
 @dataclass
 class ScanSummary:
@@ -36,6 +38,7 @@ class ScanSummary:
     skipped: int = 0
     problems: int = 0  # files that could not be read (see manifest["problems"])
     ignored_files: int = 0
+    folder_links: list[str] = field(default_factory=list)  # links to folders in the export: not followed
     failures: list[tuple[str, str]] = field(default_factory=list)  # (study key, reason)
     seconds: float = 0.0
     kept: list[tuple[str, str]] = field(default_factory=list)  # (study key, why): reader-corrected, not redone
@@ -60,10 +63,15 @@ class ScanSummary:
             return EXIT_STUDY_FAILED
         return EXIT_NOTHING_TO_SCORE if self.nothing_to_score else EXIT_OK
 
+    def _links_text(self) -> str:
+        """The count of links to folders that were not followed (nothing when there were none)."""
+        n = len(self.folder_links)
+        return f", {n} folder link{'' if n == 1 else 's'} not followed" if n else ""
+
     def nothing_to_score_message(self) -> str:
         if self.studies == 0:
             return (f"nothing to score: no DICOM CT study found in {self.input} ({self.problems} unreadable files, "
-                    f"{self.ignored_files} non-DICOM files ignored); give a PACS export, a DICOM series folder, a zip, "
+                    f"{self.ignored_files} non-DICOM files ignored{self._links_text()}); give a PACS export, a DICOM series folder, a zip, "
                     "a DICOMDIR or a NIfTI/NRRD CT file")
         return (f"nothing to score: none of the {self.studies} studies in {self.input} has a series that meets the "
                 f"selection rules (reasons in {self.manifest}; `cacpipe scan --dry-run` lists them)")
@@ -79,8 +87,11 @@ class ScanSummary:
     def lines(self) -> list[str]:
         out = [f"{self.studies} {'study' if self.studies == 1 else 'studies'}: {self.done} done now, {self.up_to_date} already done, "
                f"{self.failed} failed, {self.skipped} skipped; {self.problems} unreadable files, "
-               f"{self.ignored_files} non-DICOM files ignored ({self.seconds:.1f} s)"]
+               f"{self.ignored_files} non-DICOM files ignored{self._links_text()} ({self.seconds:.1f} s)"]
         out += [f"FAILED {k}: {r}" for k, r in self.failures]
+        out += [f"LINK NOT FOLLOWED {link}" for link in self.folder_links[:MAX_LINK_LINES]]
+        if len(self.folder_links) > MAX_LINK_LINES:
+            out.append(f"... and {len(self.folder_links) - MAX_LINK_LINES} more folder links ({self.manifest})")
         out += [f"KEPT {k}: {r}" for k, r in self.kept]
         if self.send_target:
             out.append(f"PACS {self.send_target}: {self.sent} stud{'y' if self.sent == 1 else 'ies'} sent, "

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from ..config import Settings
 from ..errors import CacpipeError, InputDataError
-from ..files import make_private_dir
+from ..files import make_private_dir, protect_tree
 from ..flags import SERIES_FALLBACK, Flag
 from ..ingest import LoadedSeries, Series, load_series
 from ..record import StudyResult
@@ -188,6 +188,7 @@ def close_study(run: OpenStudy) -> dict:
                 kept = supersede(final, Path(task.out_root))
                 result.ingest["superseded"] = str(kept.relative_to(task.out_root))
             write_atomic(tmp / RESULT, result_text(result))
+            protect_tree(tmp)  # whatever the analysis wrote (any --analyse function, any library) is owner-only
             install(tmp, final)
             status = "failed" if result.status == "failed" else "done"
             reason = one_line(result.reason or "analysis reported failure") if status == "failed" else ""

@@ -134,6 +134,21 @@ class Refinement:
     def to_dict(self) -> dict:
         return {**self.info, "lesions": [les.to_dict() for les in self.lesions]}
 
+    def explain_metal(self) -> None:
+        """Devices were found in this scan (cacpipe.quant.devices): the metal-dense spots on the
+        arteries are theirs, already flagged and out of the count; ``calcium_uncounted`` keeps only
+        what no device explains (it was raised on every lead-crossed RCA)."""
+        spots = self.info.get("uncounted") or {}
+        kept = {a: [s for s in ss if not s["why"].startswith("metal")] for a, ss in spots.items()}
+        kept = {a: ss for a, ss in kept.items() if ss}
+        if kept == spots:
+            return
+        self.info["uncounted"] = kept
+        self.info["uncounted_explained_by_devices"] = sum(len(ss) for ss in spots.values()) - \
+            sum(len(ss) for ss in kept.values())
+        counting = self.info.get("density_rule", {}).get("counting", True)
+        self.flags = [f for f in self.flags if f.code != F.CALCIUM_UNCOUNTED] + uncounted_flags(kept, counting)
+
     def mark_found_by(self, lesions: list) -> list:
         """``lesions`` (:class:`cacpipe.quant.lesions.Lesion`) with ``found_by`` set: ``density_rule``
         when every refined lesion whose centre lies in its box was found by the density rule."""
@@ -697,7 +712,12 @@ def _uncounted(ct: Volume, cands: list, ids: np.ndarray, calc: np.ndarray, lab: 
                                           "volume_mm3": round(c.volume_mm3, 1), "peak_hu": round(c.peak_hu),
                                           "why": why})
     info["uncounted"] = spots
-    why = ("too faint or small to tell from noise" if info.get("density_rule", {}).get("counting", True)
+    return uncounted_flags(spots, info.get("density_rule", {}).get("counting", True))
+
+
+def uncounted_flags(spots: dict[str, list[dict]], counting: bool = True) -> list[Flag]:
+    """The ``calcium_uncounted`` flags (one per artery) of the spots ``info["uncounted"]`` records."""
+    why = ("too faint or small to tell from noise" if counting
            else "the density rule is switched off (segment.density_rule)")
     flags = []
     for art, ss in spots.items():

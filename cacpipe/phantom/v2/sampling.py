@@ -169,38 +169,51 @@ def _plaques(rng, h: Habitus, heart: HeartSpec) -> tuple[PlaqueSpec, ...]:
     if rng.random() >= _sig(-1.6 + 0.08 * (h.age - 50) + (0.9 if male else 0.0)):
         return ()
     n = int(min(1 + rng.poisson(np.exp(0.25 + 0.045 * (h.age - 60) + (0.3 if male else 0.0))), 25))
+    names, side = plaque_branches(heart)
+    return tuple(draw_plaque(rng, i + 1, names, side) for i in range(n))
+
+
+def plaque_branches(heart: HeartSpec) -> tuple[dict, dict]:
+    """Branch name -> artery, and per artery its side branches (where a plaque may sit)."""
     names = branch_names(heart)
     side = {a: [b for b, art in names.items() if art == a and b not in ("RCA", "LM", "LAD", "LCX")]
             for a in ("RCA", "LAD", "LCX")}
-    out = []
-    for i in range(n):
-        kind = _choice(rng, tuple(KIND_P), tuple(KIND_P.values()))
-        artery = _choice(rng, ("LAD", "RCA", "LCX"), (0.45, 0.3, 0.25))
-        main = {"LAD": "LAD", "RCA": "RCA", "LCX": "LCX"}[artery]
-        branch = main if rng.random() < 0.8 or not side[artery] else _choice(rng, tuple(side[artery]))
-        t = float(rng.beta(1.6, 3.2))
-        dens = float(np.clip(np.exp(rng.normal(np.log(550), 0.45)), 200, 1600))
-        if kind == "ostial":
-            artery, branch = ("RCA", "RCA") if rng.random() < 0.5 else ("LAD", "LM")
-            t = 0.0
-        if kind == "bifurcation":
-            options = [b for b in names if b not in ("RCA", "LM")]
-            branch = _choice(rng, tuple(options))
-            artery = names[branch]
-            t = 0.0
-        if kind == "tiny":
-            d = float(rng.uniform(0.6, 1.6))
-            spec = dict(length_mm=d, thickness_mm=d * float(rng.uniform(0.8, 1.2)), density_hu=float(rng.uniform(350, 900)))
-        elif kind == "diffuse":
-            spec = dict(length_mm=float(rng.uniform(15, 45)), thickness_mm=float(rng.uniform(0.5, 1.2)),
-                        arc_deg=float(rng.uniform(90, 300)), density_hu=min(dens, 900.0))
-        else:
-            spec = dict(length_mm=float(rng.uniform(2, 9) if kind != "ostial" else rng.uniform(2, 5)),
-                        thickness_mm=float(rng.uniform(0.8, 2.5)), arc_deg=float(rng.uniform(60, 240)),
-                        n_lobes=int(rng.integers(2, 7)), density_hu=dens)
-        out.append(PlaqueSpec(id=i + 1, artery=artery, branch=branch, kind=kind, t=t,
-                              angle_deg=float(rng.uniform(0, 360)), shape_seed=int(rng.integers(2**31)), **spec))
-    return tuple(out)
+    return names, side
+
+
+def draw_plaque(rng, pid: int, names: dict, side: dict) -> PlaqueSpec:
+    """One plaque (kind, artery, branch, position, size, density) drawn from ``rng``; id ``pid``."""
+    kind = _choice(rng, tuple(KIND_P), tuple(KIND_P.values()))
+    artery = _choice(rng, ("LAD", "RCA", "LCX"), (0.45, 0.3, 0.25))
+    main = {"LAD": "LAD", "RCA": "RCA", "LCX": "LCX"}[artery]
+    branch = main if rng.random() < 0.8 or not side[artery] else _choice(rng, tuple(side[artery]))
+    t = float(rng.beta(1.6, 3.2))
+    dens = float(np.clip(np.exp(rng.normal(np.log(550), 0.45)), 200, 1600))
+    if kind == "ostial":
+        artery, branch = ("RCA", "RCA") if rng.random() < 0.5 else ("LAD", "LM")
+        t = 0.0
+    if kind == "bifurcation":
+        options = [b for b in names if b not in ("RCA", "LM")]
+        branch = _choice(rng, tuple(options))
+        artery = names[branch]
+        t = 0.0
+    if kind == "tiny":
+        d = float(rng.uniform(0.6, 1.6))
+        spec = dict(length_mm=d, thickness_mm=d * float(rng.uniform(0.8, 1.2)), density_hu=float(rng.uniform(350, 900)))
+    elif kind == "diffuse":
+        spec = dict(length_mm=float(rng.uniform(15, 45)), thickness_mm=float(rng.uniform(0.5, 1.2)),
+                    arc_deg=float(rng.uniform(90, 300)), density_hu=min(dens, 900.0))
+    else:
+        spec = dict(length_mm=float(rng.uniform(2, 9) if kind != "ostial" else rng.uniform(2, 5)),
+                    thickness_mm=float(rng.uniform(0.8, 2.5)), arc_deg=float(rng.uniform(60, 240)),
+                    n_lobes=int(rng.integers(2, 7)), density_hu=dens)
+    return PlaqueSpec(id=pid, artery=artery, branch=branch, kind=kind, t=t,
+                      angle_deg=float(rng.uniform(0, 360)), shape_seed=int(rng.integers(2**31)), **spec)
+
+
+def under_stent(p: PlaqueSpec, stents) -> bool:
+    """Whether plaque ``p`` lies under one of ``stents`` (it would be scored with the metal)."""
+    return any(s.branch == p.branch and s.t - 0.05 <= p.t <= s.t + 0.3 for s in stents)
 
 
 def _findings(rng, h: Habitus, heart: HeartSpec, plaques):
@@ -213,8 +226,7 @@ def _findings(rng, h: Habitus, heart: HeartSpec, plaques):
                 continue
             stents.append(StentSpec(branch=br, t=float(rng.uniform(0.05, 0.4)), length_mm=float(rng.uniform(12, 38))))
     # plaques do not sit under a stent (they would be scored with its metal)
-    plaques = tuple(p for p in plaques if not any(s.branch == p.branch and s.t - 0.05 <= p.t <= s.t + 0.3
-                                                  for s in stents))
+    plaques = tuple(p for p in plaques if not under_stent(p, stents))
     plaques = tuple(replace(p, id=i + 1) for i, p in enumerate(plaques))
     device = "none"
     if rng.random() < 0.05:
@@ -232,7 +244,7 @@ def _findings(rng, h: Habitus, heart: HeartSpec, plaques):
         if rng.random() < float(np.clip(0.1 + 0.01 * (age - 60), 0.03, 0.45)) and valve == "none" else 0.0,
         mitral_annulus_calcium_deg=float(rng.uniform(40, 200))
         if rng.random() < float(np.clip(0.05 + 0.006 * (age - 60), 0.02, 0.3)) else 0.0,
-        aortic_wall_plaques=int(np.clip(1 + rng.poisson(2 + 0.1 * (age - 60)), 1, 15))
+        aortic_wall_plaques=int(np.clip(1 + rng.poisson(max(0.0, 2 + 0.1 * (age - 60))), 1, 15))
         if rng.random() < float(np.clip(0.2 + 0.02 * (age - 50), 0.1, 0.9)) else 0,
         stents=tuple(stents),
         cabg=bool(age > 55 and rng.random() < 0.03),
