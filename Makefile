@@ -3,18 +3,20 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+# Every extra: the wings (phantom, evaluation, train) and the test tools.
+EXTRAS  := phantom,evaluation,train,test
 PIP     := $(BIN)/python -m pip
 OUT     ?= demo_out
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install demo test lint bench train demo-model accuracy clean chromium dcm2niix viewer dicom3tools
+.PHONY: install demo test test-quick lint wheel-check bench train demo-model accuracy clean chromium dcm2niix viewer dicom3tools
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned: the local CPU wheel. Everything after keeps the pin as a constraint.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 install: $(STAMP) viewer
@@ -57,11 +59,22 @@ $(VIEWER_JS): devtools/viewer/package.json devtools/viewer/package-lock.json dev
 test: $(STAMP) chromium viewer dicom3tools
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
+# The quick tier: no whole-scan end-to-end runs, no browser, no training (markers in pyproject.toml).
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not browser and not train"
+
+# Style (ruff) and the import contracts of pyproject.toml [tool.importlinter] (docs/ARCHITECTURE.md).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP) dcm2niix
 	$(BIN)/python -m devtools.bench $(BENCH_ARGS)
+
+# The wheel in a clean venv (no Makefile, no checkout): core-only install loads no wing and demo names
+# its extra; with cacpipe[phantom,evaluation] `cacpipe demo` runs end to end (devtools/wheel_check.sh).
+wheel-check:
+	devtools/wheel_check.sh $(PY) build/wheel-check
 
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info cacpipe/review/static/vendor

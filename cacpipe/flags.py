@@ -2,16 +2,29 @@
 
 Severity: ``info`` (worth knowing), ``warning`` (check the images), ``invalid`` (the number
 must not be used as a score: e.g. Agatston on a contrast scan, or an artery not assessed).
+Every flag code cacpipe raises is defined here, once.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from enum import Enum
 
-Severity = Literal["info", "warning", "invalid"]
 
-# Known codes (stable strings: they go into CSVs and JSON). Modules may add more.
+class Severity(str, Enum):
+    """How a flag changes the reading of a number; a ``str`` (``Severity.INVALID == "invalid"``), so JSON is unchanged."""
+
+    INFO = "info"
+    WARNING = "warning"
+    INVALID = "invalid"
+
+    def __str__(self) -> str:  # "invalid", not "Severity.INVALID", in messages and f-strings
+        return self.value
+
+    __format__ = str.__format__
+
+
+# Known codes (stable strings: they go into CSVs and JSON).
 CONTRAST_SUSPECTED = "contrast_suspected"
 NOT_ASSESSABLE = "not_assessable"
 FEW_SLICES = "few_slices"
@@ -40,6 +53,13 @@ DEXTROCARDIA_SUSPECTED = "dextrocardia_suspected"
 MODEL_MIRRORED_LEFT_RIGHT = "model_trained_mirrored_left_right"
 CALCIUM_UNCOUNTED = "calcium_uncounted"  # dense spots on a predicted artery the density rule did not count
 READER_CORRECTED = "reader_corrected"  # a reader's corrections were applied (cacpipe review apply)
+# ingestion (cacpipe.ingest.assemble) and the batch runner (cacpipe.scan.worker)
+DUPLICATE_SLICES = "duplicate_slices"
+DUPLICATE_INSTANCES = "duplicate_instances"
+MISSING_SLICES = "missing_slices_interpolated"
+UNEVEN_SPACING = "uneven_slice_spacing"
+GANTRY_TILT = "gantry_tilt"
+SERIES_FALLBACK = "series_fallback"
 UIDS_MISSING = "uids_missing"  # the files had blank Study/Series/SOP Instance UIDs: grouped by folder and geometry
 LOSSY_COMPRESSION = "lossy_compression"  # the images were lossy-compressed (LossyImageCompression 01 or a lossy syntax)
 
@@ -48,18 +68,23 @@ LOSSY_COMPRESSION = "lossy_compression"  # the images were lossy-compressed (Los
 class Flag:
     code: str
     message: str
-    severity: Severity = "warning"
+    severity: Severity = Severity.WARNING
     artery: str | None = None  # None: the whole study
 
+    def __post_init__(self) -> None:  # a plain "warning" becomes Severity.WARNING (unknown levels raise ValueError)
+        object.__setattr__(self, "severity", Severity(self.severity))
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["severity"] = self.severity.value  # JSON and CSV carry the plain string
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Flag:
-        return cls(d["code"], d["message"], d.get("severity", "warning"), d.get("artery"))
+        return cls(d["code"], d["message"], Severity(d.get("severity", "warning")), d.get("artery"))
 
 
 def worst(flags: list[Flag]) -> Severity | None:
     """The most severe level among ``flags`` (None when there are none)."""
-    order = {"info": 0, "warning": 1, "invalid": 2}
-    return max((f.severity for f in flags), key=order.__getitem__, default=None)
+    order = list(Severity)
+    return max((f.severity for f in flags), key=order.index, default=None)

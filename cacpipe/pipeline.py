@@ -60,8 +60,9 @@ class Laps:
 
 @dataclass
 class Prepared:
-    """One study between the pipeline's three steps (``analyse_series.stages``): stage 1 done
-    (``st1``), then the network's output (``seg``); ``seconds`` collects each step's laps."""
+    """One study between the pipeline's three steps (``analyse_series.stages``, the runner's
+    cacpipe.scan.worker.StudySteps): stage 1 done (``st1``), then the network's output (``seg``);
+    ``seconds`` collects each step's laps."""
 
     series: LoadedSeries
     settings: Settings
@@ -312,5 +313,7 @@ def _boxed(vol, box: tuple[slice, ...]):
     return Volume(arr, vol.spacing_zyx, vol.origin_xyz, vol.direction, meta=dict(vol.meta))
 
 
-# The runner's pipelined mode (cacpipe.scan.executors.run_pipelined) overlaps these steps across studies.
-analyse_series.stages = (prepare_series, segment_prepared, finish_series)  # type: ignore[attr-defined]
+# The runner's pipelined mode (cacpipe.scan.executors.run_pipelined) overlaps these steps across studies:
+# analyse_series offers them as its ``stages`` (the SplitAnalyse protocol of cacpipe.scan.worker, which
+# this module may not import: scan sits above the pipeline). A function's attributes are its __dict__.
+vars(analyse_series)["stages"] = (prepare_series, segment_prepared, finish_series)

@@ -11,13 +11,13 @@ Agatston unitless, HU for densities. An artery that was not assessed has ``asses
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 
 from .errors import InputDataError
 from .flags import DEMO_MODEL, FALLBACK_HEART_LOCATOR, Flag
 from .jsonfile import read_json, write_json
 from .labels import ARTERIES
-from .quant.lesions import Lesion
 
 # --- what every output says about how a result was made (see Provenance) -----------------------
 RESEARCH_USE = "RESEARCH USE ONLY - NOT FOR CLINICAL USE"
@@ -25,8 +25,67 @@ DEMO_MODEL_STATEMENT = "DEMO MODEL (phantom-trained)"
 FALLBACK_HEART_STATEMENT = "heart: fallback locator"
 SEVERITY_UNFITTED_STATEMENT = "severity model not fitted on local grades"
 
+# --- the lesion model (found by cacpipe.quant.lesions.find_lesions) ------------------------------
+@dataclass(frozen=True)
+class Lesion:
+    """One calcified lesion of one artery."""
+
+    artery: str
+    number: int  # 1-based within the artery, largest first
+    voxels: int
+    volume_mm3: float
+    peak_hu: float
+    mean_hu: float
+    agatston: float  # this lesion's share of the artery's Agatston score
+    area_mm2: float  # largest in-plane cross-section
+    slices: tuple[int, ...]  # slice indices it touches (0-based, volume order)
+    best_slice: int  # slice with the largest cross-section
+    centre_zyx: tuple[float, float, float]  # centroid, voxel units
+    centre_yx: tuple[float, float]  # centroid on best_slice, voxel units
+    radius_px: float  # on best_slice, voxel units
+    bbox_zyx: tuple[tuple[int, int], ...] = field(default=())  # per axis [lo, hi)
+    found_by: str = "network"  # "network" (the calcium channel) or "density_rule" (cacpipe.segment.density)
+
+    @property
+    def name(self) -> str:
+        return f"{self.artery} #{self.number}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["name"] = self.name
+        for k in ("slices", "centre_zyx", "centre_yx"):
+            d[k] = list(d[k])
+        d["bbox_zyx"] = [list(b) for b in self.bbox_zyx]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Lesion:
+        keys = cls.__dataclass_fields__
+        v = {k: d[k] for k in keys if k in d}
+        v["slices"] = tuple(int(s) for s in v.get("slices", ()))
+        v["centre_zyx"] = tuple(float(s) for s in v["centre_zyx"])
+        v["centre_yx"] = tuple(float(s) for s in v["centre_yx"])
+        v["bbox_zyx"] = tuple(tuple(int(x) for x in b) for b in v.get("bbox_zyx", ()))
+        return cls(**v)
+
+
 RESULT_SCHEMA = "cacpipe.result/2"
-STATUSES = ("done", "not_assessable", "failed")
+
+
+class Status(str, Enum):
+    """A study's outcome in result.json; a ``str`` (``Status.DONE == "done"``), so JSON and CSV are unchanged."""
+
+    DONE = "done"
+    NOT_ASSESSABLE = "not_assessable"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+STATUSES = tuple(s.value for s in Status)
 
 
 @dataclass
@@ -162,7 +221,7 @@ class StudyResult:
     """One study's result: identity, provenance, flags, per-artery and total numbers, lesions, outputs."""
 
     study: StudyIdentity
-    status: str = "done"
+    status: Status = Status.DONE  # a plain "done" / "not_assessable" / "failed" is accepted too
     reason: str = ""
     pipeline: dict = field(default_factory=dict)  # provenance: version, model, heart locator, settings, timings
     # The scored volume: shape_zyx, spacing_zyx, origin_xyz, direction, and per slice (volume order)
@@ -245,7 +304,7 @@ class StudyResult:
     def to_json(self) -> dict:
         return {
             "schema": self.schema,
-            "status": self.status,
+            "status": Status(self.status).value,
             "reason": self.reason,
             "study": self.study.to_dict(),
             "pipeline": self.pipeline,
@@ -276,7 +335,7 @@ class StudyResult:
                                        if k in art_names}) for a in ARTERIES}
         return cls(
             study=StudyIdentity.from_dict(d.get("study")),
-            status=status,
+            status=Status(status),
             reason=str(d.get("reason") or ""),
             pipeline=dict(d.get("pipeline") or {}),
             ct=dict(d.get("ct") or {}),
@@ -322,7 +381,7 @@ def cohort_row(result: StudyResult) -> dict:
     """Flat row of a finalised result; keys in :data:`COHORT_COLUMNS` order; None = not assessed."""
     study = result.study.to_dict()
     row: dict = {k: study.get(k) for k in STUDY_FIELDS}
-    row["status"] = result.status
+    row["status"] = Status(result.status).value
     for a in ARTERIES:
         art = asdict(result.arteries.get(a) or ArteryResult())
         for f in ARTERY_FIELDS:

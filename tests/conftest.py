@@ -39,3 +39,15 @@ def small_phantom_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("phantom_small")
     write_phantom(PhantomConfig.preset("small"), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_export(tmp_path_factory):
+    """The demo export (three patients, a localizer, a contrast and a lung-kernel series to skip,
+    DEMO003 zipped) on a 64 x 64 x 24 grid: what the runner tests scan with a threshold analysis.
+    Shared by every module of a test process: a test that changes the export copies it first."""
+    from cacpipe.phantom.demo_export import write_demo_export
+
+    root = tmp_path_factory.mktemp("tiny_demo") / "export"
+    write_demo_export(root, shape_yx=(64, 64), pixel_mm=400.0 / 64, n_slices=24)
+    return root

@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from devtools.bench.runner import main
 
 
+@pytest.mark.slow
 def test_bench_runs_stages_in_processes_and_writes_the_report(tmp_path, capsys):
     main(["--quick", "--out", str(tmp_path), "--only", "quantify", "agatston_reference"])
     rep = json.loads((tmp_path / "bench.json").read_text())
@@ -13,7 +16,7 @@ def test_bench_runs_stages_in_processes_and_writes_the_report(tmp_path, capsys):
     for r in rows.values():
         assert "error" not in r, r
         assert r["seconds"] > 0 and r["peak_rss_mb"] > 0
-    # the vectorised and the per-slice reference agree on the same 400-slice scan
+    # the vectorised and the per-slice reference agree on the same scan (120 slices with --quick)
     assert rows["quantify"]["details"]["total_agatston"] == rows["agatston_reference"]["details"]["total_agatston"] > 0
     assert "Agatston: per-slice loop / vectorised (speed-up)" in rep["ratios"]
     assert "| quantify |" in (tmp_path / "bench.md").read_text()

@@ -18,7 +18,6 @@ from export_faults import MIN_SLICES, threshold_analyse
 from cacpipe.cli import cli
 from cacpipe.config import Settings
 from cacpipe.errors import EXIT_CODES, ConfigError
-from cacpipe.phantom.demo_export import write_demo_export
 from cacpipe.scan import run_scan
 from cacpipe.scan.checks import worker_devices
 from cacpipe.volume import Volume
@@ -28,10 +27,8 @@ FAST = ["--min-slices", str(MIN_SLICES), "--analyse", "export_faults:threshold_a
 
 
 @pytest.fixture(scope="module")
-def demo_export(tmp_path_factory):
-    export = tmp_path_factory.mktemp("demo") / "export"
-    write_demo_export(export, shape_yx=(64, 64), pixel_mm=400.0 / 64, n_slices=24)
-    return export
+def demo_export(tiny_demo_export):
+    return tiny_demo_export  # conftest.py: written once per test process
 
 
 def invoke(*args, **kw):
@@ -56,6 +53,7 @@ def twin(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_nifti_ct_scores_like_its_dicom_twin_end_to_end(twin, tmp_path):
     out = tmp_path / "out"
     real = ["--allow-demo-model", "--folds", "0", "--min-slices", "20", "--no-review", "--no-progress"]

@@ -54,6 +54,7 @@ def test_status_reports_what_is_installed(standin_home, tmp_path):
     assert totalseg_status(tmp_path)["missing"] == [298, 293]
 
 
+@pytest.mark.slow
 def test_totalsegmentator_runs_offline_without_stats_and_restores_env(standin_home, small_phantom, monkeypatch):
     real_connect = socket.socket.connect
 

@@ -87,6 +87,7 @@ def _entries(out: Path) -> dict[tuple[str, str], dict]:
     return {(e["patient_id"], e["study_uid"]): e for e in _manifest(out)["studies"].values()}
 
 
+@pytest.mark.slow
 def test_scan_ends_cleanly_under_memory_limit(hostile, scanned):
     out, proc, summary, _ = scanned
     assert proc.returncode == 1, proc.stderr[-3000:]  # studies failed (on purpose), the run itself did not

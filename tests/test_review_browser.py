@@ -29,7 +29,8 @@ from cacpipe.labels import ARTERY_COLOURS, CALCIUM_COLOUR
 from cacpipe.review.page import RATING_COLUMNS
 from devtools.browser import CHROMIUM, Browser, Page, colour_pixels, tinted_pixels
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium not installed (make test installs it)")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium not installed (make test installs it)")]
 BASIC = "#viewer=basic"
 
 

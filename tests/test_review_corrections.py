@@ -96,6 +96,7 @@ def scanned(tmp_path_factory):
     return {"root": root, "out": out, "dir": out / rel, "ct": ct, "truth": true_labels, "result": res, "labels": labels}
 
 
+@pytest.mark.slow
 def test_apply_recomputes_keeps_originals_and_makes_a_training_case(scanned):
     from cacpipe.cli import cli
     from cacpipe.quant.quantify import quantify

@@ -9,14 +9,11 @@ from click.testing import CliRunner
 from export_faults import MIN_SLICES
 
 from cacpipe.cli import cli
-from cacpipe.phantom.demo_export import write_demo_export
 
 
 @pytest.fixture(scope="module")
-def demo_export(tmp_path_factory):
-    export = tmp_path_factory.mktemp("demo") / "export"
-    write_demo_export(export, shape_yx=(64, 64), pixel_mm=400.0 / 64, n_slices=24)
-    return export
+def demo_export(tiny_demo_export):
+    return tiny_demo_export  # conftest.py: written once per test process
 
 
 def _scan(export, out, *extra):

@@ -16,14 +16,12 @@ import psutil
 import pytest
 from export_faults import MIN_SLICES
 
-from cacpipe.phantom.demo_export import write_demo_export
+pytestmark = pytest.mark.slow  # worker processes started, signalled and resumed
 
 
 @pytest.fixture(scope="module")
-def export(tmp_path_factory):
-    root = tmp_path_factory.mktemp("signals") / "export"
-    write_demo_export(root, shape_yx=(64, 64), pixel_mm=400.0 / 64, n_slices=24)
-    return root
+def export(tiny_demo_export):
+    return tiny_demo_export  # conftest.py: written once per test process
 
 
 def _cmd(export, out):

@@ -55,6 +55,7 @@ def _logits(model, cfg: SegmentSettings, ct, reference: bool = False) -> torch.T
         return predictor._internal_predict_sliding_window_return_logits(data, slicers, False).float()
 
 
+@pytest.mark.slow
 def test_batched_channels_last_tiles_equal_nnunets_sliding_window(demo, crop):
     ref = _logits(demo, SegmentSettings(tile_batch=1, channels_last=False, bf16=False), crop, reference=True)
     two = _logits(demo, SegmentSettings(tile_batch=2, channels_last=False, bf16=False), crop)
@@ -69,6 +70,7 @@ def test_batched_channels_last_tiles_equal_nnunets_sliding_window(demo, crop):
         assert torch.allclose(got, two, atol=1e-3, rtol=1e-4), (batch, cl, (got - two).abs().max())
 
 
+@pytest.mark.slow
 def test_segment_labels_same_with_and_without_tile_batching_and_close_under_bf16(demo, crop):
     one = segment(crop, demo, SegmentSettings(tile_batch=1, bf16=False, folds=(0,)), device="cpu")
     many = segment(crop, demo, SegmentSettings(tile_batch=4, channels_last=True, bf16=False, folds=(0,)), device="cpu")

@@ -25,6 +25,8 @@ TINY = {
     "val_iterations_per_epoch": 1, "oversample_foreground_percent": 1.0,
 }
 
+pytestmark = pytest.mark.train  # real nnU-Net training steps
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

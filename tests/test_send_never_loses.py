@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from export_faults import MIN_SLICES
 
 from cacpipe.cli import cli
-from cacpipe.phantom.demo_export import write_demo_export
 
 SEG_UID = "1.2.840.10008.5.1.4.1.1.66.4"
 SR_UID = "1.2.840.10008.5.1.4.1.1.88.34"
@@ -23,10 +22,8 @@ ECHO_UID = "1.2.840.10008.1.1"
 
 
 @pytest.fixture(scope="module")
-def export(tmp_path_factory):
-    root = tmp_path_factory.mktemp("send") / "export"
-    write_demo_export(root, shape_yx=(64, 64), pixel_mm=400.0 / 64, n_slices=24)
-    return root
+def export(tiny_demo_export):
+    return tiny_demo_export  # conftest.py: written once per test process
 
 
 def scp(sop_classes, port=0):

@@ -35,7 +35,7 @@ from cacpipe.segment.card import CARD_JSON, CARD_MD, card_id, file_sha256
 from cacpipe.volume import Volume
 from label_tools.convert import export_con
 
-pytestmark = pytest.mark.xdist_group("train_real")
+pytestmark = [pytest.mark.xdist_group("train_real"), pytest.mark.train, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {

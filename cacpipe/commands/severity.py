@@ -29,8 +29,8 @@ def fit_cmd(csv: Path, out: Path, provenance: str) -> None:
     calcium_volume_mm3) or wide form (one row per study: <ARTERY>_grade and
     <ARTERY>_calcium_volume_mm3 for RCA, LAD, LCX). Grades: none, mild, moderate, severe.
     """
-    from ..evaluation.tables import read_csv
     from ..quant.severity import SeverityModel
+    from ..tables import read_csv
 
     df = read_csv(csv, "grades")
     model = SeverityModel.fit(df, provenance=provenance or f"fitted with statsmodels OrderedModel (logit) on {csv.name}")

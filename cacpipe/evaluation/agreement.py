@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from ..labels import ARTERIES
-from .tables import numbers
+from ..tables import numbers
 
 MEASURES: tuple[str, ...] = ("agatston", "calcium_volume_mm3")
 SCOPES: tuple[str, ...] = (*ARTERIES, "total")

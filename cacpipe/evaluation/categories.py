@@ -20,8 +20,8 @@ import pandas as pd
 
 from ..errors import InputDataError
 from ..quant.categories import CATEGORIES, cac_drs_a, category
+from ..tables import LINE, numbers, texts
 from .stats import cohen_kappa, confusion, wilson_ci
-from .tables import LINE, numbers, texts
 
 CAC_DRS: tuple[str, ...] = ("A0", "A1", "A2", "A3")
 SCALES: dict[str, tuple[str, ...]] = {"agatston_category": CATEGORIES, "cac_drs": CAC_DRS}

@@ -10,10 +10,10 @@ from ..errors import InputDataError
 from ..labels import ARTERIES
 from ..quant.categories import CATEGORIES
 from ..quant.ordinal import GRADES, fit_ordinal, normalise_grade
+from ..tables import numbers, texts
 from ..units import MM3_PER_ML
 from .categories import levels_of
 from .stats import cohen_kappa, confusion
-from .tables import numbers, texts
 
 
 def _kappa_row(measure: str, p: list, r: list, levels: tuple[str, ...]) -> dict | None:

@@ -13,8 +13,8 @@ import pandas as pd
 from ..errors import InputDataError
 from ..labels import ARTERIES
 from ..quant.ordinal import normalise_grade
+from ..tables import LINE, numbers, texts
 from .stats import auc_continuous, binary_table, cohen_kappa, confusion, diagnostic_metrics
-from .tables import LINE, numbers, texts
 
 SCOPES: tuple[str, ...] = (*ARTERIES, "any")
 SUBGROUPS: dict[str, tuple[str, ...]] = {

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ..errors import InputDataError
+from ..tables import LINE, require_filled, texts, where
 from .stats import free_marginal_kappa
-from .tables import LINE, require_filled, texts, where
 
 RATINGS: tuple[str, ...] = ("excellent", "minor error", "major error")
 RATINGS_COLUMNS: tuple[str, ...] = ("rater", "artery", "rating")

@@ -19,10 +19,10 @@ from ..csvout import write_csv
 from ..errors import CacpipeError, InputDataError
 from ..files import make_private_dir, protect
 from ..jsonfile import jsonable
+from ..tables import join, texts
 from . import agreement, categories, grades, lesions, presence
 from .ratings import ratings_agreement
 from .sources import find_reference, read_prediction, scan_results
-from .tables import join, texts
 
 TABLES: tuple[str, ...] = ("presence", "agreement", "ordinal_regression", "continuous", "points", "categories",
                            "lesions", "lesion_studies", "lesion_pairs", "lesion_skipped", "review")

@@ -24,7 +24,7 @@ import pandas as pd
 from ..errors import InputDataError
 from ..labels import ARTERIES, CALCIUM_ID
 from ..quant.categories import cac_drs, category
-from .tables import frame, read_csv
+from ..tables import frame, read_csv
 
 COHORT = "cohort.csv"
 MANIFEST = "manifest.json"

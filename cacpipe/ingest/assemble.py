@@ -35,7 +35,16 @@ import pydicom
 
 from ..config import AssemblySettings
 from ..errors import InputDataError
-from ..flags import CONTRAST_SUSPECTED, UIDS_MISSING, Flag
+from ..flags import (
+    CONTRAST_SUSPECTED,
+    DUPLICATE_INSTANCES,
+    DUPLICATE_SLICES,
+    GANTRY_TILT,
+    MISSING_SLICES,
+    UIDS_MISSING,
+    UNEVEN_SPACING,
+    Flag,
+)
 from ..volume import Volume
 from . import plausibility as rules
 from .discover import DEFLATED_TS, FileHeader, deflated_problem, size_problem
@@ -43,10 +52,6 @@ from .loaded import LoadedSeries
 from .lossy import lossy_flag
 from .series import Series
 
-DUPLICATE_SLICES = "duplicate_slices"
-MISSING_SLICES = "missing_slices_interpolated"
-UNEVEN_SPACING = "uneven_slice_spacing"
-GANTRY_TILT = "gantry_tilt"
 HU_FLOOR = -1024.0
 
 
@@ -219,7 +224,7 @@ def load_series(series: Series, options: AssemblySettings | None = None) -> Load
         planes[len(slices)] = hu
         slices.append((float(dist[i]), ipps[i], source, ds))
     if series.duplicates_dropped:
-        flags.append(Flag("duplicate_instances", f"{series.duplicates_dropped} file(s) were copies of an instance "
+        flags.append(Flag(DUPLICATE_INSTANCES, f"{series.duplicates_dropped} file(s) were copies of an instance "
                                                  f"already found (same SOP Instance UID) and were read once", "info"))
     if duplicates:
         flags.append(Flag(DUPLICATE_SLICES, f"{duplicates} duplicate slice(s) at the same position with identical "

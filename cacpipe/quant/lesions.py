@@ -7,64 +7,23 @@ label, ids 4-6 of ``cacpipe.labels``). Its Agatston contribution is the sum, ove
 an artery add up to that artery's score. Every 2D component lies in exactly one lesion, because
 in-plane 8-connectivity is part of 26-connectivity.
 
-Quantification, review pages, overlays, DICOM SR and evaluation all read lesions from here.
+The ``Lesion`` type is defined in :mod:`cacpipe.record` (the record sits below the stages) and
+re-exported here. Quantification, review pages, overlays, DICOM SR and evaluation all read lesions from here.
 Arrays are (z, y, x); slice indices are 0-based in volume order (inferior -> superior).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 from scipy import ndimage
 
 from ..labels import ARTERIES, CALCIUM_ID
+from ..record import Lesion  # the data type lives with the study record (re-exported here)
 from ..units import AGATSTON_REFERENCE_SLICE_MM, CALCIUM_THRESHOLD_HU
 from .agatston import LESION_STRUCTURE, MIN_LESION_AREA_MM2, SLICE_STRUCTURE, _as_label_array, density_weights
-
-
-@dataclass(frozen=True)
-class Lesion:
-    """One calcified lesion of one artery."""
-
-    artery: str
-    number: int  # 1-based within the artery, largest first
-    voxels: int
-    volume_mm3: float
-    peak_hu: float
-    mean_hu: float
-    agatston: float  # this lesion's share of the artery's Agatston score
-    area_mm2: float  # largest in-plane cross-section
-    slices: tuple[int, ...]  # slice indices it touches (0-based, volume order)
-    best_slice: int  # slice with the largest cross-section
-    centre_zyx: tuple[float, float, float]  # centroid, voxel units
-    centre_yx: tuple[float, float]  # centroid on best_slice, voxel units
-    radius_px: float  # on best_slice, voxel units
-    bbox_zyx: tuple[tuple[int, int], ...] = field(default=())  # per axis [lo, hi)
-    found_by: str = "network"  # "network" (the calcium channel) or "density_rule" (cacpipe.segment.density)
-
-    @property
-    def name(self) -> str:
-        return f"{self.artery} #{self.number}"
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["name"] = self.name
-        for k in ("slices", "centre_zyx", "centre_yx"):
-            d[k] = list(d[k])
-        d["bbox_zyx"] = [list(b) for b in self.bbox_zyx]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Lesion:
-        keys = cls.__dataclass_fields__
-        v = {k: d[k] for k in keys if k in d}
-        v["slices"] = tuple(int(s) for s in v.get("slices", ()))
-        v["centre_zyx"] = tuple(float(s) for s in v["centre_zyx"])
-        v["centre_yx"] = tuple(float(s) for s in v["centre_yx"])
-        v["bbox_zyx"] = tuple(tuple(int(x) for x in b) for b in v.get("bbox_zyx", ()))
-        return cls(**v)
 
 
 def _artery_lesions(hu: np.ndarray, mask: np.ndarray, spacing_zyx: Sequence[float], artery: str,

@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .. import flags as F
-from ..flags import Flag
+from ..flags import Flag, Severity
 from ..labels import ARTERIES
-from ..record import ArteryResult, StudyResult, TotalResult
+from ..record import ArteryResult, Status, StudyResult, TotalResult
 from ..units import mm3_to_ml
 from .categories import cac_drs, category
 
@@ -70,7 +70,7 @@ def finalise(result: StudyResult) -> StudyResult:
         if f not in merged:
             merged.append(f)
     arteries = {a: result.arteries.get(a) or ArteryResult.not_assessed() for a in ARTERIES}
-    study_na = [f for f in merged if f.code == F.NOT_ASSESSABLE and f.artery is None and f.severity == "invalid"]
+    study_na = [f for f in merged if f.code == F.NOT_ASSESSABLE and f.artery is None and f.severity == Severity.INVALID]
     if study_na and result.status != "failed" and not result.reason:
         result.reason = study_na[0].message  # what the CLI line and the manifest say
     for a in ARTERIES:
@@ -83,8 +83,8 @@ def finalise(result: StudyResult) -> StudyResult:
                                "invalid", a))
 
     contrast = any(f.code == F.CONTRAST_SUSPECTED for f in merged)
-    stents = {f.artery for f in merged if f.code == F.STENT_SUSPECTED and f.artery and f.severity == "invalid"}
-    misplaced = {a for f in merged if f.code in ATTRIBUTION_CODES and f.severity == "invalid"
+    stents = {f.artery for f in merged if f.code == F.STENT_SUSPECTED and f.artery and f.severity == Severity.INVALID}
+    misplaced = {a for f in merged if f.code in ATTRIBUTION_CODES and f.severity == Severity.INVALID
                  for a in ([f.artery] if f.artery else ARTERIES)}
     for a in ARTERIES:
         arteries[a].agatston_valid = arteries[a].assessed and not contrast and a not in (stents | misplaced)
@@ -105,5 +105,5 @@ def finalise(result: StudyResult) -> StudyResult:
     result.flags = merged
     result.lesions = [les for les in result.lesions if arteries[les.artery].assessed]
     if result.status != "failed":
-        result.status = "done" if total.assessed_arteries else "not_assessable"
+        result.status = Status.DONE if total.assessed_arteries else Status.NOT_ASSESSABLE
     return result

@@ -14,20 +14,18 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from ..config import Settings
 from ..errors import CacpipeError, InputDataError
 from ..files import make_private_dir, protect_tree
-from ..flags import Flag
+from ..flags import SERIES_FALLBACK, Flag
 from ..ingest import LoadedSeries, Series, load_series
 from ..record import StudyResult
 from .layout import RESULT, install, now, one_line, supersede, temporary_twin, write_atomic
 
 Analyse = Callable[[LoadedSeries, Path, Settings], StudyResult]
 """``analyse(series, out_dir, settings) -> StudyResult``: writes one study's outputs into out_dir."""
-
-SERIES_FALLBACK = "series_fallback"
-
 
 @dataclass
 class StudyTask:
@@ -85,14 +83,30 @@ def load_first_usable(task: StudyTask) -> LoadedSeries:
         f"{s.series_description or s.series_uid}: {e}" for s, e in errors))
 
 
-Stages = tuple  # (prepare(series, settings) -> state, infer(state) -> state, finish(state, out_dir) -> StudyResult)
+class StudySteps(NamedTuple):
+    """The three steps of a split analyse function, which the pipelined runner runs apart (the
+    network step of one study while the CPU steps of its neighbours run)."""
+
+    prepare: Callable[[LoadedSeries, Settings], Any]  # CPU (stage 1): series, settings -> state
+    infer: Callable[[Any], Any]  # the accelerator (the network): state -> state
+    finish: Callable[[Any, Path], StudyResult]  # CPU: state, out_dir -> the result (outputs written)
 
 
-def stages_of(analyse: Analyse) -> Stages | None:
-    """The three steps of a split analyse function (its ``stages`` attribute, as
-    ``cacpipe.pipeline.analyse_series`` has), or None for a plain one."""
-    stages = getattr(analyse, "stages", None)
-    return tuple(stages) if stages is not None and len(stages) == 3 else None
+@runtime_checkable
+class SplitAnalyse(Protocol):
+    """An :data:`Analyse` function that also offers its three steps as ``stages`` (prepare, infer,
+    finish), as ``cacpipe.pipeline.analyse_series`` does; ``analyse(...)`` = the three in a row."""
+
+    stages: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]
+
+    def __call__(self, series: LoadedSeries, out_dir: Path, settings: Settings, /) -> StudyResult: ...
+
+
+def stages_of(analyse: Analyse) -> StudySteps | None:
+    """The three steps of a split analyse function (:class:`SplitAnalyse`), or None for a plain one."""
+    if not isinstance(analyse, SplitAnalyse) or len(analyse.stages) != 3:
+        return None
+    return StudySteps(*analyse.stages)
 
 
 @dataclass
@@ -130,7 +144,7 @@ def open_study(task: StudyTask) -> OpenStudy:
         run.seconds["load"] = round(time.perf_counter() - t0, 3)
         stages = stages_of(task.analyse)
         if stages:
-            run.state = stages[0](loaded, settings)
+            run.state = stages.prepare(loaded, settings)
     except Exception as exc:  # one study's failure must never stop the batch
         _fail(run, exc)
     run.busy += time.perf_counter() - t0
@@ -143,7 +157,7 @@ def infer_study(run: OpenStudy) -> OpenStudy:
     if stages and run.error is None:
         t0 = time.perf_counter()
         try:
-            run.state = stages[1](run.state)
+            run.state = stages.infer(run.state)
         except Exception as exc:
             _fail(run, exc)
         run.busy += time.perf_counter() - t0
@@ -163,7 +177,7 @@ def close_study(run: OpenStudy) -> dict:
         try:
             make_private_dir(tmp)  # owner-only, also the patient folder when it is new (cacpipe.files)
             stages = stages_of(task.analyse)
-            result = stages[2](run.state, tmp) if stages else task.analyse(run.loaded, tmp, run.settings)
+            result = stages.finish(run.state, tmp) if stages else task.analyse(run.loaded, tmp, run.settings)
             result = _validate(result, tmp)
             seconds["analyse"] = round(busy0 + time.perf_counter() - t0 - seconds["load"], 3)
             result.outputs["result"] = RESULT

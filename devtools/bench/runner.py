@@ -167,8 +167,9 @@ def main(argv: list[str] | None = None) -> None:
             return
         run_e2e(a.out, a.studies, a.preset, device, not a.no_review, a.folds, argv, segment=seg, pipelined=a.pipeline)
         return
-    data = prepare_data(a.out / "data", a.quick)
     names = a.only or list(all_stages())
+    # The shared study costs minutes to write: only when a chosen stage reads it.
+    data = a.out / "data" if set(names) <= stages.OWN_DATA else prepare_data(a.out / "data", a.quick)
     rows = []
     for name in names:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)

@@ -102,15 +102,24 @@ def stage_heart_totalseg(ctx: Context) -> Measurement:
     return m
 
 
+# Stages that make their own scan (no shared study from runner.prepare_data).
+OWN_DATA = frozenset({"quantify", "agatston_reference"})
+
+
+def _quant_slices(ctx: Context) -> int:
+    """The quantification scan's length: 400 slices, 120 with --quick (same 512 x 512 in-plane grid)."""
+    return 120 if ctx.quick else 400
+
+
 def stage_quantify(ctx: Context) -> Measurement:
     """Quantification of a 512 x 512 x 400 scan (vectorised Agatston, volume, lesions, grades)."""
     from cacpipe.phantom import PhantomConfig, generate
     from cacpipe.quant.quantify import quantify
     from cacpipe.quant.validity import total_of
 
-    ph = generate(PhantomConfig.preset("thin", n_slices=400, noise_hu=0))
+    ph = generate(PhantomConfig.preset("thin", n_slices=_quant_slices(ctx), noise_hu=0))
     return measure(lambda: {"total_agatston": total_of(quantify(ph.ct, ph.labels).arteries).agatston,
-                            "shape_zyx": list(ph.ct.shape)}, repeat=3)
+                            "shape_zyx": list(ph.ct.shape)}, repeat=1 if ctx.quick else 3)
 
 
 def stage_agatston_reference(ctx: Context) -> Measurement:
@@ -118,7 +127,7 @@ def stage_agatston_reference(ctx: Context) -> Measurement:
     from cacpipe.labels import CALCIUM_IDS
     from cacpipe.phantom import PhantomConfig, agatston_reference, generate
 
-    ph = generate(PhantomConfig.preset("thin", n_slices=400, noise_hu=0))
+    ph = generate(PhantomConfig.preset("thin", n_slices=_quant_slices(ctx), noise_hu=0))
     lab = ph.labels.array
     return measure(lambda: {"total_agatston": sum(
         agatston_reference(ph.ct.array, lab == cid, ph.ct.spacing_zyx) for cid in CALCIUM_IDS)})

@@ -1,4 +1,4 @@
-"""Reading the tables an evaluation compares, strictly, and joining them.
+"""Reading the tables an evaluation (and `cacpipe severity fit`) compares, strictly, and joining them.
 
 Every CSV is read as text (IDs keep their leading zeros) with the Python csv module, so that each
 row keeps its row number in the file (row 1 = the header, as a spreadsheet numbers it). Numbers
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputDataError
+from .errors import InputDataError
 
 LINE = "_row"  # hidden column: the row number of each record in its file (header = row 1)
 MISSING = frozenset({"", "na", "n/a"})

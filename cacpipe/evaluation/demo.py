@@ -11,8 +11,8 @@ from ..clitools import one_of, require
 
 def truth_table(results: Path, truth: Path) -> str:
     """Per patient and artery: true vs reported Agatston, and the risk category (from the truth the demo wrote)."""
-    from ..evaluation.sources import load_prediction, load_reference
     from ..labels import ARTERIES
+    from .sources import load_prediction, load_reference
 
     pred = {str(r["patient_id"]): r for r in load_prediction(results).to_dict("records")}
     ref = load_reference(truth).to_dict("records")
@@ -63,9 +63,9 @@ def command(ctx: click.Context, out_arg: Path | None, out: Path | None, jobs: in
     and, without TotalSegmentator weights, the fallback heart locator; every result says so in
     its flags. An existing OUT/export is reused. Synthetic data: no real patient.
     """
+    from ..commands.scan import run_logged
     from ..config import Settings
     from ..phantom.demo_export import write_demo_export
-    from .scan import run_logged
 
     out = require(one_of(out_arg, out, "the output folder", "-o/--out"), "the output folder", "-o OUT")
     settings = Settings().merged({"device": device, "segment": {"allow_demo_model": True}})

@@ -46,8 +46,8 @@ def command(pred: Path | None, ref: Path | None, ratings: tuple[Path, ...], ref_
     """
     import json
 
-    from ..evaluation import evaluate, load_prediction, load_reference, read_csv, write_outputs
-    from ..evaluation.report_text import format_text
+    from . import evaluate, load_prediction, load_reference, read_csv, write_outputs
+    from .report_text import format_text
 
     s = SEPS[sep]
     p = load_prediction(pred, s, decimal) if pred else None

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from ..clitools import IO_SECTION, SectionedCommand, option
+from ..commands.scan import MODEL, PERF, SELECTION_OPTIONS, apply, selection_given, settings_from_options
 from ..config import HeartMethod
-from .scan import MODEL, PERF, SELECTION_OPTIONS, apply, selection_given, settings_from_options
 
 DATA = "Dataset"
 
@@ -62,7 +62,7 @@ def command(ctx: click.Context, dataset: str, dataset_dir: Path, out: Path, subs
     published figures: OUT/benchmark_report.html. Exit codes: 0 done, 1 some case failed,
     2 nothing run (layout, usage or start check). Datasets, layout, time: docs/benchmark.md.
     """
-    from .scan import load_analyse, parse_folds
+    from ..commands.scan import load_analyse, parse_folds
 
     fold_list = parse_folds(folds)
     given = {
@@ -73,7 +73,7 @@ def command(ctx: click.Context, dataset: str, dataset_dir: Path, out: Path, subs
         "review.dicom": bool(review),
     }
     settings = settings_from_options(settings_file, given)
-    from ..benchmark import run_benchmark
+    from . import run_benchmark
 
     analyse = load_analyse(analyse_ref) if analyse_ref else None
     summary = run_benchmark(dataset, dataset_dir, out, settings, subset=subset, limit=limit, force=force,

@@ -66,7 +66,7 @@ def write(out_arg: Path | None, out: Path | None, preset: str, seed: int, noise_
     """
     from ..clitools import one_of, require
     from ..errors import ConfigError
-    from ..phantom import PatientInfo
+    from . import PatientInfo
 
     out = require(one_of(out_arg, out, "the output folder", "-o/--out"), "the output folder", "-o OUT")
     patient = PatientInfo(patient_id=patient_id, patient_name=patient_name)
@@ -98,8 +98,8 @@ def write(out_arg: Path | None, out: Path | None, preset: str, seed: int, noise_
 def _write_v1(out, preset, seed, noise_hu, plaques, no_calcium, contrast, no_valve_calcium, contrast_series,
               thin_series, no_dicom, patient) -> dict:
     from ..errors import ConfigError
-    from ..phantom import PhantomConfig, Plaque
-    from ..phantom.writer import write_phantom
+    from . import PhantomConfig, Plaque
+    from .writer import write_phantom
 
     overrides: dict = {"seed": seed, "contrast": contrast}
     if noise_hu is not None:
@@ -122,8 +122,8 @@ def _write_v1(out, preset, seed, noise_hu, plaques, no_calcium, contrast, no_val
 
 def _write_v2(out, preset, seed, noise_hu, no_calcium, contrast, no_valve_calcium, contrast_series, situs_inversus,
               no_dicom, patient) -> dict:
-    from ..phantom.v2 import random_config
-    from ..phantom.v2.study import write_phantom_v2
+    from .v2 import random_config
+    from .v2.study import write_phantom_v2
 
     acq: dict = {}
     if noise_hu is not None:
@@ -170,8 +170,8 @@ def cohort(n: int, out_arg: Path | None, out: Path | None, seed: int | None, pre
     """
     from ..clitools import one_of, require
     from ..errors import ConfigError
-    from ..phantom import seeds as seed_ranges
-    from ..phantom.cohort import write_cohort
+    from . import seeds as seed_ranges
+    from .cohort import write_cohort
 
     out = require(one_of(out_arg, out, "the output folder", "-o/--out"), "the output folder", "-o OUT")
 
