@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from .e2e import STAGES, _f, scan_settings, study_records, write_report
+from .e2e import STAGES, _f, ratio_lines, scan_settings, study_records, write_report
 
 # name -> (held-out seed offset, acquisition overrides). Seeds 900008 and 900004 draw plaques.
 STUDIES: dict[str, tuple[int, dict]] = {
@@ -157,13 +157,7 @@ def report_lines(s: dict, ratios: dict, command: str, info: dict, previous_date:
         if st.get("warm_all_total"):
             lines.append(f"\n{name}: warm totals of each pass: "
                          + ", ".join(f"{t:.2f}" for t in st["warm_all_total"]) + " s")
-    if ratios:
-        lines += ["", f"Ratio to the previous run of this command ({previous_date}): now / before "
-                  "(< 1 is faster for times)", "", "| figure | ratio |", "|---|---:|"]
-        lines += [f"| {k} | {_f(v)} |" for k, v in ratios.items()]
-    else:
-        lines += ["", "No previous run of this command in this output folder."]
-    return lines
+    return lines + ratio_lines(ratios, previous_date)
 
 
 def run_clinical(out: Path, device: str, review: bool, folds: list[int] | None, argv: list[str],

@@ -158,13 +158,16 @@ def report_lines(s: dict, ratios: dict, command: str, info: dict, previous_date:
               f"- studies per minute: {_f(s['studies_per_min'])}",
               f"- peak RSS of the scanning process: {_f(s['peak_rss_mb'], 0)} MB",
               f"- peak GPU memory: {_f(s['peak_gpu_mb'], 0) + ' MB' if s['peak_gpu_mb'] is not None else 'no CUDA'}"]
-    if ratios:
-        lines += ["", f"Ratio to the previous run of this command ({previous_date}): now / before "
-                  "(< 1 is faster for times)", "", "| figure | ratio |", "|---|---:|"]
-        lines += [f"| {k} | {_f(v)} |" for k, v in ratios.items()]
-    else:
-        lines += ["", "No previous run of this command in this output folder."]
-    return lines
+    return lines + ratio_lines(ratios, previous_date)
+
+
+def ratio_lines(ratios: dict, previous_date) -> list[str]:
+    """The report's closing lines: each figure's ratio to the previous run of the same command."""
+    if not ratios:
+        return ["", "No previous run of this command in this output folder."]
+    return (["", f"Ratio to the previous run of this command ({previous_date}): now / before "
+             "(< 1 is faster for times)", "", "| figure | ratio |", "|---|---:|"]
+            + [f"| {k} | {_f(v)} |" for k, v in ratios.items()])
 
 
 def write_report(out: Path, command: str, s: dict, raw, ratios_of, report_lines) -> Path:
