@@ -56,7 +56,8 @@ $(VIEWER_JS): devtools/viewer/package.json devtools/viewer/package-lock.json dev
 	  $(PY) devtools/viewer/install.py build/viewer/node_modules cacpipe/review/static/vendor; \
 	else echo "warning: npm not found: review pages will use the basic viewer (install Node.js and npm, then make viewer)"; fi
 
-test: $(STAMP) chromium viewer dicom3tools
+# The whole suite: the lint (ruff, import contracts) first, then every test.
+test: lint chromium viewer dicom3tools
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # The quick tier: no whole-scan end-to-end runs, no browser, no training (markers in pyproject.toml).
