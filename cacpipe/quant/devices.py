@@ -161,9 +161,7 @@ def _groups(idx: np.ndarray, spacing_zyx, group_mm: float) -> tuple[np.ndarray, 
     centres = (uniq + 0.5) * cell
     pairs = cKDTree(centres).query_pairs(group_mm, output_type="ndarray")
     n = len(centres)
-    graph = coo_matrix((np.ones(len(pairs), bool), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) if len(pairs) else \
-        coo_matrix((n, n), dtype=bool)
-    count, lab = connected_components(graph, directed=False)
+    count, lab = _linked(n, pairs)
     return lab[np.ravel(inv)], count
 
 
@@ -172,6 +170,13 @@ def group_distance(spacing_zyx) -> float:
     thick slices. A 3 mm slice shows a TAVI frame's or a stent's struts as single metal voxels a
     slice apart (>= 3 mm in z alone): linked only within ``GROUP_SLICES`` slice spacings."""
     return max(GROUP_MM, GROUP_SLICES * float(spacing_zyx[0]))
+
+
+def _linked(n: int, pairs: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of ``n`` nodes joined by ``pairs`` (M, 2): (count, label per node)."""
+    graph = coo_matrix((np.ones(len(pairs), bool), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) if len(pairs) else \
+        coo_matrix((n, n), dtype=bool)
+    return connected_components(graph, directed=False)
 
 
 def _length(pts_mm: np.ndarray) -> float:
@@ -307,10 +312,7 @@ def _metal_objects(ct: Volume, hu: np.ndarray, sp, idx: np.ndarray, lab: np.ndar
                 kind = "pacing_lead"  # a lead's course in the veins above the heart
             else:
                 kind = "metal"
-        zs = tuple(int(z) for z in np.unique(gi[:, 0]))
-        f = DeviceFinding(kind, zs, tuple(float(c) for c in gi.mean(axis=0)), tuple(float(c) for c in centre),
-                          volume, length, artery, _images(zs, instance_numbers))
-        findings.append((f, gi))
+        findings.append((_finding(ct, kind, gi, vox, instance_numbers, artery), gi))
     # sternal wires come in several loops at different heights: one alone is not evidence of surgery
     wires = [f for f, _ in findings if f.kind == "sternal_wire"]
     if len(wires) == 1:
@@ -368,7 +370,7 @@ def _thin_parts(ct: Volume, hu: np.ndarray, sp, findings: list[tuple[DeviceFindi
         mesh = _mesh(pieces, sp)
         if mesh:
             gi = np.concatenate([pieces[i][0] for i in mesh])
-            out.append((_piece_finding(ct, "valve_prosthesis", gi, vox, instance_numbers), gi))
+            out.append((_finding(ct, "valve_prosthesis", gi, vox, instance_numbers), gi))
             for i in mesh:
                 taken[i] = True
     if valves:
@@ -386,7 +388,7 @@ def _thin_parts(ct: Volume, hu: np.ndarray, sp, findings: list[tuple[DeviceFindi
                     chain = np.concatenate([chain, gi * np.asarray(sp)])
         if any(taken):
             gi = np.concatenate([p[0] for p, t in zip(pieces, taken, strict=True) if t])
-            out.append((_piece_finding(ct, "valve_prosthesis", gi, vox, instance_numbers), gi))
+            out.append((_finding(ct, "valve_prosthesis", gi, vox, instance_numbers), gi))
     if cabg and lab is not None:
         coronary = lab > 0
         for i, (gi, peak, dh) in enumerate(pieces):
@@ -395,7 +397,7 @@ def _thin_parts(ct: Volume, hu: np.ndarray, sp, findings: list[tuple[DeviceFindi
             near = _distance_to(coronary, gi, sp, STENT_NEAR_MM)
             if np.isfinite(near).any():
                 taken[i] = True
-                out.append((_piece_finding(ct, "graft_clip", gi, vox, instance_numbers), gi))
+                out.append((_finding(ct, "graft_clip", gi, vox, instance_numbers), gi))
     return out
 
 
@@ -427,10 +429,7 @@ def _mesh(pieces: list[tuple[np.ndarray, float, float]], sp) -> list[int]:
     pts = np.concatenate([pieces[i][0] for i in cand]) * np.asarray(sp, float)
     owner = np.concatenate([np.full(len(pieces[i][0]), j) for j, i in enumerate(cand)])
     pairs = cKDTree(pts).query_pairs(CHAIN_MM, output_type="ndarray")
-    m = len(cand)
-    graph = coo_matrix((np.ones(len(pairs), bool), (owner[pairs[:, 0]], owner[pairs[:, 1]])), shape=(m, m)) \
-        if len(pairs) else coo_matrix((m, m), dtype=bool)
-    _, lab = connected_components(graph, directed=False)
+    _, lab = _linked(len(cand), owner[pairs])
     best = int(np.argmax(np.bincount(lab)))
     members = [cand[j] for j in np.flatnonzero(lab == best)]
     if len(members) < MESH_MIN_PIECES:
@@ -439,11 +438,13 @@ def _mesh(pieces: list[tuple[np.ndarray, float, float]], sp) -> list[int]:
     return members if extent >= MESH_MIN_MM else []
 
 
-def _piece_finding(ct: Volume, kind: str, gi: np.ndarray, vox: float, instance_numbers) -> DeviceFinding:
+def _finding(ct: Volume, kind: str, gi: np.ndarray, vox: float, instance_numbers,
+             artery: str | None = None) -> DeviceFinding:
+    """The finding of one object from its voxels ``gi`` (N, 3 indices, z y x)."""
     zs = tuple(int(z) for z in np.unique(gi[:, 0]))
     pts = ct.index_to_physical(gi.astype(float))
     return DeviceFinding(kind, zs, tuple(float(c) for c in gi.mean(axis=0)), tuple(float(c) for c in pts.mean(axis=0)),
-                         float(len(gi)) * vox, _length(pts), None, _images(zs, instance_numbers))
+                         float(len(gi)) * vox, _length(pts), artery, _images(zs, instance_numbers))
 
 
 def _body_midline(ct: Volume, hu: np.ndarray, k: int) -> float | None:
