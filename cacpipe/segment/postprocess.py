@@ -88,6 +88,7 @@ HEART_DISTANCE_MM = 20.0  # coronary labels farther than this from the heart mas
 OUTSIDE_FRACTION = 0.15  # ... and flagged when they are more than this share of the artery (5 %: 15 of 16 studies)
 REMOVED_CALCIUM_FLAG_MM3 = 100.0  # removed far-off pieces holding this much calcium label are flagged (info)
 FRAGMENT_SHARE = 0.25  # a label component wholly outside the heart and smaller than this share of all labels is removed
+METAL_SPOT = "metal-dense: a device?"  # why an uncounted spot is listed when it peaks at metal density
 UNCOUNTED_MIN_P = 0.3  # a rejected density-rule candidate at least this likely a plaque is reported uncounted
 MAX_RECORDED = 200  # density-rule candidates recorded per study (result.json)
 METAL_HU = 1500.0  # a candidate this dense is a device (lead, clip, stent, valve frame), never density-rule calcium
@@ -139,7 +140,7 @@ class Refinement:
         arteries are theirs, already flagged and out of the count; ``calcium_uncounted`` keeps only
         what no device explains (it was raised on every lead-crossed RCA)."""
         spots = self.info.get("uncounted") or {}
-        kept = {a: [s for s in ss if not s["why"].startswith("metal")] for a, ss in spots.items()}
+        kept = {a: [s for s in ss if s["why"] != METAL_SPOT] for a, ss in spots.items()}
         kept = {a: ss for a, ss in kept.items() if ss}
         if kept == spots:
             return
@@ -707,7 +708,7 @@ def _uncounted(ct: Volume, cands: list, ids: np.ndarray, calc: np.ndarray, lab: 
         by = {a: int(votes[ARTERY_ID[a]] + votes[CALCIUM_ID[a]]) for a in ARTERIES}
         art = max(ARTERIES, key=lambda a: by[a])
         z = int(round(c.centre_zyx[0])) + int(offset[0])
-        why = "metal-dense: a device?" if c.peak_hu >= METAL_HU else f"P {c.probability:.2f}"
+        why = METAL_SPOT if c.peak_hu >= METAL_HU else f"P {c.probability:.2f}"
         spots.setdefault(art, []).append({"image": ct.slice_reference(z), "slice": z,
                                           "volume_mm3": round(c.volume_mm3, 1), "peak_hu": round(c.peak_hu),
                                           "why": why})
