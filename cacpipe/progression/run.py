@@ -51,14 +51,13 @@ def _volumes(study: Study, cache: dict) -> tuple[Volume, Volume]:
 
 
 def _study_record(s: Study) -> dict:
-    st = s.result.study
+    st, prov = s.result.study, s.result.provenance()
     arts = {a: {"agatston": s.result.arteries[a].agatston, "volume_mm3": s.result.arteries[a].calcium_volume_mm3,
                 "lesions": s.result.arteries[a].lesions, "assessed": s.result.arteries[a].assessed} for a in ARTERIES}
     return {"study_uid": st.study_uid, "study_date": st.study_date, "patient_id": st.patient_id,
             "folder": str(s.folder.name), "manufacturer": st.manufacturer, "slice_thickness_mm": st.slice_thickness_mm,
             "status": s.result.status, "total_agatston": s.result.total.agatston,
-            "made_by": s.result.provenance_statement(), "model_id": s.result.provenance().model_id,
-            "heart_locator": s.result.provenance().heart_locator,
+            "made_by": prov.line(), "model_id": prov.model_id, "heart_locator": prov.heart_locator,
             "total_volume_mm3": s.result.total.calcium_volume_mm3, "arteries": arts}
 
 
