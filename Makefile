@@ -56,13 +56,15 @@ $(VIEWER_JS): devtools/viewer/package.json devtools/viewer/package-lock.json dev
 	  $(PY) devtools/viewer/install.py build/viewer/node_modules cacpipe/review/static/vendor; \
 	else echo "warning: npm not found: review pages will use the basic viewer (install Node.js and npm, then make viewer)"; fi
 
-# The whole suite: the lint (ruff, import contracts) first, then every test.
+# The whole suite: the lint (ruff, import contracts) first, then every test. Two workers, each
+# test module on one of them (loadscope): a module's fixtures (a trained tiny model, the scanned
+# demo export) are built once, not once per worker as when its tests are spread over both.
 test: lint chromium viewer dicom3tools
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadscope --durations=12
 
 # The quick tier: no whole-scan end-to-end runs, no browser, no training (markers in pyproject.toml).
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not browser and not train"
+	$(BIN)/python -m pytest -n 2 --dist loadscope -m "not slow and not browser and not train"
 
 # Style (ruff) and the import contracts of pyproject.toml [tool.importlinter] (docs/ARCHITECTURE.md).
 lint: $(STAMP)

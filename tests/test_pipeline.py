@@ -33,7 +33,7 @@ def _scan(export, out, *extra):
                                     "--no-progress", *extra])
 
 
-@pytest.fixture(scope="session")  # once per test process: xdist may interleave other modules
+@pytest.fixture(scope="session")  # once: `make test` (--dist loadscope) runs this module on one worker
 def demo_run(tmp_path_factory):
     """The demo export (what `cacpipe demo` writes) scanned with the demo model allowed."""
     from cacpipe.phantom.demo_export import write_demo_export
