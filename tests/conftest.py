@@ -12,6 +12,13 @@ import pytest
 # Tests never touch the user's real model folders or send telemetry.
 os.environ.setdefault("TOTALSEG_HOME_DIR", "/nonexistent-cacpipe-test-totalseg")
 os.environ.setdefault("nnUNet_n_proc_DA", "0")
+# Under xdist each worker gets its share of the cores for torch and BLAS (here and in the scans and
+# trainings tests start as subprocesses): two workers of two threads each on two cores spent about
+# 1.6 times the CPU of one thread each on the same demo-model test (OpenMP threads spin while waiting).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads)
 # Each test process gets its own empty model folder and demo-model cache: a user's installed
 # models never leak into tests, and parallel workers never unpack the demo model into one folder.
 # The same for the per-installation settings and secrets (the anonymisation secret).
