@@ -296,3 +296,106 @@ def test_a_pair_measured_by_different_models_says_so(serial_results, tmp_path):
     pairs = json.loads((out / "progression.json").read_text())["patients"][f"PV2{SEED:07d}"]["pairs"]
     assert [q["same_method"] for q in pairs] == [True, False]
     assert "measured by different models" in (out / "progression.html").read_text()
+
+
+# --- the later study's own outputs: review page and SR with the prior -----------------------------
+def _sr_texts(ds) -> list[str]:
+    out = []
+
+    def walk(items):
+        for it in items:
+            if it.get("ValueType") == "TEXT":
+                out.append(str(it.TextValue))
+            walk(it.get("ContentSequence", []))
+
+    walk(ds.ContentSequence)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reviewed_serial(serial_results, serial_cohort, tmp_path_factory):
+    """serial_results with review outputs (page, SEG, SR) for the last pair (to the 2-year follow-up),
+    then `cacpipe progression` run on it (default: the studies' outputs get the prior)."""
+    import shutil
+
+    from cacpipe.config import ReviewSettings
+    from cacpipe.ingest import read_ct
+    from cacpipe.review import build_review
+    from cacpipe.volume import Volume
+
+    root = tmp_path_factory.mktemp("reviewed_serial")
+    res = root / "results"
+    shutil.copytree(serial_results, res)
+    from cacpipe.progression.group import load_studies
+
+    studies = load_studies(res).serial[f"PV2{SEED:07d}"]  # in the order progression pairs them
+    paths = [s.folder / "result.json" for s in studies[-2:]]  # the last pair: prior, current
+    export = serial_cohort / "export" / f"PV2{SEED:07d}"
+    for p in paths:
+        result = StudyResult.load(p)
+        sources = read_ct(export, series_uid=result.study.series_uid).sources
+        written = build_review(p.parent, Volume.read(p.parent / "ct.nii.gz"), Volume.read(p.parent / "labels.nii.gz"),
+                               result, sources, ReviewSettings(max_slices=2))
+        result.outputs.update({k: v for k, v in written.items() if k in ("sr", "seg", "review_html")})
+        result.save(p)
+    before = pydicom.dcmread(str(paths[-1].parent / "dicom" / "sr.dcm"))
+    r = CliRunner().invoke(cli, ["progression", str(res), "-o", str(root / "prog"), "--no-images"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((root / "prog" / "progression.json").read_text())
+    return {"root": root, "paths": paths, "doc": doc, "before": before, "output": r.output}
+
+
+def test_the_later_study_page_shows_the_prior_beside_it_with_match_ids(reviewed_serial):
+    from cacpipe.review.prior import read_prior
+    from cacpipe.review.viewer_data import decode_array
+
+    last = reviewed_serial["paths"][-1].parent
+    pair = reviewed_serial["doc"]["patients"][f"PV2{SEED:07d}"]["pairs"][-1]
+    assert pair["study_outputs"]["review_html"] == "review.html" and pair["study_outputs"]["sr"] == "dicom/sr.dcm"
+    prior = read_prior(last, StudyResult.load(last / "result.json"))
+    assert prior["prior"]["study_uid"] == pair["prior"] and prior["current_to_prior"] is not None
+    assert [e["match_id"] for e in prior["lesions"]] == [e["match_id"] for e in pair["lesions"]]
+    page = (last / "review.html").read_text()
+    data = json.loads(page.split('id="review-data">', 1)[1].split("</script>", 1)[0])
+    pv = data["prior"]["volume"]
+    heart = data["volumes"]["heart"]["ct"]
+    assert pv["shape_zyx"] == heart["shape_zyx"] and pv["offset_zyx"] == heart["offset_zyx"]  # the viewer's slices
+    # registered: the prior's calcium lies where the current page's lesions are
+    hu = decode_array(pv["data"], "uint8", pv["shape_zyx"]) * pv["slope"] + pv["inter"]
+    cur = decode_array(heart["data"], "int16", heart["shape_zyx"])
+    both = (hu >= 130) & (cur >= 130)
+    assert both.sum() > 0.3 * min((hu >= 130).sum(), (cur >= 130).sum())
+    for e in pair["lesions"]:
+        assert f"data-match='{e['match_id']}'" in page
+    assert "id=prior-study" in page and "prior-canvas" in page and "cacpipe-cross" in page
+    # another version of the result (a rescan) does not get this prior
+    other = StudyResult.load(last / "result.json")
+    other.lesions = other.lesions[:-1]
+    assert read_prior(last, other) is None
+
+
+def test_the_later_study_sr_carries_the_prior_values_and_the_change(reviewed_serial):
+    last = reviewed_serial["paths"][-1].parent
+    pair = reviewed_serial["doc"]["patients"][f"PV2{SEED:07d}"]["pairs"][-1]
+    before, sr = reviewed_serial["before"], pydicom.dcmread(str(last / "dicom" / "sr.dcm"))
+    assert sr.SOPInstanceUID != before.SOPInstanceUID and sr.SeriesInstanceUID == before.SeriesInstanceUID
+    assert sr.StudyInstanceUID == before.StudyInstanceUID and sr.PatientID == before.PatientID
+    old_refs = {r.ReferencedSOPInstanceUID for s in before.CurrentRequestedProcedureEvidenceSequence
+                for se in s.ReferencedSeriesSequence for r in se.ReferencedSOPSequence}
+    new_refs = {r.ReferencedSOPInstanceUID for s in sr.CurrentRequestedProcedureEvidenceSequence
+                for se in s.ReferencedSeriesSequence for r in se.ReferencedSOPSequence}
+    assert new_refs == old_refs  # the same source slices and SEG
+    texts = _sr_texts(sr)
+    assert not any("Prior study" in t for t in _sr_texts(before))
+    for a in ("RCA", "LAD", "LCX", "total"):
+        ch = pair["arteries"][a]
+        want = f"Agatston {ch['agatston_prior']:.1f}, volume {ch['volume_prior_mm3']:.1f} mm3"
+        assert sum(want in t and t.startswith("Prior study (") for t in texts) >= 1, (a, want)
+        assert any(t.startswith("Change since the prior study: Agatston " + f"{ch['agatston_change']:+.1f}")
+                   for t in texts)
+    assert any(pair["prior"] in t and t.startswith("compared with the prior study") for t in texts)
+    # the baseline's SR is referenced as other evidence (another study)
+    base = pydicom.dcmread(str(reviewed_serial["paths"][0].parent / "dicom" / "sr.dcm"))
+    other = {r.ReferencedSOPInstanceUID for s in sr.PertinentOtherEvidenceSequence
+             for se in s.ReferencedSeriesSequence for r in se.ReferencedSOPSequence}
+    assert other == {base.SOPInstanceUID}

@@ -425,7 +425,7 @@
   async function startViewer() {
     const lut = D.lut;
     const ctx = {vols, D, lut, labelNames: D.label_names,
-      onMove: (zyx) => { st.cross = zyx; syncSlider(); showReadout(); },
+      onMove: (zyx) => { st.cross = zyx; syncSlider(); showReadout(); document.dispatchEvent(new CustomEvent('cacpipe-cross', {detail: {cross: zyx}})); },
       onHover: (zyx) => { st.cursor = zyx; showReadout(); },
       onClick: (zyx, series) => {
         if (!st.picking) return;
