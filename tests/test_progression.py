@@ -399,3 +399,40 @@ def test_the_later_study_sr_carries_the_prior_values_and_the_change(reviewed_ser
     other = {r.ReferencedSOPInstanceUID for s in sr.PertinentOtherEvidenceSequence
              for se in s.ReferencedSeriesSequence for r in se.ReferencedSOPSequence}
     assert other == {base.SOPInstanceUID}
+
+
+@pytest.mark.browser
+def test_the_prior_pane_follows_the_viewer_in_chromium(reviewed_serial):
+    """In headless Chromium: the prior pane draws the prior CT at the viewer's slice, follows the
+    slider, and a match row's current lesion button takes both to that lesion."""
+    import os
+    import time
+
+    from devtools.browser import CHROMIUM, Browser, Page
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("chromium not installed (make test installs it)")
+    last = reviewed_serial["paths"][-1].parent
+    pair = reviewed_serial["doc"]["patients"][f"PV2{SEED:07d}"]["pairs"][-1]
+    browser = Browser(reviewed_serial["root"] / "profile")
+    try:
+        page = Page(browser)
+        page.open(last / "review.html", "#viewer=basic")
+        deadline = time.time() + 30
+        while not page.js("document.body.dataset.priorReady === '1'") and time.time() < deadline:
+            time.sleep(0.1)
+        caption = lambda: page.js("document.getElementById('prior-caption').textContent")  # noqa: E731
+        pixels = lambda: page.js("Array.from(document.getElementById('prior-canvas').getContext('2d')"  # noqa: E731
+                                 ".getImageData(0, 0, 400, 400).data.filter((v, i) => i % 4 === 0)).join(',')")
+        assert "same slice" in caption() and "NOT registered" not in caption()
+        first = (caption(), pixels())
+        page.js("(() => { const r = document.getElementById('slice-range'); r.value = String(Number(r.value) + 8);"
+                " r.dispatchEvent(new Event('input')); })()")
+        assert caption() != first[0] and pixels() != first[1]  # the pane followed the viewer
+        mid = next(e["match_id"] for e in pair["lesions"] if e["current_lesion"])
+        name = next(e["current_lesion"] for e in pair["lesions"] if e["match_id"] == mid)
+        page.js(f"document.querySelector(\"button[data-prior-select='{name}']\").click()")
+        assert mid in caption().split("\u00b7")[-1]  # at that lesion's slice, ringed with its id
+        assert page.js("document.querySelector('#lesion-table tr.selected') !== null")
+    finally:
+        browser.close()
