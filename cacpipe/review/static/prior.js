@@ -42,8 +42,8 @@
     tmp.getContext('2d').putImageData(img, 0, 0);
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(tmp, 0, 0, canvas.width, canvas.height);
-    const here = [];
-    ctx.font = 'bold ' + (11 * SCALE) + 'px sans-serif';
+    const here = [], placed = [];
+    ctx.font = 'bold ' + (8 * SCALE) + 'px sans-serif';
     ctx.lineWidth = SCALE;
     for (const e of P.lesions) {
       if (!e.zyx || !e.match_id) continue;
@@ -58,9 +58,12 @@
       ctx.setLineDash(e.status === 'new' ? [4 * SCALE, 3 * SCALE] : []);
       ctx.beginPath(); ctx.arc(x * SCALE, y * SCALE, r, 0, 2 * Math.PI); ctx.stroke();
       ctx.fillStyle = ctx.strokeStyle;
-      const label = e.match_id + ' ' + e.status, w = ctx.measureText(label).width;
+      const label = e.match_id + ' ' + e.status, w = ctx.measureText(label).width, lh = 9 * SCALE;
       const tx = x * SCALE + r + 2 + w <= canvas.width ? x * SCALE + r + 2 : Math.max(0, x * SCALE - r - 2 - w);
-      ctx.fillText(label, tx, Math.max(12 * SCALE, y * SCALE - r / 2));
+      let ty = Math.max(lh, y * SCALE - r / 2);
+      while (placed.some((b) => tx < b[0] + b[2] && b[0] < tx + w && ty - lh < b[1] && b[1] - lh < ty)) ty += lh;
+      placed.push([tx, ty, w]);
+      ctx.fillText(label, tx, ty);
     }
     ctx.setLineDash([]);
     for (const tr of document.querySelectorAll('#prior-lesions tr[data-match]')) tr.classList.toggle('here', here.includes(tr.dataset.match));
