@@ -399,6 +399,12 @@ def test_the_later_study_sr_carries_the_prior_values_and_the_change(reviewed_ser
     other = {r.ReferencedSOPInstanceUID for s in sr.PertinentOtherEvidenceSequence
              for se in s.ReferencedSeriesSequence for r in se.ReferencedSOPSequence}
     assert other == {base.SOPInstanceUID}
+    import os
+    import subprocess
+
+    if os.path.exists("/usr/bin/dciodvfy"):  # dicom3tools (`make test` installs it): a valid SR
+        out = subprocess.run(["/usr/bin/dciodvfy", str(last / "dicom" / "sr.dcm")], capture_output=True, text=True)
+        assert not [x for x in (out.stdout + out.stderr).splitlines() if x.startswith(("Error", "Warning"))]
 
 
 @pytest.mark.browser
