@@ -184,11 +184,9 @@ def serial_results(serial_cohort, tmp_path_factory):
     return res
 
 
-def test_progression_command_end_to_end(serial_results, serial_cohort, tmp_path):
-    out = tmp_path / "prog"
-    r = CliRunner().invoke(cli, ["progression", str(serial_results), "-o", str(out), "--truth", str(serial_cohort)])
-    assert r.exit_code == 0, r.output
-    doc = json.loads((out / "progression.json").read_text())
+def test_progression_command_end_to_end(reviewed_serial, serial_results):
+    out = reviewed_serial["root"] / "prog"  # `cacpipe progression RESULTS -o OUT --truth COHORT` (the fixture)
+    doc = reviewed_serial["doc"]
     p = doc["patients"][f"PV2{SEED:07d}"]
     assert len(p["studies"]) == 3 and [q["years"] for q in p["pairs"]][1] > 1.9
     assert all(q["registration"]["seconds"] < 30 for q in p["pairs"])
@@ -207,7 +205,7 @@ def test_progression_command_end_to_end(serial_results, serial_cohort, tmp_path)
     assert all(q["same_method"] for q in p["pairs"]) and "measured by different models" not in page
     assert p["studies"][0]["made_by"] in page and rows[0]["prior_made_by"] == p["studies"][0]["made_by"]
     assert page.count("data:image/png;base64,") >= 2  # prior and current side by side at a lesion
-    assert "lesion matching" in r.output
+    assert "lesion matching" in reviewed_serial["output"]
     # the scan's cohort.csv carries progression columns when a patient has several studies
     cohort = list(csv.DictReader(open(serial_results / "cohort.csv")))
     assert [c["prior_study_uid"] for c in cohort][0] == "" and cohort[2]["prior_study_uid"] == cohort[1]["study_uid"]
@@ -215,11 +213,11 @@ def test_progression_command_end_to_end(serial_results, serial_cohort, tmp_path)
 
 
 def test_progression_mapping_joins_pseudonyms(serial_results, tmp_path):
-    doc0 = json.loads(json.dumps(_run(serial_results, tmp_path / "a")))
+    doc0 = json.loads(json.dumps(_run(serial_results, tmp_path / "a", "--no-images", "--no-study-outputs")))
     uids = [s["study_uid"] for s in doc0["patients"][f"PV2{SEED:07d}"]["studies"]]
     mapping = tmp_path / "map.csv"
     mapping.write_text("subject,study_uid\n" + "".join(f"S1,{u}\n" for u in uids))
-    doc = _run(serial_results, tmp_path / "b", "--mapping", str(mapping))
+    doc = _run(serial_results, tmp_path / "b", "--mapping", str(mapping), "--no-images", "--no-study-outputs")
     assert list(doc["patients"]) == ["S1"]
 
 
@@ -291,7 +289,7 @@ def test_a_pair_measured_by_different_models_says_so(serial_results, tmp_path):
     doc["pipeline"]["model"] = {**doc["pipeline"].get("model", {}), "id": "0123456789ab", "name": "Dataset777_other/x"}
     results[-1].write_text(json.dumps(doc))
     out = tmp_path / "prog"
-    r = CliRunner().invoke(cli, ["progression", str(res), "-o", str(out), "--no-images"])
+    r = CliRunner().invoke(cli, ["progression", str(res), "-o", str(out), "--no-images", "--no-study-outputs"])
     assert r.exit_code == 0, r.output
     pairs = json.loads((out / "progression.json").read_text())["patients"][f"PV2{SEED:07d}"]["pairs"]
     assert [q["same_method"] for q in pairs] == [True, False]
@@ -315,7 +313,8 @@ def _sr_texts(ds) -> list[str]:
 @pytest.fixture(scope="module")
 def reviewed_serial(serial_results, serial_cohort, tmp_path_factory):
     """serial_results with review outputs (page, SEG, SR) for the last pair (to the 2-year follow-up),
-    then `cacpipe progression` run on it (default: the studies' outputs get the prior)."""
+    then `cacpipe progression RESULTS -o OUT --truth COHORT` run on it (default: the studies' outputs
+    get the prior; one run serves every test of the command's outputs)."""
     import shutil
 
     from cacpipe.config import ReviewSettings
@@ -326,6 +325,8 @@ def reviewed_serial(serial_results, serial_cohort, tmp_path_factory):
     root = tmp_path_factory.mktemp("reviewed_serial")
     res = root / "results"
     shutil.copytree(serial_results, res)
+    for old in res.glob("*/*/prior"):  # another test's progression run may have left one
+        shutil.rmtree(old)
     from cacpipe.progression.group import load_studies
 
     studies = load_studies(res).serial[f"PV2{SEED:07d}"]  # in the order progression pairs them
@@ -339,7 +340,7 @@ def reviewed_serial(serial_results, serial_cohort, tmp_path_factory):
         result.outputs.update({k: v for k, v in written.items() if k in ("sr", "seg", "review_html")})
         result.save(p)
     before = pydicom.dcmread(str(paths[-1].parent / "dicom" / "sr.dcm"))
-    r = CliRunner().invoke(cli, ["progression", str(res), "-o", str(root / "prog"), "--no-images"])
+    r = CliRunner().invoke(cli, ["progression", str(res), "-o", str(root / "prog"), "--truth", str(serial_cohort)])
     assert r.exit_code == 0, r.output
     doc = json.loads((root / "prog" / "progression.json").read_text())
     return {"root": root, "paths": paths, "doc": doc, "before": before, "output": r.output}
@@ -442,3 +443,35 @@ def test_the_prior_pane_follows_the_viewer_in_chromium(reviewed_serial):
         assert page.js("document.querySelector('#lesion-table tr.selected') !== null")
     finally:
         browser.close()
+
+
+def test_the_prior_ct_tells_a_missed_lesion_from_a_new_one(small_phantom):
+    """prior_look on a real phantom CT: the calcium of a plaque is found at its place (a lesion
+    there is missed_before, not new), nothing at a place without calcium, even with low-dose noise."""
+    from dataclasses import replace as dc_replace
+
+    from scipy import ndimage
+
+    from cacpipe.labels import CALCIUM_ID
+    from cacpipe.phantom import PhantomConfig, generate
+    from cacpipe.progression.prior_look import prior_calcium, seen_before
+
+    ct, lab = small_phantom.ct, small_phantom.labels
+    calc = (lab.array == CALCIUM_ID["RCA"]) & (ct.array >= 130)
+    comp, n = ndimage.label(calc)
+    big = int(np.argmax(np.bincount(comp.ravel())[1:])) + 1
+    zyx = np.array(ndimage.center_of_mass(comp == big))
+    xyz = ct.index_to_physical(zyx[None])[0]
+    vol = float((comp == big).sum() * ct.voxel_volume_mm3)
+    found = prior_calcium(ct, xyz + np.array([1.5, -1.0, 0.0]), 4.0)  # a registration residual off
+    assert found["volume_mm3"] > 0.5 * vol and found["peak_hu"] >= 300 and seen_before(found, 2.0 * vol)
+    assert not seen_before(found, 20.0 * vol)  # far too little for the lesion it would explain
+    # the heart's soft tissue, no calcium within 10 mm (on the noise-free CT), also at 60 HU noise
+    clean = generate(dc_replace(PhantomConfig.preset("small"), noise_hu=0.0)).ct.array
+    quiet = (ndimage.maximum_filter(clean, size=(11, 13, 13)) < 100) & (clean > 20)
+    k = np.argwhere(quiet)
+    spot = k[np.argmin(np.abs(k - zyx).sum(axis=1))]  # the quiet voxel nearest the plaque
+    noisy = generate(dc_replace(PhantomConfig.preset("small"), noise_hu=60.0, seed=7)).ct
+    centre = noisy.index_to_physical(spot[None].astype(float))[0]
+    for v in (ct, noisy):
+        assert not seen_before(prior_calcium(v, centre, 4.0), 3.0)

@@ -14,6 +14,8 @@ the gate of a current lesion merged into it (``merged``). Then:
 - ``new``: a current lesion with no prior lesion within the gate;
 - ``gone``: a prior lesion with no current lesion within the gate (calcium does not vanish: a
   sign of a missed lesion, a stent, or a registration failure, so it is worth a look);
+- ``missed_before`` (set by cacpipe.progression.run): a ``new`` lesion where the prior CT has
+  calcium the prior's result did not count (cacpipe.progression.prior_look): not a new plaque;
 - ``reappeared`` (set by cacpipe.progression.run over a patient's whole series): a ``new``
   lesion where an earlier study had a lesion whose track ended (a scan in between missed it);
 - ``grown`` / ``smaller`` / ``stable``: a matched lesion whose square-root volume changed by more

@@ -93,6 +93,8 @@ def patient_progression(studies: list[Study], threshold: float = SQRT_VOLUME_THR
         events = match_lesions(prior_l, cur_l, threshold)
         chain.append(to_prior)
         _reappeared(events, cur_l, ended, chain, k - 1, studies)
+        if to_prior is not None:
+            _missed_before(events, cur_l, _volumes(a, cache)[0])
         new_tracks: dict[int, str] = {}
         for e in events:
             if e["current"] is not None and e["prior"] is not None and e["status"] != "merged":
@@ -110,7 +112,8 @@ def patient_progression(studies: list[Study], threshold: float = SQRT_VOLUME_THR
             e["current_volume_mm3"] = None if e["current"] is None else round(cur_l[e["current"]].volume_mm3, 3)
         pair["lesions"] = sorted(events, key=lambda e: (int(e["match_id"][1:]) if e.get("match_id") else 0))
         pair["counts"] = {s: sum(1 for e in events if e["status"] == s)
-                          for s in ("new", "reappeared", "grown", "stable", "smaller", "merged", "gone")}
+                          for s in ("new", "reappeared", "missed_before", "grown", "stable", "smaller", "merged",
+                                    "gone")}
         for e in events:  # a track that ends here may reappear in a later study
             if e["status"] == "gone" and e.get("match_id"):
                 les = prior_l[e["prior"]]
@@ -160,6 +163,21 @@ def _reappeared(events: list[dict], cur_l: list, ended: dict, chain: list, k: in
             e.update(status="reappeared", track=tid, earlier_study=studies[si].study_uid, earlier_lesion=li,
                      distance_mm=round(d, 2))
             del ended[tid]
+
+
+def _missed_before(events: list[dict], cur_l: list, prior_ct: Volume) -> None:
+    """``new`` lesions with calcium at their place on the prior CT become ``missed_before``
+    (cacpipe.progression.prior_look); every ``new`` lesion records what the prior CT has there."""
+    from .prior_look import prior_calcium, seen_before
+
+    for e in events:
+        if e["status"] != "new":
+            continue
+        les = cur_l[e["current"]]
+        found = prior_calcium(prior_ct, les.xyz, les.extent_mm)
+        e["prior_image"] = found
+        if seen_before(found, les.volume_mm3):
+            e["status"] = "missed_before"
 
 
 def _views(a: Study, b: Study, reg, events: list[dict], prior_l, cur_l, cache: dict) -> dict:
