@@ -29,6 +29,7 @@ from ..jsonfile import write_json
 from ..record import StudyResult
 from ..volume import Volume
 from .group import Study
+from .match import physical
 
 log = logging.getLogger("cacpipe.progression")
 
@@ -44,8 +45,6 @@ def prior_document(a: Study, b: Study, pair: dict, reg, prior_l: list, cur_l: li
     for e in pair["lesions"]:
         if e["current"] is not None:  # where it is now (current space)
             les = b.result.lesions[e["current"]]
-            from .match import physical
-
             xyz, ext = physical(b.result, les.centre_zyx), cur_l[e["current"]].extent_mm
         else:  # gone: where it was, mapped into the current space
             xyz, ext = to_current(prior_l[e["prior"]].xyz), prior_l[e["prior"]].extent_mm
