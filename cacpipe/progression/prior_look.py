@@ -8,10 +8,11 @@ the two scans would see it. So, at the current lesion's centroid mapped into the
 >= 130 HU connected to each other (26-connectivity) within :data:`RADIUS_MM` plus half the
 lesion's extent of the point (registration residual and growth move a centroid by a few mm),
 the largest component that holds a voxel :data:`SEED_SD` noise SDs above the soft tissue round
-it (the noise measured there: median absolute deviation of -200..300 HU voxels), so that low-dose
-noise, which makes >= 130 HU specks of its own, is not taken for calcium. When it holds at least :data:`MIN_SHARE` of the current lesion's
-volume and :data:`MIN_MM3`, the lesion is ``missed_before``: calcium the prior study's result did
-not count, not a new plaque (its prior numbers are the image's, not the prior result's).
+it (the noise measured there: median absolute deviation of neighbour differences of -200..300 HU
+voxels), so that low-dose noise, which makes >= 130 HU specks of its own, is not taken for
+calcium. Any such calcium makes the lesion ``missed_before``: calcium the prior study's result
+did not count, not a new plaque (however small: a coarse grid or partial volume can shrink a
+faint plaque the prior's model missed to a voxel or two).
 
 Parameters were set on development phantoms (training seeds the demo model never saw:
 ``devtools/progression_check.py --first-seed 20000 --purpose training``), never on held-out ones.
@@ -26,15 +27,25 @@ from ..units import CALCIUM_THRESHOLD_HU
 from ..volume import Volume
 
 RADIUS_MM = 3.0
-SEED_SD = 4.0  # a component counts when one voxel exceeds the local soft-tissue median by 4 noise SDs
-MIN_SHARE = 0.2  # of the current lesion's volume (a plaque grows by at most ~3.6x in 2 years at 90 %/y)
-MIN_MM3 = 2.0
+SEED_SD = 5.0  # a component counts when one voxel exceeds the local soft-tissue median by 5 noise SDs
+
 
 
 def _to_index(ct: Volume, xyz: np.ndarray) -> np.ndarray:
     d = np.asarray(ct.direction, float).reshape(3, 3)
     sp = np.asarray(ct.spacing_zyx, float)[::-1]
     return ((np.asarray(xyz, float) - np.asarray(ct.origin_xyz, float)) @ d / sp)[::-1]
+
+
+def _noise_sd(hu: np.ndarray) -> float:
+    """Noise SD (HU) of soft tissue: from differences of in-plane neighbours (which cancel anatomy
+    but not noise), robustly (median absolute deviation), over pairs of -200..300 HU voxels."""
+    a, b = hu[:, :, 1:], hu[:, :, :-1]
+    ok = (a > -200) & (a < 300) & (b > -200) & (b < 300)
+    d = (a - b)[ok]
+    if d.size < 20:
+        return 0.0
+    return 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2.0)
 
 
 def prior_calcium(prior_ct: Volume, xyz: np.ndarray, extent_mm: float) -> dict:
@@ -55,13 +66,13 @@ def prior_calcium(prior_ct: Volume, xyz: np.ndarray, extent_mm: float) -> dict:
     if soft.size < 20:
         return out
     med = float(np.median(soft))
-    noise = 1.4826 * float(np.median(np.abs(soft - med)))
+    noise = _noise_sd(hu)
     seed_hu = max(CALCIUM_THRESHOLD_HU, med + SEED_SD * noise)
     zz, yy, xx = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi, strict=True)), indexing="ij")
     dist = np.sqrt(((zz - c[0]) * sp[0]) ** 2 + ((yy - c[1]) * sp[1]) ** 2 + ((xx - c[2]) * sp[2]) ** 2)
     calc = (hu >= CALCIUM_THRESHOLD_HU) & (dist <= radius)
     lab, n = ndimage.label(calc, structure=np.ones((3, 3, 3), bool))
-    out.update(noise_hu=round(noise, 1), seed_hu=round(seed_hu, 1))
+    out.update(noise_hu=round(float(noise), 1), seed_hu=round(float(seed_hu), 1))
     if not n:
         return out
     sizes = np.bincount(lab.ravel(), minlength=n + 1)
@@ -78,6 +89,6 @@ def prior_calcium(prior_ct: Volume, xyz: np.ndarray, extent_mm: float) -> dict:
     return out
 
 
-def seen_before(found: dict, current_volume_mm3: float) -> bool:
+def seen_before(found: dict) -> bool:
     """Whether the prior CT's calcium at a "new" lesion's place makes it ``missed_before``."""
-    return found["volume_mm3"] >= max(MIN_MM3, MIN_SHARE * float(current_volume_mm3))
+    return found["volume_mm3"] > 0

@@ -176,7 +176,7 @@ def _missed_before(events: list[dict], cur_l: list, prior_ct: Volume) -> None:
         les = cur_l[e["current"]]
         found = prior_calcium(prior_ct, les.xyz, les.extent_mm)
         e["prior_image"] = found
-        if seen_before(found, les.volume_mm3):
+        if seen_before(found):
             e["status"] = "missed_before"
 
 
