@@ -147,6 +147,17 @@ def test_matching_on_known_truth():
     assert ev[0]["status"] == "stable" and ev[0]["artery_prior"] == "LAD"
     ev = match_lesions([_les(0, "LAD", (0, 0, 0), 20.0)], [_les(0, "LCX", (1, 0, 0), 20.0), _les(1, "LAD", (3, 0, 0), 20.0)])
     assert {(e["prior"], e["current"]): e["status"] for e in ev}[(0, 1)] == "stable"
+    # a long plaque seen in pieces: a leftover beyond the gate but touching a matched lesion of the same
+    # scan is a split part of it; one 10 mm away from it is new
+    def boxed(i, art, xyz, lo, hi):
+        return replace(_les(i, art, xyz, 10.0), box_mm=(np.asarray(lo, float), np.asarray(hi, float)))
+
+    prior = [_les(0, "LCX", (0, 0, 0), 30.0)]
+    current = [boxed(0, "LCX", (1, 0, 0), (0, 0, 0), (6, 6, 6)), boxed(1, "LCX", (12, 0, 0), (7.5, 0, 0), (12, 4, 4)),
+               boxed(2, "LAD", (20, 0, 0), (16, 0, 0), (22, 4, 4))]
+    ev = {e["current"]: e for e in match_lesions(prior, current)}
+    assert ev[1]["status"] == "grown" and ev[1]["split"] and ev[1]["prior"] == 0
+    assert ev[2]["status"] == "new"
 
 
 def _result(agatston: dict, volume: dict) -> StudyResult:
