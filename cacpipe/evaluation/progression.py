@@ -7,8 +7,9 @@ inside its bounding box); 0 when it lies on no plaque (a false lesion). Then per
 - **matching**: a current lesion with a true identity is matched correctly when it is linked to
   a prior lesion of the same identity (or, ``reappeared``, to an earlier study's lesion of that
   identity), or called ``new`` while the prior scan reported no lesion of that identity, or called
-  ``missed_before`` (calcium on the prior CT the prior's result missed) while the plaque existed
-  at the prior time point and the prior scan reported no lesion of it; a prior lesion called ``gone`` is correct when the current scan
+  ``missed_before`` (calcium on the prior CT the prior's result did not count there) while the
+  plaque existed at the prior time point (the claim it makes: not a new plaque; a long plaque the
+  prior scan reported another part of counts too); a prior lesion called ``gone`` is correct when the current scan
   reported no lesion of its identity. Accuracy = correct decisions / decisions (false lesions left out,
   counted apart);
 - **false new lesions**: lesions called ``new`` that are not new in truth, split by cause:
@@ -136,7 +137,7 @@ def evaluate_progression(doc: dict, results: str | Path, truth_root: str | Path)
                             false_new["missed_before"] += 1
                             fnew += 1
                     elif e["status"] == "missed_before":  # calcium on the prior CT the prior's result missed
-                        good = t not in tp_ids and tq["lesion_status"].get(str(t)) not in (None, "new")
+                        good = tq["lesion_status"].get(str(t)) not in (None, "new")
                     elif e["status"] == "reappeared":  # linked to a lesion of an earlier study
                         good = e.get("earlier_study") in studies and tids(e["earlier_study"])[e["earlier_lesion"]] == t
                     else:
