@@ -477,11 +477,12 @@ def test_the_prior_ct_tells_a_missed_lesion_from_a_new_one(small_phantom):
     found = prior_calcium(ct, xyz + np.array([1.5, -1.0, 0.0]), 4.0)  # a registration residual off
     assert found["volume_mm3"] > 0.5 * vol and found["peak_hu"] >= 300 and seen_before(found)
     # the heart's soft tissue, no calcium within 10 mm (on the noise-free CT), also at 60 HU noise
-    clean = generate(dc_replace(PhantomConfig.preset("small"), noise_hu=0.0)).ct.array
-    quiet = (ndimage.maximum_filter(clean, size=(11, 13, 13)) < 60) & (clean > 20)
+    clean = generate(dc_replace(PhantomConfig.preset("small"), noise_hu=0.0)).ct
+    quiet = (ndimage.maximum_filter(clean.array, size=(11, 13, 13)) < 60) & (clean.array > 20)
     k = np.argwhere(quiet)
     spot = k[np.argmin(np.abs(k - zyx).sum(axis=1))]  # the quiet voxel nearest the plaque
-    noisy = generate(dc_replace(PhantomConfig.preset("small"), noise_hu=60.0, seed=7)).ct
+    rng = np.random.default_rng(7)  # low-dose noise as the generator draws it (Gaussian, 60 HU)
+    noisy = clean.with_array(clean.array + rng.normal(0.0, 60.0, clean.shape).astype(np.float32))
     centre = noisy.index_to_physical(spot[None].astype(float))[0]
     for v in (ct, noisy):
         assert not seen_before(prior_calcium(v, centre, 4.0))
