@@ -5,7 +5,9 @@
 - SR: Comprehensive 3D SR, TID 1500 measurement report: per artery calcium volume (mm3, 0.1),
   Agatston score (0.1), lesion count and the lesions with the PACS image they are largest on,
   each group pointing at its calcium segment in the SEG; totals with Agatston category and
-  CAC-DRS (or why they are not given); a severity grade only from a model fitted on local grades.
+  CAC-DRS (or why they are not given); a severity grade only from a model fitted on local grades;
+  with a prior study (``cacpipe progression``: cacpipe.review.prior), per artery and in total the
+  prior values and the change, the prior's SR as other evidence.
 - SC: secondary capture (RGB) of each overlay PNG.
 
 All three copy patient and study identifiers from the source CT, so they file under the same
