@@ -452,6 +452,8 @@ def test_the_prior_pane_follows_the_viewer_in_chromium(reviewed_serial):
         page.js(f"document.querySelector(\"button[data-prior-select='{name}']\").click()")
         assert mid in caption().split("\u00b7")[-1]  # at that lesion's slice, ringed with its id
         assert page.js("document.querySelector('#lesion-table tr.selected') !== null")
+        flags = page.js("Array.from(document.querySelectorAll('#lesion-table td.flags')).map((t) => t.textContent)")
+        assert any(f.startswith(mid + " ") and "since the prior study" in f for f in flags)  # the id in the table too
     finally:
         browser.close()
 
@@ -486,3 +488,34 @@ def test_the_prior_ct_tells_a_missed_lesion_from_a_new_one(small_phantom):
     centre = noisy.index_to_physical(spot[None].astype(float))[0]
     for v in (ct, noisy):
         assert not seen_before(prior_calcium(v, centre, 4.0))
+
+
+def test_the_demo_follow_up_is_the_same_patient_later_and_its_trend_reads_the_truth(tmp_path):
+    """`cacpipe demo`'s DEMO001 follow-up: same patient, later date, its own study; plaques grown and
+    one new; the trend table pairs reported and true numbers study by study."""
+    from cacpipe.evaluation.demo import trend_table
+    from cacpipe.phantom.demo_export import FOLLOW_UP_RATES, write_demo_export
+
+    tiny = {"shape_yx": (64, 64), "pixel_mm": 400.0 / 64, "n_slices": 24}
+    studies = write_demo_export(tmp_path / "export", truth_dir=tmp_path / "truth", follow_up=True, **tiny)
+    base = json.loads((tmp_path / "truth" / "DEMO001.json").read_text())
+    later = json.loads((tmp_path / "truth" / "DEMO001_20280107.json").read_text())
+    assert len(studies) == 4 and later["study_uid"] == studies[-1]["study_uid"] != base["study_uid"]
+    ds = pydicom.dcmread(next(f for f in (tmp_path / "export" / "DEMO001").rglob("*") if f.is_file()
+                              and "20280107" in str(f)), stop_before_pixels=True)
+    assert (ds.PatientID, ds.PatientBirthDate, ds.StudyDate) == ("DEMO001", "19550101", "20280107")
+    assert ds.StudyInstanceUID == later["study_uid"]
+    r0, r1 = base["config"]["plaques"], later["config"]["plaques"]
+    assert len(r1) == len(r0) + 1 and all(b["radius_mm"] >= a["radius_mm"] for a, b in zip(r0, r1, strict=False))
+    assert [b["radius_mm"] > a["radius_mm"] for a, b in zip(r0, r1, strict=False)] == [r > 0 for r in FOLLOW_UP_RATES]
+    doc = {"repeatability": {"sqrt_volume_threshold": 2.5}, "patients": {"DEMO001": {
+        "studies": [{"study_uid": base["study_uid"], "study_date": "20260105"},
+                    {"study_uid": later["study_uid"], "study_date": "20280107"}],
+        "pairs": [{"prior": base["study_uid"], "current": later["study_uid"], "years": 2.0,
+                   "counts": {"new": 1, "grown": 0, "stable": 3},
+                   "arteries": {"RCA": {"agatston_prior": 1.0, "agatston": 2.0, "agatston_change_per_year": 0.5,
+                                        "sqrt_volume_change": 0.1, "progression": False}}}]}}}
+    text = trend_table(doc, tmp_path / "truth")
+    rca = next(ln for ln in text.splitlines() if ln.startswith("RCA"))
+    t0, t1 = base["arteries"]["RCA"]["agatston"], later["arteries"]["RCA"]["agatston"]
+    assert f"{t0:.1f} / 1.0" in rca and f"{t1:.1f} / 2.0" in rca and "/ no" in rca

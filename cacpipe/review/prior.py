@@ -165,7 +165,7 @@ def prior_section(doc: dict) -> str:
         cur = e.get("current_lesion")
         sel = (f"<button type=button class=secondary data-prior-select='{E(cur)}'>{E(cur)}</button>" if cur else "-")
         les.append(f"<tr data-match='{E(e.get('match_id') or '')}'><td><b>{E(e.get('match_id') or '-')}</b></td>"
-                   f"<td>{E(e.get('artery') or '')}</td><td>{E(e.get('status') or '')}</td>"
+                   f"<td>{E(e.get('artery') or '')}</td><td>{E((e.get('status') or '').replace('_', ' '))}</td>"
                    f"<td>{E(e.get('prior_lesion') or '-')}</td><td>{sel}</td>"
                    f"<td class=num>{_num(e.get('prior_volume_mm3'))} &rarr; {_num(e.get('current_volume_mm3'))}</td></tr>")
     return f"""<section id=prior-study aria-label="prior study">

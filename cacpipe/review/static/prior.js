@@ -58,7 +58,7 @@
       ctx.setLineDash(e.status === 'new' ? [4 * SCALE, 3 * SCALE] : []);
       ctx.beginPath(); ctx.arc(x * SCALE, y * SCALE, r, 0, 2 * Math.PI); ctx.stroke();
       ctx.fillStyle = ctx.strokeStyle;
-      const label = e.match_id + ' ' + e.status, w = ctx.measureText(label).width, lh = 9 * SCALE;
+      const label = e.match_id + ' ' + e.status.replace('_', ' '), w = ctx.measureText(label).width, lh = 9 * SCALE;
       const tx = x * SCALE + r + 2 + w <= canvas.width ? x * SCALE + r + 2 : Math.max(0, x * SCALE - r - 2 - w);
       let ty = Math.max(lh, y * SCALE - r / 2);
       while (placed.some((b) => tx < b[0] + b[2] && b[0] < tx + w && ty - lh < b[1] && b[1] - lh < ty)) ty += lh;
