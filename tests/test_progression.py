@@ -380,6 +380,18 @@ def test_the_later_study_page_shows_the_prior_beside_it_with_match_ids(reviewed_
     for e in pair["lesions"]:
         assert f"data-match='{e['match_id']}'" in page
     assert "id=prior-study" in page and "prior-canvas" in page and "cacpipe-cross" in page
+    d = prior["prior"]["study_date"]
+    assert f"{d[:4]}-{d[4:6]}-{d[6:8]}" in page
+    # a site that shows no study dates (review.fields) sees the years between the studies only
+    from cacpipe.config import ReviewSettings
+    from cacpipe.review.page import study_page
+    from cacpipe.volume import Volume
+
+    res = StudyResult.load(last / "result.json")
+    undated = study_page(Volume.read(last / "ct.nii.gz"), Volume.read(last / "labels.nii.gz"), res, None,
+                         ReviewSettings(fields=("anon_id",)), prior=prior, study_dir=last)
+    assert "id=prior-study" in undated and "years before" in undated and f"{d[:4]}-{d[4:6]}-{d[6:8]}" not in undated
+    assert d not in undated.split('id="review-data">', 1)[1]
     # another version of the result (a rescan) does not get this prior
     other = StudyResult.load(last / "result.json")
     other.lesions = other.lesions[:-1]

@@ -178,8 +178,9 @@ def study_page(ct: Volume, labels: Volume, result: StudyResult, summary_png, opt
         from .prior import prior_page_data, prior_pane, prior_section
         from .viewer_data import detail_box
 
-        data["prior"] = prior_page_data(prior, study_dir, ct, detail_box(labels, result.lesions, options))
-        prior_html, pane = prior_section(prior), prior_pane()
+        show_date = "study_date" in options.fields  # the page shows dates only when the site allows them
+        data["prior"] = prior_page_data(prior, study_dir, ct, detail_box(labels, result.lesions, options), show_date)
+        prior_html, pane = prior_section(prior, show_date), prior_pane()
     shown = display_items(result.study.to_dict(), options.fields, salt)
     head = " ".join(f"<span><b>{E(k)}:</b> {E(v)}</span>" for k, v in shown)
     tot = result.total

@@ -111,9 +111,11 @@ def prior_volume(doc: dict, study_dir: Path, ct: Volume, box: tuple[slice, slice
     return PageVolume("prior", codes, off, (1, 1, 1), aff, float(PRIOR_HU_STEP), float(PRIOR_HU_MIN)), ""
 
 
-def prior_page_data(doc: dict, study_dir: Path, ct: Volume, box: tuple[slice, slice, slice]) -> dict:
+def prior_page_data(doc: dict, study_dir: Path, ct: Volume, box: tuple[slice, slice, slice],
+                    show_date: bool = True) -> dict:
     """What static/prior.js reads: the prior volume on the page's heart grid and the lesion events
-    at their positions (scored-series voxel z, y, x)."""
+    at their positions (scored-series voxel z, y, x). ``show_date``: the page may show study dates
+    (``review.fields`` has study_date); otherwise only the years between the studies."""
     vol, why = prior_volume(doc, study_dir, ct, box)
     events = []
     for e in doc.get("lesions", []):
@@ -123,7 +125,8 @@ def prior_page_data(doc: dict, study_dir: Path, ct: Volume, box: tuple[slice, sl
                       | {"zyx": None if zyx is None else [round(float(v), 2) for v in zyx],
                          "extent_vox": e.get("extent_mm", 4.0) / float(min(ct.spacing_zyx))})
     p = doc["prior"]
-    return {"volume": vol.encode() if vol is not None else None, "note": why, "study_date": p.get("study_date"),
+    return {"volume": vol.encode() if vol is not None else None, "note": why,
+            "study_date": p.get("study_date") if show_date else "",
             "years": doc.get("years"), "registered": bool(doc.get("current_to_prior")), "lesions": events}
 
 
@@ -138,8 +141,8 @@ def _date(text: str | None) -> str:
     return f"{t[:4]}-{t[4:6]}-{t[6:8]}" if len(t) == 8 and t.isdigit() else (t or "unknown date")
 
 
-def prior_section(doc: dict) -> str:
-    """The page's prior-study pane (canvas filled by static/prior.js) and its tables."""
+def prior_section(doc: dict, show_date: bool = True) -> str:
+    """The page's prior-study tables (``show_date``: see :func:`prior_page_data`)."""
     p = doc["prior"]
     reg = doc.get("registration") or {}
     regtxt = ("registered on the heart (rigid then affine)" if doc.get("current_to_prior")
@@ -169,7 +172,7 @@ def prior_section(doc: dict) -> str:
                    f"<td>{E(e.get('prior_lesion') or '-')}</td><td>{sel}</td>"
                    f"<td class=num>{_num(e.get('prior_volume_mm3'))} &rarr; {_num(e.get('current_volume_mm3'))}</td></tr>")
     return f"""<section id=prior-study aria-label="prior study">
-<h2>Prior study {E(_date(p.get('study_date')))} &middot; {_num(doc.get('years'), 2)} years before</h2>
+<h2>Prior study {E(_date(p.get('study_date'))) + ' &middot; ' if show_date else ''}{_num(doc.get('years'), 2)} years before</h2>
 <p class=muted>{regtxt}; measured by {E(p.get('made_by') or 'unknown')}. The prior pane shows the prior CT resampled
 onto this study's slices: it follows the viewer's crosshair (axial, calcium window, &ge; 130 HU tinted); rings name
 each lesion by its match id (the same id in both studies).</p>{warn}

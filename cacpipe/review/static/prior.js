@@ -67,7 +67,7 @@
     }
     ctx.setLineDash([]);
     for (const tr of document.querySelectorAll('#prior-lesions tr[data-match]')) tr.classList.toggle('here', here.includes(tr.dataset.match));
-    caption.textContent = 'prior ' + (P.study_date || '') + ' (' + (P.years === null ? '?' : P.years.toFixed(2)) +
+    caption.textContent = 'prior ' + (P.study_date ? P.study_date + ' ' : '') + '(' + (P.years === null ? '?' : P.years.toFixed(2)) +
       ' y before), same slice: ' + R.sliceRef(Math.round(z)) + (here.length ? ' \u00b7 ' + here.join(', ') : '') +
       (P.registered ? '' : ' \u00b7 NOT registered');
   }
