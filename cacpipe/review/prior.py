@@ -126,7 +126,7 @@ def prior_page_data(doc: dict, study_dir: Path, ct: Volume, box: tuple[slice, sl
                          "extent_vox": e.get("extent_mm", 4.0) / float(min(ct.spacing_zyx))})
     p = doc["prior"]
     return {"volume": vol.encode() if vol is not None else None, "note": why,
-            "study_date": p.get("study_date") if show_date else "",
+            "study_date": _date(p.get("study_date")) if show_date else "",
             "years": doc.get("years"), "registered": bool(doc.get("current_to_prior")), "lesions": events}
 
 
