@@ -124,6 +124,12 @@ def command(ctx: click.Context, out_arg: Path | None, out: Path | None, jobs: in
     export = out / "export"
     if export.exists() and any(export.iterdir()):
         click.echo(f"reusing the phantom export in {export}")
+        from ..phantom.demo_export import FOLLOW_UP_PATIENT
+
+        later = out / "truth" / f"{FOLLOW_UP_PATIENT.patient_id}_{FOLLOW_UP_PATIENT.study_date}.json"
+        if phantom == "v1" and (out / "truth").is_dir() and not later.exists():  # written before the demo had it
+            write_demo_export(export, preset=preset, truth_dir=out / "truth", only_follow_up=True)
+            click.echo(f"added {FOLLOW_UP_PATIENT.patient_id}'s follow-up study to it")
     else:
         write_demo_export(export, preset=preset, truth_dir=out / "truth", version=int(phantom[1]),
                           follow_up=phantom == "v1")

@@ -47,7 +47,8 @@ def follow_up_plaques(years: float = FOLLOW_UP_YEARS) -> tuple[Plaque, ...]:
 
 
 def write_demo_export(export: str | Path, preset: str = "small", truth_dir: str | Path | None = None,
-                      version: int = 1, follow_up: bool = False, **overrides) -> list[dict]:
+                      version: int = 1, follow_up: bool = False, only_follow_up: bool = False,
+                      **overrides) -> list[dict]:
     """Write the demo export; returns write_study's description of each study.
 
     DEMO001: calcium in three arteries, plus a localizer and a contrast series (skipped);
@@ -56,7 +57,8 @@ def write_demo_export(export: str | Path, preset: str = "small", truth_dir: str 
     ``overrides`` change every patient's PhantomConfig (e.g. a smaller grid for tests).
     With ``truth_dir``, each patient's ground truth goes to ``truth_dir/<PatientID>.json`` (with
     its study_uid). ``follow_up``: DEMO001's second study two years later (:data:`FOLLOW_UP_RATES`),
-    its truth in ``truth_dir/DEMO001_<StudyDate>.json``.
+    its truth in ``truth_dir/DEMO001_<StudyDate>.json``; ``only_follow_up``: that study alone (an
+    export written before the demo had it).
     ``version=2`` writes the v2 demo export instead (:func:`write_demo_export_v2`; no follow-up).
     """
     if version == 2:
@@ -66,10 +68,10 @@ def write_demo_export(export: str | Path, preset: str = "small", truth_dir: str 
     export = Path(export)
     export.mkdir(parents=True, exist_ok=True)
     studies = []
-    patients = list(DEMO_PATIENTS)
-    if follow_up:
+    patients = [] if only_follow_up else list(DEMO_PATIENTS)
+    if follow_up or only_follow_up:
         patients.append((FOLLOW_UP_PATIENT, {**FOLLOW_UP_CONFIG, "plaques": follow_up_plaques()}, {}))
-    for n, (patient, overrides_for_patient, options) in enumerate(patients):
+    for patient, overrides_for_patient, options in patients:
         cfg = PhantomConfig.preset(preset, **{**overrides_for_patient, **overrides})
         ph = generate(cfg)
         if patient.patient_id == ZIPPED:
@@ -85,7 +87,7 @@ def write_demo_export(export: str | Path, preset: str = "small", truth_dir: str 
         if truth_dir is not None:
             truth = ground_truth(ph) | {"patient_id": patient.patient_id, "study_uid": info["study_uid"],
                                         "study_date": patient.study_date, "config": cfg.to_json()}
-            name = patient.patient_id if n < len(DEMO_PATIENTS) else f"{patient.patient_id}_{patient.study_date}"
+            name = f"{patient.patient_id}_{patient.study_date}" if patient is FOLLOW_UP_PATIENT else patient.patient_id
             Path(truth_dir).mkdir(parents=True, exist_ok=True)
             (Path(truth_dir) / f"{name}.json").write_text(json.dumps(truth, indent=2))
         studies.append(info)
