@@ -2,6 +2,7 @@
 
     python -m devtools.progression_check --patients 5 --out build/progression_check [--follow-up 0 2]
                                          [--preset v2-small] [--motion] [--model demo]
+                                         [--first-seed 20000 --purpose training]   # dev seeds to fix on
 
 Patients: the first held-out seeds from 900400 up (cacpipe.phantom.seeds ``heldout``: never used
 for training) whose baseline has coronary calcium of a detectable size (a focal, ostial,
@@ -40,13 +41,13 @@ def eligible(seed: int, preset: str) -> bool:
     return any(p.kind in THICK_KINDS and p.thickness_mm > 1.0 for p in c.plaques)
 
 
-def pick_seeds(n: int, preset: str, first: int = FIRST_SEED) -> list[int]:
+def pick_seeds(n: int, preset: str, first: int = FIRST_SEED, purpose: str = "heldout") -> list[int]:
     out, s = [], first
     while len(out) < n:
         if eligible(s, preset):
             out.append(s)
         s += 1
-    seed_ranges.require(out, "heldout")
+    seed_ranges.require(out, purpose)
     return out
 
 
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--motion", action="store_true", help="keep the generator's cardiac motion (default: still)")
     ap.add_argument("--model", default=None, help="cacpipe scan --model (default: the installed or demo model)")
     ap.add_argument("--first-seed", type=int, default=FIRST_SEED)
+    ap.add_argument("--purpose", choices=("heldout", "training"), default="heldout",
+                    help="seed range (cacpipe.phantom.seeds): heldout for figures; training (e.g. --first-seed "
+                         "20000: seeds the demo model never saw) to develop matching on, never heldout")
     a = ap.parse_args(argv)
 
     from cacpipe.evaluation.progression import evaluate_progression, summary_lines
@@ -78,11 +82,11 @@ def main(argv: list[str] | None = None) -> dict:
     from cacpipe.progression.run import run_progression
 
     cohort, results = a.out / "cohort", a.out / "results"
-    seeds = pick_seeds(a.patients, a.preset, a.first_seed)
+    seeds = pick_seeds(a.patients, a.preset, a.first_seed, a.purpose)
     acq = {"contrast_phase": "none"} | ({} if a.motion else {"motion_scale": 0.0})
     t = time.perf_counter()
     if not (cohort / "progression_truth.json").exists():
-        write_cohort(len(seeds), cohort, seeds=seeds, preset=a.preset, purpose="heldout", extras=False,
+        write_cohort(len(seeds), cohort, seeds=seeds, preset=a.preset, purpose=a.purpose, extras=False,
                      follow_up=a.follow_up, acquisition=acq)
     t_gen = time.perf_counter() - t
     results.mkdir(parents=True, exist_ok=True)

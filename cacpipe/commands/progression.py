@@ -24,15 +24,24 @@ import click
               help="A phantom cohort folder (`cacpipe phantom cohort ... --follow-up`): also score the "
                    "progression against its progression_truth.json (progression.json: evaluation).")
 @click.option("--no-images", is_flag=True, help="No prior/current image pairs on the page (faster, smaller).")
+@click.option("--no-study-outputs", is_flag=True,
+              help="Leave the studies' own outputs as they are (default: each later study's review page shows "
+                   "the prior study beside it, and its DICOM SR carries the prior values and the change).")
+@click.option("--salt", default=None,
+              help="The anonymisation secret the review pages were made with, when one was given at the scan "
+                   "(review.salt); without it such pages are not rebuilt.")
 def command(results_arg: Path | None, results: Path | None, out: Path | None, mapping: Path | None,
-            repeatability: float | None, truth: Path | None, no_images: bool) -> None:
+            repeatability: float | None, truth: Path | None, no_images: bool, no_study_outputs: bool,
+            salt: str | None) -> None:
     """Calcium progression of every patient with more than one study in RESULTS.
 
     Studies are grouped per patient (PatientID, or --mapping), ordered by StudyDate; each
     consecutive pair is registered on the heart (rigid then affine), lesions are matched across
     time (new, grown, stable, smaller, merged, gone, with match ids), and per artery the change in
     Agatston and volume, the annualised change and whether it exceeds the interscan
-    repeatability are reported. Docs: docs/progression.md.
+    repeatability are reported. Each later study's review page then shows the prior study beside
+    it (same slices, lesion match ids) and its DICOM SR carries the prior values and the change
+    (--no-study-outputs: not). Docs: docs/progression.md.
     """
     from ..clitools import one_of, require
     from ..progression.match import SQRT_VOLUME_THRESHOLD
@@ -47,7 +56,8 @@ def command(results_arg: Path | None, results: Path | None, out: Path | None, ma
         click.echo(f"  [{i}/{n}] {subject}", err=True)
 
     views: dict | None = None if no_images else {}
-    doc = run_progression(results, mapping, repeatability or SQRT_VOLUME_THRESHOLD, progress, views)
+    doc = run_progression(results, mapping, repeatability or SQRT_VOLUME_THRESHOLD, progress, views,
+                          None if no_study_outputs else {"salt": salt})
     if truth is not None:
         from ..evaluation.progression import evaluate_progression
 
@@ -62,6 +72,11 @@ def command(results_arg: Path | None, results: Path | None, out: Path | None, ma
             c = pair["counts"]
             click.echo(f"  {subject} +{pair['years']:.2f} y: lesions new {c['new']}, grown {c['grown']}, "
                        f"stable {c['stable']}, gone {c['gone']}; progression: {', '.join(prog) or 'none'}")
+            so = pair.get("study_outputs")
+            if so:
+                made = [k for k in ("review_html", "sr") if k in so]
+                click.echo(f"    the later study's {' and '.join(made) or 'prior.json only'} now show the prior"
+                           + "".join(f"; {n}" for n in so["notes"]))
     if "evaluation" in doc:
         from ..evaluation.progression import summary_lines
 

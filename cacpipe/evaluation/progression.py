@@ -6,8 +6,11 @@ inside its bounding box); 0 when it lies on no plaque (a false lesion). Then per
 
 - **matching**: a current lesion with a true identity is matched correctly when it is linked to
   a prior lesion of the same identity (or, ``reappeared``, to an earlier study's lesion of that
-  identity), or called ``new`` while the prior scan reported no lesion of that identity; a prior lesion called ``gone`` is correct when the current scan reported no
-  lesion of its identity. Accuracy = correct decisions / decisions (false lesions left out,
+  identity), or called ``new`` while the prior scan reported no lesion of that identity, or called
+  ``missed_before`` (calcium on the prior CT the prior's result did not count there) while the
+  plaque existed at the prior time point (the claim it makes: not a new plaque; a long plaque the
+  prior scan reported another part of counts too); a prior lesion called ``gone`` is correct when the current scan
+  reported no lesion of its identity. Accuracy = correct decisions / decisions (false lesions left out,
   counted apart);
 - **false new lesions**: lesions called ``new`` that are not new in truth, split by cause:
   ``matching`` (the prior scan had the lesion: the link was missed), ``missed_before`` (the plaque
@@ -133,6 +136,8 @@ def evaluate_progression(doc: dict, results: str | Path, truth_root: str | Path)
                         elif tq["lesion_status"].get(str(t)) != "new":
                             false_new["missed_before"] += 1
                             fnew += 1
+                    elif e["status"] == "missed_before":  # calcium on the prior CT the prior's result missed
+                        good = tq["lesion_status"].get(str(t)) not in (None, "new")
                     elif e["status"] == "reappeared":  # linked to a lesion of an earlier study
                         good = e.get("earlier_study") in studies and tids(e["earlier_study"])[e["earlier_lesion"]] == t
                     else:

@@ -94,6 +94,8 @@ def truth_record(data: dict, path: Path) -> dict:
     # <PatientID>.json names its patient; a folder's truth.json only when nothing else identifies it.
     pid = data.get("patient_id") or (path.stem if path.name != TRUTH_JSON else None if uid else path.parent.name)
     row: dict = {"patient_id": pid, "study_uid": uid}
+    if data.get("study_date"):  # a patient's several studies (the demo's follow-up) are told apart by it
+        row["study_date"] = str(data["study_date"])
     from ..phantom.truth import imaged_numbers  # the truth file's format is the phantom's
 
     try:  # the numbers as imaged (what a perfect reader sees on this scan), the still-heart Agatston beside

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
-from .anatomy import PhantomConfig, Plaque, generate
+from .anatomy import DEFAULT_PLAQUES, PhantomConfig, Plaque, generate
 from .dicom_study import PatientInfo, write_study
 from .truth import ground_truth
 
@@ -25,17 +26,40 @@ DEMO_PATIENTS: tuple[tuple[PatientInfo, dict, dict], ...] = (
 )
 ZIPPED = "DEMO003"  # this patient's study is exported as a zip file
 
+# DEMO001 comes back two years later (``follow_up=True``; `cacpipe demo` writes it and shows the trend).
+# v1 phantoms have no follow-up generator (cacpipe.phantom.v2.followup is v2's), so this is the smallest
+# honest one: the same anatomy and plaques, each grown in volume by its annual rate below (the radius by
+# the cube root), one new small RCA plaque, and a new acquisition: another table position, the heart
+# moved by another breath hold, other noise and another scanner. The rates are the demo's assumptions.
+FOLLOW_UP_YEARS = 2.0
+FOLLOW_UP_RATES = (0.25, 0.15, 0.0, 0.30)  # annual volume growth of DEFAULT_PLAQUES (RCA, LAD, LAD, LCX)
+FOLLOW_UP_NEW = (Plaque("RCA", 0.62, 1.6, 330.0),)
+FOLLOW_UP_PATIENT = replace(DEMO_PATIENTS[0][0], study_date="20280107", accession="ACC1001F1",
+                            manufacturer="SIEMENS", model="Phantom Definition AS")
+FOLLOW_UP_CONFIG = {"seed": 101, "noise_hu": 25.0, "z_centre_mm": -14.0, "heart_shift_mm": (3.0, -2.5, 4.0)}
+
+
+def follow_up_plaques(years: float = FOLLOW_UP_YEARS) -> tuple[Plaque, ...]:
+    """DEMO001's plaques ``years`` after its first study: grown, plus the new one."""
+    grown = tuple(replace(p, radius_mm=round(p.radius_mm * ((1.0 + r) ** years) ** (1.0 / 3.0), 4))
+                  for p, r in zip(DEFAULT_PLAQUES, FOLLOW_UP_RATES, strict=True))
+    return grown + FOLLOW_UP_NEW
+
 
 def write_demo_export(export: str | Path, preset: str = "small", truth_dir: str | Path | None = None,
-                      version: int = 1, **overrides) -> list[dict]:
+                      version: int = 1, follow_up: bool = False, only_follow_up: bool = False,
+                      **overrides) -> list[dict]:
     """Write the demo export; returns write_study's description of each study.
 
     DEMO001: calcium in three arteries, plus a localizer and a contrast series (skipped);
     DEMO002: no coronary calcium (CAC = 0); DEMO003: two dense plaques, noisier, with a thin
     lung-kernel series (not preferred), exported as ``DEMO003.zip``. A README.txt is ignored.
     ``overrides`` change every patient's PhantomConfig (e.g. a smaller grid for tests).
-    With ``truth_dir``, each patient's ground truth goes to ``truth_dir/<PatientID>.json``.
-    ``version=2`` writes the v2 demo export instead (:func:`write_demo_export_v2`).
+    With ``truth_dir``, each patient's ground truth goes to ``truth_dir/<PatientID>.json`` (with
+    its study_uid). ``follow_up``: DEMO001's second study two years later (:data:`FOLLOW_UP_RATES`),
+    its truth in ``truth_dir/DEMO001_<StudyDate>.json``; ``only_follow_up``: that study alone (an
+    export written before the demo had it).
+    ``version=2`` writes the v2 demo export instead (:func:`write_demo_export_v2`; no follow-up).
     """
     if version == 2:
         return write_demo_export_v2(export, preset, truth_dir, **overrides)
@@ -44,13 +68,12 @@ def write_demo_export(export: str | Path, preset: str = "small", truth_dir: str 
     export = Path(export)
     export.mkdir(parents=True, exist_ok=True)
     studies = []
-    for patient, overrides_for_patient, options in DEMO_PATIENTS:
+    patients = [] if only_follow_up else list(DEMO_PATIENTS)
+    if follow_up or only_follow_up:
+        patients.append((FOLLOW_UP_PATIENT, {**FOLLOW_UP_CONFIG, "plaques": follow_up_plaques()}, {}))
+    for patient, overrides_for_patient, options in patients:
         cfg = PhantomConfig.preset(preset, **{**overrides_for_patient, **overrides})
         ph = generate(cfg)
-        if truth_dir is not None:
-            truth = ground_truth(ph) | {"patient_id": patient.patient_id, "config": cfg.to_json()}
-            Path(truth_dir).mkdir(parents=True, exist_ok=True)
-            (Path(truth_dir) / f"{patient.patient_id}.json").write_text(json.dumps(truth, indent=2))
         if patient.patient_id == ZIPPED:
             staging = export / f".{ZIPPED}-staging"
             info = write_study(cfg, staging, patient, phantom=ph, **options)
@@ -61,6 +84,12 @@ def write_demo_export(export: str | Path, preset: str = "small", truth_dir: str 
             shutil.rmtree(staging)
         else:
             info = write_study(cfg, export, patient, phantom=ph, **options)
+        if truth_dir is not None:
+            truth = ground_truth(ph) | {"patient_id": patient.patient_id, "study_uid": info["study_uid"],
+                                        "study_date": patient.study_date, "config": cfg.to_json()}
+            name = f"{patient.patient_id}_{patient.study_date}" if patient is FOLLOW_UP_PATIENT else patient.patient_id
+            Path(truth_dir).mkdir(parents=True, exist_ok=True)
+            (Path(truth_dir) / f"{name}.json").write_text(json.dumps(truth, indent=2))
         studies.append(info)
     (export / "README.txt").write_text("Synthetic phantom PACS export written by 'cacpipe demo'. No real patient.\n")
     return studies

@@ -7,13 +7,16 @@ are on the same artery, or both on the left system (LAD and LCX share the left m
 where the left main's calcium ends up differs from scan to scan: such a pair costs
 :data:`LEFT_SWAP_MM` more and says ``artery_prior``); never across RCA and the left system.
 Pairs are chosen to minimise the summed distance (Hungarian assignment).
-A current lesion left over but within the gate of a matched prior lesion is part of it that
-the threshold now splits off (status ``grown``, same match id); a prior lesion left over within
+A current lesion left over but within the gate of a matched prior lesion, or within :data:`SPLIT_GAP_MM` (bounding boxes) of a
+current lesion that matched, on the same artery system, is part of it that the threshold now
+splits off (a long plaque seen in pieces; status ``grown``, same match id); a prior lesion left over within
 the gate of a current lesion merged into it (``merged``). Then:
 
 - ``new``: a current lesion with no prior lesion within the gate;
 - ``gone``: a prior lesion with no current lesion within the gate (calcium does not vanish: a
   sign of a missed lesion, a stent, or a registration failure, so it is worth a look);
+- ``missed_before`` (set by cacpipe.progression.run): a ``new`` lesion where the prior CT has
+  calcium the prior's result did not count (cacpipe.progression.prior_look): not a new plaque;
 - ``reappeared`` (set by cacpipe.progression.run over a patient's whole series): a ``new``
   lesion where an earlier study had a lesion whose track ended (a scan in between missed it);
 - ``grown`` / ``smaller`` / ``stable``: a matched lesion whose square-root volume changed by more
@@ -40,6 +43,7 @@ from ..record import StudyResult
 GATE_MM = 8.0
 LEFT = ("LAD", "LCX")
 LEFT_SWAP_MM = 4.0  # extra cost of a LAD <-> LCX match (same artery preferred at equal distance)
+SPLIT_GAP_MM = 3.0  # a leftover current lesion this close to a matched one of the same scan is a split part
 SQRT_VOLUME_THRESHOLD = 2.5  # Hokanson et al. 2004 (see the module docstring)
 REPEATABILITY_SOURCE = ("Hokanson et al., AJR 2004;182:1327-1332 (SQRT method): sqrt(V2) - sqrt(V1) >= 2.5, "
                         "V = calcium volume (mm3); derived on gated scans")
@@ -57,6 +61,7 @@ class LesionAt:
     volume_mm3: float
     agatston: float
     extent_mm: float
+    box_mm: tuple | None = None  # (lo, hi) of its bounding box in its own scan's voxel grid, in mm (z, y, x)
 
 
 def physical(result: StudyResult, centre_zyx) -> np.ndarray:
@@ -77,12 +82,22 @@ def lesions_at(result: StudyResult, to_prior=None) -> list[LesionAt]:
             xyz = to_prior(xyz[None])[0]
         ext = max(((hi - lo) * s for (lo, hi), s in zip(les.bbox_zyx, sp, strict=True)), default=0.0) \
             if les.bbox_zyx else 2.0 * les.radius_px * float(sp[2])
-        out.append(LesionAt(i, les.artery, les.name, xyz, float(les.volume_mm3), float(les.agatston), float(ext)))
+        box = ((np.array([lo for lo, _ in les.bbox_zyx], float) * sp, np.array([hi for _, hi in les.bbox_zyx], float) * sp)
+               if les.bbox_zyx else None)
+        out.append(LesionAt(i, les.artery, les.name, xyz, float(les.volume_mm3), float(les.agatston), float(ext), box))
     return out
 
 
 def gate_mm(a: LesionAt, b: LesionAt) -> float:
     return max(GATE_MM, 0.5 * max(a.extent_mm, b.extent_mm))
+
+
+def box_gap_mm(a: LesionAt, b: LesionAt) -> float:
+    """Gap between two lesions of one scan (their bounding boxes; 0 when they touch or overlap)."""
+    if a.box_mm is None or b.box_mm is None:
+        return float(np.linalg.norm(a.xyz - b.xyz))
+    (l1, h1), (l2, h2) = a.box_mm, b.box_mm
+    return float(np.linalg.norm(np.maximum(0.0, np.maximum(l2 - h1, l1 - h2))))
 
 
 def _dsqrt(v1: float, v2: float) -> float:
@@ -92,6 +107,10 @@ def _dsqrt(v1: float, v2: float) -> float:
 def lesion_status(v1: float, v2: float, threshold: float = SQRT_VOLUME_THRESHOLD) -> str:
     d = _dsqrt(v1, v2)
     return "grown" if d >= threshold else "smaller" if d <= -threshold else "stable"
+
+
+def _same_system(a: LesionAt, b: LesionAt) -> bool:
+    return a.artery == b.artery or (a.artery in LEFT and b.artery in LEFT)
 
 
 def match_lesions(prior: list[LesionAt], current: list[LesionAt],
@@ -120,11 +139,16 @@ def match_lesions(prior: list[LesionAt], current: list[LesionAt],
         if p.artery != c.artery:
             e["artery_prior"] = p.artery
         events.append(e)
+    link = dict((j, i) for i, j in pairs)
     for j in range(m):
         if j in used_c:
             continue
         near = [i for i in used_p if np.isfinite(dist[i, j])]
         i = min(near, key=lambda k: dist[k, j]) if near else None
+        if i is None:  # a part the threshold split off a matched lesion of this scan (a long plaque)
+            parts = [k for k in link if _same_system(current[k], current[j])
+                     and box_gap_mm(current[k], current[j]) <= SPLIT_GAP_MM]
+            i = link[min(parts, key=lambda k: box_gap_mm(current[k], current[j]))] if parts else None
         events.append({"prior": i, "current": j, "artery": current[j].artery,
                        "distance_mm": None if i is None else round(float(np.linalg.norm(prior[i].xyz - current[j].xyz)), 2),
                        "status": "grown" if i is not None else "new", "split": i is not None})

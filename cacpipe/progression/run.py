@@ -62,11 +62,13 @@ def _study_record(s: Study) -> dict:
 
 
 def patient_progression(studies: list[Study], threshold: float = SQRT_VOLUME_THRESHOLD,
-                        views: dict | None = None) -> dict:
+                        views: dict | None = None, study_outputs: dict | None = None) -> dict:
     """Pairs of consecutive studies of one patient, with lesion tracks over all of them.
 
     ``views``: when a dict, it receives (prior uid, current uid) -> match id -> [prior PNG, current
-    PNG] (cacpipe.progression.views) for the page."""
+    PNG] (cacpipe.progression.views) for the page. ``study_outputs``: when a dict ({"salt": ...}),
+    each current study gets prior/prior.json and its review page and SR rebuilt with the prior
+    (cacpipe.progression.study_outputs); each pair then says what was written."""
     tracks: dict[int, str] = {i: f"L{i + 1}" for i in range(len(studies[0].result.lesions))}
     next_id = len(tracks) + 1
     cache: dict = {}
@@ -91,6 +93,8 @@ def patient_progression(studies: list[Study], threshold: float = SQRT_VOLUME_THR
         events = match_lesions(prior_l, cur_l, threshold)
         chain.append(to_prior)
         _reappeared(events, cur_l, ended, chain, k - 1, studies)
+        if to_prior is not None:
+            _missed_before(events, cur_l, _volumes(a, cache)[0])
         new_tracks: dict[int, str] = {}
         for e in events:
             if e["current"] is not None and e["prior"] is not None and e["status"] != "merged":
@@ -108,7 +112,8 @@ def patient_progression(studies: list[Study], threshold: float = SQRT_VOLUME_THR
             e["current_volume_mm3"] = None if e["current"] is None else round(cur_l[e["current"]].volume_mm3, 3)
         pair["lesions"] = sorted(events, key=lambda e: (int(e["match_id"][1:]) if e.get("match_id") else 0))
         pair["counts"] = {s: sum(1 for e in events if e["status"] == s)
-                          for s in ("new", "reappeared", "grown", "stable", "smaller", "merged", "gone")}
+                          for s in ("new", "reappeared", "missed_before", "grown", "stable", "smaller", "merged",
+                                    "gone")}
         for e in events:  # a track that ends here may reappear in a later study
             if e["status"] == "gone" and e.get("match_id"):
                 les = prior_l[e["prior"]]
@@ -117,6 +122,9 @@ def patient_progression(studies: list[Study], threshold: float = SQRT_VOLUME_THR
         pair["same_method"] = same_method(a, b)
         if views is not None:
             views[(a.study_uid, b.study_uid)] = _views(a, b, reg, events, prior_l, cur_l, cache)
+        if study_outputs is not None:
+            pair["study_outputs"] = _study_outputs(a, b, pair, reg, prior_l, cur_l, threshold, cache,
+                                                   study_outputs.get("salt"))
         tracks = new_tracks
         pairs.append(pair)
     return {"studies": [_study_record(s) for s in studies], "pairs": pairs}
@@ -157,6 +165,21 @@ def _reappeared(events: list[dict], cur_l: list, ended: dict, chain: list, k: in
             del ended[tid]
 
 
+def _missed_before(events: list[dict], cur_l: list, prior_ct: Volume) -> None:
+    """``new`` lesions with calcium at their place on the prior CT become ``missed_before``
+    (cacpipe.progression.prior_look); every ``new`` lesion records what the prior CT has there."""
+    from .prior_look import prior_calcium, seen_before
+
+    for e in events:
+        if e["status"] != "new":
+            continue
+        les = cur_l[e["current"]]
+        found = prior_calcium(prior_ct, les.xyz, les.extent_mm)
+        e["prior_image"] = found
+        if seen_before(found):
+            e["status"] = "missed_before"
+
+
 def _views(a: Study, b: Study, reg, events: list[dict], prior_l, cur_l, cache: dict) -> dict:
     from .views import pair_views
 
@@ -172,6 +195,22 @@ def _views(a: Study, b: Study, reg, events: list[dict], prior_l, cur_l, cache: d
         return {}
 
 
+def _study_outputs(a: Study, b: Study, pair: dict, reg, prior_l, cur_l, threshold: float, cache: dict,
+                   salt: str | None) -> dict:
+    from .study_outputs import prior_document, write_study_outputs
+
+    source = REPEATABILITY_SOURCE if threshold == SQRT_VOLUME_THRESHOLD else "given with --repeatability"
+    doc = prior_document(a, b, pair, reg, prior_l, cur_l, threshold, source)
+    try:
+        ct, labels = _volumes(b, cache)
+    except InputDataError as exc:
+        return {"notes": [str(exc)]}
+    done = write_study_outputs(b, doc, ct, labels, salt)
+    for note in done["notes"]:
+        log.warning("%s %s: %s", b.subject, b.result.study.study_date, note)
+    return done
+
+
 def _register(a: Study, b: Study, cache: dict):
     ct_a, lab_a = _volumes(a, cache)
     ct_b, lab_b = _volumes(b, cache)
@@ -180,14 +219,15 @@ def _register(a: Study, b: Study, cache: dict):
 
 def run_progression(results: str | Path, mapping: str | Path | None = None,
                     threshold: float = SQRT_VOLUME_THRESHOLD,
-                    progress: Callable[[int, int, str], None] | None = None, views: dict | None = None) -> dict:
-    """Progression of every patient of ``results`` with more than one done study (``views``: see
-    :func:`patient_progression`)."""
+                    progress: Callable[[int, int, str], None] | None = None, views: dict | None = None,
+                    study_outputs: dict | None = None) -> dict:
+    """Progression of every patient of ``results`` with more than one done study (``views``,
+    ``study_outputs``: see :func:`patient_progression`)."""
     grouping: Grouping = load_studies(results, read_mapping(mapping) if mapping else None)
     serial = grouping.serial
     patients = {}
     for n, (subject, studies) in enumerate(sorted(serial.items()), start=1):
-        patients[subject] = patient_progression(studies, threshold, views)
+        patients[subject] = patient_progression(studies, threshold, views, study_outputs)
         if progress is not None:
             progress(n, len(serial), subject)
     source = REPEATABILITY_SOURCE if threshold == SQRT_VOLUME_THRESHOLD else "given with --repeatability"

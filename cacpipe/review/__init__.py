@@ -39,6 +39,8 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResul
     ``salt`` keys the anonymised id (None or empty: ``options.salt``, else this installation's
     secret, see cacpipe.review.options); ``agreement`` is an optional fold-agreement volume;
     ``verification`` makes the SR a reader-verified one (``dicom_out.make_sr``, ``review apply``).
+    A ``prior/prior.json`` that ``cacpipe progression`` wrote for this result puts the prior study
+    beside the viewer and the prior values and change into the SR (cacpipe.review.prior).
     Calcium is drawn (PNGs, page, SEG) exactly where it is counted: HU >= 130 inside a calcium
     label. Every file is written owner-only (cacpipe.files).
     Returns paths relative to ``study_dir``: {"overlays": [...], "review_html", "review_json",
@@ -67,7 +69,11 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResul
     if ovs.skipped_slices:
         out["overlays_skipped_slices"] = [result.slice_reference(k) for k in ovs.skipped_slices]
     summary_png = (study_dir / "overlays" / "summary.png").read_bytes() if ovs.summary is not None else None
-    write_private_text(study_dir / "review.html", study_page(ct, shown, result, summary_png, options, salt))
+    from .prior import read_prior
+
+    prior = read_prior(study_dir, result)  # written by `cacpipe progression` (cacpipe.review.prior)
+    write_private_text(study_dir / "review.html", study_page(ct, shown, result, summary_png, options, salt,
+                                                             prior=prior, study_dir=study_dir))
     out["review_html"] = "review.html"
     if options.dicom and source_datasets:
         from .dicom_out import write_dicom_outputs
@@ -76,7 +82,7 @@ def build_review(study_dir: Path, ct: Volume, labels: Volume, result: StudyResul
         names = ["summary: thick-slab MIP"] + [f"{s.ref}: " + ", ".join(les.name for les in s.lesions)
                                                 for s in ovs.slices]
         d = write_dicom_outputs(study_dir / "dicom", shown, result, source_datasets, images, names,
-                                options.series_number_base, verification=verification)
+                                options.series_number_base, verification=verification, prior=prior)
         out["seg"] = Path(d["seg"]).relative_to(study_dir).as_posix()
         out["sr"] = Path(d["sr"]).relative_to(study_dir).as_posix()
         out["sc"] = [Path(p).relative_to(study_dir).as_posix() for p in d["sc"]]

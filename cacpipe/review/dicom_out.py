@@ -5,7 +5,9 @@
 - SR: Comprehensive 3D SR, TID 1500 measurement report: per artery calcium volume (mm3, 0.1),
   Agatston score (0.1), lesion count and the lesions with the PACS image they are largest on,
   each group pointing at its calcium segment in the SEG; totals with Agatston category and
-  CAC-DRS (or why they are not given); a severity grade only from a model fitted on local grades.
+  CAC-DRS (or why they are not given); a severity grade only from a model fitted on local grades;
+  with a prior study (``cacpipe progression``: cacpipe.review.prior), per artery and in total the
+  prior values and the change, the prior's SR as other evidence.
 - SC: secondary capture (RGB) of each overlay PNG.
 
 All three copy patient and study identifiers from the source CT, so they file under the same
@@ -206,15 +208,65 @@ def _add_items(template, items: list) -> None:
         template[0].ContentSequence.extend(items)
 
 
+def _prior_texts(prior: dict | None, what: str) -> list:
+    """Text findings with the prior study's values and the change of one artery (or ``total``)
+    (``prior``: the study's prior.json, cacpipe.review.prior); none without a prior."""
+    if not prior:
+        return []
+    ch = (prior.get("arteries") or {}).get(what) or {}
+    p = prior.get("prior") or {}
+    d = str(p.get("study_date") or "")
+    when = (f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 else d or "date unknown") + \
+        f", {float(prior.get('years') or 0):.2f} years before"
+    if not ch.get("assessed"):
+        return [_text(FINDING, f"Prior study ({when}): change not given (not assessed on both studies)")]
+
+    def f(v, unit="", sign=False) -> str:
+        return "n/a" if v is None else (f"{float(v):+.1f}" if sign else f"{float(v):.1f}") + unit
+
+    rep = (prior.get("repeatability") or {}).get("sqrt_volume_threshold")
+    verdict = ("progression: beyond the interscan repeatability" if ch.get("progression") else
+               "decrease beyond the interscan repeatability" if ch.get("exceeds_repeatability") else
+               "within the interscan repeatability") + (f" (square-root volume change {rep:g})" if rep else "")
+    pct = ch.get("agatston_percent_per_year")
+    per_year = (f" ({f(ch.get('agatston_change_per_year'), sign=True)} per year"
+                + (f", {f(pct, ' %', sign=True)} per year" if pct is not None else "") + ")"
+                if ch.get("agatston_change_per_year") is not None else "")
+    return [
+        _text(FINDING, f"Prior study ({when}): Agatston {f(ch.get('agatston_prior'))}, "
+                       f"volume {f(ch.get('volume_prior_mm3'), ' mm3')}"),
+        _text(FINDING, f"Change since the prior study: Agatston {f(ch.get('agatston_change'), sign=True)}{per_year}, "
+                       f"volume {f(ch.get('volume_change_mm3'), ' mm3', sign=True)}, square-root volume "
+                       f"{float(ch.get('sqrt_volume_change') or 0):+.2f}: {verdict}"
+                       + ("; FAST (more than 15 % a year)" if ch.get("fast") else "")),
+    ]
+
+
+def prior_evidence(prior: dict | None) -> list[pydicom.Dataset]:
+    """The prior study's SR (when progression recorded it) as evidence: it lands in the Pertinent
+    Other Evidence Sequence (another study)."""
+    ref = ((prior or {}).get("prior") or {}).get("sr")
+    if not ref:
+        return []
+    ds = pydicom.Dataset()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = ref["study_uid"], ref["series_uid"]
+    ds.SOPClassUID, ds.SOPInstanceUID = ref["sop_class_uid"], ref["sop_instance_uid"]
+    return [ds]
+
+
 def make_sr(result: StudyResult, seg, sources: list[pydicom.Dataset], series_number: int,
-            stamp: _dt.datetime | None = None, verification: dict | None = None):
+            stamp: _dt.datetime | None = None, verification: dict | None = None, prior: dict | None = None):
     """A Comprehensive 3D SR (TID 1500): per artery volume, Agatston, lesion count, lesions (with their
     PACS image) and, from a severity model fitted on local grades only, the grade; totals with category
     and CAC-DRS; the provenance statement and every quality flag as text.
 
     ``verification`` (a reader's corrections applied, ``cacpipe review apply``): {"observer": the
     reader, "organization": str, "previous": [the SR datasets this one replaces]}: the SR is then
-    VERIFIED and final, names the reader as verifying observer and references its predecessors."""
+    VERIFIED and final, names the reader as verifying observer and references its predecessors.
+
+    ``prior`` (the study's prior.json, written by ``cacpipe progression``: cacpipe.review.prior): each
+    artery's group and the total also carry the prior study's values and the change (text findings:
+    no standard concept codes a change), and the prior's SR is referenced as other evidence."""
     import highdicom as hd
 
     prov = result.provenance()
@@ -246,7 +298,7 @@ def make_sr(result: StudyResult, seg, sources: list[pydicom.Dataset], series_num
                 segment_number=CALCIUM_ID[a], source_series=source_series),
             finding_type=CALCIFICATION, finding_sites=[hd.sr.FindingSite(ARTERY_CODES[a])],
             algorithm_id=algorithm, measurements=measurements or None, qualitative_evaluations=evaluations or None)
-        _add_items(group, texts)
+        _add_items(group, texts + _prior_texts(prior, a))
         groups.append(group)
     tot = result.total
     why_not = tot.agatston_note or "score not valid"
@@ -259,6 +311,7 @@ def make_sr(result: StudyResult, seg, sources: list[pydicom.Dataset], series_num
         _text(FINDING, f"Agatston category {tot.category}" if tot.category is not None
               else f"Agatston category not given: {why_not}"),
         _text(FINDING, f"CAC-DRS {tot.cac_drs}" if tot.cac_drs is not None else f"CAC-DRS not given: {why_not}"),
+        *_prior_texts(prior, "total"),
     ])
     groups.append(total)
     report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=CT_CHEST,
@@ -267,6 +320,11 @@ def make_sr(result: StudyResult, seg, sources: list[pydicom.Dataset], series_num
                                             relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
     statements.ContentSequence = hd.sr.ContentSequence(
         [_text(COMMENT, prov.line())]
+        + ([_text(COMMENT, f"compared with the prior study {prior['prior'].get('study_uid')} by cacpipe progression "
+                           f"(lesions matched after registration; match ids on the review page)"
+                           + ("" if prior.get("same_method", True) else "; the two studies were measured by "
+                              "different models or heart locators: part of the change may be the method's"))]
+           if prior else [])
         + [_text(COMMENT, f"quality flag {f.code} ({f.severity}{', ' + f.artery if f.artery else ''}): {f.message}")
            for f in result.flags])
     report[0].ContentSequence.append(statements)
@@ -277,7 +335,7 @@ def make_sr(result: StudyResult, seg, sources: list[pydicom.Dataset], series_num
                     "verifying_organization": str(verification.get("organization") or "not given")[:64],
                     "previous_versions": list(verification.get("previous") or []) or None}
     sr = hd.sr.Comprehensive3DSR(
-        evidence=[*sources, seg], content=report, series_instance_uid=hd.UID(), series_number=series_number,
+        evidence=[*sources, seg, *prior_evidence(prior)], content=report, series_instance_uid=hd.UID(), series_number=series_number,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer=MANUFACTURER,
         series_description=series_description(prov, "SR", stamp),
         **status)
@@ -337,12 +395,12 @@ def declare_character_set(ds: pydicom.Dataset) -> pydicom.Dataset:
 
 def write_dicom_outputs(out_dir: Path, labels: Volume, result: StudyResult, sources: list[pydicom.Dataset],
                         overlay_images: list[np.ndarray], overlay_names: list[str], series_base: int = 9100,
-                        stamp: _dt.datetime | None = None, verification: dict | None = None
-                        ) -> dict[str, str | list[str]]:
+                        stamp: _dt.datetime | None = None, verification: dict | None = None,
+                        prior: dict | None = None) -> dict[str, str | list[str]]:
     """Write seg.dcm, sr.dcm and sc_NNN.dcm (owner-only, cacpipe.files) into ``out_dir``; returns their
     paths (strings). ``labels`` as drawn (calcium = counted calcium); ``stamp``: the run's time
     (SeriesDate/SeriesTime and the descriptions' run time; default now); ``verification``: see
-    :func:`make_sr`."""
+    :func:`make_sr`; ``prior``: the study's prior.json (:func:`make_sr`)."""
     if not sources:
         raise InputDataError("no source DICOM slices given: SEG/SR/SC need the source CT series")
     check_sources(labels, sources)
@@ -350,7 +408,7 @@ def write_dicom_outputs(out_dir: Path, labels: Volume, result: StudyResult, sour
     make_private_dir(out_dir)
     seg = make_seg(labels, sources, series_base + 1, result, stamp)
     declare_character_set(seg).save_as(out_dir / "seg.dcm")
-    sr = make_sr(result, seg, sources, series_base + 2, stamp, verification)
+    sr = make_sr(result, seg, sources, series_base + 2, stamp, verification, prior)
     declare_character_set(sr).save_as(out_dir / "sr.dcm")
     scs = make_sc(overlay_images, sources[0], series_base + 3, overlay_names, result, stamp)
     sc_paths = []

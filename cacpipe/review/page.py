@@ -169,9 +169,18 @@ def _provenance(result: StudyResult) -> str:
 
 
 def study_page(ct: Volume, labels: Volume, result: StudyResult, summary_png, options: ReviewSettings,
-               salt: str = "") -> str:
-    """The HTML text of one study's review page (``summary_png``: the summary image, its PNG bytes, or None)."""
+               salt: str = "", prior: dict | None = None, study_dir=None) -> str:
+    """The HTML text of one study's review page (``summary_png``: the summary image, its PNG bytes, or None;
+    ``prior``: the study's prior.json (cacpipe.review.prior), shown beside the viewer, read from ``study_dir``)."""
     data = page_data(ct, labels, result, options, salt)
+    prior_html = pane = ""
+    if prior is not None:
+        from .prior import prior_page_data, prior_pane, prior_section
+        from .viewer_data import detail_box
+
+        show_date = "study_date" in options.fields  # the page shows dates only when the site allows them
+        data["prior"] = prior_page_data(prior, study_dir, ct, detail_box(labels, result.lesions, options), show_date)
+        prior_html, pane = prior_section(prior, show_date), prior_pane()
     shown = display_items(result.study.to_dict(), options.fields, salt)
     head = " ".join(f"<span><b>{E(k)}:</b> {E(v)}</span>" for k, v in shown)
     tot = result.total
@@ -210,7 +219,7 @@ def study_page(ct: Volume, labels: Volume, result: StudyResult, summary_png, opt
         f"<button type=button class=secondary data-window={k} title='W {w:g} / L {lv:g} (key {i + 1})'>"
         f"{k.capitalize()}</button>" for i, (k, (lv, w)) in enumerate(WINDOWS.items()))
     bundle, info = niivue_bundle()
-    scripts = [inline_script(static_text(s), s) for s in SCRIPTS]
+    scripts = [inline_script(static_text(s), s) for s in SCRIPTS + (("prior.js",) if prior is not None else ())]
     vendor = inline_script(bundle, "NiiVue") if bundle else ""
     no_lesions = "No calcified lesions found."
     return f"""<!DOCTYPE html>
@@ -233,7 +242,7 @@ def study_page(ct: Volume, labels: Volume, result: StudyResult, summary_png, opt
  <label>Left drag <select id=mouse-mode><option value=crosshair>crosshair</option><option value=pan>pan (wheel zooms)</option><option value=window>window/level</option></select></label></div>
  <div class=group><label><input type=checkbox id=overlay-toggle checked> overlay (o)</label><label><input type=checkbox id=crosshair-toggle checked> crosshair (x)</label><label>opacity <input type=range id=overlay-opacity min=0 max=100 value=80 aria-label="overlay opacity"></label></div>
 </div>
-<div class=viewport id=viewport></div>
+{"<div class=with-prior>" if pane else ""}<div class=viewport id=viewport></div>{pane + "</div>" if pane else ""}
 <div class=slicebar><button type=button class=secondary id=prev title="previous slice (ArrowUp / k)" aria-label="previous slice">&#9650;</button>
 <input type=range id=slice-range min=0 max=0 value=0 aria-label="slice"><button type=button class=secondary id=next title="next slice (ArrowDown / j)" aria-label="next slice">&#9660;</button>
 <span id=slice-info class=muted></span></div>
@@ -256,6 +265,7 @@ Radiological display: patient right on the image left. Slices are named as in PA
 <tr><th scope=row>category</th><td colspan=5 id=score-category></td></tr>
 <tr><th scope=row>CAC-DRS</th><td colspan=5 id=score-cacdrs></td></tr></tbody></table>
 <p class=muted>Numbers update as you correct; <code>cacpipe review apply</code> recomputes them with the pipeline's code. Reason for "not assessable": <input type=text id=na-reason size=24 placeholder="e.g. motion" aria-label="reason for not assessable"></p>
+{prior_html}
 <h2>Lesions</h2>
 <p id=no-lesions class=muted>{no_lesions}</p>
 <table id=lesion-table><thead><tr><th>lesion</th><th>artery</th><th>slices</th><th class=num title='peak HU'>peak</th><th class=num title='largest cross-section, mm&sup2;'>area</th><th class=num title='volume, mm&sup3;'>mm&sup3;</th><th class=num>Agatston</th><th>flags</th><th><span class=muted>actions</span></th></tr></thead>

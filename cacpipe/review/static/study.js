@@ -169,6 +169,8 @@
         peak = fmt(l.peak_hu, 0); area = fmt(l.area_mm2); vol = fmt(l.volume_mm3); aga = fmt(l.agatston);
         flags = arteryFlags(l.orig);
         if (l.found_by === 'density_rule') flags = ['found by the density rule (the network missed it)'].concat(flags);
+        const ev = D.prior ? D.prior.lesions.find((e) => e.current_lesion === l.name && e.match_id) : null;
+        if (ev) flags = [ev.match_id + ' ' + ev.status.replace('_', ' ') + ' since the prior study'].concat(flags);
         if (l.deleted) { tr.classList.add('deleted'); flags = ['deleted by reader'].concat(flags); }
         else if (l.artery !== l.orig) flags = ['reassigned from ' + l.orig].concat(flags);
       } else {
@@ -425,7 +427,7 @@
   async function startViewer() {
     const lut = D.lut;
     const ctx = {vols, D, lut, labelNames: D.label_names,
-      onMove: (zyx) => { st.cross = zyx; syncSlider(); showReadout(); },
+      onMove: (zyx) => { st.cross = zyx; syncSlider(); showReadout(); document.dispatchEvent(new CustomEvent('cacpipe-cross', {detail: {cross: zyx}})); },
       onHover: (zyx) => { st.cursor = zyx; showReadout(); },
       onClick: (zyx, series) => {
         if (!st.picking) return;
