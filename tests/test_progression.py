@@ -196,7 +196,7 @@ def serial_results(serial_cohort, tmp_path_factory):
 
 
 def test_progression_command_end_to_end(reviewed_serial, serial_results):
-    out = reviewed_serial["root"] / "prog"  # `cacpipe progression RESULTS -o OUT --truth COHORT` (the fixture)
+    out = reviewed_serial["root"] / "prog"  # `cacpipe progression RESULTS -o OUT`, `cacpipe evaluate OUT COHORT` (the fixture)
     doc = reviewed_serial["doc"]
     p = doc["patients"][f"PV2{SEED:07d}"]
     assert len(p["studies"]) == 3 and [q["years"] for q in p["pairs"]][1] > 1.9
@@ -324,7 +324,7 @@ def _sr_texts(ds) -> list[str]:
 @pytest.fixture(scope="module")
 def reviewed_serial(serial_results, serial_cohort, tmp_path_factory):
     """serial_results with review outputs (page, SEG, SR) for the last pair (to the 2-year follow-up),
-    then `cacpipe progression RESULTS -o OUT --truth COHORT` run on it (default: the studies' outputs
+    then `cacpipe progression RESULTS -o OUT` and `cacpipe evaluate OUT COHORT` run on it (default: the studies' outputs
     get the prior; one run serves every test of the command's outputs)."""
     import shutil
 
@@ -351,10 +351,14 @@ def reviewed_serial(serial_results, serial_cohort, tmp_path_factory):
         result.outputs.update({k: v for k, v in written.items() if k in ("sr", "seg", "review_html")})
         result.save(p)
     before = pydicom.dcmread(str(paths[-1].parent / "dicom" / "sr.dcm"))
-    r = CliRunner().invoke(cli, ["progression", str(res), "-o", str(root / "prog"), "--truth", str(serial_cohort)])
+    r = CliRunner().invoke(cli, ["progression", str(res), "-o", str(root / "prog")])
     assert r.exit_code == 0, r.output
     doc = json.loads((root / "prog" / "progression.json").read_text())
-    return {"root": root, "paths": paths, "doc": doc, "before": before, "output": r.output}
+    # scored by the evaluation wing (the core's progression command never imports it)
+    e = CliRunner().invoke(cli, ["evaluate", str(root / "prog"), str(serial_cohort), "-o", str(root / "prog")])
+    assert e.exit_code == 0, e.output
+    doc["evaluation"] = json.loads((root / "prog" / "progression_evaluation.json").read_text())
+    return {"root": root, "paths": paths, "doc": doc, "before": before, "output": r.output + e.output}
 
 
 def test_the_later_study_page_shows_the_prior_beside_it_with_match_ids(reviewed_serial):

@@ -20,9 +20,6 @@ import click
 @click.option("--repeatability", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Square-root volume change (sqrt(mm3)) a change must reach to count as progression "
                    "(default 2.5: Hokanson et al. 2004; docs/progression.md).")
-@click.option("--truth", type=click.Path(exists=True, path_type=Path), default=None,
-              help="A phantom cohort folder (`cacpipe phantom cohort ... --follow-up`): also score the "
-                   "progression against its progression_truth.json (progression.json: evaluation).")
 @click.option("--no-images", is_flag=True, help="No prior/current image pairs on the page (faster, smaller).")
 @click.option("--no-study-outputs", is_flag=True,
               help="Leave the studies' own outputs as they are (default: each later study's review page shows "
@@ -31,7 +28,7 @@ import click
               help="The anonymisation secret the review pages were made with, when one was given at the scan "
                    "(review.salt); without it such pages are not rebuilt.")
 def command(results_arg: Path | None, results: Path | None, out: Path | None, mapping: Path | None,
-            repeatability: float | None, truth: Path | None, no_images: bool, no_study_outputs: bool,
+            repeatability: float | None, no_images: bool, no_study_outputs: bool,
             salt: str | None) -> None:
     """Calcium progression of every patient with more than one study in RESULTS.
 
@@ -41,7 +38,8 @@ def command(results_arg: Path | None, results: Path | None, out: Path | None, ma
     Agatston and volume, the annualised change and whether it exceeds the interscan
     repeatability are reported. Each later study's review page then shows the prior study beside
     it (same slices, lesion match ids) and its DICOM SR carries the prior values and the change
-    (--no-study-outputs: not). Docs: docs/progression.md.
+    (--no-study-outputs: not). To score it against a phantom cohort's truth: `cacpipe evaluate
+    OUT COHORT`. Docs: docs/progression.md.
     """
     from ..clitools import one_of, require
     from ..progression.match import SQRT_VOLUME_THRESHOLD
@@ -58,10 +56,6 @@ def command(results_arg: Path | None, results: Path | None, out: Path | None, ma
     views: dict | None = None if no_images else {}
     doc = run_progression(results, mapping, repeatability or SQRT_VOLUME_THRESHOLD, progress, views,
                           None if no_study_outputs else {"salt": salt})
-    if truth is not None:
-        from ..evaluation.progression import evaluate_progression
-
-        doc["evaluation"] = evaluate_progression(doc, results, truth)
     paths = write_outputs(doc, out, views)
     n_pairs = sum(len(p["pairs"]) for p in doc["patients"].values())
     click.echo(f"progression: {len(doc['patients'])} patients with serial studies, {n_pairs} pairs "
@@ -77,9 +71,4 @@ def command(results_arg: Path | None, results: Path | None, out: Path | None, ma
                 made = [k for k in ("review_html", "sr") if k in so]
                 click.echo(f"    the later study's {' and '.join(made) or 'prior.json only'} now show the prior"
                            + "".join(f"; {n}" for n in so["notes"]))
-    if "evaluation" in doc:
-        from ..evaluation.progression import summary_lines
-
-        for line in summary_lines(doc["evaluation"]):
-            click.echo(line)
     click.echo(f"written: {paths['json']}, {paths['csv'].name}, {paths['html'].name}")

@@ -35,6 +35,11 @@ def command(pred: Path | None, ref: Path | None, ratings: tuple[Path, ...], ref_
             as_json: bool) -> None:
     """Compare PRED (cohort.csv of `cacpipe scan`, or its results folder) with REF.
 
+    PRED may also be a `cacpipe progression` output (its folder or progression.json) and REF the
+    phantom cohort it came from (`cacpipe phantom cohort ... --follow-up`): the progression is
+    scored against REF/progression_truth.json (lesion matching, false new lesions, per-artery
+    change error; with --out: progression_evaluation.json).
+
     REF: a reference CSV, a phantom truth folder (`cacpipe demo` writes OUT/truth/) or a folder
     holding truth.csv. Reports calcium presence per artery and any artery (sensitivity ...
     kappa, per subgroup); continuous agreement of Agatston and volume (ICC(A,1), Bland-Altman
@@ -49,6 +54,9 @@ def command(pred: Path | None, ref: Path | None, ratings: tuple[Path, ...], ref_
     from . import evaluate, load_prediction, load_reference, read_csv, write_outputs
     from .report_text import format_text
 
+    if pred is not None and ref is not None and _progression_doc(pred) is not None:
+        _progression(_progression_doc(pred), ref, out_dir, as_json)
+        return
     s = SEPS[sep]
     p = load_prediction(pred, s, decimal) if pred else None
     r = load_reference(ref, s, decimal) if ref else None
@@ -63,3 +71,30 @@ def command(pred: Path | None, ref: Path | None, ratings: tuple[Path, ...], ref_
     if out_dir is not None:
         files = write_outputs(res, out_dir, html=not no_html)
         click.echo(f"written: {', '.join(str(f) for f in files)}", err=as_json)
+
+
+def _progression_doc(pred: Path) -> Path | None:
+    """PRED's progression.json when PRED is a `cacpipe progression` output, else None."""
+    doc = pred / "progression.json" if pred.is_dir() else pred
+    return doc if doc.name == "progression.json" and doc.is_file() else None
+
+
+def _progression(doc_path: Path, ref: Path, out_dir: Path | None, as_json: bool) -> None:
+    """Score a progression output against a phantom cohort's follow-up truth."""
+    import json
+
+    from ..jsonfile import jsonable
+    from .progression import evaluate_progression, summary_lines
+
+    doc = json.loads(doc_path.read_text())
+    ev = evaluate_progression(doc, doc["results"], ref)
+    if as_json:
+        click.echo(json.dumps(ev, indent=2, default=jsonable))
+    else:
+        for line in summary_lines(ev):
+            click.echo(line)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "progression_evaluation.json"
+        path.write_text(json.dumps(ev, indent=2, default=jsonable))
+        click.echo(f"written: {path}", err=as_json)
