@@ -175,6 +175,17 @@ def _box(mask: np.ndarray, pad: tuple[int, int, int]) -> tuple[slice, ...] | Non
     return tuple(out)
 
 
+def _read_box(arr: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """``arr[box]`` where ``arr`` may stop short of the box's far corner (voxels [0, k) per axis of
+    the box's grid, same origin): zero beyond."""
+    if all(s.stop <= n for s, n in zip(box, arr.shape, strict=True)):
+        return arr[box]
+    out = np.zeros(tuple(s.stop - s.start for s in box), dtype=arr.dtype)
+    have = tuple(slice(s.start, max(s.start, min(s.stop, n))) for s, n in zip(box, arr.shape, strict=True))
+    out[tuple(slice(0, h.stop - h.start) for h in have)] = arr[have]
+    return out
+
+
 def _pad(mm: float, spacing_zyx) -> tuple[int, int, int]:
     return tuple(int(np.ceil(mm / float(s))) + 1 for s in spacing_zyx)  # type: ignore[return-value]
 
@@ -442,7 +453,9 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
     >= 130 HU too). ``density_rule``: >= 130 HU spots on the predicted tree that the calcium channel
     missed become calcium when :mod:`cacpipe.segment.density`'s judge accepts them (``rule``: the
     shipped one by default). Flags name slices as PACS does (``ct.slice_reference``).
-    ``calcium_prob`` (same grid): the network's calcium probability, a feature of the density rule.
+    ``calcium_prob`` (same grid): the network's calcium probability, a feature of the density rule;
+    it may cover only the voxels [0, k) per axis of the grid (same origin; zero beyond: the
+    pipeline resamples it onto the crop box's corner only).
     Returns the refined map (what is written to disk and quantified), the flags and a record.
     """
     if ct.shape != labels.shape:
@@ -472,7 +485,7 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
                   "removed_outside_heart_mm3": None if far is None else removed}
     extra, cands, cand_ids = None, [], None
     if complete:  # candidates are found (and the plausible ones reported) even with the rule off
-        prob = None if calcium_prob is None else np.asarray(calcium_prob.array)[box]
+        prob = None if calcium_prob is None else _read_box(np.asarray(calcium_prob.array), box)
         extra, cands, cand_ids = _density_candidates(hu, lab, heart_box, sp, rule, info, offset, density_rule, prob)
     calc, below = complete_calcium(hu, lab, sp, completion_mm if complete else None, extra_seeds=extra)
     new = lab.copy()
