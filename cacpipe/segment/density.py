@@ -171,8 +171,9 @@ def find_candidates(hu: np.ndarray, lab: np.ndarray, seeds: np.ndarray, spacing_
     comp, n = ndimage.label(near, structure=_CONN26)
     if n == 0:
         return ids, []
-    idx = np.arange(1, n + 1)
-    touch = ndimage.maximum(close, comp, idx).astype(bool)
+    hit = np.zeros(n + 1, dtype=bool)  # = ndimage.maximum(close, comp, idx): any close voxel per component
+    hit[comp[close]] = True
+    touch = hit[1:]
     full, _ = ndimage.label(dense, structure=_CONN26)
     vox = float(np.prod(sp))
     area_px = sp[1] * sp[2]

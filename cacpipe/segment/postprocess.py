@@ -175,6 +175,12 @@ def _box(mask: np.ndarray, pad: tuple[int, int, int]) -> tuple[slice, ...] | Non
     return tuple(out)
 
 
+def _nonzero_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The bounding box of ``mask``'s nonzero voxels (``ndimage.find_objects``' slices for a 0/1
+    mask), from its projections; None when empty."""
+    return _box(np.asarray(mask), (0, 0, 0))
+
+
 def _read_box(arr: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
     """``arr[box]`` where ``arr`` may stop short of the box's far corner (voxels [0, k) per axis of
     the box's grid, same origin): zero beyond."""
@@ -367,16 +373,18 @@ def _attribute(lab: np.ndarray, lesion: np.ndarray, tree: np.ndarray, channels: 
 
 def _ostium(mask: np.ndarray, spacing_zyx) -> np.ndarray | None:
     """Mean index (z, y, x) of the most superior 2 mm of the largest component of ``mask``."""
-    comp, n = ndimage.label(mask, structure=_CONN26)
-    if n == 0:
+    # Labelled in the mask's own box (the same components, numbered alike: raster order is kept).
+    sl = _nonzero_box(mask)
+    if sl is None:
         return None
+    comp, _ = ndimage.label(mask[sl], structure=_CONN26)
     main = comp == (int(np.argmax(np.bincount(comp.ravel())[1:])) + 1)
     zs = np.nonzero(main.any(axis=(1, 2)))[0]
     # Axis 0 runs inferior -> superior (ingest sorts slices so), so the ostium end is the highest slices.
     keep = max(1, int(round(2.0 / float(spacing_zyx[0]))))
-    top = main.copy()
+    top = main
     top[: max(zs[0], zs[-1] - keep + 1)] = False
-    return np.argwhere(top).mean(axis=0)
+    return (np.argwhere(top) + [s.start for s in sl]).mean(axis=0)
 
 
 def body_midline_mm(ct: Volume, z_index: int) -> float | None:
@@ -393,12 +401,11 @@ def body_midline_mm(ct: Volume, z_index: int) -> float | None:
 
 def _centroid(mask: np.ndarray) -> np.ndarray | None:
     """Mean index (z, y, x) of a 0/1 mask, computed inside its bounding box (one pass over the volume)."""
-    m = np.asarray(mask) > 0
-    found = ndimage.find_objects(m.view(np.uint8))
-    if not found or found[0] is None:
+    m = np.asarray(mask)
+    sl = _nonzero_box(m)
+    if sl is None:
         return None
-    sl = found[0]
-    return np.argwhere(m[sl]).mean(axis=0) + [s.start for s in sl]
+    return np.argwhere(m[sl] > 0).mean(axis=0) + [s.start for s in sl]
 
 
 @dataclass
@@ -461,7 +468,7 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
     if ct.shape != labels.shape:
         raise ValueError(f"CT {ct.shape} and labels {labels.shape} differ: refine on the original grid")
     sp = tuple(float(s) for s in ct.spacing_zyx)
-    lab_full = np.asarray(labels.array).astype(np.uint8, copy=True)
+    lab_full = np.asarray(labels.array).astype(np.uint8, copy=False)  # read only: the map is changed in ``out``
     out = lab_full.copy()
     heart_full = None if heart is None else np.asarray(heart.array)
     # Everything happens in one box: the labels plus the farthest any step looks from them.
@@ -631,16 +638,19 @@ def _drop_far_fragments(lab: np.ndarray, far: np.ndarray, voxel_mm3: float, flag
     ``removed_outside_heart_mm3``), not flagged: a flag on every study teaches readers to ignore
     flags. Only removed pieces holding at least ``REMOVED_CALCIUM_FLAG_MM3`` of calcium-labelled
     dense voxels get an info flag (calcium the reader might look for in the count)."""
-    comp, n = ndimage.label(lab > 0, structure=_CONN26)
-    if n == 0:
+    sl = _nonzero_box(lab)  # the pieces lie in the labels' box: labelled there (same numbering)
+    if sl is None:
         return lab, 0.0
+    comp, n = ndimage.label(lab[sl] > 0, structure=_CONN26)
     size = np.bincount(comp.ravel(), minlength=n + 1)
-    near = np.bincount(comp[~far].ravel(), minlength=n + 1)
+    near = np.bincount(comp[~far[sl]].ravel(), minlength=n + 1)
     drop = (near == 0) & (size < FRAGMENT_SHARE * size[1:].sum())
     drop[0] = False
-    gone = drop[comp]
-    if not gone.any():
+    if not drop.any():
         return lab, 0.0
+    gone_sub = drop[comp]
+    gone = np.zeros(lab.shape, dtype=bool)
+    gone[sl] = gone_sub
     per = {a: float(np.isin(lab[gone], (ARTERY_ID[a], CALCIUM_ID[a])).sum()) * voxel_mm3 for a in ARTERIES}
     calc = float(np.isin(lab[gone], CALCIUM_IDS).sum()) * voxel_mm3
     if calc >= REMOVED_CALCIUM_FLAG_MM3:
