@@ -77,6 +77,35 @@ def _shrink(ct: Volume) -> tuple[Volume, bool]:
     return small, flip
 
 
+def _mask_to_grid(small_mask: Volume, ct: Volume) -> Volume:
+    """The work-grid mask back on ``ct``'s grid (nearest neighbour), uint8.
+
+    Resampled onto ``ct``'s voxels [0, stop) per axis only, ``stop`` past every voxel whose
+    nearest work voxel lies inside the mask's box (one voxel to spare): the same origin, hence the
+    same sample points, as the whole grid; the rest is 0. On a 0.625 mm chest CT the heart's box
+    ends well before the scan's far corner (issue 31: the whole grid took seconds)."""
+    from .crop import mask_bbox
+
+    out = np.zeros(ct.shape, dtype=np.uint8)
+    found = mask_bbox(np.asarray(small_mask.array))
+    if found is None:
+        return ct.with_array(out)
+    d_ct = np.asarray(ct.direction, float).reshape(3, 3)
+    if not np.allclose(np.asarray(small_mask.direction, float).reshape(3, 3), d_ct, atol=1e-9):
+        full = resample_to_grid(small_mask, grid_of(ct), is_label=True, default=0)
+        return ct.with_array(np.asarray(full.array, dtype=np.uint8))
+    # Continuous work-grid index of ct voxel i along each axis: (delta + i * spacing) / work spacing.
+    delta = (d_ct.T @ (np.asarray(ct.origin_xyz, float) - np.asarray(small_mask.origin_xyz, float)))[::-1]
+    stop = []
+    for hi, dz, s_ct, s_w, n in zip(found[1], delta, ct.spacing_zyx, small_mask.spacing_zyx, ct.shape, strict=True):
+        first_out = ((hi - 0.5) * float(s_w) - dz) / float(s_ct)  # from here on the nearest work voxel is >= hi
+        stop.append(int(min(n, max(1, np.ceil(first_out) + 1))))
+    part = resample_to_grid(small_mask, (tuple(stop), ct.spacing_zyx, ct.origin_xyz, ct.direction), is_label=True,
+                            default=0)
+    out[:stop[0], :stop[1], :stop[2]] = np.asarray(part.array, dtype=np.uint8)
+    return ct.with_array(out)
+
+
 def _ball(radius_vox: np.ndarray) -> np.ndarray:
     r = np.maximum(np.asarray(radius_vox), 0)
     rz, ry, rx = (int(np.ceil(v)) for v in r)
@@ -342,9 +371,7 @@ def locate_heart(ct: Volume) -> FallbackResult:
     if flip:
         heart = heart[::-1]
         carina_k = None if carina_k is None else nz - 1 - carina_k
-    small_mask = small.with_array(heart.astype(np.uint8))
-    mask = resample_to_grid(small_mask, grid_of(ct), is_label=True, default=0)
-    mask = ct.with_array(np.asarray(mask.array, dtype=np.uint8))
+    mask = _mask_to_grid(small.with_array(heart.astype(np.uint8)), ct)
     carina_mm = None
     if carina_k is not None:
         carina_mm = float(small.index_to_physical(np.array([[carina_k, 0, 0]]))[0, 2])
