@@ -67,14 +67,34 @@ class FallbackResult:
     info: dict = field(default_factory=dict)
 
 
+SHRINK_CHUNK_SLICES = 16  # work-grid slices block-averaged at a time (a float32 copy of a few cm, not of the scan)
+
+
 def _shrink(ct: Volume) -> tuple[Volume, bool]:
-    """Block-average to ~3 mm; return the work volume and whether z was flipped to run inferior->superior."""
+    """Block-average to ~3 mm; return the work volume and whether z was flipped to run inferior->superior.
+
+    The blocks are averaged a slab of whole blocks at a time: each work voxel averages the same
+    CT voxels as on the whole volume (slabs start at multiples of the z factor, and the partial
+    last block is dropped as BinShrink drops it), and the geometry is the first slab's, which
+    starts where the volume does. The float32 copy is then a slab's, not the scan's (2 x 288 MB
+    on a 512 x 512 x 550 study; issue 31)."""
     factors = [max(1, int(round(WORK_SPACING_MM / s))) for s in ct.spacing_zyx[::-1]]  # x, y, z
-    img = sitk.Cast(ct.to_sitk(), sitk.sitkFloat32)
-    small = Volume.from_sitk(sitk.BinShrink(img, factors) if max(factors) > 1 else img)
     # z of the index axis in patient space: flip so that index increases towards the head.
     flip = np.asarray(ct.direction).reshape(3, 3)[2, 2] < 0
-    return small, flip
+    fz = factors[2]
+    step = fz * SHRINK_CHUNK_SLICES
+    n_whole = (ct.shape[0] // fz) * fz
+    if max(factors) == 1 or n_whole <= step:
+        img = sitk.Cast(ct.to_sitk(), sitk.sitkFloat32)
+        return Volume.from_sitk(sitk.BinShrink(img, factors) if max(factors) > 1 else img), flip
+    parts, first = [], None
+    for z0 in range(0, n_whole, step):
+        slab = Volume(ct.array[z0:min(z0 + step, n_whole)], ct.spacing_zyx, ct.origin_xyz, ct.direction)
+        small = Volume.from_sitk(sitk.BinShrink(sitk.Cast(slab.to_sitk(), sitk.sitkFloat32), factors))
+        first = first or small
+        parts.append(np.asarray(small.array))
+    assert first is not None
+    return Volume(np.concatenate(parts), first.spacing_zyx, first.origin_xyz, first.direction), flip
 
 
 def _mask_to_grid(small_mask: Volume, ct: Volume) -> Volume:
