@@ -181,6 +181,17 @@ def _nonzero_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     return _box(np.asarray(mask), (0, 0, 0))
 
 
+def _label_in_box(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``ndimage.label(mask, 26-connected)``, labelled in the mask's bounding box: the same map
+    (raster order, hence numbering, is kept), zero outside, at the cost of the box."""
+    out = np.zeros(mask.shape, dtype=np.int32)
+    sl = _nonzero_box(mask)
+    if sl is None:
+        return out, 0
+    out[sl], n = ndimage.label(mask[sl], structure=_CONN26)
+    return out, int(n)
+
+
 def _read_box(arr: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
     """``arr[box]`` where ``arr`` may stop short of the box's far corner (voxels [0, k) per axis of
     the box's grid, same origin): zero beyond."""
@@ -202,8 +213,8 @@ def lateral_mm(vol: Volume, idx_zyx: np.ndarray) -> np.ndarray:
 
 
 def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm: float | None = COMPLETION_MM,
-                     fragment_mm3: float = FRAGMENT_MM3, extra_seeds: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     fragment_mm3: float = FRAGMENT_MM3, extra_seeds: np.ndarray | None = None,
+                     dense_labels: tuple[np.ndarray, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(completed calcium mask, predicted calcium voxels below 130 HU) of a six-class map.
 
     Completed calcium = every >= 130 HU voxel 26-connected to a predicted calcium voxel of
@@ -213,6 +224,7 @@ def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm
     bound the growth (a stray label on a valve or the aortic wall would pull in the whole blob).
     ``completion_mm=None``: no growth (the predicted calcium >= 130 HU only). ``extra_seeds``: more
     seed voxels (>= 130 HU) than the calcium labels, e.g. the density rule's accepted candidates.
+    ``dense_labels``: ``ndimage.label(hu >= 130 HU, 26-connected)`` when already computed.
     """
     coronary = lab > 0
     is_calc_label = np.isin(lab, CALCIUM_IDS)
@@ -225,10 +237,10 @@ def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm
     tree, n_tree = ndimage.label(coronary, structure=_CONN26)
     artery_vox = np.bincount(tree[coronary & ~is_calc_label], minlength=n_tree + 1)
     vox = float(np.prod(spacing_zyx))
-    growing = seeds & (artery_vox[tree] * vox >= fragment_mm3)
+    growing = seeds & (artery_vox * vox >= fragment_mm3)[tree]
     # Candidates: the >= 130 HU components that hold a growing seed (small: plaques, unless one
     # touches bone); the distance bound is then computed in their box only.
-    comp, n = ndimage.label(dense, structure=_CONN26)
+    comp, n = dense_labels if dense_labels is not None else ndimage.label(dense, structure=_CONN26)
     hit = np.zeros(n + 1, dtype=bool)
     hit[np.unique(comp[growing])] = True
     hit[0] = False
@@ -490,20 +502,24 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
                   "root_from": ref.root_from, "root_lateral_mm": None if ref.root_mm is None else round(ref.root_mm, 1),
                   "heart_centre_lateral_mm": None if ref.heart_offset_mm is None else round(ref.heart_offset_mm, 1),
                   "removed_outside_heart_mm3": None if far is None else removed}
-    extra, cands, cand_ids = None, [], None
+    extra, cands, cand_ids, dense_labels = None, [], None, None
     if complete:  # candidates are found (and the plausible ones reported) even with the rule off
+        # the >= 130 HU components of the box, labelled once for the density rule and the completion
+        dense_labels = ndimage.label(hu >= CALCIUM_THRESHOLD_HU, structure=_CONN26)
         prob = None if calcium_prob is None else _read_box(np.asarray(calcium_prob.array), box)
-        extra, cands, cand_ids = _density_candidates(hu, lab, heart_box, sp, rule, info, offset, density_rule, prob)
-    calc, below = complete_calcium(hu, lab, sp, completion_mm if complete else None, extra_seeds=extra)
+        extra, cands, cand_ids = _density_candidates(hu, lab, heart_box, sp, rule, info, offset, density_rule, prob,
+                                                     dense_labels=dense_labels)
+    calc, below = complete_calcium(hu, lab, sp, completion_mm if complete else None, extra_seeds=extra,
+                                   dense_labels=dense_labels)
+    del dense_labels
     new = lab.copy()
     for a in ARTERIES:  # every calcium label back to artery first; lesions are painted below
         new[lab == CALCIUM_ID[a]] = ARTERY_ID[a]
-    tree, _ = ndimage.label((lab > 0) | calc, structure=_CONN26)
-    les_map, n_les = ndimage.label(calc, structure=_CONN26)
+    tree, _ = _label_in_box((lab > 0) | calc)
+    les_map, n_les = _label_in_box(calc)
     # The left trees (LM + LAD + LCX labels and the completed lesions) and, per tree holding a
     # lesion, the geodesic distance from its ostium end: what lies beyond a lesion names its branch.
-    left, _ = ndimage.label(np.isin(lab, [ARTERY_ID[a] for a in _LEFT] + [CALCIUM_ID[a] for a in _LEFT]) | calc,
-                            structure=_CONN26)
+    left, _ = _label_in_box(np.isin(lab, [ARTERY_ID[a] for a in _LEFT] + [CALCIUM_ID[a] for a in _LEFT]) | calc)
     left_boxes = ndimage.find_objects(left)
     root_cache: dict[int, np.ndarray] = {}
     pad = _pad(max(local_mm, NEAR_TREE_MM, TREE_MM) + 1.0, sp)
@@ -681,8 +697,8 @@ def _outside_heart(ct: Volume, lab: np.ndarray, whole: dict[str, np.ndarray], fa
 
 
 def _density_candidates(hu: np.ndarray, lab: np.ndarray, heart: np.ndarray | None, sp, rule: DensityRule | None,
-                        info: dict, offset, accept: bool = True, prob: np.ndarray | None = None
-                        ) -> tuple[np.ndarray | None, list, np.ndarray]:
+                        info: dict, offset, accept: bool = True, prob: np.ndarray | None = None,
+                        dense_labels: tuple[np.ndarray, int] | None = None) -> tuple[np.ndarray | None, list, np.ndarray]:
     """The density rule on the work box: (accepted seed voxels or None, candidates, candidate-id map).
 
     Candidates holding metal (>= METAL_HU) are never accepted: a lead, clip or stent next to an
@@ -693,7 +709,8 @@ def _density_candidates(hu: np.ndarray, lab: np.ndarray, heart: np.ndarray | Non
     rule = rule or load_rule()
     seeds = np.isin(lab, CALCIUM_IDS) & (hu >= CALCIUM_THRESHOLD_HU)
     ids, cands = find_candidates(hu, lab, seeds, sp, DEFAULT_NOISE_HU if blood is None else blood[1],
-                                 blood_hu=DEFAULT_BLOOD_HU if blood is None else blood[0], prob=prob)
+                                 blood_hu=DEFAULT_BLOOD_HU if blood is None else blood[0], prob=prob,
+                                 dense_labels=dense_labels)
     judge(cands, rule)
     for c in cands:
         if c.accepted and (c.peak_hu >= METAL_HU or not accept):
