@@ -186,7 +186,9 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     flags += device_flags
     numbers = quantify(ct_b, labels_b, calibration_factor=s.quant.calibration_factor,
                        assessed=post.assessed if post else None, severity=severity)
-    flags += quality_flags(ct_b, labels_b, heart=heart_b, devices=devices, contrast=not contrast, fov=False)
+    # The heart lies inside the crop box, hence inside the work box: its blood pool there is stage 1's.
+    flags += quality_flags(ct_b, labels_b, heart=heart_b, devices=devices, contrast=not contrast, fov=False,
+                           heart_interior_hu=st1.info.get("blood_pool_hu"))
     # The field-of-view check needs whole slices (lungs enclosed by the body): the slab, not the box.
     flags += fov_flags(ct_z, heart_z)
     result = StudyResult(
