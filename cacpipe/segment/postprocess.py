@@ -551,9 +551,13 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
     painted = owner[les_map]  # artery id of each lesion voxel
     new[calc] = painted[calc] + 3  # artery id -> its calcium id
     # Sub-threshold calcium next to a lesion joins that lesion's artery (as artery, not calcium).
-    near_owner = ndimage.grey_dilation(painted, footprint=_CONN26)
-    nb = below & (near_owner > 0)
-    new[nb] = near_owner[nb]
+    # The 3 x 3 x 3 maximum is taken in their box only, one voxel wider: it reads a voxel's
+    # neighbours only, and at the array's edge the box's edge is the array's (the same reflection).
+    bb = _box(below, (1, 1, 1))
+    if bb is not None:
+        near_owner = ndimage.grey_dilation(painted[bb], footprint=_CONN26)
+        nb = below[bb] & (near_owner > 0)
+        new[bb][nb] = near_owner[nb]
     out[box] = new
     if cands:
         flags += _uncounted(ct, cands, cand_ids, calc, new, offset, sp, info)
