@@ -417,7 +417,13 @@ def _centroid(mask: np.ndarray) -> np.ndarray | None:
     sl = _nonzero_box(m)
     if sl is None:
         return None
-    return np.argwhere(m[sl] > 0).mean(axis=0) + [s.start for s in sl]
+    sub = m[sl] > 0
+    # = np.argwhere(sub).mean(axis=0): the index sums are integers either way (exact in float64),
+    # here from the three projections' counts instead of an (N, 3) list of a whole heart's voxels.
+    n = np.count_nonzero(sub)
+    sums = [int(np.dot(np.arange(sub.shape[ax], dtype=np.int64),
+                       sub.sum(axis=tuple(a for a in range(3) if a != ax), dtype=np.int64))) for ax in range(3)]
+    return np.array(sums, dtype=np.float64) / n + [s.start for s in sl]
 
 
 @dataclass
