@@ -39,3 +39,23 @@ def erode_ball(mask: np.ndarray, radius_mm: float, spacing_zyx: Sequence[float])
     for ax in range(3):  # the nearest background voxel's offset, squared in mm, as the ball formula writes it
         d2 += ((idx[ax] - grid[ax]) * sp[ax]) ** 2
     return (padded & ~ball_offsets_within(d2, radius_mm))[1:-1, 1:-1, 1:-1]
+
+
+def label_objects(labels: np.ndarray, max_label: int) -> list[tuple[slice, ...] | None]:
+    """``ndimage.find_objects(labels, max_label)`` (integer labels >= 0), found inside the box of
+    the nonzero voxels only: a six-class map of a chest CT is nonzero in a few percent of it, and
+    find_objects over a whole 512 x 512 x 550 grid took a second (issue 31). The box comes from
+    the array's projections (its slices holding a label, then rows and columns inside them)."""
+    a = np.asarray(labels)
+    zs = np.flatnonzero(a.any(axis=(1, 2))) if a.ndim == 3 and a.size else None
+    if zs is None:
+        return ndimage.find_objects(a, max_label=max_label)
+    if zs.size == 0:
+        return [None] * max_label
+    sub = a[zs[0]:zs[-1] + 1]
+    ys = np.flatnonzero(sub.any(axis=(0, 2)))
+    xs = np.flatnonzero(sub.any(axis=(0, 1)))
+    box = (slice(int(zs[0]), int(zs[-1]) + 1), slice(int(ys[0]), int(ys[-1]) + 1), slice(int(xs[0]), int(xs[-1]) + 1))
+    found = ndimage.find_objects(a[box], max_label=max_label)
+    return [None if f is None else tuple(slice(s.start + b.start, s.stop + b.start) for s, b in zip(f, box, strict=True))
+            for f in found]

@@ -135,14 +135,22 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     # box from voxel (0, 0, 0) to the far corner of the labels and the heart plus WORK_MARGIN_MM:
     # the same origin again, so their lesions' indices and centres are the whole scan's, bit for
     # bit. tests/test_box_path.py checks both against the whole-grid path.
+    # The network's maps are resampled onto the original voxels [0, stop) per axis only, stop = the
+    # crop box's far corner (same origin, same sample points: nothing is labelled beyond it), and
+    # the label maps widened with zeros to whole slices [0, z_stop). The calcium probability stays
+    # that size: post-processing reads it as zero beyond (docs/performance.md).
+    stop = _crop_stop(st1.record, volume.shape)
     z_stop = _labelled_z_stop(st1.record, volume.shape[0])
-    labels = uncrop_labels(seg.labels, st1.record, z_stop=z_stop)
-    agreement = uncrop_labels(seg.agreement, st1.record, z_stop=z_stop) if seg.agreement is not None else None
-    calcium_prob = uncrop_labels(seg.calcium_prob, st1.record, z_stop=z_stop) if seg.calcium_prob is not None else None
+
+    def back(v):
+        return None if v is None else uncrop_labels(v, st1.record, stop_zyx=stop)
+
+    labels, agreement, calcium_prob = back(seg.labels), back(seg.agreement), back(seg.calcium_prob)
+    labels = _widened(labels, volume, z_stop)
+    agreement = None if agreement is None else _widened(agreement, volume, z_stop)
     if not labels.array.any():  # nothing labelled: post-processing looks at the middle slice; give it the scan
         z_stop = volume.shape[0]
         labels = _on_slices(labels, volume, z_stop)
-        calcium_prob = None if calcium_prob is None else _on_slices(calcium_prob, volume, z_stop)
     ct_z, heart_z = _slices(volume, z_stop), _slices(st1.heart_mask, z_stop)
     lap("uncrop")
 
@@ -178,7 +186,9 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     flags += device_flags
     numbers = quantify(ct_b, labels_b, calibration_factor=s.quant.calibration_factor,
                        assessed=post.assessed if post else None, severity=severity)
-    flags += quality_flags(ct_b, labels_b, heart=heart_b, devices=devices, contrast=not contrast, fov=False)
+    # The heart lies inside the crop box, hence inside the work box: its blood pool there is stage 1's.
+    flags += quality_flags(ct_b, labels_b, heart=heart_b, devices=devices, contrast=not contrast, fov=False,
+                           heart_interior_hu=st1.info.get("blood_pool_hu"))
     # The field-of-view check needs whole slices (lungs enclosed by the body): the slab, not the box.
     flags += fov_flags(ct_z, heart_z)
     result = StudyResult(
@@ -223,7 +233,7 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
         agreement.write(out_dir / "agreement.nii.gz")
         outputs["agreement"] = "agreement.nii.gz"
     if calcium_prob is not None and s.segment.save_calcium_probability:
-        _on_slices(calcium_prob, volume, volume.shape[0]).write(out_dir / "calcium_prob.nii.gz")
+        _widened(calcium_prob, volume, volume.shape[0]).write(out_dir / "calcium_prob.nii.gz")
         outputs["calcium_prob"] = "calcium_prob.nii.gz"
     protect(out_dir / rel for rel in outputs.values())
     lap("write")
@@ -257,6 +267,26 @@ def _labelled_z_stop(record, n_slices: int) -> int:
     from .heart.crop import original_box
 
     return int(original_box(record, WORK_MARGIN_MM)[0].stop) if n_slices else 0
+
+
+def _crop_stop(record, shape) -> tuple[int, int, int]:
+    """Per axis, the first original voxel past the crop box: no label lies from there on."""
+    from .heart.crop import original_box
+
+    return tuple(max(1, int(b.stop)) for b in original_box(record))  # type: ignore[return-value]
+
+
+def _widened(vol, like, n: int):
+    """``vol`` (voxels [0, k) per axis of ``like``'s grid) on whole slices [0, n) of that grid, zero-filled."""
+    from .volume import Volume
+
+    shape = (n, *like.shape[1:])
+    if vol.shape == shape:
+        return vol
+    out = np.zeros(shape, dtype=vol.array.dtype)
+    k = tuple(min(a, b) for a, b in zip(vol.shape, shape, strict=True))
+    out[:k[0], :k[1], :k[2]] = vol.array[:k[0], :k[1], :k[2]]
+    return Volume(out, like.spacing_zyx, like.origin_xyz, like.direction, meta=dict(vol.meta))
 
 
 def _slices(vol, z_stop: int):

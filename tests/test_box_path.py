@@ -7,7 +7,12 @@ the same phantom studies go through that path and through the whole-grid path it
 (fallback locator) and, as the network's output, the phantom's true labels cropped exactly as
 stage 2 sees the CT (a perfect network) with the RCA's calcium in the LAD's channel and half of the
 LCX's calcium missed, so that attribution and completion have work to do. Same Agatston per artery, same lesions, same flags,
-same post-processing record, same labels.nii.gz.
+same post-processing record, same labels.nii.gz. The network's calcium probability goes through
+both paths too (the box path resamples it onto the crop box's corner only).
+
+The stage 1 steps that work on part of the grid (the fallback locator's 3 mm work copy made a slab
+at a time, its mask resampled back up to the heart's far corner only) are compared with the whole-
+grid computations they replaced on phantom CTs of several geometries, voxel for voxel.
 """
 
 from __future__ import annotations
@@ -51,8 +56,13 @@ def _prepared(seed: int, acq: dict, tmp_path) -> tuple[Prepared, Volume]:
     lab[lab == CALCIUM_ID["RCA"]] = CALCIUM_ID["LAD"]  # the wrong channel fired: attribution gives it back
     thin = (lab == CALCIUM_ID["LCX"]) & (np.arange(lab.shape[0]) % 2 == 1)[:, None, None]
     lab[thin] = ARTERY_ID["LCX"]  # half the calcium missed: completion grows it back
+    # A calcium probability (a density-rule feature, uncropped onto the crop box's corner only):
+    # high on the calcium labels, graded elsewhere, so that the rule's features differ voxel by voxel.
+    rng = np.random.default_rng(seed)
+    prob = np.where(np.isin(lab, list(CALCIUM_ID.values())), 0.9, 0.0).astype(np.float32)
+    prob += rng.uniform(0.0, 0.3, lab.shape).astype(np.float32) * (lab > 0)
     seg = SegmentResult(labels=st1.cropped_ct.with_array(lab), agreement=None, device="cpu", folds=(0,),
-                        mirroring=False, seconds=0.0)
+                        mirroring=False, seconds=0.0, calcium_prob=st1.cropped_ct.with_array(prob))
     series = LoadedSeries(volume=ph.ct, identity=StudyIdentity(patient_id=f"BOX{seed}", study_uid=f"1.2.3.{seed}"))
     return Prepared(series, settings, model, st1, seg), ph.ct
 
@@ -61,8 +71,9 @@ def _whole_grid(prep: Prepared, ct: Volume):
     """The path finish_series took before issue 31: everything on the whole scan grid."""
     st1, seg = prep.st1, prep.seg
     labels = uncrop_labels(seg.labels, st1.record)
+    prob = uncrop_labels(seg.calcium_prob, st1.record)
     contrast = any(f.code == CONTRAST_SUSPECTED for f in st1.flags)
-    post = refine(ct, labels, heart=st1.heart_mask, complete=not contrast)
+    post = refine(ct, labels, heart=st1.heart_mask, complete=not contrast, calcium_prob=prob)
     numbers = quantify(ct, post.labels, assessed=post.assessed)
     flags = post.flags + quality_flags(ct, post.labels, heart=st1.heart_mask)
     return post, numbers, flags
@@ -74,6 +85,7 @@ def test_box_path_gives_the_whole_grid_results(name, tmp_path):
     prep, ct = _prepared(seed, acq, tmp_path)
     post, numbers, flags = _whole_grid(prep, ct)
     assert post.lesions and post.info["added_voxels"] > 0, "the study must exercise completion and attribution"
+    assert post.info["density_rule"]["network_probability"] and post.info["density_rule"]["candidates"] > 0
     assert any(numbers.arteries[a].agatston for a in ARTERIES)
 
     result = finish_series(prep, tmp_path / "out")
@@ -132,3 +144,58 @@ def test_page_lesion_map_of_a_capped_page_box_is_the_whole_scan_one(tmp_path):
     assert box[0].stop - box[0].start == 40  # capped: the labels do not fit
     got = lesion_map(ct, labels, lesions, box)
     assert np.array_equal(got, whole[box]) and got.any()
+
+
+def _phantom_ct(direction, n_slices: int = 143) -> Volume:
+    """A v2-small phantom CT (0.625 mm slices, a slice count no multiple of the 3 mm block) on ``direction``."""
+    ph = generate(random_config(1003, "v2-small", acquisition={"contrast_phase": "none", "slice_thickness_mm": 0.625,
+                                                               "slice_spacing_mm": 0.625, "n_slices": n_slices}))
+    ct = ph.ct
+    return Volume(np.asarray(ct.array), ct.spacing_zyx, ct.origin_xyz, direction)
+
+
+DIRECTIONS = [(1, 0, 0, 0, 1, 0, 0, 0, 1), (-1, 0, 0, 0, -1, 0, 0, 0, -1), (1, 0, 0, 0, -1, 0, 0, 0, 1)]
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_fallback_work_copy_in_slabs_is_the_whole_scan_one(direction, monkeypatch):
+    """The 3 mm work copy, block-averaged a slab at a time, equals BinShrink of the whole scan."""
+    import SimpleITK as sitk
+
+    from cacpipe.heart import fallback
+
+    monkeypatch.setattr(fallback, "SHRINK_CHUNK_SLICES", 3)  # several slabs on a small scan
+    ct = _phantom_ct(direction)
+    factors = [max(1, int(round(fallback.WORK_SPACING_MM / s))) for s in ct.spacing_zyx[::-1]]
+    whole = Volume.from_sitk(sitk.BinShrink(sitk.Cast(ct.to_sitk(), sitk.sitkFloat32), factors))
+    got, _ = fallback._shrink(ct)
+    assert ct.shape[0] % factors[2] and got.shape[0] > 3 * 3  # a partial last block, more than 3 slabs
+    assert np.array_equal(got.array, whole.array)
+    assert (got.spacing_zyx, got.origin_xyz, got.direction) == (whole.spacing_zyx, whole.origin_xyz, whole.direction)
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_fallback_mask_back_on_the_grid_is_the_whole_grid_resample(direction):
+    """The locator's mask resampled up to the heart's far corner equals the whole-grid resample."""
+    from cacpipe.heart import fallback
+    from cacpipe.heart.resample import grid_of, resample_to_grid
+
+    ct = _phantom_ct(direction)
+    small, _ = fallback._shrink(ct)
+    mask = locate_heart_small(small)
+    assert mask.any()
+    small_mask = small.with_array(mask.astype(np.uint8))
+    got = fallback._mask_to_grid(small_mask, ct)
+    want = resample_to_grid(small_mask, grid_of(ct), is_label=True, default=0)
+    assert got.same_grid(ct) and got.array.dtype == np.uint8
+    assert np.array_equal(got.array, want.array) and got.array.any()
+
+
+def locate_heart_small(small: Volume) -> np.ndarray:
+    """A heart-sized blob on the work grid (the locator's own output on these phantoms is checked in
+    tests/test_heart_fallback.py): soft tissue near the work grid's centre, off-centre on purpose."""
+    a = np.asarray(small.array)
+    zz, yy, xx = np.indices(a.shape)
+    c = np.array(a.shape) * np.array([0.45, 0.55, 0.6])
+    r = np.array(a.shape) * 0.22
+    return (((zz - c[0]) / r[0]) ** 2 + ((yy - c[1]) / r[1]) ** 2 + ((xx - c[2]) / r[2]) ** 2 <= 1.0) & (a > -200)

@@ -180,7 +180,8 @@ def original_box(record: CropRecord, margin_mm: float = 0.0) -> tuple[slice, sli
     return tuple(out)  # type: ignore[return-value]
 
 
-def uncrop_labels(labels_cropped: Volume, record: CropRecord, z_stop: int | None = None) -> Volume:
+def uncrop_labels(labels_cropped: Volume, record: CropRecord, z_stop: int | None = None,
+                  stop_zyx: tuple[int, int, int] | None = None) -> Volume:
     """A label map on the cropped grid back onto the original CT grid (nearest neighbour).
 
     The result has exactly the original shape, spacing, origin and direction; voxels outside
@@ -190,6 +191,9 @@ def uncrop_labels(labels_cropped: Volume, record: CropRecord, z_stop: int | None
     ``z_stop``: only the original slices ``[0, z_stop)`` (same origin, so every voxel is the one
     the whole grid has: the same sample points, bit for bit); with ``z_stop >=
     original_box(record)[0].stop`` the slices left out hold no label.
+    ``stop_zyx``: likewise in all three axes, the original voxels ``[0, stop)`` per axis (same origin,
+    same sample points: the far corner only is moved in; with ``stop >= original_box(record)[i].stop``
+    what is left out holds no label). Resampling only there costs a fraction of the whole grid.
     """
     if labels_cropped.shape != record.cropped_shape_zyx:
         raise GeometryError(f"label map shape {labels_cropped.shape} does not match the crop record's cropped "
@@ -199,6 +203,8 @@ def uncrop_labels(labels_cropped: Volume, record: CropRecord, z_stop: int | None
     shape, spacing, origin, direction = record.original_grid()
     if z_stop is not None:
         shape = (max(1, min(int(z_stop), shape[0])), shape[1], shape[2])
+    if stop_zyx is not None:
+        shape = tuple(max(1, min(int(b), n)) for b, n in zip(stop_zyx, shape, strict=True))  # type: ignore[assignment]
     out = resample_to_grid(src, (shape, spacing, origin, direction), is_label=True, default=0)
     # Write the record's geometry verbatim (no float round trip through SimpleITK).
     return Volume(out.array, record.original_spacing_zyx, record.origin_xyz, record.direction, meta=out.meta)

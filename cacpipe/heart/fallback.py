@@ -67,14 +67,63 @@ class FallbackResult:
     info: dict = field(default_factory=dict)
 
 
+SHRINK_CHUNK_SLICES = 16  # work-grid slices block-averaged at a time (a float32 copy of a few cm, not of the scan)
+
+
 def _shrink(ct: Volume) -> tuple[Volume, bool]:
-    """Block-average to ~3 mm; return the work volume and whether z was flipped to run inferior->superior."""
+    """Block-average to ~3 mm; return the work volume and whether z was flipped to run inferior->superior.
+
+    The blocks are averaged a slab of whole blocks at a time: each work voxel averages the same
+    CT voxels as on the whole volume (slabs start at multiples of the z factor, and the partial
+    last block is dropped as BinShrink drops it), and the geometry is the first slab's, which
+    starts where the volume does. The float32 copy is then a slab's, not the scan's (2 x 288 MB
+    on a 512 x 512 x 550 study; issue 31)."""
     factors = [max(1, int(round(WORK_SPACING_MM / s))) for s in ct.spacing_zyx[::-1]]  # x, y, z
-    img = sitk.Cast(ct.to_sitk(), sitk.sitkFloat32)
-    small = Volume.from_sitk(sitk.BinShrink(img, factors) if max(factors) > 1 else img)
     # z of the index axis in patient space: flip so that index increases towards the head.
     flip = np.asarray(ct.direction).reshape(3, 3)[2, 2] < 0
-    return small, flip
+    fz = factors[2]
+    step = fz * SHRINK_CHUNK_SLICES
+    n_whole = (ct.shape[0] // fz) * fz
+    if max(factors) == 1 or n_whole <= step:
+        img = sitk.Cast(ct.to_sitk(), sitk.sitkFloat32)
+        return Volume.from_sitk(sitk.BinShrink(img, factors) if max(factors) > 1 else img), flip
+    parts, first = [], None
+    for z0 in range(0, n_whole, step):
+        slab = Volume(ct.array[z0:min(z0 + step, n_whole)], ct.spacing_zyx, ct.origin_xyz, ct.direction)
+        small = Volume.from_sitk(sitk.BinShrink(sitk.Cast(slab.to_sitk(), sitk.sitkFloat32), factors))
+        first = first or small
+        parts.append(np.asarray(small.array))
+    assert first is not None
+    return Volume(np.concatenate(parts), first.spacing_zyx, first.origin_xyz, first.direction), flip
+
+
+def _mask_to_grid(small_mask: Volume, ct: Volume) -> Volume:
+    """The work-grid mask back on ``ct``'s grid (nearest neighbour), uint8.
+
+    Resampled onto ``ct``'s voxels [0, stop) per axis only, ``stop`` past every voxel whose
+    nearest work voxel lies inside the mask's box (one voxel to spare): the same origin, hence the
+    same sample points, as the whole grid; the rest is 0. On a 0.625 mm chest CT the heart's box
+    ends well before the scan's far corner (issue 31: the whole grid took seconds)."""
+    from .crop import mask_bbox
+
+    out = np.zeros(ct.shape, dtype=np.uint8)
+    found = mask_bbox(np.asarray(small_mask.array))
+    if found is None:
+        return ct.with_array(out)
+    d_ct = np.asarray(ct.direction, float).reshape(3, 3)
+    if not np.allclose(np.asarray(small_mask.direction, float).reshape(3, 3), d_ct, atol=1e-9):
+        full = resample_to_grid(small_mask, grid_of(ct), is_label=True, default=0)
+        return ct.with_array(np.asarray(full.array, dtype=np.uint8))
+    # Continuous work-grid index of ct voxel i along each axis: (delta + i * spacing) / work spacing.
+    delta = (d_ct.T @ (np.asarray(ct.origin_xyz, float) - np.asarray(small_mask.origin_xyz, float)))[::-1]
+    stop = []
+    for hi, dz, s_ct, s_w, n in zip(found[1], delta, ct.spacing_zyx, small_mask.spacing_zyx, ct.shape, strict=True):
+        first_out = ((hi - 0.5) * float(s_w) - dz) / float(s_ct)  # from here on the nearest work voxel is >= hi
+        stop.append(int(min(n, max(1, np.ceil(first_out) + 1))))
+    part = resample_to_grid(small_mask, (tuple(stop), ct.spacing_zyx, ct.origin_xyz, ct.direction), is_label=True,
+                            default=0)
+    out[:stop[0], :stop[1], :stop[2]] = np.asarray(part.array, dtype=np.uint8)
+    return ct.with_array(out)
 
 
 def _ball(radius_vox: np.ndarray) -> np.ndarray:
@@ -342,9 +391,7 @@ def locate_heart(ct: Volume) -> FallbackResult:
     if flip:
         heart = heart[::-1]
         carina_k = None if carina_k is None else nz - 1 - carina_k
-    small_mask = small.with_array(heart.astype(np.uint8))
-    mask = resample_to_grid(small_mask, grid_of(ct), is_label=True, default=0)
-    mask = ct.with_array(np.asarray(mask.array, dtype=np.uint8))
+    mask = _mask_to_grid(small.with_array(heart.astype(np.uint8)), ct)
     carina_mm = None
     if carina_k is not None:
         carina_mm = float(small.index_to_physical(np.array([[carina_k, 0, 0]]))[0, 2])

@@ -27,9 +27,12 @@ def check_slices(ct: Volume, min_slices: int) -> Flag | None:
 
 def check_heart_mask(mask: Volume, min_ml: float = MIN_HEART_ML, max_ml: float = MAX_HEART_ML) -> list[Flag]:
     """Empty / implausibly small or large heart masks, and hearts that touch the scan edge."""
-    m = np.asarray(mask.array) > 0
-    vol_ml = float(m.sum()) * mask.voxel_volume_mm3 / 1000.0
-    if not m.any():
+    from .crop import mask_bbox
+
+    m = np.asarray(mask.array)
+    vol_ml = float(np.count_nonzero(m)) * mask.voxel_volume_mm3 / 1000.0
+    found = mask_bbox(m)  # the mask's box from its projections
+    if found is None:
         return [Flag(F.HEART_EMPTY, "no heart found: the whole scan was passed on uncropped; "
                                     "calcium results are not assessable without review", "invalid")]
     out: list[Flag] = []
@@ -43,10 +46,9 @@ def check_heart_mask(mask: Volume, min_ml: float = MIN_HEART_ML, max_ml: float =
     names = (("inferior/first slice", "superior/last slice"), ("first row", "last row"),
              ("first column", "last column"))
     for ax in range(3):
-        idx = np.nonzero(m.any(axis=tuple(i for i in range(3) if i != ax)))[0]
-        if idx[0] == 0:
+        if found[0][ax] == 0:
             faces.append(names[ax][0])
-        if idx[-1] == m.shape[ax] - 1:
+        if found[1][ax] == m.shape[ax]:
             faces.append(names[ax][1])
     if faces:
         out.append(Flag(F.HEART_AT_EDGE, f"heart mask touches the scan edge ({', '.join(faces)}): coronary "

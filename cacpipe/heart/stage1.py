@@ -90,7 +90,7 @@ def heart_crop(ct: Volume, cfg: HeartSettings | None = None, *, target_spacing_z
     mask = ct.with_array(np.asarray(mask.array, dtype=np.uint8))
 
     flags.extend(qc.check_heart_mask(mask))
-    info["heart_volume_ml"] = float(mask.array.sum()) * ct.voxel_volume_mm3 / 1000.0
+    info["heart_volume_ml"] = float(np.count_nonzero(mask.array)) * ct.voxel_volume_mm3 / 1000.0
     bp = qc.blood_pool_hu(ct, mask)
     info["blood_pool_hu"] = bp
     cf = qc.contrast_flag(bp)  # the blood pool once: its distance map is the costliest QC step

@@ -204,6 +204,7 @@ def load_series(series: Series, options: AssemblySettings | None = None) -> Load
     planes: np.ndarray | None = None
     integral = True
     duplicates = 0
+    counts = np.zeros(4, dtype=np.int64)  # the HU plausibility counts, slice by slice (rules.hu_counts)
     for i in order:
         ds, source = datasets[i]
         raw = _pixels(ds, source)
@@ -222,6 +223,7 @@ def load_series(series: Series, options: AssemblySettings | None = None) -> Load
         if planes is None:
             planes = np.empty((len(order), *hu.shape), dtype=np.float32)
         planes[len(slices)] = hu
+        counts += rules.hu_counts(hu)
         slices.append((float(dist[i]), ipps[i], source, ds))
     if series.duplicates_dropped:
         flags.append(Flag(DUPLICATE_INSTANCES, f"{series.duplicates_dropped} file(s) were copies of an instance "
@@ -269,7 +271,7 @@ def load_series(series: Series, options: AssemblySettings | None = None) -> Load
     regular = gaps[gaps < 1.5 * spacing]
     uneven = bool(len(regular) and np.max(np.abs(regular - spacing)) / spacing > opt.uneven_tolerance)
     hu = planes[:len(slices)]
-    why = rules.hu_problem(hu)
+    why = rules.hu_problem(hu, counts)
     if why:
         raise InputDataError(f"series {series.series_description or series.series_uid}: {why}")
     if missing:

@@ -104,22 +104,28 @@ def orientation_problem(iop: Sequence[float] | None) -> str | None:
     return None
 
 
-def hu_problem(hu: np.ndarray) -> str | None:
+def hu_counts(hu: np.ndarray) -> np.ndarray:
+    """(voxels, above MAX_HU, air, soft tissue) of rescaled values: what :func:`hu_problem` judges.
+    Counts add up, so a volume's are the sum of its slices' (taken while each slice is in cache)."""
+    lo, hi = SOFT_TISSUE_HU
+    return np.array([hu.size, np.count_nonzero(hu > MAX_HU), np.count_nonzero(hu <= AIR_HU),
+                     np.count_nonzero((hu >= lo) & (hu <= hi))], dtype=np.int64)
+
+
+def hu_problem(hu: np.ndarray, counts: np.ndarray | None = None) -> str | None:
     """Why a stack of rescaled values does not look like a chest CT in HU (None: it does).
 
-    ``hu`` is the rescaled volume before padding is clipped (any shape).
+    ``hu`` is the rescaled volume before padding is clipped (any shape); ``counts``: its
+    :func:`hu_counts`, when already taken.
     """
-    n = hu.size
+    n, above, air, tissue = (int(c) for c in (hu_counts(hu) if counts is None else counts))
     if n == 0:
         return "empty image"
-    above = int(np.count_nonzero(hu > MAX_HU))
     if above > MAX_FRACTION_ABOVE_MAX_HU * n:
         return (f"HU values implausible for CT: {100 * above / n:.1f} % of voxels above +{MAX_HU:g} HU "
                 f"(maximum {float(hu.max()):g}): signed pixel data read as unsigned (PixelRepresentation) "
                 "or a wrong RescaleSlope/RescaleIntercept?")
-    air = int(np.count_nonzero(hu <= AIR_HU))
     lo, hi = SOFT_TISSUE_HU
-    tissue = int(np.count_nonzero((hu >= lo) & (hu <= hi)))
     if air < MIN_FRACTION_AIR * n or tissue < MIN_FRACTION_SOFT_TISSUE * n:
         what = "no air or lung" if air < MIN_FRACTION_AIR * n else "no soft tissue"
         return (f"HU values implausible for a chest CT: {what} ({100 * air / n:.2f} % of voxels <= {AIR_HU:g} HU, "

@@ -30,6 +30,7 @@ from scipy import ndimage
 
 from ..errors import GeometryError, InputDataError
 from ..labels import ARTERIES, CALCIUM_ID
+from ..morph import label_objects
 from ..units import AGATSTON_REFERENCE_SLICE_MM, CALCIUM_THRESHOLD_HU, MM3_PER_ML
 
 MIN_LESION_AREA_MM2 = 1.0
@@ -141,7 +142,7 @@ def _as_label_array(labels: np.ndarray) -> np.ndarray:
 def label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, ...] | None]:
     """Bounding box (tuple of slices) of each class id 1-6 in one pass; None when absent."""
     lab = _as_label_array(labels)
-    objs = ndimage.find_objects(lab, max_label=6)
+    objs = label_objects(lab, max_label=6)
     return {i + 1: objs[i] for i in range(6)}
 
 

@@ -195,8 +195,7 @@ def _distance_to(mask: np.ndarray | None, idx: np.ndarray, spacing_zyx, cap_mm: 
     out = np.full(len(idx), np.inf)
     if mask is None or not mask.any() or len(idx) == 0:
         return out
-    found = ndimage.find_objects(mask.view(np.uint8) if mask.dtype == bool else (mask > 0).astype(np.uint8))
-    box = found[0]
+    box = _bbox(mask)
     sub = mask[box] > 0
     surface = sub & ~ndimage.binary_erosion(sub)
     sp = np.asarray(spacing_zyx, float)
@@ -206,6 +205,16 @@ def _distance_to(mask: np.ndarray | None, idx: np.ndarray, spacing_zyx, cap_mm: 
     out[:] = d
     out[inside] = 0.0
     return out
+
+
+def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
+    """The bounding box of a non-empty mask's nonzero voxels, from its projections (the slices
+    ``ndimage.find_objects`` gives, without a pass that labels the whole array)."""
+    from ..heart.crop import mask_bbox
+
+    found = mask_bbox(mask)
+    assert found is not None
+    return tuple(slice(lo, hi) for lo, hi in zip(*found, strict=True))
 
 
 def find_devices(ct: Volume, labels: Volume | np.ndarray | None = None, heart: Volume | np.ndarray | None = None,
@@ -266,7 +275,7 @@ def _metal_objects(ct: Volume, hu: np.ndarray, sp, idx: np.ndarray, lab: np.ndar
             artery_d[a] = _distance_to(m, idx, sp, STENT_NEAR_MM + 1.0) if m.any() else np.full(len(idx), np.inf)
     heart_c = None
     if hm is not None and hm.any():
-        hb = ndimage.find_objects(hm.view(np.uint8) if hm.dtype == bool else hm.astype(np.uint8))[0]
+        hb = _bbox(hm)
         heart_c = ct.index_to_physical((np.argwhere(hm[hb]).mean(axis=0) + [s.start for s in hb])[None])[0]
         heart_front = float(ct.index_to_physical(np.argwhere(hm[hb])[::50] + [s.start for s in hb])[:, 1].min())
     midline = _body_midline(ct, hu, int(np.median(idx[:, 0])))
@@ -338,30 +347,35 @@ def _thin_parts(ct: Volume, hu: np.ndarray, sp, findings: list[tuple[DeviceFindi
     cabg = any(f.kind in CABG_KINDS for f, _ in findings)
     if heart is None or not heart.any():
         return []
-    # only near the heart (its box + 25 mm): bone elsewhere is dense too, and costs time
-    hb = ndimage.find_objects(heart.view(np.uint8))[0]
+    # only near the heart (its box + 25 mm): bone elsewhere is dense too, and costs time. Labelled
+    # and searched in that box only (indices below are the whole array's: the box's start added).
+    hb = _bbox(heart)
     pad = [int(np.ceil(25.0 / s)) for s in sp]
     near = tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(hb, pad, hu.shape, strict=True))
-    comp = np.zeros(hu.shape, np.int32)
-    comp[near], n = ndimage.label(hu[near] >= PIECE_HU, structure=np.ones((3, 3, 3), bool))
+    off = np.array([b.start for b in near])
+    comp, n = ndimage.label(hu[near] >= PIECE_HU, structure=np.ones((3, 3, 3), bool))
     if n == 0:
         return []
-    known = np.zeros(hu.shape, bool)
+    known = np.zeros(comp.shape, bool)
     for _, gi in findings:
-        known[gi[:, 0], gi[:, 1], gi[:, 2]] = True
+        rel = gi - off
+        rel = rel[np.all((rel >= 0) & (rel < comp.shape), axis=1)]
+        known[rel[:, 0], rel[:, 1], rel[:, 2]] = True
     # one distance query for every dense voxel (the heart's surface tree is built once)
-    dense = np.argwhere(comp > 0)
-    which = comp[dense[:, 0], dense[:, 1], dense[:, 2]]
+    rel = np.argwhere(comp > 0)
+    dense = rel + off
+    which = comp[rel[:, 0], rel[:, 1], rel[:, 2]]
     d_all = _distance_to(heart, dense, sp, 60.0)
     d_min = np.full(n + 1, np.inf)
     np.minimum.at(d_min, which, d_all)
     skip = np.zeros(n + 1, bool)
-    skip[which[known[dense[:, 0], dense[:, 1], dense[:, 2]]]] = True
+    skip[which[known[rel[:, 0], rel[:, 1], rel[:, 2]]]] = True
     pieces = []
-    for k, box in enumerate(ndimage.find_objects(comp), start=1):
+    for k, sub in enumerate(ndimage.find_objects(comp), start=1):
         if skip[k] or d_min[k] > max(HEART_NEAR_MM, 25.0):  # bone, or far from the heart
             continue
-        m = comp[box] == k
+        m = comp[sub] == k
+        box = tuple(slice(b.start + o, b.stop + o) for b, o in zip(sub, off, strict=True))
         gi = np.argwhere(m) + [s.start for s in box]
         pieces.append((gi, float(hu[box][m].max()), float(d_min[k])))
     out: list[tuple[DeviceFinding, np.ndarray]] = []

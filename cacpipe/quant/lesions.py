@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..labels import ARTERIES, CALCIUM_ID
+from ..morph import label_objects
 from ..record import Lesion  # the data type lives with the study record (re-exported here)
 from ..units import AGATSTON_REFERENCE_SLICE_MM, CALCIUM_THRESHOLD_HU
 from .agatston import LESION_STRUCTURE, MIN_LESION_AREA_MM2, SLICE_STRUCTURE, _as_label_array, density_weights
@@ -80,7 +81,7 @@ def find_lesions(hu: np.ndarray, labels: np.ndarray, spacing_zyx: Sequence[float
     """
     hu = np.asarray(hu)
     lab = _as_label_array(labels)
-    boxes = ndimage.find_objects(lab, max_label=6)
+    boxes = label_objects(lab, max_label=6)
     lesions: list[Lesion] = []
     lmap = np.zeros(lab.shape, dtype=np.uint16) if with_map else None
     for artery in ARTERIES:

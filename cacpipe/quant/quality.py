@@ -30,6 +30,7 @@ from scipy import ndimage
 
 from .. import flags as F
 from ..flags import Flag
+from ..heart.crop import mask_bbox
 from ..labels import ARTERIES, ARTERY_ID, CALCIUM_ID
 from ..morph import erode_ball
 from ..volume import Volume
@@ -191,9 +192,9 @@ def _block_sd(hu: np.ndarray, inner: np.ndarray, n: int = NOISE_BLOCK) -> float 
 def noise_sd(ct: Volume, lab: np.ndarray, boxes, heart: Volume | None = None) -> float | None:
     """Robust HU noise SD (1.4826 x MAD) in the heart interior, else near the coronary tree's centre."""
     sp = ct.spacing_zyx
-    if heart is not None and np.any(heart.array):
-        hbox = ndimage.find_objects((heart.array > 0).view(np.uint8) if heart.array.dtype == bool
-                                    else (heart.array > 0).astype(np.uint8), max_label=1)[0]
+    found = None if heart is None else mask_bbox(heart.array)
+    if found is not None:  # the heart's box from its projections (no whole-array label map)
+        hbox = tuple(slice(lo, hi) for lo, hi in zip(*found, strict=True))
         inner = erode_ball(heart.array[hbox] > 0, 5.0, sp)  # = binary_erosion with a 5 mm ball (cacpipe.morph)
         block = _block_sd(np.asarray(ct.array[hbox], dtype=np.float32), inner)
         if block is not None:
@@ -230,12 +231,17 @@ def lumen_hu(ct: Volume, lab: np.ndarray, boxes) -> float | None:
 
 
 def contrast_flags(ct: Volume, lab: np.ndarray, boxes, heart: Volume | None = None,
-                   threshold_hu: float = CONTRAST_HU) -> tuple[list[Flag], dict]:
-    """``contrast_suspected`` from the image: the coronary lumen or the heart's interior > threshold."""
+                   threshold_hu: float = CONTRAST_HU, heart_interior_hu: float | None = None) -> tuple[list[Flag], dict]:
+    """``contrast_suspected`` from the image: the coronary lumen or the heart's interior > threshold.
+
+    ``heart_interior_hu``: :func:`cacpipe.heart.qc.blood_pool_hu` of this CT and ``heart``, when
+    already measured (stage 1 does, on the same voxels): its distance map is not computed again."""
     from ..heart.qc import blood_pool_hu
 
     lumen = lumen_hu(ct, lab, boxes)
-    pool = blood_pool_hu(ct, heart) if heart is not None and np.any(heart.array) else None
+    pool = heart_interior_hu
+    if pool is None:
+        pool = blood_pool_hu(ct, heart) if heart is not None and np.any(heart.array) else None
     info = {"lumen_hu": lumen, "heart_interior_hu": pool}
     seen = [(v, where) for v, where in ((lumen, "coronary lumen"), (pool, "heart interior")) if v is not None]
     hits = [(v, where) for v, where in seen if v > threshold_hu]
@@ -262,12 +268,15 @@ def fov_flags(ct: Volume, heart: Volume | None) -> list[Flag]:
 def quality_flags(ct: Volume, labels: Volume, heart: Volume | None = None, *,
                   stent_hu: float = STENT_HU, noise_warn_hu: float = NOISE_WARN_HU,
                   noise_not_assessable_hu: float | None = NOISE_NOT_ASSESSABLE_HU,
-                  valve: bool = True, devices=None, contrast: bool = True, fov: bool = True) -> list[Flag]:
+                  valve: bool = True, devices=None, contrast: bool = True, fov: bool = True,
+                  heart_interior_hu: float | None = None) -> list[Flag]:
     """Flags detectable from the CT and the six-class map (same grid): stents, valve calcium, noise,
     contrast, a field of view without a heart.
 
     ``devices`` (a :class:`cacpipe.quant.devices.DeviceScan`): its stents replace the metal-density
     stent check here and its exclusion mask is not taken for valve calcium. ``fov`` needs ``heart``.
+    ``heart_interior_hu``: the blood pool of ``heart`` on this CT when already measured
+    (:func:`contrast_flags`).
     """
     lab = _as_label_array(labels.array)
     boxes = label_boxes(lab)
@@ -281,7 +290,7 @@ def quality_flags(ct: Volume, labels: Volume, heart: Volume | None = None, *,
     if valve and not prosthesis:
         out += valve_flags(ct, lab, boxes, exclude=None if devices is None else devices.exclusion)
     if contrast:
-        out += contrast_flags(ct, lab, boxes, heart)[0]
+        out += contrast_flags(ct, lab, boxes, heart, heart_interior_hu=heart_interior_hu)[0]
     sd = noise_sd(ct, lab, boxes, heart)
     if sd is not None:
         if noise_not_assessable_hu is not None and sd > noise_not_assessable_hu:

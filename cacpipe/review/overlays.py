@@ -23,6 +23,7 @@ from scipy import ndimage
 from ..config import ReviewSettings
 from ..files import make_private_dir, protect
 from ..labels import ARTERIES, ARTERY_COLOURS, ARTERY_ID, CALCIUM_COLOUR, CALCIUM_ID, LABEL_CLASSES
+from ..morph import label_objects
 from ..quant.lesions import Lesion
 from ..record import StudyResult
 from ..units import CALCIUM_THRESHOLD_HU
@@ -48,20 +49,22 @@ def font(size: int = 14) -> ImageFont.FreeTypeFont:
 def display_labels(ct: Volume, labels: Volume) -> Volume:
     """The label map as drawn: calcium-label voxels below 130 HU become their artery's label, so the
     calcium drawn is exactly the calcium counted (HU >= 130 inside a calcium label)."""
-    from scipy import ndimage
-
     lab = np.asarray(labels.array)
-    out = lab.copy()
     hu = np.asarray(ct.array)
-    # Only each calcium class's box is looked at (a few cm of a scan of hundreds of slices).
-    boxes = ndimage.find_objects(lab, max_label=max(CALCIUM_ID.values())) if lab.dtype.kind in "iu" else None
+    # Only each calcium class's box is looked at (a few cm of a scan of hundreds of slices), and
+    # the map is copied only when a voxel changes (post-processing already relabels sub-threshold
+    # calcium, so usually none does).
+    boxes = label_objects(lab, max_label=max(CALCIUM_ID.values())) if lab.dtype.kind in "iu" else None
+    out = None
     for a in ARTERIES:
         box = (slice(None),) * 3 if boxes is None else boxes[CALCIUM_ID[a] - 1]
         if box is None:
             continue
-        view = out[box]
-        view[(lab[box] == CALCIUM_ID[a]) & (hu[box] < CALCIUM_THRESHOLD_HU)] = ARTERY_ID[a]
-    return labels.with_array(out)
+        low = (lab[box] == CALCIUM_ID[a]) & (hu[box] < CALCIUM_THRESHOLD_HU)
+        if low.any():
+            out = lab.copy() if out is None else out
+            out[box][low] = ARTERY_ID[a]
+    return labels.with_array(lab if out is None else out)  # unchanged: the same voxels, not copied
 
 
 def statement_lines(statements: list[str], width: int, size: int = STATEMENT_FONT_SIZE) -> list[str]:

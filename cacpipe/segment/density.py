@@ -154,12 +154,14 @@ def _near_labels(coronary: np.ndarray, dense: np.ndarray, sp, near_mm: float, to
 
 def find_candidates(hu: np.ndarray, lab: np.ndarray, seeds: np.ndarray, spacing_zyx, noise_sd: float,
                     near_mm: float = NEAR_MM, touch_mm: float = TOUCH_MM, blood_hu: float = DEFAULT_BLOOD_HU,
-                    prob: np.ndarray | None = None) -> tuple[np.ndarray, list[Candidate]]:
+                    prob: np.ndarray | None = None, dense_labels: tuple[np.ndarray, int] | None = None
+                    ) -> tuple[np.ndarray, list[Candidate]]:
     """(map of candidate ids, candidates) of a work box: connected >= 130 HU voxels within
     ``near_mm`` of a coronary label (``lab > 0``), touching one within ``touch_mm``.
 
     ``seeds``: the voxels the calcium channel marked (>= 130 HU); a candidate holding one is the
     network's (``network=True``) and is not judged. ``prob``: the network's calcium probability.
+    ``dense_labels``: ``ndimage.label(hu >= 130 HU, 26-connected)`` when already computed.
     Arrays are (z, y, x) on one grid."""
     coronary = lab > 0
     dense = hu >= CALCIUM_THRESHOLD_HU
@@ -171,9 +173,10 @@ def find_candidates(hu: np.ndarray, lab: np.ndarray, seeds: np.ndarray, spacing_
     comp, n = ndimage.label(near, structure=_CONN26)
     if n == 0:
         return ids, []
-    idx = np.arange(1, n + 1)
-    touch = ndimage.maximum(close, comp, idx).astype(bool)
-    full, _ = ndimage.label(dense, structure=_CONN26)
+    hit = np.zeros(n + 1, dtype=bool)  # = ndimage.maximum(close, comp, idx): any close voxel per component
+    hit[comp[close]] = True
+    touch = hit[1:]
+    full = dense_labels[0] if dense_labels is not None else ndimage.label(dense, structure=_CONN26)[0]
     vox = float(np.prod(sp))
     area_px = sp[1] * sp[2]
     sd = max(float(noise_sd), NOISE_FLOOR_HU)

@@ -175,6 +175,34 @@ def _box(mask: np.ndarray, pad: tuple[int, int, int]) -> tuple[slice, ...] | Non
     return tuple(out)
 
 
+def _nonzero_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The bounding box of ``mask``'s nonzero voxels (``ndimage.find_objects``' slices for a 0/1
+    mask), from its projections; None when empty."""
+    return _box(np.asarray(mask), (0, 0, 0))
+
+
+def _label_in_box(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``ndimage.label(mask, 26-connected)``, labelled in the mask's bounding box: the same map
+    (raster order, hence numbering, is kept), zero outside, at the cost of the box."""
+    out = np.zeros(mask.shape, dtype=np.int32)
+    sl = _nonzero_box(mask)
+    if sl is None:
+        return out, 0
+    out[sl], n = ndimage.label(mask[sl], structure=_CONN26)
+    return out, int(n)
+
+
+def _read_box(arr: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """``arr[box]`` where ``arr`` may stop short of the box's far corner (voxels [0, k) per axis of
+    the box's grid, same origin): zero beyond."""
+    if all(s.stop <= n for s, n in zip(box, arr.shape, strict=True)):
+        return arr[box]
+    out = np.zeros(tuple(s.stop - s.start for s in box), dtype=arr.dtype)
+    have = tuple(slice(s.start, max(s.start, min(s.stop, n))) for s, n in zip(box, arr.shape, strict=True))
+    out[tuple(slice(0, h.stop - h.start) for h in have)] = arr[have]
+    return out
+
+
 def _pad(mm: float, spacing_zyx) -> tuple[int, int, int]:
     return tuple(int(np.ceil(mm / float(s))) + 1 for s in spacing_zyx)  # type: ignore[return-value]
 
@@ -185,8 +213,8 @@ def lateral_mm(vol: Volume, idx_zyx: np.ndarray) -> np.ndarray:
 
 
 def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm: float | None = COMPLETION_MM,
-                     fragment_mm3: float = FRAGMENT_MM3, extra_seeds: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     fragment_mm3: float = FRAGMENT_MM3, extra_seeds: np.ndarray | None = None,
+                     dense_labels: tuple[np.ndarray, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(completed calcium mask, predicted calcium voxels below 130 HU) of a six-class map.
 
     Completed calcium = every >= 130 HU voxel 26-connected to a predicted calcium voxel of
@@ -196,6 +224,7 @@ def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm
     bound the growth (a stray label on a valve or the aortic wall would pull in the whole blob).
     ``completion_mm=None``: no growth (the predicted calcium >= 130 HU only). ``extra_seeds``: more
     seed voxels (>= 130 HU) than the calcium labels, e.g. the density rule's accepted candidates.
+    ``dense_labels``: ``ndimage.label(hu >= 130 HU, 26-connected)`` when already computed.
     """
     coronary = lab > 0
     is_calc_label = np.isin(lab, CALCIUM_IDS)
@@ -208,10 +237,10 @@ def complete_calcium(hu: np.ndarray, lab: np.ndarray, spacing_zyx, completion_mm
     tree, n_tree = ndimage.label(coronary, structure=_CONN26)
     artery_vox = np.bincount(tree[coronary & ~is_calc_label], minlength=n_tree + 1)
     vox = float(np.prod(spacing_zyx))
-    growing = seeds & (artery_vox[tree] * vox >= fragment_mm3)
+    growing = seeds & (artery_vox * vox >= fragment_mm3)[tree]
     # Candidates: the >= 130 HU components that hold a growing seed (small: plaques, unless one
     # touches bone); the distance bound is then computed in their box only.
-    comp, n = ndimage.label(dense, structure=_CONN26)
+    comp, n = dense_labels if dense_labels is not None else ndimage.label(dense, structure=_CONN26)
     hit = np.zeros(n + 1, dtype=bool)
     hit[np.unique(comp[growing])] = True
     hit[0] = False
@@ -356,16 +385,18 @@ def _attribute(lab: np.ndarray, lesion: np.ndarray, tree: np.ndarray, channels: 
 
 def _ostium(mask: np.ndarray, spacing_zyx) -> np.ndarray | None:
     """Mean index (z, y, x) of the most superior 2 mm of the largest component of ``mask``."""
-    comp, n = ndimage.label(mask, structure=_CONN26)
-    if n == 0:
+    # Labelled in the mask's own box (the same components, numbered alike: raster order is kept).
+    sl = _nonzero_box(mask)
+    if sl is None:
         return None
+    comp, _ = ndimage.label(mask[sl], structure=_CONN26)
     main = comp == (int(np.argmax(np.bincount(comp.ravel())[1:])) + 1)
     zs = np.nonzero(main.any(axis=(1, 2)))[0]
     # Axis 0 runs inferior -> superior (ingest sorts slices so), so the ostium end is the highest slices.
     keep = max(1, int(round(2.0 / float(spacing_zyx[0]))))
-    top = main.copy()
+    top = main
     top[: max(zs[0], zs[-1] - keep + 1)] = False
-    return np.argwhere(top).mean(axis=0)
+    return (np.argwhere(top) + [s.start for s in sl]).mean(axis=0)
 
 
 def body_midline_mm(ct: Volume, z_index: int) -> float | None:
@@ -382,12 +413,17 @@ def body_midline_mm(ct: Volume, z_index: int) -> float | None:
 
 def _centroid(mask: np.ndarray) -> np.ndarray | None:
     """Mean index (z, y, x) of a 0/1 mask, computed inside its bounding box (one pass over the volume)."""
-    m = np.asarray(mask) > 0
-    found = ndimage.find_objects(m.view(np.uint8))
-    if not found or found[0] is None:
+    m = np.asarray(mask)
+    sl = _nonzero_box(m)
+    if sl is None:
         return None
-    sl = found[0]
-    return np.argwhere(m[sl]).mean(axis=0) + [s.start for s in sl]
+    sub = m[sl] > 0
+    # = np.argwhere(sub).mean(axis=0): the index sums are integers either way (exact in float64),
+    # here from the three projections' counts instead of an (N, 3) list of a whole heart's voxels.
+    n = np.count_nonzero(sub)
+    sums = [int(np.dot(np.arange(sub.shape[ax], dtype=np.int64),
+                       sub.sum(axis=tuple(a for a in range(3) if a != ax), dtype=np.int64))) for ax in range(3)]
+    return np.array(sums, dtype=np.float64) / n + [s.start for s in sl]
 
 
 @dataclass
@@ -442,13 +478,15 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
     >= 130 HU too). ``density_rule``: >= 130 HU spots on the predicted tree that the calcium channel
     missed become calcium when :mod:`cacpipe.segment.density`'s judge accepts them (``rule``: the
     shipped one by default). Flags name slices as PACS does (``ct.slice_reference``).
-    ``calcium_prob`` (same grid): the network's calcium probability, a feature of the density rule.
+    ``calcium_prob`` (same grid): the network's calcium probability, a feature of the density rule;
+    it may cover only the voxels [0, k) per axis of the grid (same origin; zero beyond: the
+    pipeline resamples it onto the crop box's corner only).
     Returns the refined map (what is written to disk and quantified), the flags and a record.
     """
     if ct.shape != labels.shape:
         raise ValueError(f"CT {ct.shape} and labels {labels.shape} differ: refine on the original grid")
     sp = tuple(float(s) for s in ct.spacing_zyx)
-    lab_full = np.asarray(labels.array).astype(np.uint8, copy=True)
+    lab_full = np.asarray(labels.array).astype(np.uint8, copy=False)  # read only: the map is changed in ``out``
     out = lab_full.copy()
     heart_full = None if heart is None else np.asarray(heart.array)
     # Everything happens in one box: the labels plus the farthest any step looks from them.
@@ -470,20 +508,24 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
                   "root_from": ref.root_from, "root_lateral_mm": None if ref.root_mm is None else round(ref.root_mm, 1),
                   "heart_centre_lateral_mm": None if ref.heart_offset_mm is None else round(ref.heart_offset_mm, 1),
                   "removed_outside_heart_mm3": None if far is None else removed}
-    extra, cands, cand_ids = None, [], None
+    extra, cands, cand_ids, dense_labels = None, [], None, None
     if complete:  # candidates are found (and the plausible ones reported) even with the rule off
-        prob = None if calcium_prob is None else np.asarray(calcium_prob.array)[box]
-        extra, cands, cand_ids = _density_candidates(hu, lab, heart_box, sp, rule, info, offset, density_rule, prob)
-    calc, below = complete_calcium(hu, lab, sp, completion_mm if complete else None, extra_seeds=extra)
+        # the >= 130 HU components of the box, labelled once for the density rule and the completion
+        dense_labels = ndimage.label(hu >= CALCIUM_THRESHOLD_HU, structure=_CONN26)
+        prob = None if calcium_prob is None else _read_box(np.asarray(calcium_prob.array), box)
+        extra, cands, cand_ids = _density_candidates(hu, lab, heart_box, sp, rule, info, offset, density_rule, prob,
+                                                     dense_labels=dense_labels)
+    calc, below = complete_calcium(hu, lab, sp, completion_mm if complete else None, extra_seeds=extra,
+                                   dense_labels=dense_labels)
+    del dense_labels
     new = lab.copy()
     for a in ARTERIES:  # every calcium label back to artery first; lesions are painted below
         new[lab == CALCIUM_ID[a]] = ARTERY_ID[a]
-    tree, _ = ndimage.label((lab > 0) | calc, structure=_CONN26)
-    les_map, n_les = ndimage.label(calc, structure=_CONN26)
+    tree, _ = _label_in_box((lab > 0) | calc)
+    les_map, n_les = _label_in_box(calc)
     # The left trees (LM + LAD + LCX labels and the completed lesions) and, per tree holding a
     # lesion, the geodesic distance from its ostium end: what lies beyond a lesion names its branch.
-    left, _ = ndimage.label(np.isin(lab, [ARTERY_ID[a] for a in _LEFT] + [CALCIUM_ID[a] for a in _LEFT]) | calc,
-                            structure=_CONN26)
+    left, _ = _label_in_box(np.isin(lab, [ARTERY_ID[a] for a in _LEFT] + [CALCIUM_ID[a] for a in _LEFT]) | calc)
     left_boxes = ndimage.find_objects(left)
     root_cache: dict[int, np.ndarray] = {}
     pad = _pad(max(local_mm, NEAR_TREE_MM, TREE_MM) + 1.0, sp)
@@ -515,9 +557,13 @@ def refine(ct: Volume, labels: Volume, heart: Volume | None = None, *, complete:
     painted = owner[les_map]  # artery id of each lesion voxel
     new[calc] = painted[calc] + 3  # artery id -> its calcium id
     # Sub-threshold calcium next to a lesion joins that lesion's artery (as artery, not calcium).
-    near_owner = ndimage.grey_dilation(painted, footprint=_CONN26)
-    nb = below & (near_owner > 0)
-    new[nb] = near_owner[nb]
+    # The 3 x 3 x 3 maximum is taken in their box only, one voxel wider: it reads a voxel's
+    # neighbours only, and at the array's edge the box's edge is the array's (the same reflection).
+    bb = _box(below, (1, 1, 1))
+    if bb is not None:
+        near_owner = ndimage.grey_dilation(painted[bb], footprint=_CONN26)
+        nb = below[bb] & (near_owner > 0)
+        new[bb][nb] = near_owner[nb]
     out[box] = new
     if cands:
         flags += _uncounted(ct, cands, cand_ids, calc, new, offset, sp, info)
@@ -618,16 +664,19 @@ def _drop_far_fragments(lab: np.ndarray, far: np.ndarray, voxel_mm3: float, flag
     ``removed_outside_heart_mm3``), not flagged: a flag on every study teaches readers to ignore
     flags. Only removed pieces holding at least ``REMOVED_CALCIUM_FLAG_MM3`` of calcium-labelled
     dense voxels get an info flag (calcium the reader might look for in the count)."""
-    comp, n = ndimage.label(lab > 0, structure=_CONN26)
-    if n == 0:
+    sl = _nonzero_box(lab)  # the pieces lie in the labels' box: labelled there (same numbering)
+    if sl is None:
         return lab, 0.0
+    comp, n = ndimage.label(lab[sl] > 0, structure=_CONN26)
     size = np.bincount(comp.ravel(), minlength=n + 1)
-    near = np.bincount(comp[~far].ravel(), minlength=n + 1)
+    near = np.bincount(comp[~far[sl]].ravel(), minlength=n + 1)
     drop = (near == 0) & (size < FRAGMENT_SHARE * size[1:].sum())
     drop[0] = False
-    gone = drop[comp]
-    if not gone.any():
+    if not drop.any():
         return lab, 0.0
+    gone_sub = drop[comp]
+    gone = np.zeros(lab.shape, dtype=bool)
+    gone[sl] = gone_sub
     per = {a: float(np.isin(lab[gone], (ARTERY_ID[a], CALCIUM_ID[a])).sum()) * voxel_mm3 for a in ARTERIES}
     calc = float(np.isin(lab[gone], CALCIUM_IDS).sum()) * voxel_mm3
     if calc >= REMOVED_CALCIUM_FLAG_MM3:
@@ -658,8 +707,8 @@ def _outside_heart(ct: Volume, lab: np.ndarray, whole: dict[str, np.ndarray], fa
 
 
 def _density_candidates(hu: np.ndarray, lab: np.ndarray, heart: np.ndarray | None, sp, rule: DensityRule | None,
-                        info: dict, offset, accept: bool = True, prob: np.ndarray | None = None
-                        ) -> tuple[np.ndarray | None, list, np.ndarray]:
+                        info: dict, offset, accept: bool = True, prob: np.ndarray | None = None,
+                        dense_labels: tuple[np.ndarray, int] | None = None) -> tuple[np.ndarray | None, list, np.ndarray]:
     """The density rule on the work box: (accepted seed voxels or None, candidates, candidate-id map).
 
     Candidates holding metal (>= METAL_HU) are never accepted: a lead, clip or stent next to an
@@ -670,7 +719,8 @@ def _density_candidates(hu: np.ndarray, lab: np.ndarray, heart: np.ndarray | Non
     rule = rule or load_rule()
     seeds = np.isin(lab, CALCIUM_IDS) & (hu >= CALCIUM_THRESHOLD_HU)
     ids, cands = find_candidates(hu, lab, seeds, sp, DEFAULT_NOISE_HU if blood is None else blood[1],
-                                 blood_hu=DEFAULT_BLOOD_HU if blood is None else blood[0], prob=prob)
+                                 blood_hu=DEFAULT_BLOOD_HU if blood is None else blood[0], prob=prob,
+                                 dense_labels=dense_labels)
     judge(cands, rule)
     for c in cands:
         if c.accepted and (c.peak_hu >= METAL_HU or not accept):
