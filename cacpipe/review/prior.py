@@ -180,7 +180,9 @@ each lesion by its match id (the same id in both studies).</p>{warn}
 <th class=num>per year</th><th class=num title='square-root volume change, sqrt(mm3)'>&Delta;&radic;vol</th><th>change</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 <p class=muted>Progression: &Delta;&radic;volume &ge; {_num(rep.get('sqrt_volume_threshold'), 1)}
-({E(rep.get('source') or '')}).</p>
+({E(rep.get('source') or '')}). Each lesion's status follows the same rule on its own volume: grown or
+smaller when its &radic;volume changed by at least that much, stable otherwise (so a small lesion can gain
+mm&sup3; and still read stable).</p>
 <table id=prior-lesions><thead><tr><th>match</th><th>artery</th><th>status</th><th>prior lesion</th>
 <th>current lesion</th><th class=num>mm&sup3; prior &rarr; now</th></tr></thead><tbody>{''.join(les)}</tbody></table>
 </section>"""
