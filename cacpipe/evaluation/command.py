@@ -54,8 +54,8 @@ def command(pred: Path | None, ref: Path | None, ratings: tuple[Path, ...], ref_
     from . import evaluate, load_prediction, load_reference, read_csv, write_outputs
     from .report_text import format_text
 
-    if pred is not None and ref is not None and _progression_doc(pred) is not None:
-        _progression(_progression_doc(pred), ref, out_dir, as_json)
+    if pred is not None and ref is not None and (doc := _progression_doc(pred)) is not None:
+        _progression(doc, ref, out_dir, as_json)
         return
     s = SEPS[sep]
     p = load_prediction(pred, s, decimal) if pred else None
