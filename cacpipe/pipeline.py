@@ -150,7 +150,7 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     agreement = None if agreement is None else _widened(agreement, volume, z_stop)
     if not labels.array.any():  # nothing labelled: post-processing looks at the middle slice; give it the scan
         z_stop = volume.shape[0]
-        labels = _on_slices(labels, volume, z_stop)
+        labels = _widened(labels, volume, z_stop)
     ct_z, heart_z = _slices(volume, z_stop), _slices(st1.heart_mask, z_stop)
     lap("uncrop")
 
@@ -213,9 +213,9 @@ def finish_series(prep: Prepared, out_dir: Path) -> StudyResult:
     result.set_grid(volume, series.instance_numbers, series.slice_positions_mm)
     finalise(result)
     # The whole-scan grid again (labels.nii.gz, the review, DICOM SEG): slices past z_stop hold no label.
-    labels = _on_slices(labels, volume, volume.shape[0])
+    labels = _widened(labels, volume, volume.shape[0])
     if agreement is not None:
-        agreement = _on_slices(agreement, volume, volume.shape[0])
+        agreement = _widened(agreement, volume, volume.shape[0])
     lap("quantification")
 
     make_private_dir(out_dir)
@@ -277,7 +277,8 @@ def _crop_stop(record, shape) -> tuple[int, int, int]:
 
 
 def _widened(vol, like, n: int):
-    """``vol`` (voxels [0, k) per axis of ``like``'s grid) on whole slices [0, n) of that grid, zero-filled."""
+    """``vol`` (voxels [0, k) per axis of ``like``'s grid) on whole slices [0, n) of that grid, zero-filled
+    (cut to n slices when it has more)."""
     from .volume import Volume
 
     shape = (n, *like.shape[1:])
@@ -296,18 +297,6 @@ def _slices(vol, z_stop: int):
     if z_stop >= vol.shape[0]:
         return vol
     return Volume(vol.array[:z_stop], vol.spacing_zyx, vol.origin_xyz, vol.direction, meta=dict(vol.meta))
-
-
-def _on_slices(vol, like, n: int):
-    """``vol`` (slices [0, k) of ``like``'s grid) on slices [0, n) of that grid, zero-filled."""
-    from .volume import Volume
-
-    if vol.shape[0] == n:
-        return vol
-    out = np.zeros((n, *vol.shape[1:]), dtype=vol.array.dtype)
-    k = min(n, vol.shape[0])
-    out[:k] = vol.array[:k]
-    return Volume(out, like.spacing_zyx, like.origin_xyz, like.direction, meta=dict(vol.meta))
 
 
 def _work_box(labels: np.ndarray, record) -> tuple[slice, slice, slice]:
@@ -329,7 +318,7 @@ def _pasted(vol, sub, box: tuple[slice, ...], like):
     """``vol`` (slices [0, k) of ``like``'s grid) with ``sub`` written into ``box`` (which starts at voxel 0)."""
     from .volume import Volume
 
-    full = _on_slices(vol, like, max(vol.shape[0], box[0].stop))
+    full = _widened(vol, like, max(vol.shape[0], box[0].stop))
     arr = np.array(full.array, copy=True)
     arr[box] = sub.array
     return Volume(arr, full.spacing_zyx, full.origin_xyz, full.direction, meta=dict(vol.meta))
@@ -339,7 +328,7 @@ def _boxed(vol, box: tuple[slice, ...]):
     """The sub-volume ``vol.array[box]`` of a box starting at voxel (0, 0, 0): same origin and geometry."""
     from .volume import Volume
 
-    arr = vol.array[box] if vol.shape[0] >= box[0].stop else _on_slices(vol, vol, box[0].stop).array[box]
+    arr = vol.array[box] if vol.shape[0] >= box[0].stop else _widened(vol, vol, box[0].stop).array[box]
     return Volume(arr, vol.spacing_zyx, vol.origin_xyz, vol.direction, meta=dict(vol.meta))
 
 
