@@ -76,6 +76,14 @@ class Volume:
         sp = np.asarray(zyx_to_xyz(self.spacing_zyx))
         return np.asarray(self.origin_xyz) + (idx * sp) @ d.T
 
+    def physical_to_index(self, xyz: np.ndarray) -> np.ndarray:
+        """LPS mm (N, 3) as (x, y, z) -> continuous (z, y, x) voxel indices (N, 3): the inverse of
+        :meth:`index_to_physical` (the direction matrix is orthonormal)."""
+        d = np.asarray(self.direction, dtype=float).reshape(3, 3)
+        sp = np.asarray(zyx_to_xyz(self.spacing_zyx), dtype=float)
+        ijk = (np.atleast_2d(np.asarray(xyz, dtype=float)) - np.asarray(self.origin_xyz, dtype=float)) @ d / sp
+        return ijk[:, ::-1]
+
     # --- SimpleITK / NIfTI -------------------------------------------------------------
     def to_sitk(self) -> sitk.Image:
         img = sitk.GetImageFromArray(np.ascontiguousarray(self.array))

@@ -89,3 +89,17 @@ def test_resample_to_spacing_keeps_extent(small_phantom):
     assert r.shape == (200, 512, 512) and r.origin_xyz == small_phantom.heart.origin_xyz
     vol_ratio = r.array.sum() * r.voxel_volume_mm3 / (small_phantom.heart.array.sum() * small_phantom.heart.voxel_volume_mm3)
     assert abs(vol_ratio - 1) < 0.02
+
+
+@pytest.mark.parametrize("direction", [(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+                                       (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0),
+                                       (0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0)])
+def test_physical_to_index_inverts_index_to_physical(direction):
+    """Volume.physical_to_index (used by the progression's prior look and the review's prior pane)
+    gives back the voxel indices index_to_physical started from, on grids of three orientations."""
+    ct = Volume(np.zeros((10, 20, 30), np.int16), (2.5, 0.7, 0.8), (-100.0, 50.0, 12.0), direction=direction)
+    idx = np.array([[0.0, 0.0, 0.0], [3.5, 17.25, 2.0], [9.0, 19.0, 29.0]])
+    xyz = ct.index_to_physical(idx)
+    assert not np.allclose(xyz, idx)
+    assert np.allclose(ct.physical_to_index(xyz), idx, atol=1e-9)
+    assert np.allclose(ct.physical_to_index(xyz[1]), idx[1:2], atol=1e-9)  # one point: shape (1, 3)

@@ -30,13 +30,6 @@ RADIUS_MM = 3.0
 SEED_SD = 5.0  # a component counts when one voxel exceeds the local soft-tissue median by 5 noise SDs
 
 
-
-def _to_index(ct: Volume, xyz: np.ndarray) -> np.ndarray:
-    d = np.asarray(ct.direction, float).reshape(3, 3)
-    sp = np.asarray(ct.spacing_zyx, float)[::-1]
-    return ((np.asarray(xyz, float) - np.asarray(ct.origin_xyz, float)) @ d / sp)[::-1]
-
-
 def _noise_sd(hu: np.ndarray) -> float:
     """Noise SD (HU) of soft tissue: from differences of in-plane neighbours (which cancel anatomy
     but not noise), robustly (median absolute deviation), over pairs of -200..300 HU voxels."""
@@ -53,7 +46,7 @@ def prior_calcium(prior_ct: Volume, xyz: np.ndarray, extent_mm: float) -> dict:
     "distance_mm" (of its centroid from ``xyz``), "radius_mm"}; volume 0 when none."""
     radius = RADIUS_MM + 0.5 * float(extent_mm)
     sp = np.asarray(prior_ct.spacing_zyx, float)
-    c = _to_index(prior_ct, xyz)
+    c = prior_ct.physical_to_index(xyz)[0]
     pad = np.ceil((radius + 4.0) / sp).astype(int) + 1  # some tissue round the ball for the noise
     lo = np.maximum(np.floor(c).astype(int) - pad, 0)
     hi = np.minimum(np.ceil(c).astype(int) + pad + 1, prior_ct.shape)

@@ -67,14 +67,6 @@ def read_prior(study_dir: str | Path, result: StudyResult) -> dict | None:
     return doc
 
 
-def _physical_to_index(ct: Volume, xyz: np.ndarray) -> np.ndarray:
-    """LPS mm (N, 3) -> continuous (z, y, x) voxel indices of ``ct``."""
-    d = np.asarray(ct.direction, float).reshape(3, 3)
-    sp = np.asarray(ct.spacing_zyx, float)[::-1]
-    ijk = (np.atleast_2d(xyz) - np.asarray(ct.origin_xyz, float)) @ d / sp
-    return ijk[:, ::-1]
-
-
 def current_to_prior(doc: dict):
     """The registration as a SimpleITK transform current -> prior (None: not registered)."""
     import SimpleITK as sitk
@@ -119,7 +111,7 @@ def prior_page_data(doc: dict, study_dir: Path, ct: Volume, box: tuple[slice, sl
     vol, why = prior_volume(doc, study_dir, ct, box)
     events = []
     for e in doc.get("lesions", []):
-        zyx = _physical_to_index(ct, np.asarray(e["xyz"], float))[0] if e.get("xyz") else None
+        zyx = ct.physical_to_index(e["xyz"])[0] if e.get("xyz") else None
         events.append({k: e.get(k) for k in ("match_id", "status", "artery", "prior_lesion", "current_lesion",
                                               "prior_volume_mm3", "current_volume_mm3")}
                       | {"zyx": None if zyx is None else [round(float(v), 2) for v in zyx],
